@@ -1,0 +1,13 @@
+//! The `KinesisIngester` custom resource: types shared by the operator and the ingester, and the CRD generator.
+
+mod crd;
+mod duration;
+mod spec;
+mod status;
+mod validate;
+
+pub use crd::{CRD_FILE_NAME, crd_yaml};
+pub use duration::{DURATION_PATTERN, Duration, ParseDurationError};
+pub use spec::*;
+pub use status::*;
+pub use validate::{FieldError, ValidationErrors};

@@ -1,0 +1,512 @@
+//! The `KinesisIngester` spec: which stream to read, how to read and decode it, where to deliver, and how many workers.
+
+use std::collections::BTreeMap;
+
+use k8s_openapi::api::core::v1::{Affinity, ResourceRequirements, Toleration};
+use kube::{CustomResource, KubeSchema};
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+use crate::{Duration, status::KinesisIngesterStatus};
+
+/// Desired state of a KinesisIngester: read one Kinesis data stream and deliver its records to a
+/// sink. The same document is the standalone ingester's config file
+/// (`kinesis-ingester run -f ingester.yaml`).
+// clippy reads the repeated `type_ = "string"` of the printcolumns as duplicated attributes.
+#[allow(clippy::duplicated_attributes)]
+#[derive(CustomResource, KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[kube(
+    group = "kinesis-operator.dev",
+    version = "v1alpha1",
+    kind = "KinesisIngester",
+    plural = "kinesisingesters",
+    shortname = "ki",
+    category = "kinesis",
+    namespaced,
+    status = "KinesisIngesterStatus",
+    derive = "PartialEq",
+    doc = "A KinesisIngester reads one Amazon Kinesis data stream with a fleet of worker pods and delivers its records to a sink.",
+    scale(
+        spec_replicas_path = ".spec.workers.replicas",
+        status_replicas_path = ".status.replicas",
+        label_selector_path = ".status.selector"
+    ),
+    printcolumn(
+        name = "Stream",
+        type_ = "string",
+        json_path = ".status.streamName",
+        description = "Stream being read"
+    ),
+    printcolumn(
+        name = "Shards",
+        type_ = "integer",
+        json_path = ".status.openShards",
+        description = "Open shards in the stream"
+    ),
+    printcolumn(
+        name = "Workers",
+        type_ = "string",
+        json_path = ".status.workers",
+        description = "Ready/desired worker pods"
+    ),
+    printcolumn(
+        name = "Lag",
+        type_ = "string",
+        json_path = ".status.lag",
+        description = "Largest MillisBehindLatest over all shards"
+    ),
+    printcolumn(
+        name = "Ready",
+        type_ = "string",
+        json_path = ".status.conditions[?(@.type==\"Ready\")].status"
+    ),
+    printcolumn(
+        name = "Age",
+        type_ = "date",
+        json_path = ".metadata.creationTimestamp"
+    )
+)]
+#[serde(rename_all = "camelCase")]
+pub struct KinesisIngesterSpec {
+    /// The Kinesis data stream to read.
+    pub stream: StreamSpec,
+
+    /// How records are read: polling with GetRecords or enhanced fan-out, and where to start.
+    #[serde(default)]
+    pub read: ReadSpec,
+
+    /// How record payloads are decoded before delivery.
+    #[serde(default)]
+    pub decode: DecodeSpec,
+
+    /// Where decoded records are delivered, and how they are batched.
+    pub sink: SinkSpec,
+
+    /// The worker pods that read the shards (ignored by the standalone ingester).
+    #[serde(default)]
+    pub workers: WorkersSpec,
+}
+
+/// Identifies the stream by name or ARN, with the region and an optional endpoint override.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
+#[serde(rename_all = "camelCase")]
+#[x_kube(validation = Rule::new("has(self.name) != has(self.arn)").message("stream: set exactly one of name or arn").reason(Reason::FieldValueRequired))]
+pub struct StreamSpec {
+    /// Name of the stream, e.g. `orders`. Set either this or `arn`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 128), regex(pattern = r"^[a-zA-Z0-9_.-]+$"))]
+    pub name: Option<String>,
+
+    /// ARN of the stream, e.g. `arn:aws:kinesis:us-east-1:123456789012:stream/orders`. Set either
+    /// this or `name`. The ARN form is needed to read a stream in another account.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(regex(
+        pattern = r"^arn:aws[a-z-]*:kinesis:[a-z0-9-]+:[0-9]{12}:stream/[a-zA-Z0-9_.-]{1,128}$"
+    ))]
+    pub arn: Option<String>,
+
+    /// AWS region of the stream, e.g. `us-east-1`. Defaults to the region in `arn`, then to the
+    /// region of the default AWS configuration chain (AWS_REGION, profile, IMDS).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(regex(pattern = r"^[a-z]{2}(-[a-z]+)+-[0-9]+$"))]
+    pub region: Option<String>,
+
+    /// Endpoint URL that replaces the regional Kinesis endpoint, e.g. a VPC endpoint or a local
+    /// emulator such as `http://127.0.0.1:4568`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(regex(pattern = r"^https?://[^\s/]+(/.*)?$"))]
+    pub endpoint: Option<String>,
+
+    /// IAM role to assume before reading, for a stream in another account. The worker's own
+    /// credentials (IRSA, Pod Identity, or the default chain) must be allowed to assume it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(regex(pattern = r"^arn:aws[a-z-]*:iam::[0-9]{12}:role/.+$"))]
+    pub role_arn: Option<String>,
+}
+
+/// Reading mode and position.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+#[x_kube(validation = Rule::new("duration(self.pollInterval) >= duration('200ms')").message("read.pollInterval must be at least 200ms: Kinesis allows 5 GetRecords calls per shard per second").reason(Reason::FieldValueInvalid))]
+pub struct ReadSpec {
+    /// `Polling` calls GetRecords on each shard every `pollInterval` and shares the shard's
+    /// 2 MB/s read limit with other consumers. `EnhancedFanOut` registers a stream consumer and
+    /// receives records pushed over SubscribeToShard with a dedicated 2 MB/s per shard.
+    #[serde(default)]
+    pub mode: ReadMode,
+
+    /// Where a shard without a checkpoint starts.
+    #[serde(default)]
+    pub starting_position: StartingPosition,
+
+    /// Time between GetRecords calls on one shard when the previous call returned no backlog.
+    /// At least 200ms; Kinesis allows 5 calls per shard per second across all consumers.
+    #[serde(default = "default_poll_interval")]
+    pub poll_interval: Duration,
+
+    /// Largest number of records one GetRecords call returns (1 to 10000).
+    #[serde(default = "default_max_records")]
+    #[schemars(range(min = 1, max = 10000))]
+    pub max_records_per_call: i32,
+
+    /// Name of the enhanced fan-out consumer to register. Defaults to
+    /// `kinesis-operator-<namespace>-<name>`. Used only in `EnhancedFanOut` mode.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 128), regex(pattern = r"^[a-zA-Z0-9_.-]+$"))]
+    pub consumer_name: Option<String>,
+
+    /// How often the shard list is refreshed to notice resharding (SplitShard, MergeShards,
+    /// UpdateShardCount) that no reader has reached yet.
+    #[serde(default = "default_shard_sync_interval")]
+    pub shard_sync_interval: Duration,
+
+    /// Read a child shard only after all of its parents have been read to their end, so records
+    /// of one partition key are delivered in order across a reshard. Turn off to start children
+    /// at once, trading order for latency.
+    #[serde(default = "default_true")]
+    pub strict_order: bool,
+}
+
+fn default_poll_interval() -> Duration {
+    Duration::from_millis(1000)
+}
+
+fn default_shard_sync_interval() -> Duration {
+    Duration::from_millis(60_000)
+}
+
+fn default_max_records() -> i32 {
+    10_000
+}
+
+fn default_true() -> bool {
+    true
+}
+
+impl Default for ReadSpec {
+    fn default() -> Self {
+        Self {
+            mode: ReadMode::default(),
+            starting_position: StartingPosition::default(),
+            poll_interval: default_poll_interval(),
+            max_records_per_call: default_max_records(),
+            consumer_name: None,
+            shard_sync_interval: default_shard_sync_interval(),
+            strict_order: true,
+        }
+    }
+}
+
+/// How shards are read.
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum ReadMode {
+    /// GetRecords polling (shared throughput).
+    #[default]
+    Polling,
+    /// SubscribeToShard with a registered consumer (dedicated throughput).
+    EnhancedFanOut,
+}
+
+/// Where a shard without a checkpoint starts reading.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
+#[serde(rename_all = "camelCase")]
+#[x_kube(validation = Rule::new("self.type == 'AtTimestamp' ? has(self.timestamp) : !has(self.timestamp)").message("read.startingPosition.timestamp is required when type is AtTimestamp, and allowed only then").reason(Reason::FieldValueInvalid))]
+pub struct StartingPosition {
+    /// `TrimHorizon` starts at the oldest record still retained, `Latest` just after the newest
+    /// record, `AtTimestamp` at the first record at or after `timestamp`.
+    #[serde(default, rename = "type")]
+    pub kind: StartingPositionType,
+
+    /// RFC 3339 time, e.g. `2026-11-23T15:00:00Z`. Required with `AtTimestamp`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(extend("format" = "date-time"))]
+    pub timestamp: Option<String>,
+}
+
+/// Starting position kinds, as Kinesis' ShardIteratorType.
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum StartingPositionType {
+    /// The oldest record in the shard (TRIM_HORIZON).
+    TrimHorizon,
+    /// Just after the most recent record (LATEST).
+    #[default]
+    Latest,
+    /// The first record at or after a timestamp (AT_TIMESTAMP).
+    AtTimestamp,
+}
+
+/// Record decoding, applied in order: KPL de-aggregation, decompression, then format.
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct DecodeSpec {
+    /// Split records written by the Kinesis Producer Library with aggregation into their user
+    /// records. Records that are not aggregated pass through unchanged.
+    #[serde(default = "default_true")]
+    pub kpl_deaggregation: bool,
+
+    /// Compression of each (user) record's payload.
+    #[serde(default)]
+    pub compression: Compression,
+
+    /// Payload format. `CloudWatchLogs` unpacks subscription-filter envelopes into one output
+    /// event per log event and drops CONTROL_MESSAGE envelopes; it implies gzip.
+    #[serde(default)]
+    pub format: RecordFormat,
+}
+
+impl Default for DecodeSpec {
+    fn default() -> Self {
+        Self {
+            kpl_deaggregation: true,
+            compression: Compression::default(),
+            format: RecordFormat::default(),
+        }
+    }
+}
+
+/// Payload compression.
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum Compression {
+    /// Payloads are used as they are.
+    #[default]
+    None,
+    /// Payloads are gzip streams and are decompressed.
+    Gzip,
+}
+
+/// Payload format.
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum RecordFormat {
+    /// Payload bytes are delivered as they are.
+    #[default]
+    Raw,
+    /// CloudWatch Logs subscription-filter envelopes (gzip-compressed JSON).
+    CloudWatchLogs,
+}
+
+/// Exactly one sink (`stdout`, `file` or `http`), with batching and a dead-letter file.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
+#[serde(rename_all = "camelCase")]
+#[x_kube(validation = Rule::new("[has(self.stdout), has(self.file), has(self.http)].filter(x, x).size() == 1").message("sink: set exactly one of stdout, file or http").reason(Reason::FieldValueRequired))]
+pub struct SinkSpec {
+    /// Write NDJSON records to standard output.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stdout: Option<StdoutSink>,
+
+    /// Append NDJSON records to a local file.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub file: Option<FileSink>,
+
+    /// POST batches to an HTTP endpoint.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub http: Option<HttpSink>,
+
+    /// A free-form tag copied into every delivered record, e.g. the source system's name.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 256))]
+    pub tag: Option<String>,
+
+    /// When a batch is closed and sent: on count, bytes or age, whichever comes first.
+    #[serde(default)]
+    pub batch: BatchSpec,
+
+    /// File that receives records that cannot be decoded, one NDJSON line each with the reason.
+    /// Without it, such records are logged and counted, then skipped.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1))]
+    pub dead_letter_path: Option<String>,
+}
+
+/// The stdout sink has no settings.
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Eq, Default)]
+pub struct StdoutSink {}
+
+/// A local NDJSON file.
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct FileSink {
+    /// Path of the file; it is created if missing and appended to.
+    #[schemars(length(min = 1))]
+    pub path: String,
+}
+
+/// An HTTP endpoint that receives POSTed batches.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+#[x_kube(validation = Rule::new("self.format != 'ElasticsearchBulk' || has(self.index)").message("sink.http.index is required when format is ElasticsearchBulk").reason(Reason::FieldValueRequired))]
+pub struct HttpSink {
+    /// URL that batches are POSTed to, e.g. `https://search.example.com:9200/_bulk`.
+    #[schemars(regex(pattern = r"^https?://[^\s/]+(/.*)?$"))]
+    pub url: String,
+
+    /// Body format: `Ndjson` sends one JSON record per line; `ElasticsearchBulk` sends the
+    /// Elasticsearch/OpenSearch `_bulk` format with an index action before each record.
+    #[serde(default)]
+    pub format: HttpFormat,
+
+    /// Index name for `ElasticsearchBulk`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 255))]
+    pub index: Option<String>,
+
+    /// Extra request headers, e.g. `Authorization`.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub headers: BTreeMap<String, String>,
+
+    /// Time allowed for one request before it is retried.
+    #[serde(default = "default_http_timeout")]
+    pub timeout: Duration,
+}
+
+fn default_http_timeout() -> Duration {
+    Duration::from_millis(30_000)
+}
+
+/// HTTP body formats.
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum HttpFormat {
+    /// Newline-delimited JSON, one record per line.
+    #[default]
+    Ndjson,
+    /// Elasticsearch/OpenSearch `_bulk` request body.
+    ElasticsearchBulk,
+}
+
+/// Batch limits, like Firehose buffering hints. A batch is sent when any limit is reached.
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct BatchSpec {
+    /// Most records in one batch.
+    #[serde(default = "default_batch_records")]
+    #[schemars(range(min = 1, max = 100000))]
+    pub max_records: i32,
+
+    /// Most payload bytes in one batch.
+    #[serde(default = "default_batch_bytes")]
+    #[schemars(range(min = 1024, max = 134217728))]
+    pub max_bytes: i64,
+
+    /// Longest time a record waits in an open batch.
+    #[serde(default = "default_batch_age")]
+    pub max_age: Duration,
+}
+
+fn default_batch_records() -> i32 {
+    500
+}
+
+fn default_batch_bytes() -> i64 {
+    1 << 20
+}
+
+fn default_batch_age() -> Duration {
+    Duration::from_millis(1000)
+}
+
+impl Default for BatchSpec {
+    fn default() -> Self {
+        Self {
+            max_records: default_batch_records(),
+            max_bytes: default_batch_bytes(),
+            max_age: default_batch_age(),
+        }
+    }
+}
+
+/// The worker fleet. The operator runs `ceil(openShards / shardsPerWorker)` workers, kept within
+/// `minReplicas..maxReplicas`, unless `replicas` is set (by hand, or by an autoscaler through the
+/// scale subresource).
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+#[x_kube(validation = Rule::new("self.minReplicas <= self.maxReplicas").message("workers.minReplicas must not be greater than workers.maxReplicas").reason(Reason::FieldValueInvalid))]
+pub struct WorkersSpec {
+    /// Shards each worker reads at most, used to size the fleet.
+    #[serde(default = "default_shards_per_worker")]
+    #[schemars(range(min = 1, max = 10000))]
+    pub shards_per_worker: i32,
+
+    /// Fewest workers.
+    #[serde(default = "default_min_replicas")]
+    #[schemars(range(min = 1, max = 10000))]
+    pub min_replicas: i32,
+
+    /// Most workers.
+    #[serde(default = "default_max_replicas")]
+    #[schemars(range(min = 1, max = 10000))]
+    pub max_replicas: i32,
+
+    /// Explicit worker count; overrides the count derived from `shardsPerWorker` (still kept
+    /// within the bounds). Set by `kubectl scale` or an autoscaler.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 0, max = 10000))]
+    pub replicas: Option<i32>,
+
+    /// Worker container image. Defaults to the ingester image the operator was installed with.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub image: Option<String>,
+
+    /// Compute resources of the worker container.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resources: Option<ResourceRequirements>,
+
+    /// Node labels a worker pod's node must have.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub node_selector: BTreeMap<String, String>,
+
+    /// Tolerations of worker pods.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub tolerations: Vec<Toleration>,
+
+    /// Affinity rules of worker pods.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub affinity: Option<Affinity>,
+
+    /// PriorityClass of worker pods.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub priority_class_name: Option<String>,
+
+    /// ServiceAccount of worker pods, e.g. one annotated for IRSA. Defaults to the worker
+    /// account installed with the operator.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub service_account_name: Option<String>,
+
+    /// Extra labels on worker pods.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub pod_labels: BTreeMap<String, String>,
+
+    /// Extra annotations on worker pods.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub pod_annotations: BTreeMap<String, String>,
+}
+
+fn default_shards_per_worker() -> i32 {
+    4
+}
+
+fn default_min_replicas() -> i32 {
+    1
+}
+
+fn default_max_replicas() -> i32 {
+    10
+}
+
+impl Default for WorkersSpec {
+    fn default() -> Self {
+        Self {
+            shards_per_worker: default_shards_per_worker(),
+            min_replicas: default_min_replicas(),
+            max_replicas: default_max_replicas(),
+            replicas: None,
+            image: None,
+            resources: None,
+            node_selector: BTreeMap::new(),
+            tolerations: Vec::new(),
+            affinity: None,
+            priority_class_name: None,
+            service_account_name: None,
+            pod_labels: BTreeMap::new(),
+            pod_annotations: BTreeMap::new(),
+        }
+    }
+}

@@ -1,0 +1,97 @@
+//! The `KinesisIngester` status: conditions, fleet size, lag, and one entry per shard.
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
+use kube::KubeSchema;
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+/// Observed state of a KinesisIngester, written by the operator.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct KinesisIngesterStatus {
+    /// The `metadata.generation` this status describes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed_generation: Option<i64>,
+
+    /// Ready, Progressing and Degraded, with reasons and messages.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[x_kube(merge_strategy = ListMerge::Map(vec!["type".into()]))]
+    pub conditions: Vec<Condition>,
+
+    /// Name of the stream being read (from `spec.stream.name` or the ARN).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stream_name: Option<String>,
+
+    /// Shards that are open (accept new records).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub open_shards: Option<i32>,
+
+    /// Desired number of workers (the scale subresource's status.replicas).
+    #[serde(default)]
+    pub replicas: i32,
+
+    /// Workers whose pod is ready.
+    #[serde(default)]
+    pub ready_replicas: i32,
+
+    /// `ready/desired` workers, for display.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub workers: Option<String>,
+
+    /// Label selector of the worker pods, for autoscalers (the scale subresource's selector).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub selector: Option<String>,
+
+    /// Largest MillisBehindLatest over all shards being read.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_millis_behind_latest: Option<i64>,
+
+    /// `maxMillisBehindLatest` for display, e.g. `1.2s`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lag: Option<String>,
+
+    /// One entry per shard that is being read or still has to be.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[x_kube(merge_strategy = ListMerge::Map(vec!["shardId".into()]))]
+    pub shards: Vec<ShardStatus>,
+}
+
+/// Progress of one shard.
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct ShardStatus {
+    /// Shard id, e.g. `shardId-000000000003`.
+    pub shard_id: String,
+
+    /// Parent shards that must be finished before this one is read.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub parent_shard_ids: Vec<String>,
+
+    /// Worker pod that owns the shard.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub owner: Option<String>,
+
+    /// Where the shard is in its life.
+    pub state: ShardState,
+
+    /// MillisBehindLatest last reported for the shard.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub millis_behind_latest: Option<i64>,
+
+    /// Sequence number of the last record delivered and checkpointed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub checkpoint: Option<String>,
+}
+
+/// Life of a shard in the fleet.
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ShardState {
+    /// Waiting for its parents to finish, or for an owner.
+    Pending,
+    /// Being read by its owner.
+    Reading,
+    /// Being handed over: the owner flushes and writes its final checkpoint.
+    Draining,
+    /// Read to its end (SHARD_END) and checkpointed.
+    Finished,
+}
