@@ -1,0 +1,13 @@
+# shellcheck shell=bash
+# Pinned versions of every tool the test environment builds. Sourced by the other scripts.
+# Kubernetes must match the k8s-openapi feature in Cargo.toml (v1_37).
+K8S_VERSION=${K8S_VERSION:-v1.37.2}
+# The etcd that k8s.io/kubernetes v1.37.2's go.mod requires.
+ETCD_VERSION=${ETCD_VERSION:-v3.7.0}
+KWOK_VERSION=${KWOK_VERSION:-v0.7.0}
+HELM_VERSION=${HELM_VERSION:-v3.22.0}
+KINESIS_LOCAL_VERSION=${KINESIS_LOCAL_VERSION:-0.6.2}
+CACHE_ROOT=${KINESIS_OPERATOR_CACHE:-$HOME/.cache/kinesis-operator}
+K8S_BIN=$CACHE_ROOT/k8s/$K8S_VERSION-etcd$ETCD_VERSION-kwok$KWOK_VERSION-helm$HELM_VERSION/bin
+KINESIS_LOCAL_DIR=$CACHE_ROOT/kinesis-local/$KINESIS_LOCAL_VERSION
+export GOTOOLCHAIN=local

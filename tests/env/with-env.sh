@@ -1,0 +1,44 @@
+#!/usr/bin/env bash
+# Runs a command inside a fresh test environment: one local Kubernetes control plane and one
+# kinesis-local emulator, both torn down when the command ends, fails or is interrupted.
+#
+#   tests/env/with-env.sh cargo test --workspace
+#
+# The command sees KUBECONFIG and KINESIS_ENDPOINT. With USE_EXISTING_CLUSTER=1 the cluster in the
+# caller's KUBECONFIG (kind, k3d, a cloud cluster) is used instead of starting one.
+# KEEP_ENV=1 keeps the state directory (logs, kubeconfig) after a successful run too.
+set -euo pipefail
+here=$(cd "$(dirname "$0")" && pwd)
+. "$here/lib.sh"
+[ $# -gt 0 ] || die "usage: with-env.sh COMMAND [ARGS...]"
+
+state=$(mktemp -d "${TMPDIR:-/tmp}/kinesis-operator-env.XXXXXX")
+cleanup() {
+  local rc=$?
+  trap - EXIT INT TERM
+  [ "${USE_EXISTING_CLUSTER:-}" = 1 ] || "$here/cluster.sh" down "$state" || true
+  "$here/kinesis-local.sh" stop "$state" || true
+  if [ "$rc" -eq 0 ] && [ "${KEEP_ENV:-}" != 1 ]; then
+    rm -rf "$state"
+  else
+    log "test environment state (component logs, kubeconfig) kept in $state"
+  fi
+  exit "$rc"
+}
+trap cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+
+"$here/kinesis-local.sh" start "$state"
+# shellcheck disable=SC1091
+. "$state/kinesis.env"
+if [ "${USE_EXISTING_CLUSTER:-}" = 1 ]; then
+  [ -n "${KUBECONFIG:-}" ] || die "USE_EXISTING_CLUSTER=1 needs KUBECONFIG"
+  log "using the existing cluster in $KUBECONFIG"
+else
+  "$here/cluster.sh" up "$state"
+  # shellcheck disable=SC1091
+  . "$state/cluster.env"
+fi
+export TEST_ENV_STATE=$state
+"$@"
