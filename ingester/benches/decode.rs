@@ -1,0 +1,2 @@
+//! Decode micro-benchmark (filled in with the decoders).
+fn main() {}

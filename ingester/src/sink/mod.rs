@@ -1,0 +1,1 @@
+//! Sinks: batching, delivery with retries, acknowledgement, and the dead-letter file.
