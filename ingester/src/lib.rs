@@ -1,6 +1,12 @@
 //! The shard-reading core of kinesis-operator: read shards, decode records, deliver them to sinks, checkpoint what was delivered.
 
+pub mod checkpoint;
+pub mod config;
 pub mod decode;
+pub mod metrics;
 pub mod record;
 pub mod sequence;
+pub mod server;
 pub mod sink;
+pub mod source;
+pub mod telemetry;

@@ -1,0 +1,179 @@
+//! Tracks, per shard, what the sink acknowledged and what is stored, and decides when a closed shard is finished.
+
+use std::{
+    collections::HashMap,
+    sync::{Arc, Mutex, PoisonError},
+};
+
+use tokio::sync::Notify;
+
+use super::ShardCheckpoint;
+use crate::sequence::Position;
+
+#[derive(Debug, Default)]
+struct Progress {
+    /// Highest position the sink acknowledged.
+    acked: Option<Position>,
+    /// What the store holds.
+    saved: Option<Position>,
+    saved_finished: bool,
+    /// Set when the reader reached SHARD_END: the position after the last record it sent
+    /// (`None` when it sent none).
+    end: Option<Option<Position>>,
+}
+
+impl Progress {
+    fn finished(&self) -> bool {
+        match &self.end {
+            None => false,
+            Some(None) => true,
+            Some(Some(last)) => self.acked.as_ref().is_some_and(|a| a >= last),
+        }
+    }
+}
+
+/// Shared by the shard readers (shard end), the sink (acks) and the flusher (saves).
+#[derive(Debug, Default)]
+pub struct Tracker {
+    shards: Mutex<HashMap<Arc<str>, Progress>>,
+    /// Woken when a shard may have become finished, so it is saved (and its children started)
+    /// without waiting for the next periodic flush.
+    pub changed: Notify,
+}
+
+impl Tracker {
+    /// A tracker that starts from stored checkpoints.
+    pub fn new(stored: impl IntoIterator<Item = ShardCheckpoint>) -> Self {
+        let shards = stored
+            .into_iter()
+            .map(|cp| {
+                let p = Progress {
+                    acked: cp.position.clone(),
+                    saved: cp.position,
+                    saved_finished: cp.finished,
+                    end: cp.finished.then_some(None),
+                };
+                (Arc::from(cp.shard_id), p)
+            })
+            .collect();
+        Self {
+            shards: Mutex::new(shards),
+            changed: Notify::new(),
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<Arc<str>, Progress>> {
+        // A panic elsewhere cannot leave a Progress half-updated, so a poisoned lock is usable.
+        self.shards.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// The sink delivered everything of `shard` up to `position`.
+    pub fn ack(&self, shard: &str, position: &Position) {
+        let mut shards = self.lock();
+        let p = shards.entry(Arc::from(shard)).or_default();
+        if p.acked.as_ref().is_none_or(|a| a < position) {
+            p.acked = Some(position.clone());
+        }
+        let wake = p.end.is_some();
+        drop(shards);
+        if wake {
+            self.changed.notify_one();
+        }
+    }
+
+    /// The reader of `shard` reached SHARD_END; `last_sent` is the checkpoint of the last chunk
+    /// it handed to the sink.
+    pub fn mark_end(&self, shard: &str, last_sent: Option<Position>) {
+        self.lock().entry(Arc::from(shard)).or_default().end = Some(last_sent);
+        self.changed.notify_one();
+    }
+
+    /// The position `shard` resumes from, if any was delivered.
+    pub fn acked(&self, shard: &str) -> Option<Position> {
+        self.lock().get(shard).and_then(|p| p.acked.clone())
+    }
+
+    /// Whether `shard` is finished: read to its end and all of it delivered (saved or not).
+    pub fn is_finished(&self, shard: &str) -> bool {
+        self.lock().get(shard).is_some_and(Progress::finished)
+    }
+
+    /// Whether `shard` is finished and that is stored.
+    pub fn is_saved_finished(&self, shard: &str) -> bool {
+        self.lock().get(shard).is_some_and(|p| p.saved_finished)
+    }
+
+    /// Checkpoints that differ from what the store holds.
+    pub fn unsaved(&self) -> Vec<ShardCheckpoint> {
+        self.lock()
+            .iter()
+            .filter_map(|(id, p)| {
+                let finished = p.finished();
+                (p.acked != p.saved || finished != p.saved_finished).then(|| ShardCheckpoint {
+                    shard_id: id.to_string(),
+                    position: p.acked.clone(),
+                    finished,
+                })
+            })
+            .collect()
+    }
+
+    /// Records that `checkpoint` is now stored.
+    pub fn saved(&self, checkpoint: &ShardCheckpoint) {
+        let mut shards = self.lock();
+        let p = shards
+            .entry(Arc::from(checkpoint.shard_id.as_str()))
+            .or_default();
+        p.saved = checkpoint.position.clone();
+        p.saved_finished = checkpoint.finished;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pos(seq: &str) -> Position {
+        Position::whole(seq.parse().unwrap())
+    }
+
+    #[test]
+    fn acks_only_move_forward_and_become_unsaved() {
+        let t = Tracker::new([]);
+        t.ack("a", &pos("10"));
+        t.ack("a", &pos("9"));
+        assert_eq!(t.acked("a"), Some(pos("10")));
+        let unsaved = t.unsaved();
+        assert_eq!(unsaved.len(), 1);
+        t.saved(&unsaved[0]);
+        assert!(t.unsaved().is_empty());
+    }
+
+    #[test]
+    fn a_shard_is_finished_only_after_its_last_chunk_is_acked() {
+        let t = Tracker::new([]);
+        t.ack("a", &pos("5"));
+        t.mark_end("a", Some(pos("7")));
+        assert!(!t.is_finished("a"), "record 7 is not delivered yet");
+        t.ack("a", &pos("7"));
+        assert!(t.is_finished("a"));
+        let cp = t.unsaved().pop().unwrap();
+        assert!(cp.finished);
+        assert!(!t.is_saved_finished("a"));
+        t.saved(&cp);
+        assert!(t.is_saved_finished("a"));
+    }
+
+    #[test]
+    fn an_empty_closed_shard_is_finished_at_once_and_stored_state_is_resumed() {
+        let t = Tracker::new([ShardCheckpoint {
+            shard_id: "old".into(),
+            position: Some(pos("3")),
+            finished: true,
+        }]);
+        assert!(t.is_finished("old") && t.is_saved_finished("old"));
+        assert!(t.unsaved().is_empty(), "nothing changed since loading");
+        t.mark_end("empty", None);
+        assert!(t.is_finished("empty"));
+    }
+}

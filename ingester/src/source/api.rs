@@ -1,0 +1,176 @@
+//! The seam between shard readers and Kinesis: a small trait, so tests can inject throttling and expired iterators.
+
+use futures::future::BoxFuture;
+
+use crate::{
+    record::RawRecord,
+    sequence::{Position, SequenceNumber},
+};
+
+/// Names a stream by name or ARN, as every Kinesis call accepts either.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum StreamRef {
+    /// Stream name (same account and region as the credentials).
+    Name(String),
+    /// Stream ARN.
+    Arn(String),
+}
+
+impl StreamRef {
+    /// The stream's name, from the name itself or the ARN's last segment.
+    pub fn name(&self) -> &str {
+        match self {
+            Self::Name(n) => n,
+            Self::Arn(a) => a.rsplit('/').next().unwrap_or(a),
+        }
+    }
+}
+
+/// A shard as ListShards describes it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ShardInfo {
+    /// Shard id.
+    pub shard_id: String,
+    /// Parent shards (one after a split, two after a merge).
+    pub parents: Vec<String>,
+    /// Hash key range, inclusive.
+    pub hash_range: (u128, u128),
+    /// Whether the shard is closed (has an ending sequence number).
+    pub closed: bool,
+}
+
+/// Where a shard iterator starts.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum StartAt {
+    /// The oldest retained record.
+    TrimHorizon,
+    /// After the newest record.
+    Latest,
+    /// The first record at or after a time, in ms since the Unix epoch.
+    AtTimestamp(i64),
+    /// At a record (used to resume inside an aggregated record).
+    AtSequence(SequenceNumber),
+    /// Just after a record.
+    AfterSequence(SequenceNumber),
+}
+
+impl StartAt {
+    /// Where to resume after a checkpoint: after a whole record, or at an aggregated record
+    /// whose user records up to the checkpoint's sub-sequence number are then skipped.
+    pub fn resume(position: &Position) -> Self {
+        match position.sub_sequence {
+            None => Self::AfterSequence(position.sequence.clone()),
+            Some(_) => Self::AtSequence(position.sequence.clone()),
+        }
+    }
+}
+
+/// A child shard announced at the end of its parent.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ChildShard {
+    /// Child shard id.
+    pub shard_id: String,
+    /// All its parents.
+    pub parents: Vec<String>,
+    /// Hash key range, inclusive, when the response gave it.
+    pub hash_range: Option<(u128, u128)>,
+}
+
+/// One GetRecords response.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct RecordsPage {
+    /// Records, in shard order.
+    pub records: Vec<RawRecord>,
+    /// Iterator for the next call; `None` once the shard is closed and read to its end.
+    pub next_iterator: Option<String>,
+    /// How far behind the tip of the shard the response is.
+    pub millis_behind_latest: Option<i64>,
+    /// Children, present at the end of a closed shard.
+    pub child_shards: Vec<ChildShard>,
+}
+
+/// Errors of the Kinesis calls, classified for retries and metrics.
+#[derive(Debug, thiserror::Error)]
+pub enum SourceError {
+    /// ProvisionedThroughputExceeded, LimitExceeded or KMS throttling: back off and retry.
+    #[error("{operation} throttled: {message}")]
+    Throttled {
+        /// The API call.
+        operation: &'static str,
+        /// The service's message.
+        message: String,
+    },
+    /// The shard iterator expired (older than 5 minutes): get a new one.
+    #[error("shard iterator expired: {0}")]
+    ExpiredIterator(String),
+    /// The stream or shard does not exist.
+    #[error("{operation}: not found: {message}; check spec.stream (name, arn, region, endpoint)")]
+    NotFound {
+        /// The API call.
+        operation: &'static str,
+        /// The service's message.
+        message: String,
+    },
+    /// The credentials may not do this.
+    #[error(
+        "{operation}: access denied: {message}; grant kinesis:{operation} to the ingester's role"
+    )]
+    AccessDenied {
+        /// The API call.
+        operation: &'static str,
+        /// The service's message.
+        message: String,
+    },
+    /// Anything else: network errors, 5xx, unexpected responses.
+    #[error("{operation} failed: {message}")]
+    Other {
+        /// The API call.
+        operation: &'static str,
+        /// What went wrong.
+        message: String,
+    },
+}
+
+impl SourceError {
+    /// Bounded label for metrics.
+    pub fn category(&self) -> &'static str {
+        match self {
+            Self::Throttled { .. } => "throttled",
+            Self::ExpiredIterator(_) => "expired_iterator",
+            Self::NotFound { .. } => "not_found",
+            Self::AccessDenied { .. } => "access_denied",
+            Self::Other { .. } => "other",
+        }
+    }
+}
+
+/// The Kinesis calls a shard reader makes. Implemented over the AWS SDK by
+/// [`crate::source::aws::SdkKinesis`], and by fault-injecting wrappers in tests.
+pub trait KinesisApi: Send + Sync + 'static {
+    /// All shards of the stream (every page of ListShards).
+    fn list_shards<'a>(
+        &'a self,
+        stream: &'a StreamRef,
+    ) -> BoxFuture<'a, Result<Vec<ShardInfo>, SourceError>>;
+
+    /// A shard iterator.
+    fn get_shard_iterator<'a>(
+        &'a self,
+        stream: &'a StreamRef,
+        shard_id: &'a str,
+        start: &'a StartAt,
+    ) -> BoxFuture<'a, Result<String, SourceError>>;
+
+    /// One GetRecords call.
+    fn get_records<'a>(
+        &'a self,
+        iterator: &'a str,
+        limit: i32,
+    ) -> BoxFuture<'a, Result<RecordsPage, SourceError>>;
+}
+
+impl std::fmt::Debug for dyn KinesisApi {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("KinesisApi")
+    }
+}

@@ -1,0 +1,11 @@
+//! Reading shards: the Kinesis seam, the per-shard polling task, and the coordinator that starts shards in parent-first order.
+
+pub mod api;
+pub mod aws;
+mod backoff;
+pub mod coordinator;
+#[doc(hidden)]
+pub mod faults;
+pub mod shard;
+
+pub use backoff::Backoff;

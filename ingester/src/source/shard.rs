@@ -1,0 +1,230 @@
+//! One task per shard: poll GetRecords, decode, hand chunks to the sink (awaiting room: backpressure), and report the end of the shard.
+
+use std::{sync::Arc, time::Duration};
+
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+use tracing::{debug, info, warn};
+
+use super::{
+    api::{ChildShard, KinesisApi, SourceError, StartAt, StreamRef},
+    backoff::Backoff,
+};
+use crate::{
+    metrics::Metrics,
+    record::{Chunk, DeadLetter, RawRecord, Record, ShardContext},
+    sequence::Position,
+};
+
+/// Decodes one raw record into records and dead letters (the configured decoder).
+pub type DecodeFn = Arc<
+    dyn Fn(&Arc<ShardContext>, RawRecord, &mut Vec<Record>, &mut Vec<DeadLetter>) + Send + Sync,
+>;
+
+/// Stores dead letters durably before the checkpoint that covers them can be acknowledged.
+pub type DeadLetterFn = Arc<dyn Fn(&[DeadLetter]) + Send + Sync>;
+
+/// Polling settings of a shard reader.
+#[derive(Clone, Debug)]
+pub struct PollSettings {
+    /// Wait between calls once caught up.
+    pub poll_interval: Duration,
+    /// Least time between two calls on one shard (Kinesis allows 5 per second).
+    pub min_call_gap: Duration,
+    /// Records per GetRecords call.
+    pub max_records: i32,
+}
+
+/// How a shard reader ended.
+#[derive(Debug)]
+pub enum ShardOutcome {
+    /// The shard is closed and was read to its end.
+    Ended {
+        /// Its children, from the last GetRecords response.
+        children: Vec<ChildShard>,
+        /// Checkpoint of the last chunk handed to the sink, if any.
+        last_sent: Option<Position>,
+    },
+    /// Reading stopped for shutdown or a handoff.
+    Stopped,
+}
+
+/// Everything one shard reader needs.
+pub struct ShardReader {
+    /// Kinesis.
+    pub api: Arc<dyn KinesisApi>,
+    /// The stream.
+    pub stream: StreamRef,
+    /// The shard.
+    pub shard: Arc<ShardContext>,
+    /// Where to start: the starting position, or just after the checkpoint.
+    pub start: StartAt,
+    /// Decoded records at or before this position are skipped (resuming inside an aggregated record).
+    pub skip_until: Option<Position>,
+    /// Polling settings.
+    pub settings: PollSettings,
+    /// The decoder.
+    pub decode: DecodeFn,
+    /// Dead-letter output.
+    pub dead_letters: DeadLetterFn,
+    /// The sink's input; bounded, so a slow sink slows reading.
+    pub chunks: mpsc::Sender<Chunk>,
+    /// Metrics.
+    pub metrics: Arc<Metrics>,
+    /// Stops reading.
+    pub cancel: CancellationToken,
+}
+
+impl std::fmt::Debug for ShardReader {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ShardReader")
+            .field("shard", &self.shard.shard_id)
+            .finish()
+    }
+}
+
+impl ShardReader {
+    /// Reads until the shard ends or `cancel` fires. Errors are retried with backoff; an
+    /// expired iterator is replaced by one starting after the last record handed to the sink.
+    #[tracing::instrument(name = "shard", skip_all, fields(shard = %self.shard.shard_id))]
+    pub async fn run(mut self) -> ShardOutcome {
+        let mut backoff = Backoff::new(Duration::from_millis(100), Duration::from_secs(30));
+        let mut last_sent: Option<Position> = None;
+        let mut iterator: Option<String> = None;
+        let mut last_call = tokio::time::Instant::now() - self.settings.min_call_gap;
+        let shard_id = self.shard.shard_id.clone();
+        info!(start = ?self.start, "reading shard");
+        loop {
+            if self.cancel.is_cancelled() {
+                return ShardOutcome::Stopped;
+            }
+            let it = match iterator.take() {
+                Some(it) => it,
+                None => {
+                    let start = last_sent
+                        .as_ref()
+                        .map(StartAt::resume)
+                        .unwrap_or_else(|| self.start.clone());
+                    match self
+                        .api
+                        .get_shard_iterator(&self.stream, &shard_id, &start)
+                        .await
+                    {
+                        Ok(it) => it,
+                        Err(e) => {
+                            if !self
+                                .wait_after_error("GetShardIterator", &e, &mut backoff)
+                                .await
+                            {
+                                return ShardOutcome::Stopped;
+                            }
+                            continue;
+                        }
+                    }
+                }
+            };
+            // Respect the per-shard call rate.
+            if !self
+                .sleep_until(last_call + self.settings.min_call_gap)
+                .await
+            {
+                return ShardOutcome::Stopped;
+            }
+            last_call = tokio::time::Instant::now();
+            let page = match self.api.get_records(&it, self.settings.max_records).await {
+                Ok(page) => {
+                    backoff.reset();
+                    page
+                }
+                Err(SourceError::ExpiredIterator(msg)) => {
+                    debug!(%msg, "iterator expired; getting a new one after the last record read");
+                    self.metrics.source_error("GetRecords", "expired_iterator");
+                    continue;
+                }
+                Err(e) => {
+                    iterator = Some(it);
+                    if !self.wait_after_error("GetRecords", &e, &mut backoff).await {
+                        return ShardOutcome::Stopped;
+                    }
+                    continue;
+                }
+            };
+            if let Some(ms) = page.millis_behind_latest {
+                self.metrics.set_millis_behind(&shard_id, ms);
+            }
+            let caught_up = page.records.is_empty() || page.millis_behind_latest == Some(0);
+            if let Some(last) = page.records.last() {
+                let checkpoint = Position::whole(last.sequence_number.clone());
+                let bytes: usize = page.records.iter().map(|r| r.data.len()).sum();
+                self.metrics
+                    .records_in(page.records.len() as u64, bytes as u64);
+                let mut records = Vec::with_capacity(page.records.len());
+                let mut dead = Vec::new();
+                for raw in page.records {
+                    (self.decode)(&self.shard, raw, &mut records, &mut dead);
+                }
+                if let Some(skip) = self.skip_until.take() {
+                    records.retain(|r| r.position > skip);
+                }
+                if !dead.is_empty() {
+                    (self.dead_letters)(&dead);
+                }
+                let chunk = Chunk {
+                    records,
+                    shard_id: shard_id.clone(),
+                    checkpoint: checkpoint.clone(),
+                };
+                tokio::select! {
+                    sent = self.chunks.send(chunk) => if sent.is_err() {
+                        warn!("the sink stopped; stopping the reader");
+                        return ShardOutcome::Stopped;
+                    },
+                    () = self.cancel.cancelled() => return ShardOutcome::Stopped,
+                }
+                last_sent = Some(checkpoint);
+            }
+            match page.next_iterator {
+                None => {
+                    info!(children = ?page.child_shards.iter().map(|c| &c.shard_id).collect::<Vec<_>>(), "reached the end of the shard");
+                    self.metrics.clear_shard(&shard_id);
+                    return ShardOutcome::Ended {
+                        children: page.child_shards,
+                        last_sent,
+                    };
+                }
+                Some(next) => iterator = Some(next),
+            }
+            if caught_up
+                && !self
+                    .sleep_until(last_call + self.settings.poll_interval)
+                    .await
+            {
+                return ShardOutcome::Stopped;
+            }
+        }
+    }
+
+    /// Sleeps until `deadline`; false if cancelled first.
+    async fn sleep_until(&self, deadline: tokio::time::Instant) -> bool {
+        tokio::select! {
+            () = tokio::time::sleep_until(deadline) => true,
+            () = self.cancel.cancelled() => false,
+        }
+    }
+
+    /// Counts and logs an error, then waits out the backoff; false if cancelled first.
+    async fn wait_after_error(
+        &self,
+        operation: &'static str,
+        e: &SourceError,
+        backoff: &mut Backoff,
+    ) -> bool {
+        self.metrics.source_error(operation, e.category());
+        let delay = backoff.next_delay();
+        match e {
+            SourceError::Throttled { .. } => debug!(error = %e, ?delay, "throttled; backing off"),
+            _ => warn!(error = %e, ?delay, "Kinesis call failed; retrying"),
+        }
+        self.sleep_until(tokio::time::Instant::now() + delay).await
+    }
+}
