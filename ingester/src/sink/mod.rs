@@ -1,1 +1,98 @@
 //! Sinks: batching, delivery with retries, acknowledgement, and the dead-letter file.
+//!
+//! Chunks arrive on a bounded channel, are encoded into batches ([`Batcher`]), sent to one
+//! [`Destination`] with unlimited retries ([`SinkPipeline`]), and acknowledged through the
+//! [`AckFn`] in shard order once delivered (at-least-once).
+
+mod batch;
+mod dead_letter;
+mod error;
+mod file;
+mod http;
+pub mod ndjson;
+mod pipeline;
+mod stats;
+mod stdout;
+#[cfg(test)]
+mod test_server;
+#[cfg(test)]
+mod tests;
+
+use std::{path::PathBuf, sync::Arc};
+
+use futures::future::BoxFuture;
+use kinesis_ingester_api::SinkSpec;
+use tokio::{sync::mpsc::Receiver, task::JoinHandle};
+use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
+
+pub use self::{
+    batch::{Batch, BatchLimits, Batcher},
+    dead_letter::DeadLetterWriter,
+    error::SinkError,
+    file::FileDestination,
+    http::HttpDestination,
+    ndjson::Encoding,
+    pipeline::{Backoff, SinkPipeline},
+    stats::SinkStats,
+    stdout::WriterDestination,
+};
+use crate::record::{AckFn, Chunk};
+
+/// Where batches go. `send` resolves once the destination has accepted every item of the batch;
+/// an error means none of it counts as delivered, except [`SinkError::BulkItems`], which names
+/// the only items to send again.
+pub trait Destination: Send {
+    /// Delivers the batch body (its [`Batch::len`] items).
+    fn send<'a>(&'a mut self, batch: &'a Batch) -> BoxFuture<'a, Result<(), SinkError>>;
+}
+
+/// The destination and body framing `spec` asks for. Fsyncs file batches.
+pub fn destination(spec: &SinkSpec) -> Result<(Box<dyn Destination>, Encoding), SinkError> {
+    match (&spec.stdout, &spec.file, &spec.http) {
+        (Some(_), None, None) => Ok((Box::new(WriterDestination::stdout()), Encoding::Ndjson)),
+        (None, Some(file), None) => Ok((
+            Box::new(FileDestination::new(&file.path, true)),
+            Encoding::Ndjson,
+        )),
+        (None, None, Some(http)) => Ok((
+            Box::new(HttpDestination::new(http)?),
+            HttpDestination::encoding(http)?,
+        )),
+        _ => Err(SinkError::Config(
+            "sink: set exactly one of stdout, file or http".into(),
+        )),
+    }
+}
+
+/// Starts the sink task for `spec` on the current Tokio runtime.
+///
+/// Chunks come in on `rx`; `ack(shard_id, checkpoint)` is called in shard order once every
+/// record of a chunk was delivered. The task returns `Ok` after `rx` is closed and everything
+/// received was delivered and acked, or promptly after `cancel` fires (leaving undelivered
+/// records unacked). Fails at once on an invalid spec.
+pub fn spawn_sink(
+    spec: &SinkSpec,
+    stream_name: &str,
+    rx: Receiver<Chunk>,
+    ack: AckFn,
+    cancel: CancellationToken,
+    stats: Arc<SinkStats>,
+) -> Result<JoinHandle<Result<(), SinkError>>, SinkError> {
+    let (destination, encoding) = destination(spec)?;
+    let pipeline = SinkPipeline::new(
+        destination,
+        BatchLimits::from(&spec.batch),
+        encoding,
+        ack,
+        cancel,
+        stats,
+    );
+    let span = tracing::info_span!("sink", stream = stream_name);
+    Ok(tokio::spawn(pipeline.run(rx).instrument(span)))
+}
+
+/// The dead-letter writer `spec` asks for (`deadLetterPath`, or log-only).
+pub fn dead_letter_writer(spec: &SinkSpec, stats: Arc<SinkStats>) -> DeadLetterWriter {
+    DeadLetterWriter::new(spec.dead_letter_path.as_ref().map(PathBuf::from), stats)
+}

@@ -1,0 +1,328 @@
+//! Batching: encodes chunks into request bodies that close on a record count, a byte size or an age, and keeps each chunk's checkpoint with the batch holding its last record.
+
+use std::{collections::VecDeque, sync::Arc, time::Duration};
+
+use kinesis_ingester_api::BatchSpec;
+use tokio::time::Instant;
+
+use super::ndjson::Encoding;
+use crate::{record::Chunk, sequence::Position};
+
+/// When a batch closes: whichever limit is reached first.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct BatchLimits {
+    /// Most records in a batch.
+    pub max_records: usize,
+    /// Most encoded bytes in a batch; a single larger record is sent alone.
+    pub max_bytes: usize,
+    /// Longest a record waits in an open batch.
+    pub max_age: Duration,
+}
+
+impl From<&BatchSpec> for BatchLimits {
+    fn from(spec: &BatchSpec) -> Self {
+        Self {
+            max_records: usize::try_from(spec.max_records).unwrap_or(1).max(1),
+            max_bytes: usize::try_from(spec.max_bytes).unwrap_or(1).max(1),
+            max_age: spec.max_age.get(),
+        }
+    }
+}
+
+/// Encoded records to send together, and the checkpoints to acknowledge once they are delivered.
+#[derive(Debug, Default)]
+pub struct Batch {
+    body: Vec<u8>,
+    /// End offset in `body` of each item.
+    ends: Vec<usize>,
+    checkpoints: Vec<(Arc<str>, Position)>,
+}
+
+impl Batch {
+    /// The request body: every item, in order.
+    pub fn body(&self) -> &[u8] {
+        &self.body
+    }
+
+    /// Items (records) in the body.
+    pub fn len(&self) -> usize {
+        self.ends.len()
+    }
+
+    /// True for a batch that only carries checkpoints (of chunks without records).
+    pub fn is_empty(&self) -> bool {
+        self.ends.is_empty()
+    }
+
+    /// The encoded bytes of item `i`.
+    pub fn item(&self, i: usize) -> &[u8] {
+        let start = if i == 0 { 0 } else { self.ends[i - 1] };
+        &self.body[start..self.ends[i]]
+    }
+
+    /// `(shard_id, checkpoint)` pairs to acknowledge, in order, once every item is delivered.
+    pub fn checkpoints(&self) -> &[(Arc<str>, Position)] {
+        &self.checkpoints
+    }
+
+    /// Keeps only the items at the given indexes (ascending), e.g. the failed items of a `_bulk`
+    /// request, so a retry sends just those. Out-of-range indexes are ignored.
+    pub fn retain_items(&mut self, keep: &[usize]) {
+        let mut body = Vec::with_capacity(self.body.len());
+        let mut ends = Vec::with_capacity(keep.len());
+        for &i in keep.iter().filter(|&&i| i < self.len()) {
+            body.extend_from_slice(self.item(i));
+            ends.push(body.len());
+        }
+        self.body = body;
+        self.ends = ends;
+    }
+}
+
+/// Turns chunks into batches. Pure: the caller passes the time and drives the age limit.
+#[derive(Debug)]
+pub struct Batcher {
+    limits: BatchLimits,
+    encoding: Encoding,
+    open: Batch,
+    opened_at: Option<Instant>,
+    ready: VecDeque<Batch>,
+    spare: Option<Vec<u8>>,
+}
+
+impl Batcher {
+    /// An empty batcher.
+    pub fn new(limits: BatchLimits, encoding: Encoding) -> Self {
+        Self {
+            limits,
+            encoding,
+            open: Batch::default(),
+            opened_at: None,
+            ready: VecDeque::new(),
+            spare: None,
+        }
+    }
+
+    /// Adds a chunk's records, closing batches as limits are reached. Its checkpoint goes with
+    /// the batch holding its last record; a chunk without records rides with the open batch, or
+    /// becomes a checkpoint-only batch at once when no batch is open.
+    pub fn push(&mut self, chunk: Chunk, now: Instant) -> Result<(), serde_json::Error> {
+        for record in &chunk.records {
+            let start = self.open.body.len();
+            self.encoding.write(&mut self.open.body, record)?;
+            if !self.open.is_empty() && self.open.body.len() > self.limits.max_bytes {
+                // This record does not fit: close the batch without it and start the next.
+                let mut next = self.spare.take().unwrap_or_default();
+                next.extend_from_slice(&self.open.body[start..]);
+                self.open.body.truncate(start);
+                self.close();
+                self.open.body = next;
+            }
+            self.open.ends.push(self.open.body.len());
+            self.opened_at.get_or_insert(now);
+            if self.open.len() >= self.limits.max_records
+                || self.open.body.len() >= self.limits.max_bytes
+            {
+                self.close();
+            }
+        }
+        let checkpoint = (chunk.shard_id, chunk.checkpoint);
+        if !self.open.is_empty() {
+            self.open.checkpoints.push(checkpoint);
+        } else if let Some(last) = self.ready.back_mut() {
+            last.checkpoints.push(checkpoint);
+        } else {
+            self.ready.push_back(Batch {
+                checkpoints: vec![checkpoint],
+                ..Batch::default()
+            });
+        }
+        Ok(())
+    }
+
+    /// When the open batch reaches its age limit, if a batch is open.
+    pub fn deadline(&self) -> Option<Instant> {
+        self.opened_at.map(|t| t + self.limits.max_age)
+    }
+
+    /// Closes the open batch if its age limit has passed at `now`.
+    pub fn poll_age(&mut self, now: Instant) {
+        if self.deadline().is_some_and(|d| now >= d) {
+            self.close();
+        }
+    }
+
+    /// Closes the open batch whatever its size (at shutdown).
+    pub fn flush(&mut self) {
+        if !self.open.is_empty() {
+            self.close();
+        }
+    }
+
+    /// The oldest closed batch, to deliver next.
+    pub fn pop_ready(&mut self) -> Option<Batch> {
+        self.ready.pop_front()
+    }
+
+    /// Records held in closed and open batches.
+    pub fn pending_records(&self) -> usize {
+        self.ready.iter().map(Batch::len).sum::<usize>() + self.open.len()
+    }
+
+    /// Returns a delivered batch so its body's memory is reused.
+    pub fn recycle(&mut self, batch: Batch) {
+        let mut body = batch.body;
+        body.clear();
+        if self
+            .spare
+            .as_ref()
+            .is_none_or(|s| s.capacity() < body.capacity())
+        {
+            self.spare = Some(body);
+        }
+    }
+
+    fn close(&mut self) {
+        let body = self.spare.take().unwrap_or_default();
+        let open = std::mem::replace(
+            &mut self.open,
+            Batch {
+                body,
+                ..Batch::default()
+            },
+        );
+        self.ready.push_back(open);
+        self.opened_at = None;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::sink::ndjson::tests::record;
+
+    fn limits(max_records: usize, max_bytes: usize, max_age_ms: u64) -> BatchLimits {
+        BatchLimits {
+            max_records,
+            max_bytes,
+            max_age: Duration::from_millis(max_age_ms),
+        }
+    }
+
+    fn chunk(shard: &str, seqs: std::ops::Range<u64>, checkpoint: u64) -> Chunk {
+        Chunk {
+            records: seqs.map(|s| record(shard, s, b"payload")).collect(),
+            shard_id: shard.into(),
+            checkpoint: Position::whole(checkpoint.to_string().parse().expect("seq")),
+        }
+    }
+
+    fn acks(b: &Batch) -> Vec<(String, String)> {
+        b.checkpoints()
+            .iter()
+            .map(|(s, p)| (s.to_string(), p.sequence.to_string()))
+            .collect()
+    }
+
+    fn line_len() -> usize {
+        let mut buf = Vec::new();
+        Encoding::Ndjson
+            .write(&mut buf, &record("s", 1, b"payload"))
+            .expect("encode");
+        buf.len()
+    }
+
+    #[test]
+    fn closes_on_max_records_and_acks_with_the_last_record() {
+        let mut b = Batcher::new(limits(3, 1 << 20, 1000), Encoding::Ndjson);
+        b.push(chunk("s", 1..8, 7), Instant::now()).expect("push");
+        let first = b.pop_ready().expect("first batch");
+        let second = b.pop_ready().expect("second batch");
+        assert_eq!((first.len(), second.len()), (3, 3));
+        assert!(first.checkpoints().is_empty() && second.checkpoints().is_empty());
+        assert!(b.pop_ready().is_none());
+        assert_eq!(b.pending_records(), 1);
+        b.flush();
+        let last = b.pop_ready().expect("flushed batch");
+        assert_eq!(last.len(), 1);
+        assert_eq!(acks(&last), [("s".into(), "7".into())]);
+    }
+
+    #[test]
+    fn closes_on_max_bytes_without_exceeding_them() {
+        let line = line_len();
+        let mut b = Batcher::new(limits(100, line * 2 + line / 2, 1000), Encoding::Ndjson);
+        b.push(chunk("s", 1..6, 5), Instant::now()).expect("push");
+        let mut sizes = Vec::new();
+        while let Some(batch) = b.pop_ready() {
+            assert!(batch.body().len() <= line * 2 + line / 2);
+            sizes.push(batch.len());
+        }
+        assert_eq!(sizes, [2, 2]);
+        assert_eq!(b.pending_records(), 1);
+
+        // A record larger than the limit is sent alone rather than held forever.
+        let mut b = Batcher::new(limits(100, 10, 1000), Encoding::Ndjson);
+        b.push(chunk("s", 1..3, 2), Instant::now()).expect("push");
+        assert_eq!(b.pop_ready().map(|x| x.len()), Some(1));
+        let second = b.pop_ready().expect("second");
+        assert_eq!((second.len(), acks(&second).len()), (1, 1));
+    }
+
+    #[test]
+    fn closes_on_age_counted_from_the_first_record() {
+        let t0 = Instant::now();
+        let mut b = Batcher::new(limits(100, 1 << 20, 1000), Encoding::Ndjson);
+        assert_eq!(b.deadline(), None);
+        b.push(chunk("s", 1..2, 1), t0).expect("push");
+        b.push(chunk("s", 2..3, 2), t0 + Duration::from_millis(900))
+            .expect("push");
+        assert_eq!(b.deadline(), Some(t0 + Duration::from_millis(1000)));
+        b.poll_age(t0 + Duration::from_millis(999));
+        assert!(b.pop_ready().is_none());
+        b.poll_age(t0 + Duration::from_millis(1000));
+        let batch = b.pop_ready().expect("aged batch");
+        assert_eq!(batch.len(), 2);
+        assert_eq!(b.deadline(), None);
+    }
+
+    #[test]
+    fn empty_chunks_are_acked_in_order_without_forcing_a_batch() {
+        let mut b = Batcher::new(limits(100, 1 << 20, 1000), Encoding::Ndjson);
+        let now = Instant::now();
+        // Nothing open: the checkpoint is ready at once, with nothing to send.
+        b.push(chunk("a", 0..0, 1), now).expect("push");
+        let only = b.pop_ready().expect("checkpoint-only batch");
+        assert!(only.is_empty());
+        assert_eq!(acks(&only), [("a".into(), "1".into())]);
+        // A batch is open: the empty chunk waits behind it and closes nothing.
+        b.push(chunk("a", 2..4, 3), now).expect("push");
+        b.push(chunk("b", 0..0, 9), now).expect("push");
+        b.push(chunk("a", 0..0, 4), now).expect("push");
+        assert!(b.pop_ready().is_none());
+        b.flush();
+        let batch = b.pop_ready().expect("batch");
+        assert_eq!(batch.len(), 2);
+        assert_eq!(
+            acks(&batch),
+            [
+                ("a".into(), "3".into()),
+                ("b".into(), "9".into()),
+                ("a".into(), "4".into())
+            ]
+        );
+    }
+
+    #[test]
+    fn retain_items_keeps_just_those_items_in_order() {
+        let mut b = Batcher::new(limits(100, 1 << 20, 1000), Encoding::bulk("i"));
+        b.push(chunk("s", 1..5, 4), Instant::now()).expect("push");
+        b.flush();
+        let mut batch = b.pop_ready().expect("batch");
+        let (one, three) = (batch.item(1).to_vec(), batch.item(3).to_vec());
+        batch.retain_items(&[1, 3, 99]);
+        assert_eq!(batch.len(), 2);
+        assert_eq!(batch.body(), [one, three].concat());
+        assert_eq!(batch.checkpoints().len(), 1);
+    }
+}

@@ -1,0 +1,126 @@
+//! The sink layer's error type, with bounded categories for metric labels and the retry policy each one gets.
+
+/// Why a batch (or the sink itself) failed.
+#[derive(Debug, thiserror::Error)]
+pub enum SinkError {
+    /// The sink spec cannot be turned into a destination.
+    #[error("invalid sink configuration: {0}")]
+    Config(String),
+    /// Writing to stdout, a file or the dead-letter file failed.
+    #[error("cannot write to {target}: {source}")]
+    Io {
+        /// What was being written, e.g. a file path or `stdout`.
+        target: String,
+        /// The underlying error.
+        source: std::io::Error,
+    },
+    /// A record could not be encoded as JSON.
+    #[error("cannot encode a record: {0}")]
+    Encode(#[from] serde_json::Error),
+    /// The HTTP request did not complete (connect failure, timeout, broken connection).
+    #[error("HTTP request failed: {0}")]
+    Request(#[source] reqwest::Error),
+    /// The endpoint answered with a status other than 2xx.
+    #[error("HTTP {status}: {body}")]
+    Status {
+        /// Response status code.
+        status: u16,
+        /// The start of the response body, for the log.
+        body: String,
+    },
+    /// A `_bulk` request succeeded but some items failed; only those are retried.
+    #[error("{} of {total} bulk items failed (first: HTTP {first_status}: {first_error})", failed.len())]
+    BulkItems {
+        /// Indexes, in the batch, of the items that failed.
+        failed: Vec<usize>,
+        /// Items in the request.
+        total: usize,
+        /// Status of the first failed item.
+        first_status: u16,
+        /// Error of the first failed item, as JSON text.
+        first_error: String,
+        /// Whether every failed item may succeed on retry (429 or 5xx).
+        retryable: bool,
+    },
+    /// A `_bulk` response could not be read, so nothing in the batch counts as delivered.
+    #[error("unreadable _bulk response: {0}")]
+    BulkResponse(String),
+}
+
+impl SinkError {
+    /// Every value [`SinkError::category`] returns, for metrics that pre-register their labels.
+    pub const CATEGORIES: [&'static str; 11] = [
+        "config",
+        "io",
+        "encode",
+        "timeout",
+        "connect",
+        "request",
+        "http_429",
+        "http_5xx",
+        "http_4xx",
+        "bulk_items",
+        "bulk_response",
+    ];
+
+    /// A bounded label for metrics.
+    pub fn category(&self) -> &'static str {
+        match self {
+            Self::Config(_) => "config",
+            Self::Io { .. } => "io",
+            Self::Encode(_) => "encode",
+            Self::Request(e) if e.is_timeout() => "timeout",
+            Self::Request(e) if e.is_connect() => "connect",
+            Self::Request(_) => "request",
+            Self::Status { status: 429, .. } => "http_429",
+            Self::Status { status, .. } if *status >= 500 => "http_5xx",
+            Self::Status { .. } => "http_4xx",
+            Self::BulkItems { .. } => "bulk_items",
+            Self::BulkResponse(_) => "bulk_response",
+        }
+    }
+
+    /// Whether a retry may succeed without anyone changing anything.
+    ///
+    /// Delivery is at-least-once, so a batch is never dropped: a non-retryable failure (a 4xx
+    /// other than 429, a bulk item rejected with such a status) is still retried, but at the
+    /// longest backoff and logged as an error, so it shows in logs and in the error counters
+    /// while the stream stops advancing until the endpoint or its configuration is fixed.
+    pub fn is_retryable(&self) -> bool {
+        match self {
+            Self::Config(_) | Self::Encode(_) => false,
+            Self::Status { status, .. } => *status == 429 || *status >= 500,
+            Self::BulkItems { retryable, .. } => *retryable,
+            Self::Io { .. } | Self::Request(_) | Self::BulkResponse(_) => true,
+        }
+    }
+
+    pub(crate) fn io(target: impl Into<String>, source: std::io::Error) -> Self {
+        Self::Io {
+            target: target.into(),
+            source,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn status_codes_map_to_categories_and_retry_policy() {
+        let status = |status| SinkError::Status {
+            status,
+            body: String::new(),
+        };
+        assert_eq!(status(503).category(), "http_5xx");
+        assert!(status(503).is_retryable());
+        assert_eq!(status(429).category(), "http_429");
+        assert!(status(429).is_retryable());
+        assert_eq!(status(400).category(), "http_4xx");
+        assert!(!status(400).is_retryable());
+        for e in [status(500), status(429), status(404)] {
+            assert!(SinkError::CATEGORIES.contains(&e.category()));
+        }
+    }
+}

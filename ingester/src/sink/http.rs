@@ -1,0 +1,235 @@
+//! The HTTP destination: POSTs each batch as NDJSON or as an Elasticsearch/OpenSearch `_bulk` body, and reads which `_bulk` items failed.
+
+use bytes::Bytes;
+use futures::{FutureExt, future::BoxFuture};
+use kinesis_ingester_api::{HttpFormat, HttpSink};
+use reqwest::header::{CONTENT_TYPE, HeaderMap, HeaderName, HeaderValue};
+use serde::Deserialize;
+
+use super::{Batch, Destination, SinkError, ndjson::Encoding};
+
+/// Longest part of an error response body kept for the log.
+const ERROR_BODY_LIMIT: usize = 512;
+
+/// POSTs batches to one URL.
+#[derive(Debug)]
+pub struct HttpDestination {
+    client: reqwest::Client,
+    url: reqwest::Url,
+    bulk: bool,
+}
+
+impl HttpDestination {
+    /// A client for `spec`: its URL, headers and per-request timeout, over rustls with the
+    /// `ring` provider (installed as the process default if none is) and the platform's roots.
+    pub fn new(spec: &HttpSink) -> Result<Self, SinkError> {
+        let url = reqwest::Url::parse(&spec.url)
+            .map_err(|e| SinkError::Config(format!("sink.http.url {:?}: {e}", spec.url)))?;
+        let mut headers = HeaderMap::new();
+        for (name, value) in &spec.headers {
+            let name = HeaderName::from_bytes(name.as_bytes())
+                .map_err(|e| SinkError::Config(format!("sink.http.headers {name:?}: {e}")))?;
+            let value = HeaderValue::from_str(value)
+                .map_err(|e| SinkError::Config(format!("sink.http.headers.{name}: {e}")))?;
+            headers.insert(name, value);
+        }
+        headers.insert(
+            CONTENT_TYPE,
+            HeaderValue::from_static("application/x-ndjson"),
+        );
+        // Already installed (by main or an earlier sink) is fine: that one is used.
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let client = reqwest::Client::builder()
+            .tls_backend_rustls()
+            .default_headers(headers)
+            .timeout(spec.timeout.get())
+            .build()
+            .map_err(|e| SinkError::Config(format!("cannot build the HTTP client: {e}")))?;
+        Ok(Self {
+            client,
+            url,
+            bulk: spec.format == HttpFormat::ElasticsearchBulk,
+        })
+    }
+
+    /// How batch bodies for `spec` are framed.
+    pub fn encoding(spec: &HttpSink) -> Result<Encoding, SinkError> {
+        match (spec.format, &spec.index) {
+            (HttpFormat::Ndjson, _) => Ok(Encoding::Ndjson),
+            (HttpFormat::ElasticsearchBulk, Some(index)) => Ok(Encoding::bulk(index)),
+            (HttpFormat::ElasticsearchBulk, None) => Err(SinkError::Config(
+                "sink.http.index is required when format is ElasticsearchBulk".into(),
+            )),
+        }
+    }
+
+    async fn post(&self, batch: &Batch) -> Result<(), SinkError> {
+        let response = self
+            .client
+            .post(self.url.clone())
+            .body(Bytes::copy_from_slice(batch.body()))
+            .send()
+            .await
+            .map_err(SinkError::Request)?;
+        let status = response.status();
+        let body = response.bytes().await.map_err(SinkError::Request)?;
+        if !status.is_success() {
+            let end = body.len().min(ERROR_BODY_LIMIT);
+            return Err(SinkError::Status {
+                status: status.as_u16(),
+                body: String::from_utf8_lossy(&body[..end]).into_owned(),
+            });
+        }
+        if self.bulk {
+            bulk_result(&body, batch.len())
+        } else {
+            Ok(())
+        }
+    }
+}
+
+impl Destination for HttpDestination {
+    fn send<'a>(&'a mut self, batch: &'a Batch) -> BoxFuture<'a, Result<(), SinkError>> {
+        self.post(batch).boxed()
+    }
+}
+
+#[derive(Deserialize)]
+struct BulkResponse {
+    #[serde(default)]
+    errors: bool,
+    #[serde(default)]
+    items: Vec<BulkItem>,
+}
+
+#[derive(Deserialize)]
+struct BulkItem {
+    #[serde(alias = "create", alias = "update", alias = "delete")]
+    index: ItemResult,
+}
+
+#[derive(Deserialize)]
+struct ItemResult {
+    status: u16,
+    #[serde(default)]
+    error: Option<serde_json::Value>,
+}
+
+/// Reads a 2xx `_bulk` response to a request of `total` items: which items failed, if any.
+fn bulk_result(body: &[u8], total: usize) -> Result<(), SinkError> {
+    let response: BulkResponse =
+        serde_json::from_slice(body).map_err(|e| SinkError::BulkResponse(e.to_string()))?;
+    if !response.errors {
+        return Ok(());
+    }
+    if response.items.len() != total {
+        return Err(SinkError::BulkResponse(format!(
+            "errors is true and {} items answer a request of {total}",
+            response.items.len()
+        )));
+    }
+    let failed: Vec<usize> = (0..total)
+        .filter(|&i| !(200..300).contains(&response.items[i].index.status))
+        .collect();
+    let Some(&first) = failed.first() else {
+        return Ok(());
+    };
+    let retryable = failed.iter().all(|&i| {
+        let status = response.items[i].index.status;
+        status == 429 || status >= 500
+    });
+    let first = &response.items[first].index;
+    Err(SinkError::BulkItems {
+        total,
+        first_status: first.status,
+        first_error: first
+            .error
+            .as_ref()
+            .map_or_else(String::new, |e| e.to_string()),
+        retryable,
+        failed,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bulk_response_names_the_failed_items() {
+        let body = br#"{"took":3,"errors":true,"items":[
+            {"index":{"status":201}},
+            {"index":{"status":429,"error":{"type":"es_rejected_execution_exception"}}},
+            {"create":{"status":200}},
+            {"index":{"status":503}}]}"#;
+        match bulk_result(body, 4) {
+            Err(e @ SinkError::BulkItems { .. }) => {
+                assert!(e.is_retryable());
+                assert!(e.to_string().contains("es_rejected_execution_exception"));
+                let SinkError::BulkItems { failed, .. } = e else {
+                    unreachable!()
+                };
+                assert_eq!(failed, [1, 3]);
+            }
+            other => panic!("expected BulkItems, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn bulk_response_mapping_errors_are_not_retryable_and_success_is_ok() {
+        let body =
+            br#"{"errors":true,"items":[{"index":{"status":400}},{"index":{"status":201}}]}"#;
+        let err = bulk_result(body, 2).expect_err("item 0 failed");
+        assert!(!err.is_retryable());
+        assert!(bulk_result(br#"{"errors":false,"items":[]}"#, 2).is_ok());
+        let short = bulk_result(br#"{"errors":true,"items":[{"index":{"status":400}}]}"#, 2);
+        assert_eq!(short.map_err(|e| e.category()), Err("bulk_response"));
+        assert_eq!(
+            bulk_result(b"<html>", 1).map_err(|e| e.category()),
+            Err("bulk_response")
+        );
+    }
+
+    #[test]
+    fn bulk_without_an_index_and_bad_headers_are_config_errors() {
+        let mut spec: HttpSink = serde_json::from_value(serde_json::json!({
+            "url": "http://127.0.0.1:9/_bulk", "format": "ElasticsearchBulk"
+        }))
+        .expect("spec");
+        assert_eq!(
+            HttpDestination::encoding(&spec).map_err(|e| e.category()),
+            Err("config")
+        );
+        spec.headers.insert("bad header".into(), "x".into());
+        assert_eq!(
+            HttpDestination::new(&spec)
+                .map(|_| ())
+                .map_err(|e| e.category()),
+            Err("config")
+        );
+    }
+
+    #[tokio::test]
+    async fn a_silent_endpoint_times_out_as_a_retryable_error() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        // Accept and hold connections without ever answering.
+        let held = tokio::spawn(async move {
+            let mut open = Vec::new();
+            while let Ok((socket, _)) = listener.accept().await {
+                open.push(socket);
+            }
+        });
+        let spec: HttpSink = serde_json::from_value(serde_json::json!({
+            "url": format!("http://{addr}/"), "timeout": "100ms"
+        }))
+        .expect("spec");
+        let mut dest = HttpDestination::new(&spec).expect("destination");
+        let err = dest.send(&Batch::default()).await.expect_err("no answer");
+        assert_eq!(err.category(), "timeout");
+        assert!(err.is_retryable());
+        held.abort();
+    }
+}

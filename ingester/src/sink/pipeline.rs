@@ -1,0 +1,203 @@
+//! The sink task: reads chunks, batches them, delivers each batch with retries, then acknowledges checkpoints in order.
+
+use std::{sync::Arc, time::Duration};
+
+use tokio::{sync::mpsc::Receiver, time::Instant};
+use tokio_util::sync::CancellationToken;
+
+use super::{Batch, BatchLimits, Batcher, Destination, SinkError, SinkStats, ndjson::Encoding};
+use crate::record::{AckFn, Chunk};
+
+/// Retry delays: exponential with full jitter, `initial` doubling up to `max`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Backoff {
+    /// Upper bound of the first delay.
+    pub initial: Duration,
+    /// Upper bound of every delay, and the delay after a non-retryable failure.
+    pub max: Duration,
+}
+
+impl Default for Backoff {
+    fn default() -> Self {
+        Self {
+            initial: Duration::from_millis(100),
+            max: Duration::from_secs(30),
+        }
+    }
+}
+
+impl Backoff {
+    /// The delay before retry number `attempt` (0-based): uniform in `[0, min(max, initial·2^attempt)]`.
+    pub fn delay(&self, attempt: u32) -> Duration {
+        let cap = self
+            .initial
+            .saturating_mul(2u32.saturating_pow(attempt.min(31)))
+            .min(self.max);
+        cap.mul_f64(fastrand::f64())
+    }
+}
+
+/// One destination fed by a bounded channel of chunks.
+///
+/// Batches are delivered one at a time, in order, and a batch's checkpoints are passed to the
+/// ack function only after the destination accepted every record in it, so per-shard order
+/// holds. While a batch is being retried no chunk is read: the channel fills and the shard
+/// readers wait on it, which bounds memory to the channel plus one open batch.
+pub struct SinkPipeline {
+    destination: Box<dyn Destination>,
+    batcher: Batcher,
+    ack: AckFn,
+    cancel: CancellationToken,
+    stats: Arc<SinkStats>,
+    backoff: Backoff,
+    /// Records of the batch being delivered, for the cancellation log.
+    in_flight: usize,
+}
+
+impl std::fmt::Debug for SinkPipeline {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SinkPipeline")
+            .field("batcher", &self.batcher)
+            .field("backoff", &self.backoff)
+            .finish_non_exhaustive()
+    }
+}
+
+impl SinkPipeline {
+    /// A pipeline that encodes with `encoding`, closes batches at `limits` and sends to
+    /// `destination`.
+    pub fn new(
+        destination: Box<dyn Destination>,
+        limits: BatchLimits,
+        encoding: Encoding,
+        ack: AckFn,
+        cancel: CancellationToken,
+        stats: Arc<SinkStats>,
+    ) -> Self {
+        Self {
+            destination,
+            batcher: Batcher::new(limits, encoding),
+            ack,
+            cancel,
+            stats,
+            backoff: Backoff::default(),
+            in_flight: 0,
+        }
+    }
+
+    /// Replaces the default retry delays (100 ms doubling to 30 s).
+    pub fn with_backoff(mut self, backoff: Backoff) -> Self {
+        self.backoff = backoff;
+        self
+    }
+
+    /// Runs until `rx` is closed and drained (the last partial batch is delivered and acked,
+    /// then `Ok`), or until the token is cancelled (`Ok` at once; undelivered records are not
+    /// acked and will be read again from the last checkpoint). Fails only on a record that
+    /// cannot be encoded.
+    pub async fn run(mut self, mut rx: Receiver<Chunk>) -> Result<(), SinkError> {
+        loop {
+            while let Some(batch) = self.batcher.pop_ready() {
+                if !self.deliver(batch).await {
+                    return self.cancelled();
+                }
+            }
+            let deadline = self.batcher.deadline();
+            let aged = async {
+                match deadline {
+                    Some(at) => tokio::time::sleep_until(at).await,
+                    None => std::future::pending().await,
+                }
+            };
+            tokio::select! {
+                biased;
+                () = self.cancel.cancelled() => return self.cancelled(),
+                () = aged => self.batcher.poll_age(Instant::now()),
+                chunk = rx.recv() => match chunk {
+                    Some(chunk) => self.batcher.push(chunk, Instant::now())?,
+                    None => {
+                        self.batcher.flush();
+                        while let Some(batch) = self.batcher.pop_ready() {
+                            if !self.deliver(batch).await {
+                                return self.cancelled();
+                            }
+                        }
+                        tracing::debug!("chunk channel closed; every batch delivered");
+                        return Ok(());
+                    }
+                },
+            }
+        }
+    }
+
+    /// Sends `batch` until the destination accepts it, then acks its checkpoints. False when
+    /// cancelled first.
+    async fn deliver(&mut self, mut batch: Batch) -> bool {
+        let (records, bytes) = (batch.len(), batch.body().len());
+        self.in_flight = records;
+        let mut attempt = 0u32;
+        while !batch.is_empty() {
+            let result = tokio::select! {
+                biased;
+                () = self.cancel.cancelled() => return false,
+                result = self.destination.send(&batch) => result,
+            };
+            let Err(error) = result else { break };
+            self.stats.failed(&error);
+            let delay = if error.is_retryable() {
+                tracing::warn!(%error, category = error.category(), attempt, records = batch.len(), "batch delivery failed; retrying");
+                self.backoff.delay(attempt)
+            } else {
+                tracing::error!(%error, category = error.category(), attempt, records = batch.len(), "batch rejected; retrying at the longest backoff so no record is dropped (fix the endpoint or its configuration)");
+                self.backoff.max
+            };
+            if let SinkError::BulkItems { failed, .. } = &error {
+                batch.retain_items(failed);
+            }
+            tokio::select! {
+                biased;
+                () = self.cancel.cancelled() => return false,
+                () = tokio::time::sleep(delay) => {}
+            }
+            attempt = attempt.saturating_add(1);
+            self.stats.retried();
+        }
+        if records > 0 {
+            self.stats.delivered(records, bytes);
+        }
+        for (shard_id, checkpoint) in batch.checkpoints() {
+            (self.ack)(shard_id, checkpoint);
+            self.stats.acked();
+        }
+        self.batcher.recycle(batch);
+        self.in_flight = 0;
+        true
+    }
+
+    fn cancelled(&self) -> Result<(), SinkError> {
+        tracing::info!(
+            undelivered = self.in_flight + self.batcher.pending_records(),
+            "sink cancelled; undelivered records stay unacknowledged"
+        );
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_grows_to_its_cap_with_full_jitter() {
+        let b = Backoff::default();
+        for attempt in [0, 1, 5, 40, u32::MAX] {
+            let cap = Duration::from_millis(100)
+                .saturating_mul(2u32.saturating_pow(attempt.min(31)))
+                .min(Duration::from_secs(30));
+            let delays: Vec<_> = (0..50).map(|_| b.delay(attempt)).collect();
+            assert!(delays.iter().all(|d| *d <= cap));
+            assert!(delays.iter().any(|d| *d != delays[0]), "jittered");
+        }
+        assert!((0..50).any(|_| b.delay(20) > Duration::from_secs(15)));
+    }
+}

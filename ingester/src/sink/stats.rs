@@ -1,0 +1,92 @@
+//! Counters the sink updates once per batch, for the metrics layer to read.
+
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+
+use super::SinkError;
+
+/// Delivery counters. All are monotonic; read them with the getters.
+#[derive(Debug, Default)]
+pub struct SinkStats {
+    records_out: AtomicU64,
+    bytes_out: AtomicU64,
+    batches: AtomicU64,
+    retries: AtomicU64,
+    acks: AtomicU64,
+    dead_letters: AtomicU64,
+    errors: [AtomicU64; SinkError::CATEGORIES.len()],
+}
+
+impl SinkStats {
+    /// Records the destination acknowledged.
+    pub fn records_out(&self) -> u64 {
+        self.records_out.load(Relaxed)
+    }
+
+    /// Encoded bytes of the batches the destination acknowledged.
+    pub fn bytes_out(&self) -> u64 {
+        self.bytes_out.load(Relaxed)
+    }
+
+    /// Batches delivered.
+    pub fn batches(&self) -> u64 {
+        self.batches.load(Relaxed)
+    }
+
+    /// Send attempts that were repeated after a failure.
+    pub fn retries(&self) -> u64 {
+        self.retries.load(Relaxed)
+    }
+
+    /// Chunk checkpoints passed to the ack function.
+    pub fn acks(&self) -> u64 {
+        self.acks.load(Relaxed)
+    }
+
+    /// Records written to (or, without a path, logged for) the dead-letter file.
+    pub fn dead_letters(&self) -> u64 {
+        self.dead_letters.load(Relaxed)
+    }
+
+    /// Failed send attempts of one [`SinkError::category`]; 0 for an unknown category.
+    pub fn errors(&self, category: &str) -> u64 {
+        SinkError::CATEGORIES
+            .iter()
+            .position(|c| *c == category)
+            .map_or(0, |i| self.errors[i].load(Relaxed))
+    }
+
+    /// Failed send attempts by category, every category included.
+    pub fn errors_by_category(&self) -> impl Iterator<Item = (&'static str, u64)> + '_ {
+        SinkError::CATEGORIES
+            .iter()
+            .zip(&self.errors)
+            .map(|(c, n)| (*c, n.load(Relaxed)))
+    }
+
+    pub(crate) fn delivered(&self, records: usize, bytes: usize) {
+        self.records_out.fetch_add(records as u64, Relaxed);
+        self.bytes_out.fetch_add(bytes as u64, Relaxed);
+        self.batches.fetch_add(1, Relaxed);
+    }
+
+    pub(crate) fn failed(&self, error: &SinkError) {
+        if let Some(i) = SinkError::CATEGORIES
+            .iter()
+            .position(|c| *c == error.category())
+        {
+            self.errors[i].fetch_add(1, Relaxed);
+        }
+    }
+
+    pub(crate) fn retried(&self) {
+        self.retries.fetch_add(1, Relaxed);
+    }
+
+    pub(crate) fn acked(&self) {
+        self.acks.fetch_add(1, Relaxed);
+    }
+
+    pub(crate) fn dead_lettered(&self) {
+        self.dead_letters.fetch_add(1, Relaxed);
+    }
+}
