@@ -1,0 +1,330 @@
+//! Tests of the whole decode pipeline: KPL -> gzip -> format, outputs, dead letters and stats.
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use kinesis_ingester_api::{Compression, DecodeSpec, RecordFormat};
+
+use super::{
+    DecodeStats, Decoder,
+    testing::{UserRecordSpec, encode_aggregated, gzip},
+};
+use crate::{
+    record::{DeadLetter, RawRecord, Record, ShardContext},
+    sequence::Position,
+};
+
+const CAP: usize = 1 << 20;
+
+fn shard(hash_range: (u128, u128)) -> Arc<ShardContext> {
+    Arc::new(ShardContext {
+        stream: "s".into(),
+        shard_id: "shardId-000000000000".into(),
+        hash_range,
+        tag: None,
+    })
+}
+
+fn raw(data: Bytes) -> RawRecord {
+    RawRecord {
+        data,
+        partition_key: "outer".into(),
+        sequence_number: "49590338271490256608559692538361571095921575989136588898"
+            .parse()
+            .expect("valid sequence number"),
+        approximate_arrival_ms: Some(1_700_000_000_000),
+    }
+}
+
+fn decoder(kpl_deaggregation: bool, compression: Compression, format: RecordFormat) -> Decoder {
+    let spec = DecodeSpec {
+        kpl_deaggregation,
+        compression,
+        format,
+    };
+    Decoder::new(&spec, CAP)
+}
+
+struct Run {
+    out: Vec<Record>,
+    dead: Vec<DeadLetter>,
+    stats: DecodeStats,
+}
+
+fn run(decoder: &Decoder, shard: &Arc<ShardContext>, raws: Vec<RawRecord>) -> Run {
+    let mut run = Run {
+        out: Vec::new(),
+        dead: Vec::new(),
+        stats: DecodeStats::default(),
+    };
+    for raw in raws {
+        decoder.decode(shard, raw, &mut run.out, &mut run.dead, &mut run.stats);
+    }
+    run
+}
+
+fn user<'a>(partition_key: &'a str, data: &'a [u8]) -> UserRecordSpec<'a> {
+    UserRecordSpec {
+        partition_key,
+        explicit_hash_key: None,
+        data,
+    }
+}
+
+fn summary(out: &[Record]) -> Vec<(Option<u64>, &str, &[u8])> {
+    out.iter()
+        .map(|r| {
+            (
+                r.position.sub_sequence,
+                r.partition_key.as_str(),
+                &r.data[..],
+            )
+        })
+        .collect()
+}
+
+const DATA_MESSAGE: &str = r#"{"messageType":"DATA_MESSAGE","owner":"1","logGroup":"g",
+    "logStream":"s","subscriptionFilters":["f"],"logEvents":[
+    {"id":"a","timestamp":1,"message":"m1"},{"id":"b","timestamp":2,"message":"m2"},
+    {"id":"c","timestamp":3,"message":"m3"}]}"#;
+
+#[test]
+fn aggregated_records_become_user_records_with_their_own_positions_and_keys() {
+    let shard = shard((0, u128::MAX));
+    let data = encode_aggregated(&[user("p0", b"zero"), user("p1", b"one"), user("p0", b"two")]);
+    let r = run(
+        &decoder(true, Compression::None, RecordFormat::Raw),
+        &shard,
+        vec![raw(data)],
+    );
+    assert_eq!(
+        summary(&r.out),
+        [
+            (Some(0), "p0", &b"zero"[..]),
+            (Some(1), "p1", &b"one"[..]),
+            (Some(2), "p0", &b"two"[..])
+        ]
+    );
+    let first = &r.out[0];
+    assert_eq!(first.position.sequence, raw(Bytes::new()).sequence_number);
+    assert_eq!(first.approximate_arrival_ms, Some(1_700_000_000_000));
+    assert!(Arc::ptr_eq(&first.shard, &shard));
+    assert_eq!(first.cloudwatch, None);
+    let expected = DecodeStats {
+        kinesis_records: 1,
+        records_out: 3,
+        kpl_aggregated: 1,
+        ..DecodeStats::default()
+    };
+    assert_eq!(r.stats, expected);
+}
+
+#[test]
+fn plain_records_and_disabled_deaggregation_pass_records_through_whole() {
+    let shard = shard((0, u128::MAX));
+    let aggregated = encode_aggregated(&[user("p0", b"zero")]);
+    let plain = Bytes::from_static(b"plain payload");
+
+    let r = run(
+        &decoder(false, Compression::None, RecordFormat::Raw),
+        &shard,
+        vec![raw(aggregated.clone())],
+    );
+    assert_eq!(summary(&r.out), [(None, "outer", &aggregated[..])]);
+    assert_eq!(r.stats.kpl_aggregated, 0);
+
+    let r = run(
+        &decoder(true, Compression::None, RecordFormat::Raw),
+        &shard,
+        vec![raw(plain.clone())],
+    );
+    assert_eq!(summary(&r.out), [(None, "outer", &b"plain payload"[..])]);
+    assert_eq!(
+        r.out[0].position,
+        Position::whole(raw(plain).sequence_number)
+    );
+    assert_eq!(r.stats.kpl_invalid_as_plain, 0);
+}
+
+#[test]
+fn a_digest_mismatch_passes_the_record_through_whole_and_is_counted() {
+    let mut data = encode_aggregated(&[user("p0", b"zero"), user("p1", b"one")]).to_vec();
+    let last = data.len() - 1;
+    data[last] ^= 0x55;
+    let r = run(
+        &decoder(true, Compression::None, RecordFormat::Raw),
+        &shard((0, u128::MAX)),
+        vec![raw(data.clone().into())],
+    );
+    assert_eq!(summary(&r.out), [(None, "outer", &data[..])]);
+    assert_eq!(r.stats.kpl_invalid_as_plain, 1);
+    assert_eq!(r.stats.kpl_aggregated, 0);
+}
+
+#[test]
+fn aggregated_records_outside_the_hash_range_are_dropped_and_counted() {
+    let in_range = UserRecordSpec {
+        explicit_hash_key: Some("10"),
+        ..user("a", b"in")
+    };
+    let out_of_range = UserRecordSpec {
+        explicit_hash_key: Some("21"),
+        ..user("b", b"out")
+    };
+    let raws = vec![
+        raw(encode_aggregated(&[in_range, in_range])),
+        raw(encode_aggregated(&[in_range, out_of_range, in_range])),
+    ];
+    let r = run(
+        &decoder(true, Compression::None, RecordFormat::Raw),
+        &shard((10, 20)),
+        raws,
+    );
+    assert_eq!(
+        summary(&r.out),
+        [(Some(0), "a", &b"in"[..]), (Some(1), "a", &b"in"[..])]
+    );
+    assert_eq!(r.stats.kpl_outside_hash_range, 3);
+    assert_eq!(r.stats.kpl_aggregated, 2);
+    assert!(r.dead.is_empty());
+}
+
+#[test]
+fn gzip_user_records_are_decompressed_and_bad_ones_become_dead_letters() {
+    let good = gzip(b"hello");
+    let data = encode_aggregated(&[user("a", &good), user("b", b"not gzip"), user("c", &good)]);
+    let r = run(
+        &decoder(true, Compression::Gzip, RecordFormat::Raw),
+        &shard((0, u128::MAX)),
+        vec![raw(data)],
+    );
+    assert_eq!(
+        summary(&r.out),
+        [(Some(0), "a", &b"hello"[..]), (Some(2), "c", &b"hello"[..])]
+    );
+    let [dead] = &r.dead[..] else {
+        panic!("expected one dead letter, got {:?}", r.dead)
+    };
+    assert_eq!(dead.category, "gzip");
+    assert!(dead.reason.starts_with("gzip: "), "{}", dead.reason);
+    assert!(
+        dead.reason.ends_with("(KPL user record 1)"),
+        "{}",
+        dead.reason
+    );
+    assert_eq!(
+        (&dead.raw.data[..], dead.raw.partition_key.as_str()),
+        (&b"not gzip"[..], "b")
+    );
+    assert_eq!(
+        r.stats.dead_letters_by_category().collect::<Vec<_>>(),
+        [("gzip", 1), ("cloudwatch", 0)]
+    );
+    assert_eq!(r.stats.records_out, 2);
+}
+
+#[test]
+fn a_gzip_bomb_becomes_a_dead_letter() {
+    let bomb = gzip(&vec![b'x'; CAP + 1]);
+    let r = run(
+        &decoder(true, Compression::Gzip, RecordFormat::Raw),
+        &shard((0, u128::MAX)),
+        vec![raw(bomb.clone())],
+    );
+    assert!(r.out.is_empty());
+    assert_eq!(r.dead.len(), 1);
+    assert!(
+        r.dead[0].reason.contains("exceeds the cap"),
+        "{}",
+        r.dead[0].reason
+    );
+    assert_eq!(
+        r.dead[0].raw,
+        raw(bomb),
+        "the dead letter keeps the raw record"
+    );
+}
+
+#[test]
+fn cloudwatch_envelopes_become_one_record_per_log_event() {
+    let shard = shard((0, u128::MAX));
+    let aggregated = encode_aggregated(&[user("k", &gzip(DATA_MESSAGE.as_bytes()))]);
+    let r = run(
+        &decoder(true, Compression::None, RecordFormat::CloudWatchLogs),
+        &shard,
+        vec![raw(gzip(DATA_MESSAGE.as_bytes())), raw(aggregated)],
+    );
+    assert_eq!(
+        summary(&r.out),
+        [
+            (None, "outer", &b"m1"[..]),
+            (None, "outer", &b"m2"[..]),
+            (None, "outer", &b"m3"[..]),
+            (Some(0), "k", &b"m1"[..]),
+            (Some(0), "k", &b"m2"[..]),
+            (Some(0), "k", &b"m3"[..]),
+        ]
+    );
+    let meta = r.out[1].cloudwatch.as_deref().expect("cloudwatch metadata");
+    assert_eq!(
+        (
+            meta.owner.as_str(),
+            meta.log_group.as_str(),
+            meta.log_stream.as_str()
+        ),
+        ("1", "g", "s")
+    );
+    assert_eq!((meta.id.as_str(), meta.timestamp_ms), ("b", 2));
+    assert_eq!(meta.subscription_filters, ["f"]);
+    assert_eq!(r.stats.records_out, 6);
+}
+
+#[test]
+fn cloudwatch_control_messages_are_dropped_and_bad_json_is_a_dead_letter() {
+    let control = br#"{"messageType":"CONTROL_MESSAGE","logEvents":[]}"#;
+    let bad = br#"{"messageType":"DATA_MESSAGE","logEvents":[{"id":"x","timestamp":"soon"}]}"#;
+    let r = run(
+        &decoder(false, Compression::Gzip, RecordFormat::CloudWatchLogs),
+        &shard((0, u128::MAX)),
+        vec![raw(gzip(control)), raw(gzip(bad))],
+    );
+    assert!(r.out.is_empty());
+    assert_eq!(r.stats.cloudwatch_control_messages, 1);
+    assert_eq!(r.dead.len(), 1);
+    assert_eq!(r.dead[0].category, "cloudwatch");
+    let reason = &r.dead[0].reason;
+    assert!(
+        reason.starts_with("cloudwatch: invalid type: string \"soon\", expected i64"),
+        "{reason}"
+    );
+    assert_eq!(r.stats.dead_letters_total(), 1);
+}
+
+#[test]
+fn stats_merge_adds_every_counter() {
+    let mut a = DecodeStats {
+        kinesis_records: 1,
+        records_out: 2,
+        dead_letters: [1, 0],
+        ..DecodeStats::default()
+    };
+    let b = DecodeStats {
+        kinesis_records: 3,
+        kpl_outside_hash_range: 4,
+        cloudwatch_control_messages: 5,
+        dead_letters: [0, 2],
+        ..DecodeStats::default()
+    };
+    a.merge(&b);
+    assert_eq!(
+        a,
+        DecodeStats {
+            kinesis_records: 4,
+            records_out: 2,
+            kpl_outside_hash_range: 4,
+            cloudwatch_control_messages: 5,
+            dead_letters: [1, 2],
+            ..DecodeStats::default()
+        }
+    );
+}
