@@ -5,6 +5,7 @@ pub mod config;
 pub mod decode;
 pub mod metrics;
 pub mod record;
+pub mod run;
 pub mod sequence;
 pub mod server;
 pub mod sink;

@@ -1,12 +1,16 @@
 //! `kinesis-ingester`: reads a Kinesis data stream as a `KinesisIngester` resource describes it.
 
-use std::{
-    path::{Path, PathBuf},
-    process::ExitCode,
-};
+use std::{collections::HashSet, net::SocketAddr, path::PathBuf, process::ExitCode, sync::Arc};
 
 use clap::{Parser, Subcommand};
-use kinesis_ingester_api::KinesisIngester;
+use kinesis_ingester::{
+    config,
+    run::{RunOptions, RunOutcome},
+    source::aws::SdkKinesis,
+    telemetry::{self, LogFormat},
+};
+use kinesis_ingester_api::Duration;
+use tokio_util::sync::CancellationToken;
 
 /// Reads every shard of a Kinesis data stream, decodes the records and delivers them to a sink.
 /// Its configuration is a KinesisIngester resource: the same YAML you would `kubectl apply`.
@@ -19,6 +23,9 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// Read the stream and deliver its records until SIGTERM or SIGINT, then deliver what was
+    /// read, store the checkpoints and exit 0.
+    Run(RunArgs),
     /// Check a KinesisIngester file without reading anything: report every invalid field.
     Validate {
         /// Path of the KinesisIngester YAML file.
@@ -27,49 +34,92 @@ enum Command {
     },
 }
 
-#[derive(Debug, thiserror::Error)]
-enum ConfigError {
-    #[error("cannot read {path}: {source}")]
-    Read {
-        path: PathBuf,
-        source: std::io::Error,
-    },
-    #[error("{path} is not a valid KinesisIngester: {source}")]
-    Parse {
-        path: PathBuf,
-        source: Box<serde_saphyr::Error>,
-    },
-    #[error("{path} has invalid fields:\n{source}")]
-    Invalid {
-        path: PathBuf,
-        source: kinesis_ingester_api::ValidationErrors,
-    },
+#[derive(Debug, clap::Args)]
+struct RunArgs {
+    /// Path of the KinesisIngester YAML file.
+    #[arg(short = 'f', long = "file")]
+    file: PathBuf,
+    /// Read only these shards (comma-separated shard ids); default: every shard.
+    #[arg(long, value_delimiter = ',')]
+    shards: Vec<String>,
+    /// Directory for checkpoints; a restart resumes after the last delivered record.
+    #[arg(
+        long,
+        env = "KINESIS_INGESTER_CHECKPOINT_DIR",
+        default_value = "checkpoints"
+    )]
+    checkpoint_dir: PathBuf,
+    /// How often delivered positions are checkpointed (also at shard end and shutdown).
+    #[arg(long, default_value = "5s")]
+    checkpoint_interval: Duration,
+    /// Time allowed after SIGTERM to deliver what was read and checkpoint it.
+    #[arg(long, default_value = "30s")]
+    shutdown_timeout: Duration,
+    /// Address for /metrics, /healthz and /readyz; "off" disables it.
+    #[arg(long, default_value = "127.0.0.1:9464")]
+    metrics_addr: String,
+    /// GetRecords pages buffered between the shard readers and the sink; bounds memory.
+    #[arg(long, default_value_t = 16)]
+    buffer_pages: usize,
+    /// Log format on stderr.
+    #[arg(
+        long,
+        value_enum,
+        default_value = "text",
+        env = "KINESIS_INGESTER_LOG_FORMAT"
+    )]
+    log_format: LogFormat,
 }
 
-fn load(path: &Path) -> Result<KinesisIngester, ConfigError> {
-    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
-        path: path.to_owned(),
-        source,
-    })?;
-    let ingester: KinesisIngester =
-        serde_saphyr::from_str(&text).map_err(|source| ConfigError::Parse {
-            path: path.to_owned(),
-            source: Box::new(source),
-        })?;
-    ingester
-        .spec
-        .validate()
-        .map_err(|source| ConfigError::Invalid {
-            path: path.to_owned(),
-            source,
-        })?;
-    Ok(ingester)
+async fn run(args: RunArgs) -> Result<RunOutcome, String> {
+    let ingester = config::load(&args.file).map_err(|e| e.to_string())?;
+    let metrics_addr = match args.metrics_addr.as_str() {
+        "off" | "" => None,
+        addr => Some(addr.parse::<SocketAddr>().map_err(|e| {
+            format!("--metrics-addr {addr:?}: {e}; use HOST:PORT such as 127.0.0.1:9464, or off")
+        })?),
+    };
+    let options = RunOptions {
+        checkpoint_dir: args.checkpoint_dir,
+        only_shards: (!args.shards.is_empty())
+            .then(|| args.shards.into_iter().collect::<HashSet<_>>()),
+        checkpoint_interval: args.checkpoint_interval.get(),
+        shutdown_timeout: args.shutdown_timeout.get(),
+        channel_capacity: args.buffer_pages,
+        metrics_addr,
+    };
+    let api = Arc::new(SdkKinesis::from_spec(&ingester.spec.stream).await);
+    let shutdown = CancellationToken::new();
+    tokio::spawn(signals(shutdown.clone()));
+    kinesis_ingester::run::run(&ingester, api, options, shutdown)
+        .await
+        .map_err(|e| e.to_string())
+}
+
+/// Cancels `shutdown` on the first SIGTERM or SIGINT.
+async fn signals(shutdown: CancellationToken) {
+    use tokio::signal::unix::{SignalKind, signal};
+    match (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) {
+        (Ok(mut term), Ok(mut int)) => {
+            tokio::select! {
+                _ = term.recv() => tracing::info!("SIGTERM received"),
+                _ = int.recv() => tracing::info!("SIGINT received"),
+            }
+        }
+        _ => {
+            tracing::warn!("cannot install signal handlers; stopping on Ctrl-C only");
+            let _ = tokio::signal::ctrl_c().await;
+        }
+    }
+    shutdown.cancel();
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
-    match cli.command {
-        Command::Validate { file } => match load(&file) {
+    match Cli::parse().command {
+        Command::Validate { file } => match config::load(&file) {
             Ok(_) => {
                 println!("{}: valid", file.display());
                 ExitCode::SUCCESS
@@ -79,5 +129,31 @@ fn main() -> ExitCode {
                 ExitCode::FAILURE
             }
         },
+        Command::Run(args) => {
+            telemetry::init(args.log_format);
+            let rt = match tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .build()
+            {
+                Ok(rt) => rt,
+                Err(e) => {
+                    eprintln!("error: cannot start the async runtime: {e}");
+                    return ExitCode::FAILURE;
+                }
+            };
+            match rt.block_on(run(args)) {
+                Ok(RunOutcome::Clean) => ExitCode::SUCCESS,
+                Ok(RunOutcome::DeadlineExceeded) => {
+                    eprintln!(
+                        "error: the shutdown deadline passed before everything read was delivered; it will be read again on the next start"
+                    );
+                    ExitCode::from(2)
+                }
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
     }
 }

@@ -3,11 +3,20 @@
 //! The only label that grows with the input is `shard`, bounded by the stream's shard count; a
 //! shard's series is removed when the shard ends.
 
+use std::sync::Arc;
+
 use prometheus_client::{
-    encoding::EncodeLabelSet,
-    metrics::{counter::Counter, family::Family, gauge::Gauge},
+    collector::Collector,
+    encoding::{DescriptorEncoder, EncodeLabelSet, EncodeMetric},
+    metrics::{
+        counter::{ConstCounter, Counter},
+        family::Family,
+        gauge::Gauge,
+    },
     registry::Registry,
 };
+
+use crate::{decode::DecodeStats, sink::SinkStats};
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct ShardLabel {
@@ -33,104 +42,100 @@ pub struct Metrics {
     shards_reading: Gauge,
     records_in: Counter,
     bytes_in: Counter,
-    records_out: Counter,
-    bytes_out: Counter,
     source_errors: Family<OperationError, Counter>,
     throttles: Family<OperationError, Counter>,
     decode_failures: Family<Category, Counter>,
-    sink_errors: Family<Category, Counter>,
-    sink_retries: Counter,
+    kpl_aggregated: Counter,
+    kpl_invalid: Counter,
+    kpl_outside_range: Counter,
+    cloudwatch_control: Counter,
     checkpoints: Counter,
     checkpoint_errors: Family<Category, Counter>,
 }
 
-impl Default for Metrics {
-    fn default() -> Self {
-        Self::new()
-    }
-}
-
 impl Metrics {
-    /// Creates and registers every metric.
-    pub fn new() -> Self {
+    /// Creates and registers every metric; the sink's counters are read from `sink` at scrape time.
+    pub fn new(sink: Arc<SinkStats>) -> Self {
         let mut registry = Registry::with_prefix("kinesis_ingester");
         let m = Self {
             millis_behind: Family::default(),
             shards_reading: Gauge::default(),
             records_in: Counter::default(),
             bytes_in: Counter::default(),
-            records_out: Counter::default(),
-            bytes_out: Counter::default(),
             source_errors: Family::default(),
             throttles: Family::default(),
             decode_failures: Family::default(),
-            sink_errors: Family::default(),
-            sink_retries: Counter::default(),
+            kpl_aggregated: Counter::default(),
+            kpl_invalid: Counter::default(),
+            kpl_outside_range: Counter::default(),
+            cloudwatch_control: Counter::default(),
             checkpoints: Counter::default(),
             checkpoint_errors: Family::default(),
             registry: Registry::default(),
         };
-        registry.register(
+        let r = &mut registry;
+        r.register(
             "millis_behind_latest",
             "MillisBehindLatest of the last GetRecords response, per shard",
             m.millis_behind.clone(),
         );
-        registry.register(
+        r.register(
             "shards_reading",
             "Shards being read",
             m.shards_reading.clone(),
         );
-        registry.register("records_in", "Kinesis records read", m.records_in.clone());
-        registry.register(
+        r.register("records_in", "Kinesis records read", m.records_in.clone());
+        r.register(
             "bytes_in",
             "Payload bytes of Kinesis records read",
             m.bytes_in.clone(),
         );
-        registry.register(
-            "records_out",
-            "Records delivered and acknowledged by the sink",
-            m.records_out.clone(),
-        );
-        registry.register(
-            "bytes_out",
-            "Bytes delivered and acknowledged by the sink",
-            m.bytes_out.clone(),
-        );
-        registry.register(
+        r.register(
             "source_errors",
             "Failed Kinesis calls by operation and category",
             m.source_errors.clone(),
         );
-        registry.register(
+        r.register(
             "throttles",
             "Throttled Kinesis calls by operation",
             m.throttles.clone(),
         );
-        registry.register(
+        r.register(
             "decode_failures",
             "Records that could not be decoded, by category",
             m.decode_failures.clone(),
         );
-        registry.register(
-            "sink_errors",
-            "Failed sink deliveries by category",
-            m.sink_errors.clone(),
+        r.register(
+            "kpl_aggregated_records",
+            "KPL aggregated records de-aggregated",
+            m.kpl_aggregated.clone(),
         );
-        registry.register(
-            "sink_retries",
-            "Sink delivery retries",
-            m.sink_retries.clone(),
+        r.register(
+            "kpl_invalid_records",
+            "Records with the KPL magic that failed a check and were passed on whole",
+            m.kpl_invalid.clone(),
         );
-        registry.register(
+        r.register(
+            "kpl_dropped_user_records",
+            "KPL user records dropped as outside the shard's hash key range",
+            m.kpl_outside_range.clone(),
+        );
+        r.register(
+            "cloudwatch_control_messages",
+            "CloudWatch Logs CONTROL_MESSAGE envelopes dropped",
+            m.cloudwatch_control.clone(),
+        );
+        r.register(
             "checkpoints_written",
             "Checkpoints stored",
             m.checkpoints.clone(),
         );
-        registry.register(
+        r.register(
             "checkpoint_errors",
             "Failed checkpoint writes by category",
             m.checkpoint_errors.clone(),
         );
+        r.register_collector(Box::new(SinkCollector(sink)));
         Self { registry, ..m }
     }
 
@@ -170,12 +175,6 @@ impl Metrics {
         self.bytes_in.inc_by(bytes);
     }
 
-    /// Records the sink delivered.
-    pub fn records_out(&self, records: u64, bytes: u64) {
-        self.records_out.inc_by(records);
-        self.bytes_out.inc_by(bytes);
-    }
-
     /// A failed Kinesis call.
     pub fn source_error(&self, operation: &'static str, category: &'static str) {
         let labels = OperationError {
@@ -188,18 +187,19 @@ impl Metrics {
         self.source_errors.get_or_create(&labels).inc();
     }
 
-    /// A record that could not be decoded.
-    pub fn decode_failure(&self, category: &'static str) {
-        self.decode_failures
-            .get_or_create(&Category { category })
-            .inc();
-    }
-
-    /// A failed sink delivery, and whether it will be retried.
-    pub fn sink_error(&self, category: &'static str, retried: bool) {
-        self.sink_errors.get_or_create(&Category { category }).inc();
-        if retried {
-            self.sink_retries.inc();
+    /// What decoding one page did.
+    pub fn decoded(&self, stats: &DecodeStats) {
+        self.kpl_aggregated.inc_by(stats.kpl_aggregated);
+        self.kpl_invalid.inc_by(stats.kpl_invalid_as_plain);
+        self.kpl_outside_range.inc_by(stats.kpl_outside_hash_range);
+        self.cloudwatch_control
+            .inc_by(stats.cloudwatch_control_messages);
+        for (category, n) in stats.dead_letters_by_category() {
+            if n > 0 {
+                self.decode_failures
+                    .get_or_create(&Category { category })
+                    .inc_by(n);
+            }
         }
     }
 
@@ -215,13 +215,61 @@ impl Metrics {
     }
 }
 
+/// Exposes the sink's atomic counters, read at scrape time.
+#[derive(Debug)]
+struct SinkCollector(Arc<SinkStats>);
+
+impl Collector for SinkCollector {
+    fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        let s = &self.0;
+        for (name, help, value) in [
+            (
+                "records_out",
+                "Records the sink's destination acknowledged",
+                s.records_out(),
+            ),
+            (
+                "bytes_out",
+                "Encoded bytes the sink's destination acknowledged",
+                s.bytes_out(),
+            ),
+            ("sink_batches", "Batches delivered", s.batches()),
+            (
+                "sink_retries",
+                "Sink send attempts repeated after a failure",
+                s.retries(),
+            ),
+            (
+                "dead_letters",
+                "Records that could not be decoded, dead-lettered",
+                s.dead_letters(),
+            ),
+        ] {
+            let counter = ConstCounter::new(value);
+            let metric = encoder.encode_descriptor(name, help, None, counter.metric_type())?;
+            counter.encode(metric)?;
+        }
+        let mut family = encoder.encode_descriptor(
+            "sink_errors",
+            "Failed sink send attempts by category",
+            None,
+            prometheus_client::metrics::MetricType::Counter,
+        )?;
+        for (category, n) in s.errors_by_category() {
+            ConstCounter::new(n).encode(family.encode_family(&Category { category })?)?;
+        }
+        Ok(())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
     fn exposes_prefixed_names_and_removes_ended_shards() {
-        let m = Metrics::new();
+        let sink = Arc::new(SinkStats::default());
+        let m = Metrics::new(sink.clone());
         m.set_millis_behind("shardId-000000000001", 1500);
         m.records_in(3, 30);
         m.source_error("GetRecords", "throttled");
@@ -237,6 +285,14 @@ mod tests {
             "{text}"
         );
         assert!(text.contains("kinesis_ingester_throttles_total{operation=\"GetRecords\",category=\"throttled\"} 1"), "{text}");
+        assert!(
+            text.contains("kinesis_ingester_records_out_total 0"),
+            "{text}"
+        );
+        assert!(
+            text.contains("kinesis_ingester_sink_errors_total{category="),
+            "{text}"
+        );
         m.clear_shard("shardId-000000000001");
         assert!(!m.encode().contains("shardId-000000000001"));
     }

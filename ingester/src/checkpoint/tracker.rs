@@ -93,6 +93,12 @@ impl Tracker {
         self.lock().get(shard).and_then(|p| p.acked.clone())
     }
 
+    /// Whether the reader of `shard` reached SHARD_END (delivered or not). Such a shard is never
+    /// read again: its remaining records are already on their way to the sink.
+    pub fn reached_end(&self, shard: &str) -> bool {
+        self.lock().get(shard).is_some_and(|p| p.end.is_some())
+    }
+
     /// Whether `shard` is finished: read to its end and all of it delivered (saved or not).
     pub fn is_finished(&self, shard: &str) -> bool {
         self.lock().get(shard).is_some_and(Progress::finished)
@@ -153,7 +159,9 @@ mod tests {
     fn a_shard_is_finished_only_after_its_last_chunk_is_acked() {
         let t = Tracker::new([]);
         t.ack("a", &pos("5"));
+        assert!(!t.reached_end("a"));
         t.mark_end("a", Some(pos("7")));
+        assert!(t.reached_end("a"), "ended, so never read again");
         assert!(!t.is_finished("a"), "record 7 is not delivered yet");
         t.ack("a", &pos("7"));
         assert!(t.is_finished("a"));

@@ -13,10 +13,11 @@ use tracing::{info, warn};
 use super::{
     Backoff,
     api::{KinesisApi, ShardInfo, StartAt, StreamRef},
-    shard::{DeadLetterFn, DecodeFn, PollSettings, ShardOutcome, ShardReader},
+    shard::{DeadLetters, PollSettings, ShardOutcome, ShardReader},
 };
 use crate::{
     checkpoint::{CheckpointStore, Tracker},
+    decode::Decoder,
     metrics::Metrics,
     record::{Chunk, ShardContext},
 };
@@ -53,9 +54,9 @@ pub struct Coordinator {
     /// Where checkpoints are stored.
     pub store: Arc<dyn CheckpointStore>,
     /// The decoder.
-    pub decode: DecodeFn,
+    pub decoder: Arc<Decoder>,
     /// Dead-letter output.
-    pub dead_letters: DeadLetterFn,
+    pub dead_letters: DeadLetters,
     /// The sink's input.
     pub chunks: mpsc::Sender<Chunk>,
     /// Metrics.
@@ -180,7 +181,7 @@ impl Coordinator {
         for shard in known.values() {
             let id = &shard.shard_id;
             if running.contains(id)
-                || self.tracker.is_finished(id)
+                || self.tracker.reached_end(id)
                 || self
                     .settings
                     .only_shards
@@ -209,7 +210,7 @@ impl Coordinator {
                 skip_until: resume.filter(|p| p.sub_sequence.is_some()),
                 start,
                 settings: self.settings.poll.clone(),
-                decode: self.decode.clone(),
+                decoder: self.decoder.clone(),
                 dead_letters: self.dead_letters.clone(),
                 chunks: self.chunks.clone(),
                 metrics: self.metrics.clone(),

@@ -11,18 +11,15 @@ use super::{
     backoff::Backoff,
 };
 use crate::{
+    decode::{DecodeStats, Decoder},
     metrics::Metrics,
-    record::{Chunk, DeadLetter, RawRecord, Record, ShardContext},
+    record::{Chunk, DeadLetter, ShardContext},
     sequence::Position,
+    sink::DeadLetterWriter,
 };
 
-/// Decodes one raw record into records and dead letters (the configured decoder).
-pub type DecodeFn = Arc<
-    dyn Fn(&Arc<ShardContext>, RawRecord, &mut Vec<Record>, &mut Vec<DeadLetter>) + Send + Sync,
->;
-
-/// Stores dead letters durably before the checkpoint that covers them can be acknowledged.
-pub type DeadLetterFn = Arc<dyn Fn(&[DeadLetter]) + Send + Sync>;
+/// The dead-letter file, shared by every reader of the process.
+pub type DeadLetters = Arc<tokio::sync::Mutex<DeadLetterWriter>>;
 
 /// Polling settings of a shard reader.
 #[derive(Clone, Debug)]
@@ -64,9 +61,9 @@ pub struct ShardReader {
     /// Polling settings.
     pub settings: PollSettings,
     /// The decoder.
-    pub decode: DecodeFn,
+    pub decoder: Arc<Decoder>,
     /// Dead-letter output.
-    pub dead_letters: DeadLetterFn,
+    pub dead_letters: DeadLetters,
     /// The sink's input; bounded, so a slow sink slows reading.
     pub chunks: mpsc::Sender<Chunk>,
     /// Metrics.
@@ -160,14 +157,18 @@ impl ShardReader {
                     .records_in(page.records.len() as u64, bytes as u64);
                 let mut records = Vec::with_capacity(page.records.len());
                 let mut dead = Vec::new();
+                let mut stats = DecodeStats::default();
                 for raw in page.records {
-                    (self.decode)(&self.shard, raw, &mut records, &mut dead);
+                    self.decoder
+                        .decode(&self.shard, raw, &mut records, &mut dead, &mut stats);
                 }
+                self.metrics.decoded(&stats);
                 if let Some(skip) = self.skip_until.take() {
                     records.retain(|r| r.position > skip);
                 }
-                if !dead.is_empty() {
-                    (self.dead_letters)(&dead);
+                // Dead letters are stored before the chunk that covers them can be acknowledged.
+                if !dead.is_empty() && !self.write_dead_letters(&dead, &mut backoff).await {
+                    return ShardOutcome::Stopped;
                 }
                 let chunk = Chunk {
                     records,
@@ -202,6 +203,21 @@ impl ShardReader {
                 return ShardOutcome::Stopped;
             }
         }
+    }
+
+    /// Writes dead letters, retrying until they are stored; false if cancelled first.
+    async fn write_dead_letters(&self, dead: &[DeadLetter], backoff: &mut Backoff) -> bool {
+        let mut writer = self.dead_letters.lock().await;
+        for letter in dead {
+            while let Err(e) = writer.write(letter).await {
+                let delay = backoff.next_delay();
+                warn!(error = %e, ?delay, "cannot write the dead-letter file; retrying");
+                if !self.sleep_until(tokio::time::Instant::now() + delay).await {
+                    return false;
+                }
+            }
+        }
+        true
     }
 
     /// Sleeps until `deadline`; false if cancelled first.

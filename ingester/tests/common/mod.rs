@@ -1,0 +1,137 @@
+//! Helpers for the ingester's integration tests: streams on the emulator, configs, running an ingester in-process, reading its output.
+
+#![allow(dead_code)]
+
+use std::{path::Path, sync::Arc, time::Duration};
+
+use anyhow::{Context, Result};
+use aws_sdk_kinesis::{primitives::Blob, types::StreamStatus};
+use kinesis_ingester::{
+    config,
+    run::{RunOptions, RunOutcome, RunError},
+    source::{api::KinesisApi, aws::SdkKinesis},
+};
+use kinesis_ingester_api::KinesisIngester;
+pub use kinesis_operator_tests::{kinesis_client, unique_name, wait_until};
+use serde_json::Value;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+/// Creates a stream with `shards` shards and waits until it is ACTIVE.
+pub async fn create_stream(kinesis: &aws_sdk_kinesis::Client, shards: i32) -> Result<String> {
+    let name = unique_name("it");
+    kinesis.create_stream().stream_name(&name).shard_count(shards).send().await?;
+    wait_until("stream ACTIVE", Duration::from_secs(30), || {
+        let kinesis = kinesis.clone();
+        let name = name.clone();
+        async move {
+            let d = kinesis.describe_stream_summary().stream_name(&name).send().await?;
+            let status = d.stream_description_summary().map(|s| s.stream_status().clone());
+            Ok((status == Some(StreamStatus::Active)).then_some(()))
+        }
+    })
+    .await?;
+    Ok(name)
+}
+
+/// Puts `payloads` with the given partition keys, one PutRecord each, in order.
+pub async fn put(kinesis: &aws_sdk_kinesis::Client, stream: &str, records: &[(String, Vec<u8>)]) -> Result<()> {
+    for (key, data) in records {
+        kinesis
+            .put_record()
+            .stream_name(stream)
+            .partition_key(key)
+            .data(Blob::new(data.clone()))
+            .send()
+            .await?;
+    }
+    Ok(())
+}
+
+/// The YAML of a file sink writing to `out` (and dead letters to `dead`), in small batches.
+pub fn file_sink(out: &Path, dead: Option<&Path>) -> String {
+    let dead = dead.map(|d| format!("    deadLetterPath: '{}'\n", d.display())).unwrap_or_default();
+    format!("    file: {{path: '{}'}}\n    tag: it\n    batch: {{maxRecords: 50, maxAge: 100ms}}\n{dead}", out.display())
+}
+
+/// A KinesisIngester for `stream` on the emulator with the sink YAML `sink`; `extra` is YAML
+/// appended under `spec:` (e.g. a `decode:` block).
+pub fn config(stream: &str, sink: &str, extra: &str) -> Result<KinesisIngester> {
+    let endpoint = std::env::var("KINESIS_ENDPOINT").context("KINESIS_ENDPOINT; run with `make test`")?;
+    let text = format!(
+        "apiVersion: kinesis-operator.dev/v1alpha1
+kind: KinesisIngester
+metadata: {{name: test}}
+spec:
+  stream: {{name: {stream}, region: us-east-1, endpoint: '{endpoint}'}}
+  read: {{startingPosition: {{type: TrimHorizon}}, pollInterval: 200ms, shardSyncInterval: 1s}}
+  sink:
+{sink}{extra}"
+    );
+    Ok(config::parse(Path::new("test.yaml"), &text)?)
+}
+
+/// A KinesisIngester for `stream` writing NDJSON to `out`.
+pub fn ingester(stream: &str, out: &Path, extra: &str) -> Result<KinesisIngester> {
+    config(stream, &file_sink(out, None), extra)
+}
+
+/// The SDK client of the tests, behind the seam.
+pub fn sdk_api() -> Result<Arc<dyn KinesisApi>> {
+    Ok(Arc::new(SdkKinesis::new(kinesis_client()?)))
+}
+
+/// An ingester running in-process.
+pub struct Running {
+    pub stop: CancellationToken,
+    pub task: JoinHandle<Result<RunOutcome, RunError>>,
+}
+
+impl Running {
+    /// Starts `ingester` with checkpoints in `dir`.
+    pub fn start(ingester: KinesisIngester, api: Arc<dyn KinesisApi>, dir: &Path) -> Self {
+        let stop = CancellationToken::new();
+        let options = RunOptions {
+            checkpoint_dir: dir.to_owned(),
+            checkpoint_interval: Duration::from_millis(200),
+            shutdown_timeout: Duration::from_secs(20),
+            ..RunOptions::default()
+        };
+        let token = stop.clone();
+        let task = tokio::spawn(async move { kinesis_ingester::run::run(&ingester, api, options, token).await });
+        Self { stop, task }
+    }
+
+    /// Asks it to stop and waits; it must stop cleanly.
+    pub async fn shutdown(self) -> Result<()> {
+        self.stop.cancel();
+        let outcome = tokio::time::timeout(Duration::from_secs(60), self.task).await???;
+        anyhow::ensure!(outcome == RunOutcome::Clean, "the ingester stopped with {outcome:?}");
+        Ok(())
+    }
+}
+
+/// The NDJSON lines of `path` (none if it does not exist yet).
+pub fn lines(path: &Path) -> Result<Vec<Value>> {
+    let text = match std::fs::read_to_string(path) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(e.into()),
+    };
+    text.lines().map(|l| Ok(serde_json::from_str(l)?)).collect()
+}
+
+/// Waits until `path` holds at least `n` lines, and returns them.
+pub async fn wait_for_lines(path: &Path, n: usize, timeout: Duration) -> Result<Vec<Value>> {
+    let what = format!("{n} lines in {}", path.display());
+    wait_until(&what, timeout, || async move {
+        let l = lines(path)?;
+        Ok((l.len() >= n).then_some(l))
+    })
+    .await
+}
+
+/// The `data` field of every line, as text.
+pub fn payloads(lines: &[Value]) -> Vec<String> {
+    lines.iter().map(|l| l["data"].as_str().unwrap_or_default().to_owned()).collect()
+}

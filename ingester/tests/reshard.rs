@@ -1,0 +1,90 @@
+//! SplitShard and MergeShards while reading: every record is delivered once, and for each partition key in the order it was written (parents before children).
+
+mod common;
+
+use std::{collections::HashMap, time::Duration};
+
+use anyhow::{Context, Result};
+use aws_sdk_kinesis::types::StreamStatus;
+use common::*;
+
+const KEYS: usize = 8;
+
+async fn wait_active(kinesis: &aws_sdk_kinesis::Client, stream: &str) -> Result<()> {
+    wait_until("stream ACTIVE", Duration::from_secs(30), || async move {
+        let d = kinesis.describe_stream_summary().stream_name(stream).send().await?;
+        Ok((d.stream_description_summary().map(|s| s.stream_status().clone()) == Some(StreamStatus::Active)).then_some(()))
+    })
+    .await
+}
+
+/// Puts records `from..to`; record i has key `k{i % KEYS}` and payload `k{key}-{i}`.
+async fn produce(kinesis: &aws_sdk_kinesis::Client, stream: &str, from: usize, to: usize) -> Result<()> {
+    let records: Vec<(String, Vec<u8>)> =
+        (from..to).map(|i| (format!("k{}", i % KEYS), format!("k{}-{i}", i % KEYS).into_bytes())).collect();
+    put(kinesis, stream, &records).await
+}
+
+async fn open_shards(kinesis: &aws_sdk_kinesis::Client, stream: &str) -> Result<Vec<aws_sdk_kinesis::types::Shard>> {
+    let shards = kinesis.list_shards().stream_name(stream).send().await?;
+    Ok(shards
+        .shards()
+        .iter()
+        .filter(|s| s.sequence_number_range().and_then(|r| r.ending_sequence_number()).is_none())
+        .cloned()
+        .collect())
+}
+
+#[tokio::test]
+async fn split_then_merge_while_reading_delivers_everything_in_key_order() -> Result<()> {
+    let kinesis = kinesis_client()?;
+    let stream = create_stream(&kinesis, 1).await?;
+    let dir = tempfile::tempdir()?;
+    let out = dir.path().join("out.ndjson");
+    let run = Running::start(ingester(&stream, &out, "")?, sdk_api()?, dir.path());
+
+    produce(&kinesis, &stream, 0, 80).await?;
+    wait_for_lines(&out, 40, Duration::from_secs(60)).await?;
+    let parent = open_shards(&kinesis, &stream).await?.pop().context("one open shard")?;
+    kinesis
+        .split_shard()
+        .stream_name(&stream)
+        .shard_to_split(parent.shard_id())
+        .new_starting_hash_key("170141183460469231731687303715884105728")
+        .send()
+        .await?;
+    wait_active(&kinesis, &stream).await?;
+    produce(&kinesis, &stream, 80, 160).await?;
+
+    let mut children = open_shards(&kinesis, &stream).await?;
+    assert_eq!(children.len(), 2, "the split left two open children");
+    children.sort_by_key(|s| s.hash_key_range().map(|r| r.starting_hash_key().len()).unwrap_or(0));
+    wait_for_lines(&out, 120, Duration::from_secs(60)).await?;
+    kinesis
+        .merge_shards()
+        .stream_name(&stream)
+        .shard_to_merge(children[0].shard_id())
+        .adjacent_shard_to_merge(children[1].shard_id())
+        .send()
+        .await?;
+    wait_active(&kinesis, &stream).await?;
+    produce(&kinesis, &stream, 160, 240).await?;
+
+    let lines = wait_for_lines(&out, 240, Duration::from_secs(90)).await?;
+    run.shutdown().await?;
+
+    let got = payloads(&lines);
+    assert_eq!(got.len(), 240, "no duplicates");
+    let shards: std::collections::HashSet<&str> = lines.iter().filter_map(|l| l["shardId"].as_str()).collect();
+    assert_eq!(shards.len(), 4, "records came from the parent, both children and the merged shard: {shards:?}");
+    // Per key, records are delivered in the order they were written.
+    let mut last: HashMap<usize, usize> = HashMap::new();
+    for p in &got {
+        let (key, i) = p[1..].split_once('-').context("payload shape")?;
+        let (key, i): (usize, usize) = (key.parse()?, i.parse()?);
+        if let Some(prev) = last.insert(key, i) {
+            assert!(prev < i, "key k{key}: record {i} delivered after {prev}");
+        }
+    }
+    Ok(())
+}
