@@ -30,17 +30,35 @@ async fn plain_records_are_delivered_with_their_metadata() -> Result<()> {
     assert_eq!(lines.len(), records.len(), "no duplicates");
     for (key, data) in &records[..40] {
         let text = String::from_utf8(data.clone())?;
-        let line = lines.iter().find(|l| l["data"] == json!(text)).expect("every record is delivered");
+        let line = lines
+            .iter()
+            .find(|l| l["data"] == json!(text))
+            .expect("every record is delivered");
         assert_eq!(line["encoding"], "utf8");
         assert_eq!(line["partitionKey"], json!(key));
         assert_eq!(line["stream"], json!(stream));
         assert_eq!(line["tag"], "it");
-        assert!(line["shardId"].as_str().is_some_and(|s| s.starts_with("shardId-")));
-        assert!(line["sequenceNumber"].as_str().is_some_and(|s| s.parse::<u128>().is_ok() || s.len() > 30));
-        assert!(line["approximateArrivalTimestamp"].as_str().is_some_and(|t| t.ends_with('Z')));
+        assert!(
+            line["shardId"]
+                .as_str()
+                .is_some_and(|s| s.starts_with("shardId-"))
+        );
+        assert!(
+            line["sequenceNumber"]
+                .as_str()
+                .is_some_and(|s| s.parse::<u128>().is_ok() || s.len() > 30)
+        );
+        assert!(
+            line["approximateArrivalTimestamp"]
+                .as_str()
+                .is_some_and(|t| t.ends_with('Z'))
+        );
         assert!(line.get("subSequenceNumber").is_none());
     }
-    let binary = lines.iter().find(|l| l["partitionKey"] == "bin").expect("binary record");
+    let binary = lines
+        .iter()
+        .find(|l| l["partitionKey"] == "bin")
+        .expect("binary record");
     assert_eq!(binary["encoding"], "base64");
     assert_eq!(binary["data"], "/wD+");
     Ok(())
@@ -52,15 +70,26 @@ async fn kpl_aggregated_records_are_split_into_user_records() -> Result<()> {
     let stream = create_stream(&kinesis, 1).await?;
     let mut puts = Vec::new();
     for agg in 0..5 {
-        let users: Vec<(String, String)> = (0..20).map(|u| (format!("user-{agg}-{u}"), format!("kpl-{agg}-{u}"))).collect();
+        let users: Vec<(String, String)> = (0..20)
+            .map(|u| (format!("user-{agg}-{u}"), format!("kpl-{agg}-{u}")))
+            .collect();
         let specs: Vec<UserRecordSpec<'_>> = users
             .iter()
-            .map(|(k, d)| UserRecordSpec { partition_key: k, explicit_hash_key: None, data: d.as_bytes() })
+            .map(|(k, d)| UserRecordSpec {
+                partition_key: k,
+                explicit_hash_key: None,
+                data: d.as_bytes(),
+            })
             .collect();
         puts.push((format!("agg-{agg}"), encode_aggregated(&specs).to_vec()));
     }
     // A record with the KPL magic but a broken digest is passed on whole.
-    let mut broken = encode_aggregated(&[UserRecordSpec { partition_key: "x", explicit_hash_key: None, data: b"y" }]).to_vec();
+    let mut broken = encode_aggregated(&[UserRecordSpec {
+        partition_key: "x",
+        explicit_hash_key: None,
+        data: b"y",
+    }])
+    .to_vec();
     let last = broken.len() - 1;
     broken[last] ^= 0xff;
     puts.push(("broken".into(), broken.clone()));
@@ -79,11 +108,18 @@ async fn kpl_aggregated_records_are_split_into_user_records() -> Result<()> {
                 .iter()
                 .find(|l| l["data"] == json!(format!("kpl-{agg}-{u}")))
                 .expect("every user record is delivered");
-            assert_eq!(line["partitionKey"], json!(format!("user-{agg}-{u}")), "each user record keeps its own key");
+            assert_eq!(
+                line["partitionKey"],
+                json!(format!("user-{agg}-{u}")),
+                "each user record keeps its own key"
+            );
             assert_eq!(line["subSequenceNumber"], json!(u));
         }
     }
-    let whole = lines.iter().find(|l| l["partitionKey"] == "broken").expect("the broken record is passed on");
+    let whole = lines
+        .iter()
+        .find(|l| l["partitionKey"] == "broken")
+        .expect("the broken record is passed on");
     assert_eq!(whole["encoding"], "base64");
     assert!(whole.get("subSequenceNumber").is_none());
     Ok(())
@@ -94,14 +130,25 @@ async fn gzip_and_cloudwatch_logs_records_are_decoded() -> Result<()> {
     let kinesis = kinesis_client()?;
     // gzip
     let stream = create_stream(&kinesis, 1).await?;
-    let records: Vec<(String, Vec<u8>)> = (0..10).map(|i| ("k".to_owned(), gzip(format!("zipped-{i}").as_bytes()).to_vec())).collect();
+    let records: Vec<(String, Vec<u8>)> = (0..10)
+        .map(|i| {
+            (
+                "k".to_owned(),
+                gzip(format!("zipped-{i}").as_bytes()).to_vec(),
+            )
+        })
+        .collect();
     let mut with_bad = records.clone();
     with_bad.push(("bad".into(), b"not gzip at all".to_vec()));
     put(&kinesis, &stream, &with_bad).await?;
     let dir = tempfile::tempdir()?;
     let out = dir.path().join("out.ndjson");
     let dead = dir.path().join("dead.ndjson");
-    let cfg = config(&stream, &file_sink(&out, Some(&dead)), "  decode: {compression: Gzip}\n")?;
+    let cfg = config(
+        &stream,
+        &file_sink(&out, Some(&dead)),
+        "  decode: {compression: Gzip}\n",
+    )?;
     let run = Running::start(cfg, sdk_api()?, dir.path());
     let lines = wait_for_lines(&out, 10, DEADLINE).await?;
     let dead_lines = wait_for_lines(&dead, 1, DEADLINE).await?;
@@ -112,7 +159,13 @@ async fn gzip_and_cloudwatch_logs_records_are_decoded() -> Result<()> {
     want.sort();
     assert_eq!(got, want);
     assert_eq!(dead_lines[0]["partitionKey"], "bad");
-    assert!(dead_lines[0]["reason"].as_str().is_some_and(|r| !r.is_empty()), "{:?}", dead_lines[0]);
+    assert!(
+        dead_lines[0]["reason"]
+            .as_str()
+            .is_some_and(|r| !r.is_empty()),
+        "{:?}",
+        dead_lines[0]
+    );
 
     // CloudWatch Logs: 2 data envelopes of 3 events, and a control message that is dropped.
     let stream = create_stream(&kinesis, 1).await?;
@@ -126,18 +179,44 @@ async fn gzip_and_cloudwatch_logs_records_are_decoded() -> Result<()> {
             "subscriptionFilters": ["all"], "logEvents": log_events});
         gzip(body.to_string().as_bytes()).to_vec()
     };
-    put(&kinesis, &stream, &[
-        ("a".into(), envelope("DATA_MESSAGE", &[("e1", "GET /"), ("e2", "GET /a"), ("e3", "GET /b")])),
-        ("b".into(), envelope("CONTROL_MESSAGE", &[("c1", "CWL CONTROL MESSAGE: Checking health of destination")])),
-        ("c".into(), envelope("DATA_MESSAGE", &[("e4", "POST /x"), ("e5", "POST /y"), ("e6", "POST /z")])),
-    ]).await?;
+    put(
+        &kinesis,
+        &stream,
+        &[
+            (
+                "a".into(),
+                envelope(
+                    "DATA_MESSAGE",
+                    &[("e1", "GET /"), ("e2", "GET /a"), ("e3", "GET /b")],
+                ),
+            ),
+            (
+                "b".into(),
+                envelope(
+                    "CONTROL_MESSAGE",
+                    &[("c1", "CWL CONTROL MESSAGE: Checking health of destination")],
+                ),
+            ),
+            (
+                "c".into(),
+                envelope(
+                    "DATA_MESSAGE",
+                    &[("e4", "POST /x"), ("e5", "POST /y"), ("e6", "POST /z")],
+                ),
+            ),
+        ],
+    )
+    .await?;
     let out = dir.path().join("cw.ndjson");
     let cfg = ingester(&stream, &out, "  decode: {format: CloudWatchLogs}\n")?;
     let cw_dir = tempfile::tempdir()?;
     let run = Running::start(cfg, sdk_api()?, cw_dir.path());
     let lines = wait_for_lines(&out, 6, DEADLINE).await?;
     run.shutdown().await?;
-    assert_eq!(payloads(&lines), ["GET /", "GET /a", "GET /b", "POST /x", "POST /y", "POST /z"]);
+    assert_eq!(
+        payloads(&lines),
+        ["GET /", "GET /a", "GET /b", "POST /x", "POST /y", "POST /z"]
+    );
     assert_eq!(lines[0]["cloudwatch"]["logGroup"], "/app/web");
     assert_eq!(lines[0]["cloudwatch"]["id"], "e1");
     assert_eq!(lines.len(), 6, "the control message produced nothing");

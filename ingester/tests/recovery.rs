@@ -19,7 +19,14 @@ use kinesis_ingester::source::{api::KinesisApi, faults::FaultyKinesis};
 const DEADLINE: Duration = Duration::from_secs(90);
 
 fn numbered(prefix: &str, range: std::ops::Range<usize>) -> Vec<(String, Vec<u8>)> {
-    range.map(|i| (format!("pk-{}", i % 5), format!("{prefix}-{i}").into_bytes())).collect()
+    range
+        .map(|i| {
+            (
+                format!("pk-{}", i % 5),
+                format!("{prefix}-{i}").into_bytes(),
+            )
+        })
+        .collect()
 }
 
 /// Asserts every payload appears exactly once.
@@ -70,8 +77,14 @@ async fn throttling_and_expired_iterators_are_recovered_from() -> Result<()> {
     put(&kinesis, &stream, &numbered("g", 0..30)).await?;
     let lines = wait_for_lines(&out, 60, DEADLINE).await?;
     run.shutdown().await?;
-    assert!(faulty.throttled.load(Ordering::Relaxed) > 0, "throttles were injected");
-    assert!(faulty.expired.load(Ordering::Relaxed) > 0, "expired iterators were injected");
+    assert!(
+        faulty.throttled.load(Ordering::Relaxed) > 0,
+        "throttles were injected"
+    );
+    assert!(
+        faulty.expired.load(Ordering::Relaxed) > 0,
+        "expired iterators were injected"
+    );
     assert_exactly_once(&lines, 60);
     Ok(())
 }
@@ -90,7 +103,7 @@ async fn flaky_endpoint(State(s): State<Flaky>, body: Bytes) -> StatusCode {
         return StatusCode::SERVICE_UNAVAILABLE;
     }
     let text = String::from_utf8_lossy(&body).into_owned();
-    let mut received = s.received.lock().unwrap();
+    let mut received = s.received.lock().expect("lock");
     received.extend(text.lines().map(str::to_owned));
     StatusCode::OK
 }
@@ -103,12 +116,16 @@ async fn an_http_sink_that_fails_for_a_while_loses_nothing() -> Result<()> {
 
     let state = Flaky::default();
     state.failures_left.store(4, Ordering::Relaxed);
-    let app = Router::new().route("/ingest", post(flaky_endpoint)).with_state(state.clone());
+    let app = Router::new()
+        .route("/ingest", post(flaky_endpoint))
+        .with_state(state.clone());
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let url = format!("http://{}/ingest", listener.local_addr()?);
     tokio::spawn(async move { axum::serve(listener, app).await });
 
-    let sink = format!("    http: {{url: '{url}', timeout: 5s}}\n    batch: {{maxRecords: 20, maxAge: 100ms}}\n");
+    let sink = format!(
+        "    http: {{url: '{url}', timeout: 5s}}\n    batch: {{maxRecords: 20, maxAge: 100ms}}\n"
+    );
     let dir = tempfile::tempdir()?;
     let run = Running::start(config(&stream, &sink, "")?, sdk_api()?, dir.path());
     let received = state.received.clone();
@@ -118,9 +135,17 @@ async fn an_http_sink_that_fails_for_a_while_loses_nothing() -> Result<()> {
     })
     .await?;
     run.shutdown().await?;
-    let lines: Vec<serde_json::Value> =
-        state.received.lock().unwrap().iter().map(|l| serde_json::from_str(l)).collect::<Result<_, _>>()?;
+    let lines: Vec<serde_json::Value> = state
+        .received
+        .lock()
+        .unwrap()
+        .iter()
+        .map(|l| serde_json::from_str(l))
+        .collect::<Result<_, _>>()?;
     assert_exactly_once(&lines, 50);
-    assert!(state.attempts.load(Ordering::Relaxed) >= 4 + 3, "failed attempts were retried");
+    assert!(
+        state.attempts.load(Ordering::Relaxed) >= 4 + 3,
+        "failed attempts were retried"
+    );
     Ok(())
 }

@@ -12,25 +12,51 @@ const KEYS: usize = 8;
 
 async fn wait_active(kinesis: &aws_sdk_kinesis::Client, stream: &str) -> Result<()> {
     wait_until("stream ACTIVE", Duration::from_secs(30), || async move {
-        let d = kinesis.describe_stream_summary().stream_name(stream).send().await?;
-        Ok((d.stream_description_summary().map(|s| s.stream_status().clone()) == Some(StreamStatus::Active)).then_some(()))
+        let d = kinesis
+            .describe_stream_summary()
+            .stream_name(stream)
+            .send()
+            .await?;
+        Ok((d
+            .stream_description_summary()
+            .map(|s| s.stream_status().clone())
+            == Some(StreamStatus::Active))
+        .then_some(()))
     })
     .await
 }
 
 /// Puts records `from..to`; record i has key `k{i % KEYS}` and payload `k{key}-{i}`.
-async fn produce(kinesis: &aws_sdk_kinesis::Client, stream: &str, from: usize, to: usize) -> Result<()> {
-    let records: Vec<(String, Vec<u8>)> =
-        (from..to).map(|i| (format!("k{}", i % KEYS), format!("k{}-{i}", i % KEYS).into_bytes())).collect();
+async fn produce(
+    kinesis: &aws_sdk_kinesis::Client,
+    stream: &str,
+    from: usize,
+    to: usize,
+) -> Result<()> {
+    let records: Vec<(String, Vec<u8>)> = (from..to)
+        .map(|i| {
+            (
+                format!("k{}", i % KEYS),
+                format!("k{}-{i}", i % KEYS).into_bytes(),
+            )
+        })
+        .collect();
     put(kinesis, stream, &records).await
 }
 
-async fn open_shards(kinesis: &aws_sdk_kinesis::Client, stream: &str) -> Result<Vec<aws_sdk_kinesis::types::Shard>> {
+async fn open_shards(
+    kinesis: &aws_sdk_kinesis::Client,
+    stream: &str,
+) -> Result<Vec<aws_sdk_kinesis::types::Shard>> {
     let shards = kinesis.list_shards().stream_name(stream).send().await?;
     Ok(shards
         .shards()
         .iter()
-        .filter(|s| s.sequence_number_range().and_then(|r| r.ending_sequence_number()).is_none())
+        .filter(|s| {
+            s.sequence_number_range()
+                .and_then(|r| r.ending_sequence_number())
+                .is_none()
+        })
         .cloned()
         .collect())
 }
@@ -45,7 +71,10 @@ async fn split_then_merge_while_reading_delivers_everything_in_key_order() -> Re
 
     produce(&kinesis, &stream, 0, 80).await?;
     wait_for_lines(&out, 40, Duration::from_secs(60)).await?;
-    let parent = open_shards(&kinesis, &stream).await?.pop().context("one open shard")?;
+    let parent = open_shards(&kinesis, &stream)
+        .await?
+        .pop()
+        .context("one open shard")?;
     kinesis
         .split_shard()
         .stream_name(&stream)
@@ -58,7 +87,11 @@ async fn split_then_merge_while_reading_delivers_everything_in_key_order() -> Re
 
     let mut children = open_shards(&kinesis, &stream).await?;
     assert_eq!(children.len(), 2, "the split left two open children");
-    children.sort_by_key(|s| s.hash_key_range().map(|r| r.starting_hash_key().len()).unwrap_or(0));
+    children.sort_by_key(|s| {
+        s.hash_key_range()
+            .map(|r| r.starting_hash_key().len())
+            .unwrap_or(0)
+    });
     wait_for_lines(&out, 120, Duration::from_secs(60)).await?;
     kinesis
         .merge_shards()
@@ -75,8 +108,13 @@ async fn split_then_merge_while_reading_delivers_everything_in_key_order() -> Re
 
     let got = payloads(&lines);
     assert_eq!(got.len(), 240, "no duplicates");
-    let shards: std::collections::HashSet<&str> = lines.iter().filter_map(|l| l["shardId"].as_str()).collect();
-    assert_eq!(shards.len(), 4, "records came from the parent, both children and the merged shard: {shards:?}");
+    let shards: std::collections::HashSet<&str> =
+        lines.iter().filter_map(|l| l["shardId"].as_str()).collect();
+    assert_eq!(
+        shards.len(),
+        4,
+        "records came from the parent, both children and the merged shard: {shards:?}"
+    );
     // Per key, records are delivered in the order they were written.
     let mut last: HashMap<usize, usize> = HashMap::new();
     for p in &got {

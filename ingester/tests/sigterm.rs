@@ -9,13 +9,16 @@ use common::*;
 use tokio::{io::AsyncReadExt, io::AsyncWriteExt, net::TcpStream, process::Command};
 
 fn free_port() -> Result<u16> {
-    Ok(std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port())
 }
 
 /// GET http://127.0.0.1:{port}/metrics.
 async fn metrics(port: u16) -> Result<String> {
     let mut s = TcpStream::connect(("127.0.0.1", port)).await?;
-    s.write_all(b"GET /metrics HTTP/1.0\r\nHost: localhost\r\n\r\n").await?;
+    s.write_all(b"GET /metrics HTTP/1.0\r\nHost: localhost\r\n\r\n")
+        .await?;
     let mut body = String::new();
     s.read_to_string(&mut body).await?;
     Ok(body)
@@ -34,7 +37,12 @@ fn binary(config: &std::path::Path, checkpoints: &std::path::Path, port: u16) ->
         .arg(config)
         .arg("--checkpoint-dir")
         .arg(checkpoints)
-        .args(["--metrics-addr", &format!("127.0.0.1:{port}"), "--shutdown-timeout", "20s"])
+        .args([
+            "--metrics-addr",
+            &format!("127.0.0.1:{port}"),
+            "--shutdown-timeout",
+            "20s",
+        ])
         .env("AWS_ACCESS_KEY_ID", "000000000000")
         .env("AWS_SECRET_ACCESS_KEY", "test")
         .env("AWS_EC2_METADATA_DISABLED", "true")
@@ -47,7 +55,9 @@ fn binary(config: &std::path::Path, checkpoints: &std::path::Path, port: u16) ->
 async fn sigterm_mid_batch_delivers_checkpoints_and_exits_zero() -> Result<()> {
     let kinesis = kinesis_client()?;
     let stream = create_stream(&kinesis, 2).await?;
-    let records: Vec<(String, Vec<u8>)> = (0..30).map(|i| (format!("k{i}"), format!("t-{i}").into_bytes())).collect();
+    let records: Vec<(String, Vec<u8>)> = (0..30)
+        .map(|i| (format!("k{i}"), format!("t-{i}").into_bytes()))
+        .collect();
     put(&kinesis, &stream, &records).await?;
 
     let dir = tempfile::tempdir()?;
@@ -64,33 +74,58 @@ async fn sigterm_mid_batch_delivers_checkpoints_and_exits_zero() -> Result<()> {
 
     let port = free_port()?;
     let mut child = binary(&config, &checkpoints, port).spawn()?;
-    wait_until("all 30 records read", Duration::from_secs(60), || async move {
-        let text = metrics(port).await?;
-        Ok((value(&text, "kinesis_ingester_records_in_total") == Some(30.0)).then_some(text))
-    })
+    wait_until(
+        "all 30 records read",
+        Duration::from_secs(60),
+        || async move {
+            let text = metrics(port).await?;
+            Ok((value(&text, "kinesis_ingester_records_in_total") == Some(30.0)).then_some(text))
+        },
+    )
     .await?;
-    assert!(lines(&out)?.is_empty(), "nothing is delivered before SIGTERM: the batch is open");
+    assert!(
+        lines(&out)?.is_empty(),
+        "nothing is delivered before SIGTERM: the batch is open"
+    );
 
     let pid = child.id().context("child pid")?;
-    let status = Command::new("kill").args(["-TERM", &pid.to_string()]).status().await?;
+    let status = Command::new("kill")
+        .args(["-TERM", &pid.to_string()])
+        .status()
+        .await?;
     assert!(status.success());
     let exit = tokio::time::timeout(Duration::from_secs(30), child.wait()).await??;
     assert_eq!(exit.code(), Some(0), "exits 0 after SIGTERM");
     let delivered = lines(&out)?;
-    assert_eq!(delivered.len(), 30, "the open batch was delivered on SIGTERM");
+    assert_eq!(
+        delivered.len(),
+        30,
+        "the open batch was delivered on SIGTERM"
+    );
     let stored = std::fs::read_dir(checkpoints.join(&stream))?.count();
     assert_eq!(stored, 2, "a checkpoint per shard");
 
     // A restart reads past the checkpoints: a GetRecords answer arrives, with no records.
     let port = free_port()?;
     let mut child = binary(&config, &checkpoints, port).spawn()?;
-    let text = wait_until("both shards polled after the restart", Duration::from_secs(60), || async move {
-        let text = metrics(port).await?;
-        let polled = text.lines().filter(|l| l.starts_with("kinesis_ingester_millis_behind_latest{")).count();
-        Ok((polled == 2).then_some(text))
-    })
+    let text = wait_until(
+        "both shards polled after the restart",
+        Duration::from_secs(60),
+        || async move {
+            let text = metrics(port).await?;
+            let polled = text
+                .lines()
+                .filter(|l| l.starts_with("kinesis_ingester_millis_behind_latest{"))
+                .count();
+            Ok((polled == 2).then_some(text))
+        },
+    )
     .await?;
-    assert_eq!(value(&text, "kinesis_ingester_records_in_total"), Some(0.0), "nothing is read again");
+    assert_eq!(
+        value(&text, "kinesis_ingester_records_in_total"),
+        Some(0.0),
+        "nothing is read again"
+    );
     child.start_kill()?;
     let _ = child.wait().await;
     assert_eq!(lines(&out)?.len(), 30);

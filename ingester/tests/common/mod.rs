@@ -8,7 +8,7 @@ use anyhow::{Context, Result};
 use aws_sdk_kinesis::{primitives::Blob, types::StreamStatus};
 use kinesis_ingester::{
     config,
-    run::{RunOptions, RunOutcome, RunError},
+    run::{RunError, RunOptions, RunOutcome},
     source::{api::KinesisApi, aws::SdkKinesis},
 };
 use kinesis_ingester_api::KinesisIngester;
@@ -20,13 +20,24 @@ use tokio_util::sync::CancellationToken;
 /// Creates a stream with `shards` shards and waits until it is ACTIVE.
 pub async fn create_stream(kinesis: &aws_sdk_kinesis::Client, shards: i32) -> Result<String> {
     let name = unique_name("it");
-    kinesis.create_stream().stream_name(&name).shard_count(shards).send().await?;
+    kinesis
+        .create_stream()
+        .stream_name(&name)
+        .shard_count(shards)
+        .send()
+        .await?;
     wait_until("stream ACTIVE", Duration::from_secs(30), || {
         let kinesis = kinesis.clone();
         let name = name.clone();
         async move {
-            let d = kinesis.describe_stream_summary().stream_name(&name).send().await?;
-            let status = d.stream_description_summary().map(|s| s.stream_status().clone());
+            let d = kinesis
+                .describe_stream_summary()
+                .stream_name(&name)
+                .send()
+                .await?;
+            let status = d
+                .stream_description_summary()
+                .map(|s| s.stream_status().clone());
             Ok((status == Some(StreamStatus::Active)).then_some(()))
         }
     })
@@ -35,7 +46,11 @@ pub async fn create_stream(kinesis: &aws_sdk_kinesis::Client, shards: i32) -> Re
 }
 
 /// Puts `payloads` with the given partition keys, one PutRecord each, in order.
-pub async fn put(kinesis: &aws_sdk_kinesis::Client, stream: &str, records: &[(String, Vec<u8>)]) -> Result<()> {
+pub async fn put(
+    kinesis: &aws_sdk_kinesis::Client,
+    stream: &str,
+    records: &[(String, Vec<u8>)],
+) -> Result<()> {
     for (key, data) in records {
         kinesis
             .put_record()
@@ -50,14 +65,20 @@ pub async fn put(kinesis: &aws_sdk_kinesis::Client, stream: &str, records: &[(St
 
 /// The YAML of a file sink writing to `out` (and dead letters to `dead`), in small batches.
 pub fn file_sink(out: &Path, dead: Option<&Path>) -> String {
-    let dead = dead.map(|d| format!("    deadLetterPath: '{}'\n", d.display())).unwrap_or_default();
-    format!("    file: {{path: '{}'}}\n    tag: it\n    batch: {{maxRecords: 50, maxAge: 100ms}}\n{dead}", out.display())
+    let dead = dead
+        .map(|d| format!("    deadLetterPath: '{}'\n", d.display()))
+        .unwrap_or_default();
+    format!(
+        "    file: {{path: '{}'}}\n    tag: it\n    batch: {{maxRecords: 50, maxAge: 100ms}}\n{dead}",
+        out.display()
+    )
 }
 
 /// A KinesisIngester for `stream` on the emulator with the sink YAML `sink`; `extra` is YAML
 /// appended under `spec:` (e.g. a `decode:` block).
 pub fn config(stream: &str, sink: &str, extra: &str) -> Result<KinesisIngester> {
-    let endpoint = std::env::var("KINESIS_ENDPOINT").context("KINESIS_ENDPOINT; run with `make test`")?;
+    let endpoint =
+        std::env::var("KINESIS_ENDPOINT").context("KINESIS_ENDPOINT; run with `make test`")?;
     let text = format!(
         "apiVersion: kinesis-operator.dev/v1alpha1
 kind: KinesisIngester
@@ -98,7 +119,9 @@ impl Running {
             ..RunOptions::default()
         };
         let token = stop.clone();
-        let task = tokio::spawn(async move { kinesis_ingester::run::run(&ingester, api, options, token).await });
+        let task = tokio::spawn(async move {
+            kinesis_ingester::run::run(&ingester, api, options, token).await
+        });
         Self { stop, task }
     }
 
@@ -106,7 +129,10 @@ impl Running {
     pub async fn shutdown(self) -> Result<()> {
         self.stop.cancel();
         let outcome = tokio::time::timeout(Duration::from_secs(60), self.task).await???;
-        anyhow::ensure!(outcome == RunOutcome::Clean, "the ingester stopped with {outcome:?}");
+        anyhow::ensure!(
+            outcome == RunOutcome::Clean,
+            "the ingester stopped with {outcome:?}"
+        );
         Ok(())
     }
 }
@@ -133,5 +159,8 @@ pub async fn wait_for_lines(path: &Path, n: usize, timeout: Duration) -> Result<
 
 /// The `data` field of every line, as text.
 pub fn payloads(lines: &[Value]) -> Vec<String> {
-    lines.iter().map(|l| l["data"].as_str().unwrap_or_default().to_owned()).collect()
+    lines
+        .iter()
+        .map(|l| l["data"].as_str().unwrap_or_default().to_owned())
+        .collect()
 }
