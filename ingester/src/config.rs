@@ -2,7 +2,9 @@
 
 use std::path::{Path, PathBuf};
 
-use kinesis_ingester_api::{KinesisIngester, StartingPositionType, ValidationErrors};
+use kinesis_ingester_api::{
+    API_VERSION, FieldError, KIND, KinesisIngester, StartingPositionType, ValidationErrors,
+};
 
 use crate::source::api::{StartAt, StreamRef};
 
@@ -44,24 +46,86 @@ pub fn load(path: &Path) -> Result<KinesisIngester, ConfigError> {
     parse(path, &text)
 }
 
+/// Paths of fields in `given` that `known` lacks: fields the types do not have, which the API
+/// server would reject (kubectl's strict field validation) and serde would silently drop.
+fn unknown_fields(
+    given: &serde_json::Value,
+    known: &serde_json::Value,
+    path: &str,
+    out: &mut Vec<String>,
+) {
+    use serde_json::Value;
+    match (given, known) {
+        (Value::Object(g), Value::Object(k)) => {
+            for (name, value) in g {
+                let here = if path.is_empty() {
+                    name.clone()
+                } else {
+                    format!("{path}.{name}")
+                };
+                match k.get(name) {
+                    Some(kv) => unknown_fields(value, kv, &here, out),
+                    // Null and empty values serialize away, and metadata/status are not ours to check.
+                    None if value.is_null()
+                        || here.starts_with("metadata")
+                        || here.starts_with("status") => {}
+                    None if value.as_object().is_some_and(|o| o.is_empty())
+                        || value.as_array().is_some_and(|a| a.is_empty()) => {}
+                    None => out.push(here),
+                }
+            }
+        }
+        (Value::Array(g), Value::Array(k)) => {
+            for (i, (gv, kv)) in g.iter().zip(k).enumerate() {
+                unknown_fields(gv, kv, &format!("{path}[{i}]"), out);
+            }
+        }
+        _ => {}
+    }
+}
+
 /// Parses and validates `text`, read from `path`.
 pub fn parse(path: &Path, text: &str) -> Result<KinesisIngester, ConfigError> {
-    let ingester: KinesisIngester =
-        serde_saphyr::from_str(text).map_err(|source| ConfigError::Parse {
-            path: path.to_owned(),
-            source: Box::new(source),
-        })?;
-    let invalid = |source| ConfigError::Invalid {
+    let parse_error = |source| ConfigError::Parse {
         path: path.to_owned(),
-        source,
+        source: Box::new(source),
     };
-    ingester.spec.validate().map_err(invalid)?;
+    let ingester: KinesisIngester = serde_saphyr::from_str(text).map_err(parse_error)?;
+    let invalid = |errors: Vec<FieldError>| ConfigError::Invalid {
+        path: path.to_owned(),
+        source: ValidationErrors(errors),
+    };
+    let given: serde_json::Value = serde_saphyr::from_str(text).map_err(parse_error)?;
+    if given["apiVersion"] != API_VERSION || given["kind"] != KIND {
+        return Err(invalid(vec![FieldError {
+            field: "apiVersion".into(),
+            message: format!(
+                "the file must be a KinesisIngester: apiVersion: {API_VERSION}, kind: {KIND}"
+            ),
+        }]));
+    }
+    let known = serde_json::to_value(&ingester).unwrap_or_default();
+    let mut unknown = Vec::new();
+    unknown_fields(&given, &known, "", &mut unknown);
+    if !unknown.is_empty() {
+        let message = "unknown field; check its spelling against docs/ingester.md";
+        return Err(invalid(
+            unknown
+                .into_iter()
+                .map(|field| FieldError {
+                    field,
+                    message: message.into(),
+                })
+                .collect(),
+        ));
+    }
+    ingester.spec.validate().map_err(|e| invalid(e.0))?;
     // Checked here rather than in the API crate: admission checks the format with the schema.
     start_at(&ingester).map_err(|message| {
-        invalid(ValidationErrors(vec![kinesis_ingester_api::FieldError {
+        invalid(vec![FieldError {
             field: "spec.read.startingPosition.timestamp".into(),
             message,
-        }]))
+        }])
     })?;
     Ok(ingester)
 }
@@ -125,5 +189,20 @@ mod tests {
         let text = format!("{BASE}  stream: {{name: s}}\n  read: {{mode: Push}}\n");
         let err = parse(Path::new("cfg.yaml"), &text).unwrap_err().to_string();
         assert!(err.contains("line 7") && err.contains("Push"), "{err}");
+
+        let text = format!("{BASE}  stream: {{name: s}}\n  read: {{pollIntervall: 1ms}}\n");
+        let err = parse(Path::new("cfg.yaml"), &text).unwrap_err().to_string();
+        assert!(
+            err.contains("spec.read.pollIntervall: unknown field"),
+            "{err}"
+        );
+
+        let text = format!("{BASE}  stream: {{name: s}}\n")
+            .replace("kind: KinesisIngester", "kind: Whatever");
+        let err = parse(Path::new("cfg.yaml"), &text).unwrap_err().to_string();
+        assert!(
+            err.contains("apiVersion") && err.contains("kind: KinesisIngester"),
+            "{err}"
+        );
     }
 }

@@ -77,7 +77,7 @@ pub struct DeadLetter {
     pub shard: Arc<ShardContext>,
     /// Why decoding failed, e.g. `gzip: invalid header`.
     pub reason: String,
-    /// Bounded category for metric labels, e.g. `gzip`, `cloudwatch_json`, `kpl`.
+    /// Bounded category for metric labels: `gzip` or `cloudwatch`.
     pub category: &'static str,
 }
 

@@ -6,7 +6,7 @@ mod spec;
 mod status;
 mod validate;
 
-pub use crd::{CRD_FILE_NAME, crd_yaml};
+pub use crd::{API_VERSION, CRD_FILE_NAME, KIND, crd_yaml};
 pub use duration::{DURATION_PATTERN, Duration, ParseDurationError};
 pub use spec::*;
 pub use status::*;

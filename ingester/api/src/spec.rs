@@ -249,7 +249,8 @@ pub struct DecodeSpec {
     pub compression: Compression,
 
     /// Payload format. `CloudWatchLogs` unpacks subscription-filter envelopes into one output
-    /// event per log event and drops CONTROL_MESSAGE envelopes; it implies gzip.
+    /// event per log event and drops CONTROL_MESSAGE envelopes; gzip-compressed envelopes (as
+    /// CloudWatch Logs writes them) are recognised by their magic bytes, plain JSON works too.
     #[serde(default)]
     pub format: RecordFormat,
 }
@@ -381,7 +382,8 @@ pub struct BatchSpec {
     #[schemars(range(min = 1, max = 100000))]
     pub max_records: i32,
 
-    /// Most payload bytes in one batch.
+    /// Most bytes in one batch, measured on the encoded request body (records with their
+    /// metadata, and `_bulk` action lines). A single larger record is sent alone.
     #[serde(default = "default_batch_bytes")]
     #[schemars(range(min = 1024, max = 134217728))]
     pub max_bytes: i64,
