@@ -112,6 +112,12 @@ pub async fn run(
     shutdown: CancellationToken,
 ) -> Result<RunOutcome, RunError> {
     let spec = &ingester.spec;
+    if spec.read.mode == kinesis_ingester_api::ReadMode::EnhancedFanOut {
+        return Err(RunError::Config(
+            "spec.read.mode: EnhancedFanOut is not supported by this ingester yet; use Polling"
+                .into(),
+        ));
+    }
     let stream = config::stream_ref(ingester);
     let start = config::start_at(ingester).map_err(RunError::Config)?;
     let store: Arc<dyn CheckpointStore> =
@@ -175,9 +181,9 @@ pub async fn run(
         dead_letters,
         chunks: chunks_tx,
         metrics: metrics.clone(),
+        ready: ready.clone(),
     };
     let mut readers = tokio::spawn(coordinator.run(stop_reading.clone()));
-    server::set_ready(&ready, true);
 
     // Run until asked to stop, or until the sink fails for good.
     let mut sink_done = None;

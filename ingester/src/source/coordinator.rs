@@ -61,6 +61,8 @@ pub struct Coordinator {
     pub chunks: mpsc::Sender<Chunk>,
     /// Metrics.
     pub metrics: Arc<Metrics>,
+    /// Set once the shard list was read and readers started (`/readyz`).
+    pub ready: Arc<std::sync::atomic::AtomicBool>,
 }
 
 impl std::fmt::Debug for Coordinator {
@@ -129,6 +131,7 @@ impl Coordinator {
                     Ok(shards) => {
                         backoff.reset();
                         listed = true;
+                        crate::server::set_ready(&self.ready, true);
                         for s in shards {
                             known.insert(s.shard_id.clone(), s);
                         }
