@@ -55,3 +55,9 @@ kinesis-down: ## Stop kinesis-local started by kinesis-up
 .PHONY: demo
 demo: ## Local demo with no cloud account (arrives with the Helm chart issue)
 	@echo "make demo is not built yet: it arrives with the Helm chart and quickstart work." >&2; exit 1
+
+.PHONY: bench
+bench: ## Release-build benchmarks: decode MB/s, end-to-end MB/s per core and RSS, 1,000 idle shards (prints figures)
+	$(CARGO) bench --locked -p kinesis-ingester --bench decode
+	$(CARGO) build --release --locked -p kinesis-ingester -p kinesis-operator-tests --bin kinesis-ingester --bin ingester-bench
+	$(or $(CARGO_TARGET_DIR),target)/release/ingester-bench $(or $(CARGO_TARGET_DIR),target)/release/kinesis-ingester

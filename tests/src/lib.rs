@@ -13,6 +13,8 @@ use kube::{
     runtime::wait::{await_condition, conditions},
 };
 
+pub mod replay;
+
 /// Field manager of everything the tests apply.
 pub const FIELD_MANAGER: &str = "kinesis-operator-tests";
 

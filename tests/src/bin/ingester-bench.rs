@@ -1,0 +1,244 @@
+//! `make bench`: runs the release `kinesis-ingester` against an in-memory replay server and prints throughput per core of ingester CPU, peak RSS, and the cost of 1,000 idle shards.
+//!
+//! Figures only: nothing here fails on a slow machine.
+
+use std::{
+    path::{Path, PathBuf},
+    process::Stdio,
+    time::{Duration, Instant},
+};
+
+use anyhow::{Context, Result, bail};
+use kinesis_operator_tests::replay::{self, ReplaySpec};
+use tokio::{
+    io::{AsyncReadExt, AsyncWriteExt},
+    net::TcpStream,
+    process::{Child, Command},
+};
+
+const RECORD_BYTES: usize = 1024;
+const RECORDS_PER_PAGE: usize = 10_000;
+
+async fn metrics(port: u16) -> Result<String> {
+    let mut s = TcpStream::connect(("127.0.0.1", port)).await?;
+    s.write_all(b"GET /metrics HTTP/1.0\r\n\r\n").await?;
+    let mut body = String::new();
+    s.read_to_string(&mut body).await?;
+    Ok(body)
+}
+
+fn value(text: &str, name: &str) -> f64 {
+    text.lines()
+        .find(|l| l.starts_with(name) && l[name.len()..].starts_with(' '))
+        .and_then(|l| l.rsplit(' ').next()?.parse().ok())
+        .unwrap_or(0.0)
+}
+
+/// CPU seconds (user + system) of a process.
+fn cpu_seconds(pid: u32) -> Result<f64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
+    let after = stat.rsplit_once(')').context("stat format")?.1;
+    let fields: Vec<&str> = after.split_whitespace().collect();
+    let ticks: f64 = fields[11].parse::<f64>()? + fields[12].parse::<f64>()?;
+    Ok(ticks / 100.0) // USER_HZ is 100 on Linux.
+}
+
+/// A `/proc/<pid>/status` field in KiB (VmRSS, VmHWM).
+fn status_kib(pid: u32, field: &str) -> Result<f64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
+    let line = status
+        .lines()
+        .find(|l| l.starts_with(field))
+        .context("status field")?;
+    Ok(line.split_whitespace().nth(1).context("value")?.parse()?)
+}
+
+fn free_port() -> Result<u16> {
+    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port())
+}
+
+async fn start_ingester(binary: &Path, dir: &Path, endpoint: &str, port: u16) -> Result<Child> {
+    let config = dir.join("bench.yaml");
+    std::fs::write(
+        &config,
+        format!(
+            "apiVersion: kinesis-operator.dev/v1alpha1\nkind: KinesisIngester\nmetadata: {{name: bench}}\nspec:\n  stream: {{name: bench, region: us-east-1, endpoint: '{endpoint}'}}\n  read: {{startingPosition: {{type: TrimHorizon}}}}\n  sink:\n    stdout: {{}}\n    batch: {{maxRecords: 10000, maxBytes: 16777216, maxAge: 1s}}\n"
+        ),
+    )?;
+    Ok(Command::new(binary)
+        .args(["run", "-f"])
+        .arg(&config)
+        .arg("--checkpoint-dir")
+        .arg(dir.join("checkpoints"))
+        .args(["--metrics-addr", &format!("127.0.0.1:{port}")])
+        .env("AWS_ACCESS_KEY_ID", "000000000000")
+        .env("AWS_SECRET_ACCESS_KEY", "bench")
+        .env("AWS_EC2_METADATA_DISABLED", "true")
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::null())
+        .kill_on_drop(true)
+        .spawn()?)
+}
+
+async fn wait_metric(
+    port: u16,
+    name: &str,
+    at_least: f64,
+    timeout: Duration,
+    progress: bool,
+) -> Result<String> {
+    let start = Instant::now();
+    let mut last_report = Instant::now();
+    loop {
+        if let Ok(text) = metrics(port).await {
+            let v = value(&text, name);
+            if v >= at_least {
+                return Ok(text);
+            }
+            if progress && last_report.elapsed() >= Duration::from_secs(2) {
+                println!(
+                    "  ... {name} = {v:.0} of {at_least:.0} ({:.0}s)",
+                    start.elapsed().as_secs_f64()
+                );
+                last_report = Instant::now();
+            }
+        }
+        if start.elapsed() > timeout {
+            bail!("{name} did not reach {at_least} within {timeout:?}");
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+async fn throughput(binary: &Path, shards: usize, pages: u64) -> Result<()> {
+    let total = (shards as u64 * pages * RECORDS_PER_PAGE as u64) as f64;
+    println!(
+        "end to end: {shards} shards x {pages} pages x {RECORDS_PER_PAGE} records x {RECORD_BYTES} B, stdout sink to /dev/null"
+    );
+    let server = replay::start(ReplaySpec {
+        shards,
+        pages_per_shard: pages,
+        records_per_page: RECORDS_PER_PAGE,
+        record_bytes: RECORD_BYTES,
+    })
+    .await?;
+    let dir = tempfile::tempdir()?;
+    let port = free_port()?;
+    let mut child =
+        start_ingester(binary, dir.path(), &format!("http://{}", server.addr), port).await?;
+    let pid = child.id().context("pid")?;
+    wait_metric(
+        port,
+        "kinesis_ingester_shards_reading",
+        shards as f64,
+        Duration::from_secs(60),
+        false,
+    )
+    .await?;
+    let (t0, cpu0) = (Instant::now(), cpu_seconds(pid)?);
+    wait_metric(
+        port,
+        "kinesis_ingester_records_out_total",
+        total,
+        Duration::from_secs(900),
+        true,
+    )
+    .await?;
+    let (wall, cpu) = (t0.elapsed().as_secs_f64(), cpu_seconds(pid)? - cpu0);
+    let hwm = status_kib(pid, "VmHWM")?;
+    let mb = total * RECORD_BYTES as f64 / 1e6;
+    println!("  payload:            {mb:.0} MB in {wall:.1} s wall, {cpu:.1} s of ingester CPU");
+    println!(
+        "  throughput:         {:.0} MB/s wall, {:.0} MB/s per ingester core",
+        mb / wall,
+        mb / cpu
+    );
+    println!(
+        "  records:            {:.0} records/s per ingester core",
+        total / cpu
+    );
+    println!("  peak RSS:           {:.1} MiB", hwm / 1024.0);
+    println!(
+        "  target:             >= 250 MB/s per core: {}",
+        if mb / cpu >= 250.0 { "met" } else { "MISSED" }
+    );
+    let _ = Command::new("kill")
+        .args(["-TERM", &pid.to_string()])
+        .status()
+        .await;
+    let _ = tokio::time::timeout(Duration::from_secs(30), child.wait()).await;
+    Ok(())
+}
+
+async fn idle(binary: &Path, shards: usize, window: Duration) -> Result<()> {
+    println!("idle: {shards} shards with no records, polled every 1 s");
+    let server = replay::start(ReplaySpec {
+        shards,
+        pages_per_shard: 0,
+        records_per_page: 0,
+        record_bytes: 0,
+    })
+    .await?;
+    let dir = tempfile::tempdir()?;
+    let port = free_port()?;
+    let mut child =
+        start_ingester(binary, dir.path(), &format!("http://{}", server.addr), port).await?;
+    let pid = child.id().context("pid")?;
+    wait_metric(
+        port,
+        "kinesis_ingester_shards_reading",
+        shards as f64,
+        Duration::from_secs(120),
+        true,
+    )
+    .await?;
+    // A measurement window, not a synchronization: CPU and RSS are sampled at both ends.
+    let cpu0 = cpu_seconds(pid)?;
+    tokio::time::sleep(window).await;
+    let cpu = cpu_seconds(pid)? - cpu0;
+    let rss = status_kib(pid, "VmRSS")?;
+    let hwm = status_kib(pid, "VmHWM")?;
+    println!(
+        "  RSS:                {:.1} MiB ({:.1} KiB per shard); peak {:.1} MiB",
+        rss / 1024.0,
+        rss / shards as f64,
+        hwm / 1024.0
+    );
+    println!(
+        "  CPU:                {:.1}% of a core over {:.0} s",
+        cpu / window.as_secs_f64() * 100.0,
+        window.as_secs_f64()
+    );
+    println!(
+        "  targets:            <= 64 KiB per idle shard: {}; <= 200 MiB for 1,000 shards: {}",
+        if rss / shards as f64 <= 64.0 {
+            "met"
+        } else {
+            "MISSED"
+        },
+        if rss / 1024.0 <= 200.0 {
+            "met"
+        } else {
+            "MISSED"
+        }
+    );
+    let _ = Command::new("kill")
+        .args(["-TERM", &pid.to_string()])
+        .status()
+        .await;
+    let _ = tokio::time::timeout(Duration::from_secs(60), child.wait()).await;
+    Ok(())
+}
+
+#[tokio::main]
+async fn main() -> Result<()> {
+    let binary = std::env::args_os()
+        .nth(1)
+        .map(PathBuf::from)
+        .context("usage: ingester-bench PATH-TO-RELEASE-kinesis-ingester")?;
+    throughput(&binary, 8, 12).await?;
+    idle(&binary, 1000, Duration::from_secs(10)).await?;
+    Ok(())
+}

@@ -1,0 +1,163 @@
+//! A Kinesis stand-in for benchmarks: serves pre-built GetRecords responses from memory, so the ingester, not the emulator, is measured.
+
+use std::{
+    net::SocketAddr,
+    sync::{
+        Arc,
+        atomic::{AtomicU64, Ordering},
+    },
+};
+
+use axum::{
+    Router,
+    body::Bytes,
+    extract::State,
+    http::{HeaderMap, StatusCode},
+    routing::post,
+};
+use base64::Engine;
+use serde_json::{Value, json};
+
+/// What the replay server serves.
+#[derive(Debug, Clone)]
+pub struct ReplaySpec {
+    /// Number of shards.
+    pub shards: usize,
+    /// GetRecords pages served per shard before the shard ends (0: never ends, and pages are empty).
+    pub pages_per_shard: u64,
+    /// Records per page.
+    pub records_per_page: usize,
+    /// Payload bytes per record.
+    pub record_bytes: usize,
+}
+
+#[derive(Debug)]
+struct Replay {
+    spec: ReplaySpec,
+    /// The one GetRecords body every full page shares, minus NextShardIterator.
+    page: Bytes,
+    pages_served: AtomicU64,
+}
+
+/// Requests the server has answered, for progress reports.
+#[derive(Debug, Clone)]
+pub struct ReplayHandle {
+    /// Where it listens.
+    pub addr: SocketAddr,
+    replay: Arc<Replay>,
+}
+
+impl ReplayHandle {
+    /// Full pages served so far.
+    pub fn pages_served(&self) -> u64 {
+        self.replay.pages_served.load(Ordering::Relaxed)
+    }
+}
+
+fn shard_id(i: usize) -> String {
+    format!("shardId-{i:012}")
+}
+
+fn build_page(spec: &ReplaySpec) -> Bytes {
+    let payload: Vec<u8> = (0..spec.record_bytes)
+        .map(|i| b'a' + (i % 26) as u8)
+        .collect();
+    let data = base64::engine::general_purpose::STANDARD.encode(&payload);
+    let records: Vec<Value> = (0..spec.records_per_page)
+        .map(|i| {
+            json!({
+                "Data": data,
+                "PartitionKey": format!("pk-{}", i % 100),
+                "SequenceNumber": format!("4959033827149025660855969253836157109592157598913658{:04}", i),
+                "ApproximateArrivalTimestamp": 1_795_446_000.5,
+            })
+        })
+        .collect();
+    // NextShardIterator is appended per request, so the body ends before the closing brace.
+    let mut body = serde_json::to_vec(&json!({ "Records": records, "MillisBehindLatest": 60_000 }))
+        .unwrap_or_default();
+    body.pop();
+    Bytes::from(body)
+}
+
+async fn handle(
+    State(r): State<Arc<Replay>>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> (StatusCode, HeaderMap, Bytes) {
+    let target = headers
+        .get("x-amz-target")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .rsplit('.')
+        .next()
+        .unwrap_or_default()
+        .to_owned();
+    let req: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+    let mut out_headers = HeaderMap::new();
+    out_headers.insert(
+        "content-type",
+        "application/x-amz-json-1.1".parse().expect("static header"),
+    );
+    let json_body = |v: Value| Bytes::from(serde_json::to_vec(&v).unwrap_or_default());
+    let reply = match target.as_str() {
+        "ListShards" => json_body(json!({
+            "Shards": (0..r.spec.shards).map(|i| json!({
+                "ShardId": shard_id(i),
+                "HashKeyRange": {
+                    "StartingHashKey": (u128::MAX / r.spec.shards as u128 * i as u128).to_string(),
+                    "EndingHashKey": if i + 1 == r.spec.shards { u128::MAX.to_string() } else { (u128::MAX / r.spec.shards as u128 * (i as u128 + 1) - 1).to_string() },
+                },
+                "SequenceNumberRange": { "StartingSequenceNumber": "1" },
+            })).collect::<Vec<_>>()
+        })),
+        "GetShardIterator" => json_body(
+            json!({ "ShardIterator": format!("{}/0", req["ShardId"].as_str().unwrap_or_default()) }),
+        ),
+        "GetRecords" => {
+            let it = req["ShardIterator"].as_str().unwrap_or_default();
+            let (shard, n) = it.rsplit_once('/').unwrap_or((it, "0"));
+            let n: u64 = n.parse().unwrap_or(0);
+            if r.spec.pages_per_shard == 0 {
+                json_body(
+                    json!({ "Records": [], "MillisBehindLatest": 0, "NextShardIterator": it }),
+                )
+            } else if n >= r.spec.pages_per_shard {
+                json_body(json!({ "Records": [], "MillisBehindLatest": 0, "ChildShards": [] }))
+            } else {
+                r.pages_served.fetch_add(1, Ordering::Relaxed);
+                let tail = format!(",\"NextShardIterator\":\"{shard}/{}\"}}", n + 1);
+                let mut b = Vec::with_capacity(r.page.len() + tail.len());
+                b.extend_from_slice(&r.page);
+                b.extend_from_slice(tail.as_bytes());
+                Bytes::from(b)
+            }
+        }
+        other => {
+            return (
+                StatusCode::BAD_REQUEST,
+                out_headers,
+                json_body(
+                    json!({ "__type": "InvalidArgumentException", "message": format!("replay server does not serve {other}") }),
+                ),
+            );
+        }
+    };
+    (StatusCode::OK, out_headers, reply)
+}
+
+/// Starts the server on 127.0.0.1 (a free port) on the current runtime.
+pub async fn start(spec: ReplaySpec) -> std::io::Result<ReplayHandle> {
+    let replay = Arc::new(Replay {
+        page: build_page(&spec),
+        spec,
+        pages_served: AtomicU64::new(0),
+    });
+    let app = Router::new()
+        .route("/", post(handle))
+        .with_state(replay.clone());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let addr = listener.local_addr()?;
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    Ok(ReplayHandle { addr, replay })
+}
