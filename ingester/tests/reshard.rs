@@ -5,26 +5,9 @@ mod common;
 use std::{collections::HashMap, time::Duration};
 
 use anyhow::{Context, Result};
-use aws_sdk_kinesis::types::StreamStatus;
 use common::*;
 
 const KEYS: usize = 8;
-
-async fn wait_active(kinesis: &aws_sdk_kinesis::Client, stream: &str) -> Result<()> {
-    wait_until("stream ACTIVE", Duration::from_secs(30), || async move {
-        let d = kinesis
-            .describe_stream_summary()
-            .stream_name(stream)
-            .send()
-            .await?;
-        Ok((d
-            .stream_description_summary()
-            .map(|s| s.stream_status().clone())
-            == Some(StreamStatus::Active))
-        .then_some(()))
-    })
-    .await
-}
 
 /// Puts records `from..to`; record i has key `k{i % KEYS}` and payload `k{key}-{i}`.
 async fn produce(
@@ -82,7 +65,7 @@ async fn split_then_merge_while_reading_delivers_everything_in_key_order() -> Re
         .new_starting_hash_key("170141183460469231731687303715884105728")
         .send()
         .await?;
-    wait_active(&kinesis, &stream).await?;
+    wait_stream_active(&kinesis, &stream).await?;
     produce(&kinesis, &stream, 80, 160).await?;
 
     let mut children = open_shards(&kinesis, &stream).await?;
@@ -100,7 +83,7 @@ async fn split_then_merge_while_reading_delivers_everything_in_key_order() -> Re
         .adjacent_shard_to_merge(children[1].shard_id())
         .send()
         .await?;
-    wait_active(&kinesis, &stream).await?;
+    wait_stream_active(&kinesis, &stream).await?;
     produce(&kinesis, &stream, 160, 240).await?;
 
     let lines = wait_for_lines(&out, 240, Duration::from_secs(90)).await?;

@@ -55,6 +55,44 @@ pub fn kinesis_client() -> Result<aws_sdk_kinesis::Client> {
     Ok(aws_sdk_kinesis::Client::from_conf(conf))
 }
 
+/// Waits until `stream` is ACTIVE (after creation or a reshard).
+pub async fn wait_stream_active(kinesis: &aws_sdk_kinesis::Client, stream: &str) -> Result<()> {
+    wait_until(
+        &format!("stream {stream} ACTIVE"),
+        Duration::from_secs(30),
+        || async move {
+            let d = kinesis
+                .describe_stream_summary()
+                .stream_name(stream)
+                .send()
+                .await?;
+            let status = d
+                .stream_description_summary()
+                .map(|s| s.stream_status().clone());
+            Ok((status == Some(aws_sdk_kinesis::types::StreamStatus::Active)).then_some(()))
+        },
+    )
+    .await
+}
+
+/// Creates a stream named after `prefix` with `shards` shards and waits until it is ACTIVE.
+pub async fn create_stream(
+    kinesis: &aws_sdk_kinesis::Client,
+    prefix: &str,
+    shards: i32,
+) -> Result<String> {
+    let name = unique_name(prefix);
+    kinesis
+        .create_stream()
+        .stream_name(&name)
+        .shard_count(shards)
+        .send()
+        .await
+        .with_context(|| format!("creating stream {name}"))?;
+    wait_stream_active(kinesis, &name).await?;
+    Ok(name)
+}
+
 /// A name unique to this test run, e.g. `smoke-3f9a1c`, for namespaces and streams.
 pub fn unique_name(prefix: &str) -> String {
     use std::sync::atomic::{AtomicU32, Ordering};

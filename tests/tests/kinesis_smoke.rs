@@ -4,34 +4,12 @@ use std::time::Duration;
 
 use anyhow::{Context, Result};
 use aws_sdk_kinesis::{primitives::Blob, types::ShardIteratorType};
-use kinesis_operator_tests::{kinesis_client, unique_name, wait_until};
+use kinesis_operator_tests::{create_stream, kinesis_client, wait_until};
 
 #[tokio::test]
 async fn records_put_into_the_emulator_are_read_back_in_order() -> Result<()> {
     let kinesis = kinesis_client()?;
-    let stream = unique_name("smoke");
-    kinesis
-        .create_stream()
-        .stream_name(&stream)
-        .shard_count(1)
-        .send()
-        .await?;
-    wait_until("stream ACTIVE", Duration::from_secs(30), || {
-        let kinesis = kinesis.clone();
-        let stream = stream.clone();
-        async move {
-            let d = kinesis
-                .describe_stream_summary()
-                .stream_name(&stream)
-                .send()
-                .await?;
-            let status = d
-                .stream_description_summary()
-                .map(|s| s.stream_status().clone());
-            Ok((status == Some(aws_sdk_kinesis::types::StreamStatus::Active)).then_some(()))
-        }
-    })
-    .await?;
+    let stream = create_stream(&kinesis, "smoke", 1).await?;
 
     for i in 0..5 {
         kinesis

@@ -1,48 +1,26 @@
 //! Helpers for the ingester's integration tests: streams on the emulator, configs, running an ingester in-process, reading its output.
 
-#![allow(dead_code)]
+// Each test file uses a different subset of these helpers.
+#![allow(dead_code, unused_imports)]
 
 use std::{path::Path, sync::Arc, time::Duration};
 
 use anyhow::{Context, Result};
-use aws_sdk_kinesis::{primitives::Blob, types::StreamStatus};
+use aws_sdk_kinesis::primitives::Blob;
 use kinesis_ingester::{
     config,
     run::{RunError, RunOptions, RunOutcome},
     source::{api::KinesisApi, aws::SdkKinesis},
 };
 use kinesis_ingester_api::KinesisIngester;
-pub use kinesis_operator_tests::{kinesis_client, unique_name, wait_until};
+pub use kinesis_operator_tests::{kinesis_client, wait_stream_active, wait_until};
 use serde_json::Value;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 /// Creates a stream with `shards` shards and waits until it is ACTIVE.
 pub async fn create_stream(kinesis: &aws_sdk_kinesis::Client, shards: i32) -> Result<String> {
-    let name = unique_name("it");
-    kinesis
-        .create_stream()
-        .stream_name(&name)
-        .shard_count(shards)
-        .send()
-        .await?;
-    wait_until("stream ACTIVE", Duration::from_secs(30), || {
-        let kinesis = kinesis.clone();
-        let name = name.clone();
-        async move {
-            let d = kinesis
-                .describe_stream_summary()
-                .stream_name(&name)
-                .send()
-                .await?;
-            let status = d
-                .stream_description_summary()
-                .map(|s| s.stream_status().clone());
-            Ok((status == Some(StreamStatus::Active)).then_some(()))
-        }
-    })
-    .await?;
-    Ok(name)
+    kinesis_operator_tests::create_stream(kinesis, "it", shards).await
 }
 
 /// Puts `payloads` with the given partition keys, one PutRecord each, in order.
