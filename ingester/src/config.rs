@@ -140,6 +140,16 @@ pub fn stream_ref(ingester: &KinesisIngester) -> StreamRef {
     }
 }
 
+/// Name of the enhanced fan-out consumer: `read.consumerName`, else `kinesis-ingester-<stream>`.
+pub fn consumer_name(ingester: &KinesisIngester) -> String {
+    ingester
+        .spec
+        .read
+        .consumer_name
+        .clone()
+        .unwrap_or_else(|| format!("kinesis-ingester-{}", stream_ref(ingester).name()))
+}
+
 /// The configured starting position.
 pub fn start_at(ingester: &KinesisIngester) -> Result<StartAt, String> {
     let sp = &ingester.spec.read.starting_position;
@@ -173,6 +183,19 @@ mod tests {
             start_at(&ki).unwrap(),
             StartAt::AtTimestamp(1_795_446_000_000)
         );
+    }
+
+    #[test]
+    fn the_consumer_name_defaults_to_one_per_stream() {
+        let named = format!(
+            "{BASE}  stream: {{name: orders}}\n  read: {{mode: EnhancedFanOut, consumerName: billing}}\n"
+        );
+        let ki = parse(Path::new("t.yaml"), &named).unwrap();
+        assert_eq!(consumer_name(&ki), "billing");
+        let unnamed =
+            format!("{BASE}  stream: {{name: orders}}\n  read: {{mode: EnhancedFanOut}}\n");
+        let ki = parse(Path::new("t.yaml"), &unnamed).unwrap();
+        assert_eq!(consumer_name(&ki), "kinesis-ingester-orders");
     }
 
     #[test]

@@ -12,7 +12,7 @@ use std::{
     time::Duration,
 };
 
-use kinesis_ingester_api::KinesisIngester;
+use kinesis_ingester_api::{KinesisIngester, ReadMode};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tracing::{error, info, warn};
@@ -25,8 +25,10 @@ use crate::{
     server::{self, Health},
     sink::{self, SinkError, SinkStats},
     source::{
-        api::KinesisApi,
-        coordinator::{Coordinator, CoordinatorSettings, flush_checkpoints},
+        Backoff,
+        api::{KinesisApi, SourceError, StreamRef},
+        coordinator::{Coordinator, CoordinatorSettings, ReaderKind, flush_checkpoints},
+        efo::EfoSettings,
         shard::PollSettings,
     },
 };
@@ -90,6 +92,9 @@ pub enum RunError {
     /// The spec is invalid.
     #[error("{0}")]
     Config(String),
+    /// The enhanced fan-out consumer cannot be registered.
+    #[error("cannot register the enhanced fan-out consumer: {0}")]
+    Consumer(#[source] SourceError),
 }
 
 impl RunError {
@@ -100,6 +105,7 @@ impl RunError {
             Self::Sink(_) => "sink",
             Self::Metrics { .. } => "metrics",
             Self::Config(_) => "config",
+            Self::Consumer(_) => "consumer",
         }
     }
 }
@@ -112,12 +118,6 @@ pub async fn run(
     shutdown: CancellationToken,
 ) -> Result<RunOutcome, RunError> {
     let spec = &ingester.spec;
-    if spec.read.mode == kinesis_ingester_api::ReadMode::EnhancedFanOut {
-        return Err(RunError::Config(
-            "spec.read.mode: EnhancedFanOut is not supported by this ingester yet; use Polling"
-                .into(),
-        ));
-    }
     let stream = config::stream_ref(ingester);
     let start = config::start_at(ingester).map_err(RunError::Config)?;
     let store: Arc<dyn CheckpointStore> =
@@ -125,6 +125,16 @@ pub async fn run(
     let stored = store.load().await?;
     info!(stream = stream.name(), checkpoints = stored.len(), dir = %options.checkpoint_dir.display(), "starting");
     let tracker = Arc::new(Tracker::new(stored.into_values()));
+    let kind = match spec.read.mode {
+        ReadMode::Polling => ReaderKind::Polling,
+        ReadMode::EnhancedFanOut => {
+            let name = config::consumer_name(ingester);
+            match register_consumer(api.as_ref(), &stream, &name, &shutdown).await? {
+                Some(arn) => ReaderKind::EnhancedFanOut(EfoSettings::new(Arc::from(arn))),
+                None => return Ok(RunOutcome::Clean),
+            }
+        }
+    };
 
     let sink_stats = Arc::new(SinkStats::default());
     let metrics = Arc::new(Metrics::new(sink_stats.clone()));
@@ -173,6 +183,7 @@ pub async fn run(
                 min_call_gap: Duration::from_millis(200),
                 max_records: spec.read.max_records_per_call,
             },
+            kind,
             tag: spec.sink.tag.as_deref().map(Arc::from),
         },
         tracker: tracker.clone(),
@@ -230,5 +241,43 @@ pub async fn run(
             Err(e.into())
         }
         Some(Err(join)) => Err(RunError::Config(format!("the sink task panicked: {join}"))),
+    }
+}
+
+/// Registers (or finds) the consumer `name` and waits until it is ACTIVE. Throttling and
+/// transient errors are retried with backoff; `None` if `shutdown` fires first.
+async fn register_consumer(
+    api: &dyn KinesisApi,
+    stream: &StreamRef,
+    name: &str,
+    shutdown: &CancellationToken,
+) -> Result<Option<String>, RunError> {
+    let mut backoff = Backoff::new(Duration::from_millis(200), Duration::from_secs(30));
+    loop {
+        let attempt = async {
+            let stream_arn = api.stream_arn(stream).await?;
+            api.register_consumer(&stream_arn, name).await
+        };
+        let result = tokio::select! {
+            () = shutdown.cancelled() => return Ok(None),
+            result = attempt => result,
+        };
+        match result {
+            Ok(arn) => {
+                info!(consumer = name, %arn, "enhanced fan-out consumer is active");
+                return Ok(Some(arn));
+            }
+            Err(e @ (SourceError::AccessDenied { .. } | SourceError::NotFound { .. })) => {
+                return Err(RunError::Consumer(e));
+            }
+            Err(e) => {
+                let delay = backoff.next_delay();
+                warn!(error = %e, ?delay, "cannot register the consumer yet; retrying");
+                tokio::select! {
+                    () = shutdown.cancelled() => return Ok(None),
+                    () = tokio::time::sleep(delay) => {}
+                }
+            }
+        }
     }
 }

@@ -2,47 +2,10 @@
 
 mod common;
 
-use std::{collections::HashMap, time::Duration};
+use std::time::Duration;
 
 use anyhow::{Context, Result};
 use common::*;
-
-const KEYS: usize = 8;
-
-/// Puts records `from..to`; record i has key `k{i % KEYS}` and payload `k{key}-{i}`.
-async fn produce(
-    kinesis: &aws_sdk_kinesis::Client,
-    stream: &str,
-    from: usize,
-    to: usize,
-) -> Result<()> {
-    let records: Vec<(String, Vec<u8>)> = (from..to)
-        .map(|i| {
-            (
-                format!("k{}", i % KEYS),
-                format!("k{}-{i}", i % KEYS).into_bytes(),
-            )
-        })
-        .collect();
-    put(kinesis, stream, &records).await
-}
-
-async fn open_shards(
-    kinesis: &aws_sdk_kinesis::Client,
-    stream: &str,
-) -> Result<Vec<aws_sdk_kinesis::types::Shard>> {
-    let shards = kinesis.list_shards().stream_name(stream).send().await?;
-    Ok(shards
-        .shards()
-        .iter()
-        .filter(|s| {
-            s.sequence_number_range()
-                .and_then(|r| r.ending_sequence_number())
-                .is_none()
-        })
-        .cloned()
-        .collect())
-}
 
 #[tokio::test]
 async fn split_then_merge_while_reading_delivers_everything_in_key_order() -> Result<()> {
@@ -98,14 +61,6 @@ async fn split_then_merge_while_reading_delivers_everything_in_key_order() -> Re
         4,
         "records came from the parent, both children and the merged shard: {shards:?}"
     );
-    // Per key, records are delivered in the order they were written.
-    let mut last: HashMap<usize, usize> = HashMap::new();
-    for p in &got {
-        let (key, i) = p[1..].split_once('-').context("payload shape")?;
-        let (key, i): (usize, usize) = (key.parse()?, i.parse()?);
-        if let Some(prev) = last.insert(key, i) {
-            assert!(prev < i, "key k{key}: record {i} delivered after {prev}");
-        }
-    }
+    assert_key_order(&got)?;
     Ok(())
 }

@@ -1,6 +1,6 @@
 //! The seam between shard readers and Kinesis: a small trait, so tests can inject throttling and expired iterators.
 
-use futures::future::BoxFuture;
+use futures::{future::BoxFuture, stream::BoxStream};
 
 use crate::{
     record::RawRecord,
@@ -89,6 +89,27 @@ pub struct RecordsPage {
     pub child_shards: Vec<ChildShard>,
 }
 
+/// One event of a SubscribeToShard session (enhanced fan-out).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct SubscribeEvent {
+    /// Records, in shard order.
+    pub records: Vec<RawRecord>,
+    /// Where the next subscription continues (after this number); `None` once the shard is
+    /// closed and read to its end.
+    pub continuation_sequence_number: Option<SequenceNumber>,
+    /// How far behind the tip of the shard the event is.
+    pub millis_behind_latest: Option<i64>,
+    /// Children, present at the end of a closed shard.
+    pub child_shards: Vec<ChildShard>,
+}
+
+impl SubscribeEvent {
+    /// Whether this is the last event of a closed shard.
+    pub fn ends_shard(&self) -> bool {
+        self.continuation_sequence_number.is_none() || !self.child_shards.is_empty()
+    }
+}
+
 /// Errors of the Kinesis calls, classified for retries and metrics.
 #[derive(Debug, thiserror::Error)]
 pub enum SourceError {
@@ -103,6 +124,14 @@ pub enum SourceError {
     /// The shard iterator expired (older than 5 minutes): get a new one.
     #[error("shard iterator expired: {0}")]
     ExpiredIterator(String),
+    /// ResourceInUse: e.g. a previous subscription to the shard is still open; retry later.
+    #[error("{operation}: resource in use: {message}")]
+    InUse {
+        /// The API call.
+        operation: &'static str,
+        /// The service's message.
+        message: String,
+    },
     /// The stream or shard does not exist.
     #[error("{operation}: not found: {message}; check spec.stream (name, arn, region, endpoint)")]
     NotFound {
@@ -137,6 +166,7 @@ impl SourceError {
         match self {
             Self::Throttled { .. } => "throttled",
             Self::ExpiredIterator(_) => "expired_iterator",
+            Self::InUse { .. } => "in_use",
             Self::NotFound { .. } => "not_found",
             Self::AccessDenied { .. } => "access_denied",
             Self::Other { .. } => "other",
@@ -167,10 +197,64 @@ pub trait KinesisApi: Send + Sync + 'static {
         iterator: &'a str,
         limit: i32,
     ) -> BoxFuture<'a, Result<RecordsPage, SourceError>>;
+
+    /// The stream's ARN (DescribeStreamSummary).
+    fn stream_arn<'a>(
+        &'a self,
+        stream: &'a StreamRef,
+    ) -> BoxFuture<'a, Result<String, SourceError>>;
+
+    /// Registers the enhanced fan-out consumer `name` (or finds it if it exists) and waits until
+    /// it is ACTIVE; returns its ARN.
+    fn register_consumer<'a>(
+        &'a self,
+        stream_arn: &'a str,
+        name: &'a str,
+    ) -> BoxFuture<'a, Result<String, SourceError>>;
+
+    /// One SubscribeToShard session: its events until the service ends it (after about 5
+    /// minutes) or the shard ends. Errors end the stream.
+    fn subscribe(
+        &self,
+        consumer_arn: &str,
+        shard_id: &str,
+        start: &StartAt,
+    ) -> BoxStream<'static, Result<SubscribeEvent, SourceError>>;
 }
 
 impl std::fmt::Debug for dyn KinesisApi {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str("KinesisApi")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn seq(s: &str) -> SequenceNumber {
+        s.parse().expect("a sequence number")
+    }
+
+    #[test]
+    fn an_event_ends_the_shard_without_continuation_or_with_children() {
+        let open = SubscribeEvent {
+            continuation_sequence_number: Some(seq(
+                "49590338271490256608559692538361571095921575989136588898",
+            )),
+            ..SubscribeEvent::default()
+        };
+        assert!(!open.ends_shard());
+        assert!(SubscribeEvent::default().ends_shard());
+        let child = ChildShard {
+            shard_id: "shardId-000000000001".into(),
+            parents: vec!["shardId-000000000000".into()],
+            hash_range: None,
+        };
+        let with_children = SubscribeEvent {
+            child_shards: vec![child],
+            ..open
+        };
+        assert!(with_children.ends_shard());
     }
 }

@@ -1,16 +1,33 @@
 //! [`KinesisApi`] over the AWS SDK, and the SDK client built with the project's single rustls + ring TLS stack.
 
+use std::time::Duration;
+
 use aws_sdk_kinesis::{
     Client,
-    error::{ProvideErrorMetadata, SdkError},
-    types::ShardIteratorType,
+    types::{ConsumerStatus, ShardIteratorType, SubscribeToShardEventStream},
 };
-use bytes::Bytes;
-use futures::{FutureExt, future::BoxFuture};
+use futures::{
+    FutureExt, StreamExt,
+    future::BoxFuture,
+    stream::{self, BoxStream},
+};
 use kinesis_ingester_api::StreamSpec;
 
-use super::api::{ChildShard, KinesisApi, RecordsPage, ShardInfo, SourceError, StartAt, StreamRef};
-use crate::record::RawRecord;
+use super::api::{
+    KinesisApi, RecordsPage, ShardInfo, SourceError, StartAt, StreamRef, SubscribeEvent,
+};
+
+mod convert;
+
+use convert::{
+    child_shards, classify, classify_event_error, parse_hash, raw_record, starting_position,
+    subscribe_event,
+};
+
+/// How long a newly registered consumer may take to become ACTIVE.
+const CONSUMER_ACTIVE_TIMEOUT: Duration = Duration::from_secs(120);
+/// How often its status is checked meanwhile.
+const CONSUMER_POLL_INTERVAL: Duration = Duration::from_millis(500);
 
 /// The AWS SDK client behind [`KinesisApi`].
 #[derive(Clone, Debug)]
@@ -55,46 +72,32 @@ fn region_of_arn(arn: &str) -> Option<String> {
         .map(str::to_owned)
 }
 
-/// Classifies an SDK error by its error code, the same way for every operation.
-fn classify<E>(operation: &'static str, err: SdkError<E>) -> SourceError
-where
-    E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
-{
-    let message = err
-        .message()
-        .map(str::to_owned)
-        .unwrap_or_else(|| aws_sdk_kinesis::error::DisplayErrorContext(&err).to_string());
-    match err.code() {
-        Some(
-            "ProvisionedThroughputExceededException"
-            | "LimitExceededException"
-            | "KMSThrottlingException"
-            | "ThrottlingException",
-        ) => SourceError::Throttled { operation, message },
-        Some("ExpiredIteratorException") => SourceError::ExpiredIterator(message),
-        Some("ResourceNotFoundException") => SourceError::NotFound { operation, message },
-        Some("AccessDeniedException" | "UnrecognizedClientException") => {
-            SourceError::AccessDenied { operation, message }
-        }
-        _ => SourceError::Other { operation, message },
+impl SdkKinesis {
+    /// The consumer's ARN and whether it is ACTIVE (DescribeStreamConsumer).
+    async fn describe_consumer(
+        &self,
+        stream_arn: &str,
+        name: &str,
+    ) -> Result<(String, bool), SourceError> {
+        let out = self
+            .client
+            .describe_stream_consumer()
+            .stream_arn(stream_arn)
+            .consumer_name(name)
+            .send()
+            .await
+            .map_err(|e| classify("DescribeStreamConsumer", e))?;
+        let c = out
+            .consumer_description()
+            .ok_or_else(|| SourceError::Other {
+                operation: "DescribeStreamConsumer",
+                message: format!("no description of consumer {name}"),
+            })?;
+        Ok((
+            c.consumer_arn().to_owned(),
+            *c.consumer_status() == ConsumerStatus::Active,
+        ))
     }
-}
-
-fn parse_hash(operation: &'static str, key: &str) -> Result<u128, SourceError> {
-    key.parse().map_err(|_| SourceError::Other {
-        operation,
-        message: format!("hash key {key:?} is not a 128-bit integer"),
-    })
-}
-
-fn parse_sequence(
-    operation: &'static str,
-    s: &str,
-) -> Result<crate::sequence::SequenceNumber, SourceError> {
-    s.parse().map_err(|e| SourceError::Other {
-        operation,
-        message: format!("{e}"),
-    })
 }
 
 impl KinesisApi for SdkKinesis {
@@ -199,38 +202,128 @@ impl KinesisApi for SdkKinesis {
             let records = out
                 .records
                 .into_iter()
-                .map(|r| {
-                    Ok(RawRecord {
-                        sequence_number: parse_sequence("GetRecords", &r.sequence_number)?,
-                        approximate_arrival_ms: r
-                            .approximate_arrival_timestamp
-                            .and_then(|t| t.to_millis().ok()),
-                        partition_key: r.partition_key.unwrap_or_default(),
-                        data: Bytes::from(r.data.into_inner()),
-                    })
-                })
+                .map(|r| raw_record("GetRecords", r))
                 .collect::<Result<Vec<_>, SourceError>>()?;
             Ok(RecordsPage {
                 records,
                 next_iterator: out.next_shard_iterator,
                 millis_behind_latest: out.millis_behind_latest,
-                child_shards: out
-                    .child_shards
-                    .unwrap_or_default()
-                    .into_iter()
-                    .map(|c| ChildShard {
-                        hash_range: c.hash_key_range.as_ref().and_then(|r| {
-                            Some((
-                                r.starting_hash_key().parse().ok()?,
-                                r.ending_hash_key().parse().ok()?,
-                            ))
-                        }),
-                        shard_id: c.shard_id,
-                        parents: c.parent_shards,
-                    })
-                    .collect(),
+                child_shards: child_shards(out.child_shards.unwrap_or_default()),
             })
         }
         .boxed()
+    }
+
+    fn stream_arn<'a>(
+        &'a self,
+        stream: &'a StreamRef,
+    ) -> BoxFuture<'a, Result<String, SourceError>> {
+        async move {
+            let req = self.client.describe_stream_summary();
+            let req = match stream {
+                StreamRef::Name(n) => req.stream_name(n),
+                StreamRef::Arn(a) => return Ok(a.clone()),
+            };
+            let out = req
+                .send()
+                .await
+                .map_err(|e| classify("DescribeStreamSummary", e))?;
+            out.stream_description_summary()
+                .map(|s| s.stream_arn().to_owned())
+                .ok_or_else(|| SourceError::Other {
+                    operation: "DescribeStreamSummary",
+                    message: format!("no summary of stream {}", stream.name()),
+                })
+        }
+        .boxed()
+    }
+
+    fn register_consumer<'a>(
+        &'a self,
+        stream_arn: &'a str,
+        name: &'a str,
+    ) -> BoxFuture<'a, Result<String, SourceError>> {
+        async move {
+            let registered = self
+                .client
+                .register_stream_consumer()
+                .stream_arn(stream_arn)
+                .consumer_name(name)
+                .send()
+                .await
+                .map_err(|e| classify("RegisterStreamConsumer", e));
+            let (mut arn, mut active) = match registered {
+                Ok(out) => out
+                    .consumer()
+                    .map(|c| {
+                        (
+                            c.consumer_arn().to_owned(),
+                            *c.consumer_status() == ConsumerStatus::Active,
+                        )
+                    })
+                    .ok_or_else(|| SourceError::Other {
+                        operation: "RegisterStreamConsumer",
+                        message: format!("no consumer returned for {name}"),
+                    })?,
+                // Registered before (by us or an earlier run).
+                Err(SourceError::InUse { .. }) => self.describe_consumer(stream_arn, name).await?,
+                Err(e) => return Err(e),
+            };
+            let deadline = tokio::time::Instant::now() + CONSUMER_ACTIVE_TIMEOUT;
+            while !active {
+                if tokio::time::Instant::now() >= deadline {
+                    return Err(SourceError::Other {
+                        operation: "DescribeStreamConsumer",
+                        message: format!(
+                            "consumer {name} is not ACTIVE after {CONSUMER_ACTIVE_TIMEOUT:?}"
+                        ),
+                    });
+                }
+                tokio::time::sleep(CONSUMER_POLL_INTERVAL).await;
+                (arn, active) = self.describe_consumer(stream_arn, name).await?;
+            }
+            Ok(arn)
+        }
+        .boxed()
+    }
+
+    fn subscribe(
+        &self,
+        consumer_arn: &str,
+        shard_id: &str,
+        start: &StartAt,
+    ) -> BoxStream<'static, Result<SubscribeEvent, SourceError>> {
+        const OP: &str = "SubscribeToShard";
+        let position = match starting_position(start) {
+            Ok(p) => p,
+            Err(e) => return stream::iter([Err(e)]).boxed(),
+        };
+        let send = self
+            .client
+            .subscribe_to_shard()
+            .consumer_arn(consumer_arn)
+            .shard_id(shard_id)
+            .starting_position(position)
+            .send();
+        stream::once(send)
+            .flat_map(|sent| match sent {
+                Err(e) => stream::iter([Err(classify(OP, e))]).boxed(),
+                Ok(out) => stream::unfold(Some(out.event_stream), |receiver| async move {
+                    let mut receiver = receiver?;
+                    loop {
+                        match receiver.recv().await {
+                            Ok(Some(SubscribeToShardEventStream::SubscribeToShardEvent(e))) => {
+                                return Some((subscribe_event(e), Some(receiver)));
+                            }
+                            // A new kind of event this SDK does not know: skip it.
+                            Ok(Some(_)) => continue,
+                            Ok(None) => return None,
+                            Err(e) => return Some((Err(classify_event_error(e)), None)),
+                        }
+                    }
+                })
+                .boxed(),
+            })
+            .boxed()
     }
 }

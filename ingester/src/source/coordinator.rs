@@ -13,6 +13,7 @@ use tracing::{info, warn};
 use super::{
     Backoff,
     api::{KinesisApi, ShardInfo, StartAt, StreamRef},
+    efo::{EfoReader, EfoSettings},
     shard::{DeadLetters, PollSettings, ShardOutcome, ShardReader},
 };
 use crate::{
@@ -37,8 +38,19 @@ pub struct CoordinatorSettings {
     pub only_shards: Option<HashSet<String>>,
     /// Polling settings of every reader.
     pub poll: PollSettings,
+    /// How readers read.
+    pub kind: ReaderKind,
     /// `spec.sink.tag`.
     pub tag: Option<Arc<str>>,
+}
+
+/// How shard readers read.
+#[derive(Clone, Debug)]
+pub enum ReaderKind {
+    /// GetRecords, with [`CoordinatorSettings::poll`].
+    Polling,
+    /// SubscribeToShard through a registered consumer.
+    EnhancedFanOut(EfoSettings),
 }
 
 /// Runs the shard readers of one stream.
@@ -221,7 +233,16 @@ impl Coordinator {
             };
             running.insert(id.clone());
             let id = id.clone();
-            tasks.spawn(async move { (id, reader.run().await) });
+            match &self.settings.kind {
+                ReaderKind::Polling => tasks.spawn(async move { (id, reader.run().await) }),
+                ReaderKind::EnhancedFanOut(settings) => {
+                    let reader = EfoReader {
+                        reader,
+                        settings: settings.clone(),
+                    };
+                    tasks.spawn(async move { (id, reader.run().await) })
+                }
+            };
         }
     }
 }

@@ -5,9 +5,11 @@ use std::sync::{
     atomic::{AtomicU64, Ordering},
 };
 
-use futures::{FutureExt, future::BoxFuture};
+use futures::{FutureExt, future::BoxFuture, stream::BoxStream};
 
-use super::api::{KinesisApi, RecordsPage, ShardInfo, SourceError, StartAt, StreamRef};
+use super::api::{
+    KinesisApi, RecordsPage, ShardInfo, SourceError, StartAt, StreamRef, SubscribeEvent,
+};
 
 /// Which calls fail: every `n`-th GetRecords call is throttled, every `m`-th returns an expired
 /// iterator (0 turns a fault off). Counters record how many faults were injected.
@@ -80,5 +82,29 @@ impl KinesisApi for FaultyKinesis {
             .boxed();
         }
         self.inner.get_records(iterator, limit)
+    }
+
+    fn stream_arn<'a>(
+        &'a self,
+        stream: &'a StreamRef,
+    ) -> BoxFuture<'a, Result<String, SourceError>> {
+        self.inner.stream_arn(stream)
+    }
+
+    fn register_consumer<'a>(
+        &'a self,
+        stream_arn: &'a str,
+        name: &'a str,
+    ) -> BoxFuture<'a, Result<String, SourceError>> {
+        self.inner.register_consumer(stream_arn, name)
+    }
+
+    fn subscribe(
+        &self,
+        consumer_arn: &str,
+        shard_id: &str,
+        start: &StartAt,
+    ) -> BoxStream<'static, Result<SubscribeEvent, SourceError>> {
+        self.inner.subscribe(consumer_arn, shard_id, start)
     }
 }

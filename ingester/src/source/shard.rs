@@ -13,7 +13,7 @@ use super::{
 use crate::{
     decode::{DecodeStats, Decoder},
     metrics::Metrics,
-    record::{Chunk, DeadLetter, ShardContext},
+    record::{Chunk, DeadLetter, RawRecord, ShardContext},
     sequence::Position,
     sink::DeadLetterWriter,
 };
@@ -45,6 +45,10 @@ pub enum ShardOutcome {
     /// Reading stopped for shutdown or a handoff.
     Stopped,
 }
+
+/// The reader was cancelled, or the sink is gone.
+#[derive(Debug)]
+pub(super) struct Stopped;
 
 /// Everything one shard reader needs.
 pub struct ShardReader {
@@ -150,39 +154,10 @@ impl ShardReader {
                 self.metrics.set_millis_behind(&shard_id, ms);
             }
             let caught_up = page.records.is_empty() || page.millis_behind_latest == Some(0);
-            if let Some(last) = page.records.last() {
-                let checkpoint = Position::whole(last.sequence_number.clone());
-                let bytes: usize = page.records.iter().map(|r| r.data.len()).sum();
-                self.metrics
-                    .records_in(page.records.len() as u64, bytes as u64);
-                let mut records = Vec::with_capacity(page.records.len());
-                let mut dead = Vec::new();
-                let mut stats = DecodeStats::default();
-                for raw in page.records {
-                    self.decoder
-                        .decode(&self.shard, raw, &mut records, &mut dead, &mut stats);
-                }
-                self.metrics.decoded(&stats);
-                if let Some(skip) = self.skip_until.take() {
-                    records.retain(|r| r.position > skip);
-                }
-                // Dead letters are stored before the chunk that covers them can be acknowledged.
-                if !dead.is_empty() && !self.write_dead_letters(&dead, &mut backoff).await {
-                    return ShardOutcome::Stopped;
-                }
-                let chunk = Chunk {
-                    records,
-                    shard_id: shard_id.clone(),
-                    checkpoint: checkpoint.clone(),
-                };
-                tokio::select! {
-                    sent = self.chunks.send(chunk) => if sent.is_err() {
-                        warn!("the sink stopped; stopping the reader");
-                        return ShardOutcome::Stopped;
-                    },
-                    () = self.cancel.cancelled() => return ShardOutcome::Stopped,
-                }
-                last_sent = Some(checkpoint);
+            match self.send_records(page.records, &mut backoff).await {
+                Ok(Some(checkpoint)) => last_sent = Some(checkpoint),
+                Ok(None) => {}
+                Err(Stopped) => return ShardOutcome::Stopped,
             }
             match page.next_iterator {
                 None => {
@@ -205,6 +180,49 @@ impl ShardReader {
         }
     }
 
+    /// Decodes `raw` (one page or event, in shard order) into a chunk and hands it to the sink,
+    /// awaiting room (backpressure). Returns the chunk's checkpoint, or `None` when `raw` is empty.
+    pub(super) async fn send_records(
+        &mut self,
+        raw: Vec<RawRecord>,
+        backoff: &mut Backoff,
+    ) -> Result<Option<Position>, Stopped> {
+        let Some(last) = raw.last() else {
+            return Ok(None);
+        };
+        let checkpoint = Position::whole(last.sequence_number.clone());
+        let bytes: usize = raw.iter().map(|r| r.data.len()).sum();
+        self.metrics.records_in(raw.len() as u64, bytes as u64);
+        let mut records = Vec::with_capacity(raw.len());
+        let mut dead = Vec::new();
+        let mut stats = DecodeStats::default();
+        for r in raw {
+            self.decoder
+                .decode(&self.shard, r, &mut records, &mut dead, &mut stats);
+        }
+        self.metrics.decoded(&stats);
+        if let Some(skip) = self.skip_until.take() {
+            records.retain(|r| r.position > skip);
+        }
+        // Dead letters are stored before the chunk that covers them can be acknowledged.
+        if !dead.is_empty() && !self.write_dead_letters(&dead, backoff).await {
+            return Err(Stopped);
+        }
+        let chunk = Chunk {
+            records,
+            shard_id: self.shard.shard_id.clone(),
+            checkpoint: checkpoint.clone(),
+        };
+        tokio::select! {
+            sent = self.chunks.send(chunk) => if sent.is_err() {
+                warn!("the sink stopped; stopping the reader");
+                return Err(Stopped);
+            },
+            () = self.cancel.cancelled() => return Err(Stopped),
+        }
+        Ok(Some(checkpoint))
+    }
+
     /// Writes dead letters, retrying until they are stored; false if cancelled first.
     async fn write_dead_letters(&self, dead: &[DeadLetter], backoff: &mut Backoff) -> bool {
         let mut writer = self.dead_letters.lock().await;
@@ -221,7 +239,7 @@ impl ShardReader {
     }
 
     /// Sleeps until `deadline`; false if cancelled first.
-    async fn sleep_until(&self, deadline: tokio::time::Instant) -> bool {
+    pub(super) async fn sleep_until(&self, deadline: tokio::time::Instant) -> bool {
         tokio::select! {
             () = tokio::time::sleep_until(deadline) => true,
             () = self.cancel.cancelled() => false,
@@ -229,7 +247,7 @@ impl ShardReader {
     }
 
     /// Counts and logs an error, then waits out the backoff; false if cancelled first.
-    async fn wait_after_error(
+    pub(super) async fn wait_after_error(
         &self,
         operation: &'static str,
         e: &SourceError,
@@ -239,6 +257,8 @@ impl ShardReader {
         let delay = backoff.next_delay();
         match e {
             SourceError::Throttled { .. } => debug!(error = %e, ?delay, "throttled; backing off"),
+            // Expected right after a restart, while the previous subscription is still open.
+            SourceError::InUse { .. } => debug!(error = %e, ?delay, "in use; backing off"),
             _ => warn!(error = %e, ?delay, "Kinesis call failed; retrying"),
         }
         self.sleep_until(tokio::time::Instant::now() + delay).await

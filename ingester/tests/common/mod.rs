@@ -142,3 +142,55 @@ pub fn payloads(lines: &[Value]) -> Vec<String> {
         .map(|l| l["data"].as_str().unwrap_or_default().to_owned())
         .collect()
 }
+
+/// Partition keys of [`produce`].
+pub const KEYS: usize = 8;
+
+/// Puts records `from..to`; record i has key `k{i % KEYS}` and payload `k{key}-{i}`.
+pub async fn produce(
+    kinesis: &aws_sdk_kinesis::Client,
+    stream: &str,
+    from: usize,
+    to: usize,
+) -> Result<()> {
+    let records: Vec<(String, Vec<u8>)> = (from..to)
+        .map(|i| {
+            (
+                format!("k{}", i % KEYS),
+                format!("k{}-{i}", i % KEYS).into_bytes(),
+            )
+        })
+        .collect();
+    put(kinesis, stream, &records).await
+}
+
+/// The shards without an ending sequence number.
+pub async fn open_shards(
+    kinesis: &aws_sdk_kinesis::Client,
+    stream: &str,
+) -> Result<Vec<aws_sdk_kinesis::types::Shard>> {
+    let shards = kinesis.list_shards().stream_name(stream).send().await?;
+    Ok(shards
+        .shards()
+        .iter()
+        .filter(|s| {
+            s.sequence_number_range()
+                .and_then(|r| r.ending_sequence_number())
+                .is_none()
+        })
+        .cloned()
+        .collect())
+}
+
+/// Asserts that, for each key, the payloads of [`produce`] appear in the order they were written.
+pub fn assert_key_order(payloads: &[String]) -> Result<()> {
+    let mut last: std::collections::HashMap<usize, usize> = std::collections::HashMap::new();
+    for p in payloads {
+        let (key, i) = p[1..].split_once('-').context("payload shape")?;
+        let (key, i): (usize, usize) = (key.parse()?, i.parse()?);
+        if let Some(prev) = last.insert(key, i) {
+            anyhow::ensure!(prev < i, "key k{key}: record {i} delivered after {prev}");
+        }
+    }
+    Ok(())
+}
