@@ -222,3 +222,42 @@ async fn gzip_and_cloudwatch_logs_records_are_decoded() -> Result<()> {
     assert_eq!(lines.len(), 6, "the control message produced nothing");
     Ok(())
 }
+
+#[tokio::test]
+async fn a_stream_named_by_its_arn_is_read() -> Result<()> {
+    let kinesis = kinesis_client()?;
+    let stream = create_stream(&kinesis, 1).await?;
+    let arn = kinesis
+        .describe_stream_summary()
+        .stream_name(&stream)
+        .send()
+        .await?
+        .stream_description_summary()
+        .map(|s| s.stream_arn().to_owned())
+        .unwrap_or_default();
+    assert!(arn.starts_with("arn:aws:kinesis:"), "{arn}");
+    let records: Vec<(String, Vec<u8>)> = (0..5)
+        .map(|i| ("k".to_owned(), format!("arn-{i}").into_bytes()))
+        .collect();
+    put(&kinesis, &stream, &records).await?;
+
+    let dir = tempfile::tempdir()?;
+    let out = dir.path().join("out.ndjson");
+    let mut cfg = ingester(&stream, &out, "")?;
+    cfg.spec.stream.name = None;
+    cfg.spec.stream.arn = Some(arn);
+    cfg.spec.validate()?;
+    let run = Running::start(cfg, sdk_api()?, dir.path());
+    let lines = wait_for_lines(&out, 5, DEADLINE).await?;
+    run.shutdown().await?;
+    assert_eq!(
+        payloads(&lines),
+        (0..5).map(|i| format!("arn-{i}")).collect::<Vec<_>>()
+    );
+    assert_eq!(
+        lines[0]["stream"],
+        json!(stream),
+        "the stream name comes from the ARN"
+    );
+    Ok(())
+}
