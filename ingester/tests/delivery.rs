@@ -1,5 +1,6 @@
 //! End to end on kinesis-local: plain, KPL-aggregated, gzip and CloudWatch Logs records are delivered with exact payloads and metadata.
 
+#[macro_use]
 mod common;
 
 use std::time::Duration;
@@ -7,12 +8,14 @@ use std::time::Duration;
 use anyhow::Result;
 use common::*;
 use kinesis_ingester::decode::testing::{UserRecordSpec, encode_aggregated, gzip};
+use kinesis_ingester_api::ReadMode;
 use serde_json::json;
 
 const DEADLINE: Duration = Duration::from_secs(60);
 
-#[tokio::test]
-async fn plain_records_are_delivered_with_their_metadata() -> Result<()> {
+both_modes!(plain_records_are_delivered_with_their_metadata);
+
+async fn plain_records_are_delivered_with_their_metadata(mode: ReadMode) -> Result<()> {
     let kinesis = kinesis_client()?;
     let stream = create_stream(&kinesis, 2).await?;
     let records: Vec<(String, Vec<u8>)> = (0..40)
@@ -23,7 +26,11 @@ async fn plain_records_are_delivered_with_their_metadata() -> Result<()> {
 
     let dir = tempfile::tempdir()?;
     let out = dir.path().join("out.ndjson");
-    let run = Running::start(ingester(&stream, &out, "")?, sdk_api()?, dir.path());
+    let run = Running::start(
+        with_mode(ingester(&stream, &out, "")?, mode),
+        sdk_api()?,
+        dir.path(),
+    );
     let lines = wait_for_lines(&out, records.len(), DEADLINE).await?;
     run.shutdown().await?;
 
@@ -64,8 +71,9 @@ async fn plain_records_are_delivered_with_their_metadata() -> Result<()> {
     Ok(())
 }
 
-#[tokio::test]
-async fn kpl_aggregated_records_are_split_into_user_records() -> Result<()> {
+both_modes!(kpl_aggregated_records_are_split_into_user_records);
+
+async fn kpl_aggregated_records_are_split_into_user_records(mode: ReadMode) -> Result<()> {
     let kinesis = kinesis_client()?;
     let stream = create_stream(&kinesis, 1).await?;
     let mut puts = Vec::new();
@@ -97,7 +105,11 @@ async fn kpl_aggregated_records_are_split_into_user_records() -> Result<()> {
 
     let dir = tempfile::tempdir()?;
     let out = dir.path().join("out.ndjson");
-    let run = Running::start(ingester(&stream, &out, "")?, sdk_api()?, dir.path());
+    let run = Running::start(
+        with_mode(ingester(&stream, &out, "")?, mode),
+        sdk_api()?,
+        dir.path(),
+    );
     let lines = wait_for_lines(&out, 101, DEADLINE).await?;
     run.shutdown().await?;
 
@@ -125,8 +137,9 @@ async fn kpl_aggregated_records_are_split_into_user_records() -> Result<()> {
     Ok(())
 }
 
-#[tokio::test]
-async fn gzip_and_cloudwatch_logs_records_are_decoded() -> Result<()> {
+both_modes!(gzip_and_cloudwatch_logs_records_are_decoded);
+
+async fn gzip_and_cloudwatch_logs_records_are_decoded(mode: ReadMode) -> Result<()> {
     let kinesis = kinesis_client()?;
     // gzip
     let stream = create_stream(&kinesis, 1).await?;
@@ -149,7 +162,7 @@ async fn gzip_and_cloudwatch_logs_records_are_decoded() -> Result<()> {
         &file_sink(&out, Some(&dead)),
         "  decode: {compression: Gzip}\n",
     )?;
-    let run = Running::start(cfg, sdk_api()?, dir.path());
+    let run = Running::start(with_mode(cfg, mode), sdk_api()?, dir.path());
     let lines = wait_for_lines(&out, 10, DEADLINE).await?;
     let dead_lines = wait_for_lines(&dead, 1, DEADLINE).await?;
     run.shutdown().await?;
@@ -210,7 +223,7 @@ async fn gzip_and_cloudwatch_logs_records_are_decoded() -> Result<()> {
     let out = dir.path().join("cw.ndjson");
     let cfg = ingester(&stream, &out, "  decode: {format: CloudWatchLogs}\n")?;
     let cw_dir = tempfile::tempdir()?;
-    let run = Running::start(cfg, sdk_api()?, cw_dir.path());
+    let run = Running::start(with_mode(cfg, mode), sdk_api()?, cw_dir.path());
     let lines = wait_for_lines(&out, 6, DEADLINE).await?;
     run.shutdown().await?;
     assert_eq!(
@@ -223,8 +236,9 @@ async fn gzip_and_cloudwatch_logs_records_are_decoded() -> Result<()> {
     Ok(())
 }
 
-#[tokio::test]
-async fn a_stream_named_by_its_arn_is_read() -> Result<()> {
+both_modes!(a_stream_named_by_its_arn_is_read);
+
+async fn a_stream_named_by_its_arn_is_read(mode: ReadMode) -> Result<()> {
     let kinesis = kinesis_client()?;
     let stream = create_stream(&kinesis, 1).await?;
     let arn = kinesis
@@ -247,7 +261,7 @@ async fn a_stream_named_by_its_arn_is_read() -> Result<()> {
     cfg.spec.stream.name = None;
     cfg.spec.stream.arn = Some(arn);
     cfg.spec.validate()?;
-    let run = Running::start(cfg, sdk_api()?, dir.path());
+    let run = Running::start(with_mode(cfg, mode), sdk_api()?, dir.path());
     let lines = wait_for_lines(&out, 5, DEADLINE).await?;
     run.shutdown().await?;
     assert_eq!(

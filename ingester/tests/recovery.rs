@@ -1,9 +1,9 @@
 //! Restarts, injected Kinesis faults and a failing HTTP sink: every record is delivered, and a clean restart re-delivers nothing.
 
+#[macro_use]
 mod common;
 
 use std::{
-    collections::HashMap,
     sync::{
         Arc,
         atomic::{AtomicUsize, Ordering},
@@ -15,6 +15,7 @@ use anyhow::Result;
 use axum::{Router, body::Bytes, extract::State, http::StatusCode, routing::post};
 use common::*;
 use kinesis_ingester::source::{api::KinesisApi, faults::FaultyKinesis};
+use kinesis_ingester_api::ReadMode;
 
 const DEADLINE: Duration = Duration::from_secs(90);
 
@@ -29,31 +30,29 @@ fn numbered(prefix: &str, range: std::ops::Range<usize>) -> Vec<(String, Vec<u8>
         .collect()
 }
 
-/// Asserts every payload appears exactly once.
-fn assert_exactly_once(lines: &[serde_json::Value], want: usize) {
-    let mut counts: HashMap<String, usize> = HashMap::new();
-    for p in payloads(lines) {
-        *counts.entry(p).or_default() += 1;
-    }
-    let dupes: Vec<_> = counts.iter().filter(|(_, n)| **n > 1).collect();
-    assert!(dupes.is_empty(), "re-delivered: {dupes:?}");
-    assert_eq!(counts.len(), want, "distinct records delivered");
-}
+both_modes!(a_restart_resumes_after_the_last_delivered_record);
 
-#[tokio::test]
-async fn a_restart_resumes_after_the_last_delivered_record() -> Result<()> {
+async fn a_restart_resumes_after_the_last_delivered_record(mode: ReadMode) -> Result<()> {
     let kinesis = kinesis_client()?;
     let stream = create_stream(&kinesis, 2).await?;
     let dir = tempfile::tempdir()?;
     let out = dir.path().join("out.ndjson");
 
     put(&kinesis, &stream, &numbered("first", 0..60)).await?;
-    let run = Running::start(ingester(&stream, &out, "")?, sdk_api()?, dir.path());
+    let run = Running::start(
+        with_mode(ingester(&stream, &out, "")?, mode),
+        sdk_api()?,
+        dir.path(),
+    );
     wait_for_lines(&out, 60, DEADLINE).await?;
     run.shutdown().await?;
 
     put(&kinesis, &stream, &numbered("second", 0..40)).await?;
-    let run = Running::start(ingester(&stream, &out, "")?, sdk_api()?, dir.path());
+    let run = Running::start(
+        with_mode(ingester(&stream, &out, "")?, mode),
+        sdk_api()?,
+        dir.path(),
+    );
     let lines = wait_for_lines(&out, 100, DEADLINE).await?;
     run.shutdown().await?;
     assert_exactly_once(&lines, 100);
@@ -108,8 +107,9 @@ async fn flaky_endpoint(State(s): State<Flaky>, body: Bytes) -> StatusCode {
     StatusCode::OK
 }
 
-#[tokio::test]
-async fn an_http_sink_that_fails_for_a_while_loses_nothing() -> Result<()> {
+both_modes!(an_http_sink_that_fails_for_a_while_loses_nothing);
+
+async fn an_http_sink_that_fails_for_a_while_loses_nothing(mode: ReadMode) -> Result<()> {
     let kinesis = kinesis_client()?;
     let stream = create_stream(&kinesis, 1).await?;
     put(&kinesis, &stream, &numbered("h", 0..50)).await?;
@@ -127,18 +127,22 @@ async fn an_http_sink_that_fails_for_a_while_loses_nothing() -> Result<()> {
         "    http: {{url: '{url}', timeout: 5s}}\n    batch: {{maxRecords: 20, maxAge: 100ms}}\n"
     );
     let dir = tempfile::tempdir()?;
-    let run = Running::start(config(&stream, &sink, "")?, sdk_api()?, dir.path());
+    let run = Running::start(
+        with_mode(config(&stream, &sink, "")?, mode),
+        sdk_api()?,
+        dir.path(),
+    );
     let received = state.received.clone();
     wait_until("50 records at the HTTP endpoint", DEADLINE, || {
         let received = received.clone();
-        async move { Ok((received.lock().unwrap().len() >= 50).then_some(())) }
+        async move { Ok((received.lock().expect("lock").len() >= 50).then_some(())) }
     })
     .await?;
     run.shutdown().await?;
     let lines: Vec<serde_json::Value> = state
         .received
         .lock()
-        .unwrap()
+        .expect("lock")
         .iter()
         .map(|l| serde_json::from_str(l))
         .collect::<Result<_, _>>()?;

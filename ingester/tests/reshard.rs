@@ -1,19 +1,28 @@
 //! SplitShard and MergeShards while reading: every record is delivered once, and for each partition key in the order it was written (parents before children).
 
+#[macro_use]
 mod common;
 
 use std::time::Duration;
 
 use anyhow::{Context, Result};
 use common::*;
+use kinesis_ingester_api::ReadMode;
 
-#[tokio::test]
-async fn split_then_merge_while_reading_delivers_everything_in_key_order() -> Result<()> {
+both_modes!(split_then_merge_while_reading_delivers_everything_in_key_order);
+
+async fn split_then_merge_while_reading_delivers_everything_in_key_order(
+    mode: ReadMode,
+) -> Result<()> {
     let kinesis = kinesis_client()?;
     let stream = create_stream(&kinesis, 1).await?;
     let dir = tempfile::tempdir()?;
     let out = dir.path().join("out.ndjson");
-    let run = Running::start(ingester(&stream, &out, "")?, sdk_api()?, dir.path());
+    let run = Running::start(
+        with_mode(ingester(&stream, &out, "")?, mode),
+        sdk_api()?,
+        dir.path(),
+    );
 
     produce(&kinesis, &stream, 0, 80).await?;
     wait_for_lines(&out, 40, Duration::from_secs(60)).await?;

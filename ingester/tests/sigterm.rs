@@ -1,11 +1,13 @@
 //! The `kinesis-ingester` binary: SIGTERM in the middle of an open batch delivers it, checkpoints it, exits 0, and a restart re-reads nothing.
 
+#[macro_use]
 mod common;
 
 use std::{process::Stdio, time::Duration};
 
 use anyhow::{Context, Result};
 use common::*;
+use kinesis_ingester_api::ReadMode;
 use tokio::{io::AsyncReadExt, io::AsyncWriteExt, net::TcpStream, process::Command};
 
 fn free_port() -> Result<u16> {
@@ -51,8 +53,9 @@ fn binary(config: &std::path::Path, checkpoints: &std::path::Path, port: u16) ->
     cmd
 }
 
-#[tokio::test]
-async fn sigterm_mid_batch_delivers_checkpoints_and_exits_zero() -> Result<()> {
+both_modes!(sigterm_mid_batch_delivers_checkpoints_and_exits_zero);
+
+async fn sigterm_mid_batch_delivers_checkpoints_and_exits_zero(mode: ReadMode) -> Result<()> {
     let kinesis = kinesis_client()?;
     let stream = create_stream(&kinesis, 2).await?;
     let records: Vec<(String, Vec<u8>)> = (0..30)
@@ -66,7 +69,7 @@ async fn sigterm_mid_batch_delivers_checkpoints_and_exits_zero() -> Result<()> {
     // A batch that only closes after 10 minutes: at SIGTERM every record is in the open batch.
     let endpoint = std::env::var("KINESIS_ENDPOINT")?;
     let yaml = format!(
-        "apiVersion: kinesis-operator.dev/v1alpha1\nkind: KinesisIngester\nmetadata: {{name: t}}\nspec:\n  stream: {{name: {stream}, region: us-east-1, endpoint: '{endpoint}'}}\n  read: {{startingPosition: {{type: TrimHorizon}}, pollInterval: 200ms}}\n  sink:\n    file: {{path: '{}'}}\n    batch: {{maxRecords: 100000, maxAge: 10m}}\n",
+        "apiVersion: kinesis-operator.dev/v1alpha1\nkind: KinesisIngester\nmetadata: {{name: t}}\nspec:\n  stream: {{name: {stream}, region: us-east-1, endpoint: '{endpoint}'}}\n  read: {{mode: {mode:?}, startingPosition: {{type: TrimHorizon}}, pollInterval: 200ms}}\n  sink:\n    file: {{path: '{}'}}\n    batch: {{maxRecords: 100000, maxAge: 10m}}\n",
         out.display()
     );
     let config = dir.path().join("ingester.yaml");

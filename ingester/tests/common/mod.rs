@@ -1,7 +1,7 @@
 //! Helpers for the ingester's integration tests: streams on the emulator, configs, running an ingester in-process, reading its output.
 
 // Each test file uses a different subset of these helpers.
-#![allow(dead_code, unused_imports)]
+#![allow(dead_code, unused_imports, unused_macros)]
 
 use std::{path::Path, sync::Arc, time::Duration};
 
@@ -193,4 +193,38 @@ pub fn assert_key_order(payloads: &[String]) -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// `ki` reading in `mode`.
+pub fn with_mode(mut ki: KinesisIngester, mode: kinesis_ingester_api::ReadMode) -> KinesisIngester {
+    ki.spec.read.mode = mode;
+    ki
+}
+
+/// Asserts every payload appears exactly once, and that there are `want` of them.
+pub fn assert_exactly_once(lines: &[Value], want: usize) {
+    let mut counts: std::collections::HashMap<String, usize> = std::collections::HashMap::new();
+    for p in payloads(lines) {
+        *counts.entry(p).or_default() += 1;
+    }
+    let dupes: Vec<_> = counts.iter().filter(|(_, n)| **n > 1).collect();
+    assert!(dupes.is_empty(), "re-delivered: {dupes:?}");
+    assert_eq!(counts.len(), want, "distinct records delivered");
+}
+
+/// Runs the scenario `check(mode)` as two tests, `check::polling` and `check::enhanced_fan_out`.
+macro_rules! both_modes {
+    ($check:ident) => {
+        mod $check {
+            #[tokio::test]
+            async fn polling() -> anyhow::Result<()> {
+                super::$check(kinesis_ingester_api::ReadMode::Polling).await
+            }
+
+            #[tokio::test]
+            async fn enhanced_fan_out() -> anyhow::Result<()> {
+                super::$check(kinesis_ingester_api::ReadMode::EnhancedFanOut).await
+            }
+        }
+    };
 }
