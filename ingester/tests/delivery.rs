@@ -275,3 +275,51 @@ async fn a_stream_named_by_its_arn_is_read(mode: ReadMode) -> Result<()> {
     );
     Ok(())
 }
+
+#[tokio::test]
+async fn only_the_shards_given_are_read() -> Result<()> {
+    let kinesis = kinesis_client()?;
+    let stream = create_stream(&kinesis, 2).await?;
+    let records: Vec<(String, Vec<u8>)> = (0..40)
+        .map(|i| (format!("pk-{i}"), format!("subset-{i}").into_bytes()))
+        .collect();
+    put(&kinesis, &stream, &records).await?;
+    let shards = kinesis.list_shards().stream_name(&stream).send().await?;
+    let first = shards
+        .shards()
+        .first()
+        .map(|s| s.shard_id().to_owned())
+        .unwrap_or_default();
+    // The records the first shard holds, read directly.
+    let iterator = kinesis
+        .get_shard_iterator()
+        .stream_name(&stream)
+        .shard_id(&first)
+        .shard_iterator_type(aws_sdk_kinesis::types::ShardIteratorType::TrimHorizon)
+        .send()
+        .await?
+        .shard_iterator
+        .unwrap_or_default();
+    let in_first = kinesis
+        .get_records()
+        .shard_iterator(iterator)
+        .send()
+        .await?
+        .records()
+        .len();
+    assert!(
+        in_first > 0 && in_first < 40,
+        "40 random keys spread over both shards ({in_first} in the first)"
+    );
+
+    let dir = tempfile::tempdir()?;
+    let out = dir.path().join("out.ndjson");
+    let only = Some([first.clone()].into_iter().collect());
+    let run = Running::start_with(ingester(&stream, &out, "")?, sdk_api()?, dir.path(), only);
+    wait_for_lines(&out, in_first, DEADLINE).await?;
+    run.shutdown().await?;
+    let lines = lines(&out)?;
+    assert_eq!(lines.len(), in_first, "only the first shard's records");
+    assert!(lines.iter().all(|l| l["shardId"] == json!(first)));
+    Ok(())
+}

@@ -89,11 +89,22 @@ pub struct Running {
 impl Running {
     /// Starts `ingester` with checkpoints in `dir`.
     pub fn start(ingester: KinesisIngester, api: Arc<dyn KinesisApi>, dir: &Path) -> Self {
+        Self::start_with(ingester, api, dir, None)
+    }
+
+    /// Starts `ingester` with checkpoints in `dir`, reading only `shards` when given.
+    pub fn start_with(
+        ingester: KinesisIngester,
+        api: Arc<dyn KinesisApi>,
+        dir: &Path,
+        shards: Option<std::collections::HashSet<String>>,
+    ) -> Self {
         let stop = CancellationToken::new();
         let options = RunOptions {
             checkpoint_dir: dir.to_owned(),
             checkpoint_interval: Duration::from_millis(200),
             shutdown_timeout: Duration::from_secs(20),
+            only_shards: shards,
             ..RunOptions::default()
         };
         let token = stop.clone();
