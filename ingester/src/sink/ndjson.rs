@@ -41,12 +41,26 @@ impl Encoding {
 
 /// Appends the JSON line of `record`, with its trailing newline, to `buf`.
 pub fn write_line(buf: &mut Vec<u8>, record: &Record) -> Result<(), serde_json::Error> {
-    let (data, encoding) = match std::str::from_utf8(&record.data) {
-        Ok(text) => (Data::Text(text), "utf8"),
-        Err(_) => (Data::Binary(&record.data), "base64"),
+    // `data` comes first and is written by hand: most payloads are text that needs no escaping,
+    // and copying it as is skips serde_json's byte-by-byte escaper (the hot path).
+    buf.extend_from_slice(br#"{"data":"#);
+    let encoding = match std::str::from_utf8(&record.data) {
+        Ok(text) if !needs_escape(text.as_bytes()) => {
+            buf.push(b'"');
+            buf.extend_from_slice(text.as_bytes());
+            buf.push(b'"');
+            "utf8"
+        }
+        Ok(text) => {
+            serde_json::to_writer(&mut *buf, text)?;
+            "utf8"
+        }
+        Err(_) => {
+            serde_json::to_writer(&mut *buf, &Base64(&record.data))?;
+            "base64"
+        }
     };
-    let line = Line {
-        data,
+    let rest = Line {
         encoding,
         stream: &record.shard.stream,
         shard_id: &record.shard.shard_id,
@@ -57,15 +71,22 @@ pub fn write_line(buf: &mut Vec<u8>, record: &Record) -> Result<(), serde_json::
         tag: record.shard.tag.as_deref(),
         cloudwatch: record.cloudwatch.as_deref().map(CloudWatch::from),
     };
-    serde_json::to_writer(&mut *buf, &line)?;
+    // `rest` serializes as `{"encoding":…}`; its opening brace becomes the comma after `data`.
+    let start = buf.len();
+    serde_json::to_writer(&mut *buf, &rest)?;
+    buf[start] = b',';
     buf.push(b'\n');
     Ok(())
+}
+
+/// Whether JSON needs any of these bytes escaped: control characters, `"` and `\`.
+fn needs_escape(bytes: &[u8]) -> bool {
+    bytes.iter().any(|&b| b < 0x20 || b == b'"' || b == b'\\')
 }
 
 #[derive(Serialize)]
 #[serde(rename_all = "camelCase")]
 struct Line<'a> {
-    data: Data<'a>,
     encoding: &'static str,
     stream: &'a str,
     shard_id: &'a str,
@@ -105,18 +126,12 @@ impl<'a> From<&'a CloudWatchMeta> for CloudWatch<'a> {
     }
 }
 
-/// Payload bytes: text as is, anything else base64 (streamed into the output, no copy).
-enum Data<'a> {
-    Text(&'a str),
-    Binary(&'a [u8]),
-}
+/// Binary payload bytes, written as a base64 string streamed into the output (no copy).
+struct Base64<'a>(&'a [u8]);
 
-impl Serialize for Data<'_> {
+impl Serialize for Base64<'_> {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        match self {
-            Self::Text(text) => s.serialize_str(text),
-            Self::Binary(bytes) => s.collect_str(&Base64Display::new(bytes, &STANDARD)),
-        }
+        s.collect_str(&Base64Display::new(self.0, &STANDARD))
     }
 }
 
@@ -235,5 +250,33 @@ pub(crate) mod tests {
         assert_eq!(lines[2], lines[0]);
         let doc: Value = serde_json::from_str(lines[3]).expect("doc");
         assert_eq!(doc["data"], "b");
+    }
+
+    #[test]
+    fn data_is_the_same_json_string_serde_writes_with_or_without_escapes() {
+        for text in [
+            "plain ascii",
+            "",
+            "quote \" and backslash \\",
+            "tab\tnewline\n",
+            "unicode é 🚀",
+            "\u{1}",
+        ] {
+            let r = record("shardId-1", 1, text.as_bytes());
+            let mut buf = Vec::new();
+            write_line(&mut buf, &r).unwrap();
+            assert!(buf.ends_with(b"\n"));
+            let v: Value = serde_json::from_slice(&buf).expect("valid JSON line");
+            assert_eq!(v["data"], Value::String(text.to_owned()), "{text:?}");
+            assert_eq!(v["encoding"], "utf8");
+            let expected_prefix = format!(
+                "{{\"data\":{},\"encoding\"",
+                serde_json::to_string(text).unwrap()
+            );
+            assert!(
+                String::from_utf8_lossy(&buf).starts_with(&expected_prefix),
+                "{text:?}"
+            );
+        }
     }
 }
