@@ -1,5 +1,6 @@
 //! The shard-reading core of kinesis-operator: read shards, decode records, deliver them to sinks, checkpoint what was delivered.
 
+pub mod backoff;
 pub mod checkpoint;
 pub mod config;
 pub mod decode;

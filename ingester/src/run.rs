@@ -18,6 +18,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{error, info, warn};
 
 use crate::{
+    backoff::Backoff,
     checkpoint::{CheckpointError, CheckpointStore, FileStore, Tracker},
     config,
     decode::{DEFAULT_MAX_DECOMPRESSED_BYTES, Decoder},
@@ -25,7 +26,6 @@ use crate::{
     server::{self, Health},
     sink::{self, SinkError, SinkStats},
     source::{
-        Backoff,
         api::{KinesisApi, SourceError, StreamRef},
         coordinator::{Coordinator, CoordinatorSettings, ReaderKind, flush_checkpoints},
         efo::EfoSettings,

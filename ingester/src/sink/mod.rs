@@ -33,7 +33,7 @@ pub use self::{
     file::FileDestination,
     http::HttpDestination,
     ndjson::Encoding,
-    pipeline::{Backoff, SinkPipeline},
+    pipeline::SinkPipeline,
     stats::SinkStats,
     stdout::WriterDestination,
 };

@@ -1,41 +1,15 @@
 //! The sink task: reads chunks, batches them, delivers each batch with retries, then acknowledges checkpoints in order.
 
-use std::{sync::Arc, time::Duration};
+use std::sync::Arc;
 
 use tokio::{sync::mpsc::Receiver, time::Instant};
 use tokio_util::sync::CancellationToken;
 
 use super::{Batch, BatchLimits, Batcher, Destination, SinkError, SinkStats, ndjson::Encoding};
-use crate::record::{AckFn, Chunk};
-
-/// Retry delays: exponential with full jitter, `initial` doubling up to `max`.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Backoff {
-    /// Upper bound of the first delay.
-    pub initial: Duration,
-    /// Upper bound of every delay, and the delay after a non-retryable failure.
-    pub max: Duration,
-}
-
-impl Default for Backoff {
-    fn default() -> Self {
-        Self {
-            initial: Duration::from_millis(100),
-            max: Duration::from_secs(30),
-        }
-    }
-}
-
-impl Backoff {
-    /// The delay before retry number `attempt` (0-based): uniform in `[0, min(max, initial·2^attempt)]`.
-    pub fn delay(&self, attempt: u32) -> Duration {
-        let cap = self
-            .initial
-            .saturating_mul(2u32.saturating_pow(attempt.min(31)))
-            .min(self.max);
-        cap.mul_f64(fastrand::f64())
-    }
-}
+use crate::{
+    backoff::Backoff,
+    record::{AckFn, Chunk},
+};
 
 /// One destination fed by a bounded channel of chunks.
 ///
@@ -180,24 +154,5 @@ impl SinkPipeline {
             "sink cancelled; undelivered records stay unacknowledged"
         );
         Ok(())
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn backoff_grows_to_its_cap_with_full_jitter() {
-        let b = Backoff::default();
-        for attempt in [0, 1, 5, 40, u32::MAX] {
-            let cap = Duration::from_millis(100)
-                .saturating_mul(2u32.saturating_pow(attempt.min(31)))
-                .min(Duration::from_secs(30));
-            let delays: Vec<_> = (0..50).map(|_| b.delay(attempt)).collect();
-            assert!(delays.iter().all(|d| *d <= cap));
-            assert!(delays.iter().any(|d| *d != delays[0]), "jittered");
-        }
-        assert!((0..50).any(|_| b.delay(20) > Duration::from_secs(15)));
     }
 }

@@ -14,7 +14,7 @@ use tokio::sync::{Semaphore, mpsc};
 use tokio_util::sync::CancellationToken;
 
 use super::{test_server::TestServer, *};
-use crate::{record::Chunk, sequence::Position, sink::ndjson::tests::record};
+use crate::{backoff::Backoff, record::Chunk, sequence::Position, sink::ndjson::tests::record};
 
 const DEADLINE: Duration = Duration::from_secs(10);
 
@@ -61,10 +61,7 @@ fn limits(max_records: usize, max_age: Duration) -> BatchLimits {
 }
 
 fn fast() -> Backoff {
-    Backoff {
-        initial: Duration::from_millis(1),
-        max: Duration::from_millis(5),
-    }
+    Backoff::new(Duration::from_millis(1), Duration::from_millis(5))
 }
 
 fn sequence_numbers(ndjson: &str) -> Vec<String> {

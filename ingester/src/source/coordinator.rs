@@ -11,12 +11,12 @@ use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
 use super::{
-    Backoff,
     api::{KinesisApi, ShardInfo, StartAt, StreamRef},
     efo::{EfoReader, EfoSettings},
     shard::{DeadLetters, PollSettings, ShardOutcome, ShardReader},
 };
 use crate::{
+    backoff::Backoff,
     checkpoint::{CheckpointStore, Tracker},
     decode::Decoder,
     metrics::Metrics,

@@ -7,10 +7,12 @@ use tracing::{debug, info, warn};
 
 use super::{
     api::{ChildShard, StartAt},
-    backoff::Backoff,
     shard::{ShardOutcome, ShardReader, Stopped},
 };
-use crate::sequence::{Position, SequenceNumber};
+use crate::{
+    backoff::Backoff,
+    sequence::{Position, SequenceNumber},
+};
 
 /// Enhanced fan-out settings of a shard reader.
 #[derive(Clone, Debug)]
@@ -73,7 +75,7 @@ impl EfoReader {
             mut reader,
             settings,
         } = self;
-        let mut backoff = Backoff::new(Duration::from_millis(100), Duration::from_secs(30));
+        let mut backoff = Backoff::default();
         let mut last_sent: Option<Position> = None;
         let mut continuation: Option<SequenceNumber> = None;
         let mut last_subscribe = tokio::time::Instant::now() - settings.min_subscribe_gap;

@@ -2,11 +2,8 @@
 
 pub mod api;
 pub mod aws;
-mod backoff;
 pub mod coordinator;
 pub mod efo;
 #[doc(hidden)]
 pub mod faults;
 pub mod shard;
-
-pub use backoff::Backoff;

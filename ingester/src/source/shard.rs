@@ -6,11 +6,9 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
-use super::{
-    api::{ChildShard, KinesisApi, SourceError, StartAt, StreamRef},
-    backoff::Backoff,
-};
+use super::api::{ChildShard, KinesisApi, SourceError, StartAt, StreamRef};
 use crate::{
+    backoff::Backoff,
     decode::{DecodeStats, Decoder},
     metrics::Metrics,
     record::{Chunk, DeadLetter, RawRecord, ShardContext},
@@ -89,7 +87,7 @@ impl ShardReader {
     /// expired iterator is replaced by one starting after the last record handed to the sink.
     #[tracing::instrument(name = "shard", skip_all, fields(shard = %self.shard.shard_id))]
     pub async fn run(mut self) -> ShardOutcome {
-        let mut backoff = Backoff::new(Duration::from_millis(100), Duration::from_secs(30));
+        let mut backoff = Backoff::default();
         let mut last_sent: Option<Position> = None;
         let mut iterator: Option<String> = None;
         let mut last_call = tokio::time::Instant::now() - self.settings.min_call_gap;
