@@ -8,7 +8,6 @@ use anyhow::{Context, Result};
 use aws_sdk_kinesis::types::ConsumerStatus;
 use common::*;
 use kinesis_ingester_api::{KinesisIngester, ReadMode};
-use serde_json::json;
 
 const DEADLINE: Duration = Duration::from_secs(90);
 
@@ -37,32 +36,8 @@ async fn records_are_pushed_once_with_their_metadata() -> Result<()> {
     let lines = wait_for_lines(&out, records.len(), DEADLINE).await?;
     run.shutdown().await?;
 
+    // Metadata is checked in both modes by delivery.rs; here, what only fan-out does.
     assert_exactly_once(&lines, records.len());
-    for (key, data) in &records {
-        let text = String::from_utf8(data.clone())?;
-        let line = lines
-            .iter()
-            .find(|l| l["data"] == json!(text))
-            .context("every record is delivered")?;
-        assert_eq!(line["partitionKey"], json!(key));
-        assert_eq!(line["stream"], json!(stream));
-        assert_eq!(line["tag"], "it");
-        assert!(
-            line["shardId"]
-                .as_str()
-                .is_some_and(|s| s.starts_with("shardId-"))
-        );
-        assert!(
-            line["sequenceNumber"]
-                .as_str()
-                .is_some_and(|s| !s.is_empty())
-        );
-        assert!(
-            line["approximateArrivalTimestamp"]
-                .as_str()
-                .is_some_and(|t| t.ends_with('Z'))
-        );
-    }
 
     // The consumer was registered under its default name, and is ACTIVE.
     let arn = kinesis
