@@ -50,13 +50,7 @@ impl DeadLetterWriter {
         let result = async {
             let file = match &mut self.file {
                 Some(file) => file,
-                None => self.file.insert(
-                    tokio::fs::OpenOptions::new()
-                        .create(true)
-                        .append(true)
-                        .open(path)
-                        .await?,
-                ),
+                None => self.file.insert(super::file::open_append(path).await?),
             };
             file.write_all(&self.buf).await?;
             file.flush().await

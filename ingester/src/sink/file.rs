@@ -39,13 +39,7 @@ impl FileDestination {
     async fn write(&mut self, body: &[u8]) -> std::io::Result<()> {
         let file = match &mut self.file {
             Some(file) => file,
-            None => self.file.insert(
-                tokio::fs::OpenOptions::new()
-                    .create(true)
-                    .append(true)
-                    .open(&self.path)
-                    .await?,
-            ),
+            None => self.file.insert(open_append(&self.path).await?),
         };
         file.write_all(body).await?;
         file.flush().await?;
@@ -67,6 +61,15 @@ impl Destination for FileDestination {
         }
         .boxed()
     }
+}
+
+/// Opens `path` for appending, creating it if missing.
+pub(super) async fn open_append(path: &Path) -> std::io::Result<tokio::fs::File> {
+    tokio::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+        .await
 }
 
 #[cfg(test)]
