@@ -112,31 +112,66 @@ async fn wait_metric(
     }
 }
 
+/// A release ingester reading from its own replay server, with all its shards started.
+struct Launched {
+    child: Child,
+    pid: u32,
+    port: u16,
+    _dir: tempfile::TempDir,
+}
+
+impl Launched {
+    async fn start(
+        binary: &Path,
+        spec: ReplaySpec,
+        ready_within: Duration,
+        progress: bool,
+    ) -> Result<Self> {
+        let shards = spec.shards;
+        let server = replay::start(spec).await?;
+        let dir = tempfile::tempdir()?;
+        let port = free_port()?;
+        let child =
+            start_ingester(binary, dir.path(), &format!("http://{}", server.addr), port).await?;
+        let pid = child.id().context("pid")?;
+        wait_metric(
+            port,
+            "kinesis_ingester_shards_reading",
+            shards as f64,
+            ready_within,
+            progress,
+        )
+        .await?;
+        Ok(Self {
+            child,
+            pid,
+            port,
+            _dir: dir,
+        })
+    }
+
+    async fn stop(mut self) {
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.pid.to_string()])
+            .status()
+            .await;
+        let _ = tokio::time::timeout(Duration::from_secs(60), self.child.wait()).await;
+    }
+}
+
 async fn throughput(binary: &Path, shards: usize, pages: u64) -> Result<()> {
     let total = (shards as u64 * pages * RECORDS_PER_PAGE as u64) as f64;
     println!(
         "end to end: {shards} shards x {pages} pages x {RECORDS_PER_PAGE} records x {RECORD_BYTES} B, stdout sink to /dev/null"
     );
-    let server = replay::start(ReplaySpec {
+    let spec = ReplaySpec {
         shards,
         pages_per_shard: pages,
         records_per_page: RECORDS_PER_PAGE,
         record_bytes: RECORD_BYTES,
-    })
-    .await?;
-    let dir = tempfile::tempdir()?;
-    let port = free_port()?;
-    let mut child =
-        start_ingester(binary, dir.path(), &format!("http://{}", server.addr), port).await?;
-    let pid = child.id().context("pid")?;
-    wait_metric(
-        port,
-        "kinesis_ingester_shards_reading",
-        shards as f64,
-        Duration::from_secs(60),
-        false,
-    )
-    .await?;
+    };
+    let ingester = Launched::start(binary, spec, Duration::from_secs(60), false).await?;
+    let (pid, port) = (ingester.pid, ingester.port);
     let (t0, cpu0) = (Instant::now(), cpu_seconds(pid)?);
     wait_metric(
         port,
@@ -164,37 +199,21 @@ async fn throughput(binary: &Path, shards: usize, pages: u64) -> Result<()> {
         "  target:             >= 250 MB/s per core: {}",
         if mb / cpu >= 250.0 { "met" } else { "MISSED" }
     );
-    let _ = Command::new("kill")
-        .args(["-TERM", &pid.to_string()])
-        .status()
-        .await;
-    let _ = tokio::time::timeout(Duration::from_secs(30), child.wait()).await;
+    ingester.stop().await;
     Ok(())
 }
 
 /// Returns the RSS in KiB after the window.
 async fn idle(binary: &Path, shards: usize, window: Duration) -> Result<f64> {
     println!("idle: {shards} shards with no records, polled every 1 s");
-    let server = replay::start(ReplaySpec {
+    let spec = ReplaySpec {
         shards,
         pages_per_shard: 0,
         records_per_page: 0,
         record_bytes: 0,
-    })
-    .await?;
-    let dir = tempfile::tempdir()?;
-    let port = free_port()?;
-    let mut child =
-        start_ingester(binary, dir.path(), &format!("http://{}", server.addr), port).await?;
-    let pid = child.id().context("pid")?;
-    wait_metric(
-        port,
-        "kinesis_ingester_shards_reading",
-        shards as f64,
-        Duration::from_secs(120),
-        true,
-    )
-    .await?;
+    };
+    let ingester = Launched::start(binary, spec, Duration::from_secs(120), true).await?;
+    let pid = ingester.pid;
     // A measurement window, not a synchronization: CPU and RSS are sampled at both ends.
     let cpu0 = cpu_seconds(pid)?;
     tokio::time::sleep(window).await;
@@ -212,11 +231,7 @@ async fn idle(binary: &Path, shards: usize, window: Duration) -> Result<f64> {
         cpu / window.as_secs_f64() * 100.0,
         window.as_secs_f64()
     );
-    let _ = Command::new("kill")
-        .args(["-TERM", &pid.to_string()])
-        .status()
-        .await;
-    let _ = tokio::time::timeout(Duration::from_secs(60), child.wait()).await;
+    ingester.stop().await;
     Ok(rss)
 }
 
