@@ -1,0 +1,3 @@
+//! The kinesis-operator controller: plans worker fleets for KinesisIngester resources.
+
+pub mod reconcile;

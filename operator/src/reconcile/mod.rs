@@ -1,0 +1,3 @@
+//! Reconciliation: observe, plan (pure functions), apply, status.
+
+pub mod plan;
