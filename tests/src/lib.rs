@@ -219,14 +219,18 @@ pub async fn install_crd(
     Ok(())
 }
 
-/// Installs the KinesisIngester CRD from `crds/`, the file users apply.
+/// Installs every CRD from `crds/`, the files users apply (KinesisIngester and the two internal
+/// fleet kinds).
 pub async fn install_kinesis_ingester_crd(client: &Client) -> Result<()> {
-    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../crds")
-        .join(kinesis_ingester_api::CRD_FILE_NAME);
-    let text =
-        std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
-    let crd =
-        serde_saphyr::from_str(&text).with_context(|| format!("parsing {}", path.display()))?;
-    install_crd(client, &crd).await
+    for (file, _) in kinesis_ingester_api::all_crds() {
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../crds")
+            .join(&file);
+        let text = std::fs::read_to_string(&path)
+            .with_context(|| format!("reading {}", path.display()))?;
+        let crd =
+            serde_saphyr::from_str(&text).with_context(|| format!("parsing {}", path.display()))?;
+        install_crd(client, &crd).await?;
+    }
+    Ok(())
 }

@@ -2,12 +2,14 @@
 
 mod crd;
 mod duration;
+mod fleet;
 mod spec;
 mod status;
 mod validate;
 
-pub use crd::{API_VERSION, CRD_FILE_NAME, KIND, crd_yaml};
+pub use crd::{API_VERSION, CRD_FILE_NAME, KIND, all_crds, crd_yaml};
 pub use duration::{DURATION_PATTERN, Duration, ParseDurationError};
+pub use fleet::*;
 pub use spec::*;
 pub use status::*;
 pub use validate::{FieldError, ValidationErrors};

@@ -85,6 +85,32 @@ pub struct KinesisIngesterSpec {
     /// The worker pods that read the shards (ignored by the standalone ingester).
     #[serde(default)]
     pub workers: WorkersSpec,
+
+    /// What happens to the fleet's checkpoints when the ingester is deleted (ignored by the
+    /// standalone ingester, whose checkpoints are files).
+    #[serde(default)]
+    pub checkpoints: CheckpointsSpec,
+}
+
+/// Checkpoint retention of a fleet.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct CheckpointsSpec {
+    /// `Retain` (default) keeps the shard table with the final positions when the ingester is
+    /// deleted; a new ingester with the same name on the same stream resumes from them.
+    /// `Delete` removes it, so a re-created ingester starts at `read.startingPosition`.
+    #[serde(default)]
+    pub retention: CheckpointRetention,
+}
+
+/// What happens to checkpoints on deletion.
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum CheckpointRetention {
+    /// Keep the shard table (labelled `kinesis-operator.dev/retained=true`).
+    #[default]
+    Retain,
+    /// Delete the shard table with the ingester.
+    Delete,
 }
 
 /// Identifies the stream by name or ARN, with the region and an optional endpoint override.
@@ -467,8 +493,9 @@ pub struct WorkersSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub priority_class_name: Option<String>,
 
-    /// ServiceAccount of worker pods, e.g. one annotated for IRSA. Defaults to the worker
-    /// account installed with the operator.
+    /// ServiceAccount of worker pods, e.g. one annotated for IRSA. When unset the operator
+    /// creates `<name>-worker`. Either way it binds the account to a Role that may only read
+    /// this ingester and its shard table and write worker reports.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub service_account_name: Option<String>,
 

@@ -52,7 +52,7 @@ pub struct KinesisIngesterStatus {
 
     /// One entry per shard that is being read or still has to be.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    #[x_kube(merge_strategy = ListMerge::Map(vec!["shardId".into()]))]
+    #[x_kube(merge_strategy = ListMerge::Atomic)]
     pub shards: Vec<ShardStatus>,
 }
 

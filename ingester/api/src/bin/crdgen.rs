@@ -1,4 +1,4 @@
-//! Writes the generated KinesisIngester CRD into each directory given (default: `crds`).
+//! Writes every generated CRD into each directory given (default: `crds`).
 
 use std::{path::PathBuf, process::ExitCode};
 
@@ -7,14 +7,17 @@ fn main() -> ExitCode {
     if dirs.is_empty() {
         dirs.push(PathBuf::from("crds"));
     }
-    let yaml = kinesis_ingester_api::crd_yaml();
+    let crds = kinesis_ingester_api::all_crds();
     for dir in dirs {
-        let path = dir.join(kinesis_ingester_api::CRD_FILE_NAME);
-        if let Err(e) = std::fs::create_dir_all(&dir).and_then(|()| std::fs::write(&path, &yaml)) {
-            eprintln!("crdgen: cannot write {}: {e}", path.display());
-            return ExitCode::FAILURE;
+        for (file, yaml) in &crds {
+            let path = dir.join(file);
+            if let Err(e) = std::fs::create_dir_all(&dir).and_then(|()| std::fs::write(&path, yaml))
+            {
+                eprintln!("crdgen: cannot write {}: {e}", path.display());
+                return ExitCode::FAILURE;
+            }
+            println!("crdgen: wrote {}", path.display());
         }
-        println!("crdgen: wrote {}", path.display());
     }
     ExitCode::SUCCESS
 }

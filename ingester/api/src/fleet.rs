@@ -1,0 +1,287 @@
+//! The two internal kinds of a fleet: `KinesisShardAssignment` (the shard table, written only by
+//! the operator) and `KinesisWorker` (one per worker pod: fences in `spec` from the operator,
+//! checkpoints, lag and liveness in `status` from that worker only). See docs/design.md.
+
+use kube::{CustomResource, KubeSchema};
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+/// Label put on every object the operator makes for an ingester, naming the ingester.
+pub const INGESTER_LABEL: &str = "kinesis-operator.dev/ingester";
+
+/// Label on `KinesisWorker` objects and worker pods: the worker's ordinal in the StatefulSet.
+pub const ORDINAL_LABEL: &str = "kinesis-operator.dev/ordinal";
+
+/// The shard table of one KinesisIngester: owner, epoch and start position of every shard that
+/// is not finished. Written only by the operator, with a `resourceVersion` precondition; every
+/// worker of the ingester watches it.
+#[derive(CustomResource, KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
+#[kube(
+    group = "kinesis-operator.dev",
+    version = "v1alpha1",
+    kind = "KinesisShardAssignment",
+    plural = "kinesisshardassignments",
+    shortname = "ksa",
+    category = "kinesis",
+    namespaced,
+    derive = "PartialEq",
+    doc = "Internal: the shard table of one KinesisIngester (owner, epoch and start position per shard). Written only by kinesis-operator.",
+    printcolumn(
+        name = "Shards",
+        type_ = "integer",
+        json_path = ".spec.shards.length()",
+        description = "Shards not finished"
+    ),
+    printcolumn(
+        name = "Age",
+        type_ = "date",
+        json_path = ".metadata.creationTimestamp"
+    )
+)]
+#[serde(rename_all = "camelCase")]
+pub struct KinesisShardAssignmentSpec {
+    /// UID of the KinesisIngester this table belongs to.
+    pub ingester_uid: String,
+
+    /// ARN of the stream the positions belong to.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stream_arn: Option<String>,
+
+    /// ARN of the enhanced fan-out consumer registered by the operator (EnhancedFanOut only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub consumer_arn: Option<String>,
+
+    /// Every shard that is not finished.
+    #[serde(default)]
+    #[x_kube(merge_strategy = ListMerge::Atomic)]
+    pub shards: Vec<AssignedShard>,
+
+    /// Ids of finished shards (read to their end and checkpointed), kept while the stream
+    /// still lists them.
+    #[serde(default)]
+    #[x_kube(merge_strategy = ListMerge::Atomic)]
+    pub finished: Vec<String>,
+}
+
+/// One shard of the table.
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct AssignedShard {
+    /// Shard id.
+    pub shard_id: String,
+
+    /// Parent shards.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub parents: Vec<String>,
+
+    /// First hash key of the shard, decimal.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub starting_hash_key: Option<String>,
+
+    /// Last hash key of the shard, decimal.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ending_hash_key: Option<String>,
+
+    /// Worker that owns the shard at `epoch`; none while the shard waits for an owner.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub owner: Option<String>,
+
+    /// Raised every time the shard gets a new owner. Checkpoints at any other epoch are ignored.
+    #[serde(default)]
+    pub epoch: i64,
+
+    /// Whether the owner must release the shard: flush, store its final checkpoint and
+    /// acknowledge.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub draining: bool,
+
+    /// The owner starts just after this position (the last checkpoint of the previous owner).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub start_after: Option<CheckpointPosition>,
+}
+
+/// A position inside a shard.
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct CheckpointPosition {
+    /// Sequence number of the last record delivered.
+    pub sequence: String,
+
+    /// Index of the last user record delivered inside a KPL-aggregated record; absent when the
+    /// whole record was delivered.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sub_sequence: Option<u64>,
+}
+
+/// One worker of a KinesisIngester. The operator creates it before the pod and writes fences
+/// into `spec`; only the worker process writes `status`, with a `resourceVersion` precondition.
+#[derive(CustomResource, KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
+#[kube(
+    group = "kinesis-operator.dev",
+    version = "v1alpha1",
+    kind = "KinesisWorker",
+    plural = "kinesisworkers",
+    shortname = "kw",
+    category = "kinesis",
+    namespaced,
+    status = "KinesisWorkerStatus",
+    derive = "PartialEq",
+    doc = "Internal: one worker of a KinesisIngester. Fences come from kinesis-operator; checkpoints, lag and liveness from the worker.",
+    printcolumn(
+        name = "Shards",
+        type_ = "integer",
+        json_path = ".status.shards.length()",
+        description = "Shards reported"
+    ),
+    printcolumn(
+        name = "Renewed",
+        type_ = "date",
+        json_path = ".status.renewTime"
+    ),
+    printcolumn(
+        name = "Age",
+        type_ = "date",
+        json_path = ".metadata.creationTimestamp"
+    )
+)]
+#[serde(rename_all = "camelCase")]
+pub struct KinesisWorkerSpec {
+    /// UID of the KinesisIngester this worker belongs to.
+    pub ingester_uid: String,
+
+    /// Shards taken away from this worker: it must stop reading them and never write a
+    /// checkpoint for them at that epoch or below.
+    #[serde(default)]
+    #[x_kube(merge_strategy = ListMerge::Atomic)]
+    pub fences: Vec<Fence>,
+}
+
+/// A shard taken away from a worker by the operator.
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct Fence {
+    /// Shard id.
+    pub shard_id: String,
+    /// The epoch taken away (and every lower one).
+    pub epoch: i64,
+}
+
+/// What a worker reports, in one write every report interval.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct KinesisWorkerStatus {
+    /// The process that writes this status.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub holder: Option<Holder>,
+
+    /// When the worker last wrote (its own clock; shown, never compared).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub renew_time: Option<String>,
+
+    /// Set by a worker that released every shard and stopped cleanly.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub stopped: bool,
+
+    /// Checkpoint, lag and handoff state of each shard the worker holds or just released.
+    #[serde(default)]
+    #[x_kube(merge_strategy = ListMerge::Atomic)]
+    pub shards: Vec<WorkerShard>,
+}
+
+/// The process behind a worker.
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct Holder {
+    /// UID of the pod.
+    pub pod_uid: String,
+    /// Random per process start.
+    pub incarnation: String,
+}
+
+/// One shard as its worker reports it.
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct WorkerShard {
+    /// Shard id.
+    pub shard_id: String,
+
+    /// The table epoch this entry belongs to.
+    pub epoch: i64,
+
+    /// Last position the sink acknowledged; absent while nothing was delivered.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub position: Option<CheckpointPosition>,
+
+    /// MillisBehindLatest of the last read.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub millis_behind_latest: Option<i64>,
+
+    /// The worker stopped reading the shard and `position` is final (handoff acknowledged).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub released: bool,
+
+    /// The shard was read to its end and everything in it delivered.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub finished: bool,
+}
+
+impl KinesisWorkerStatus {
+    /// The entry for `shard_id` at `epoch`, if reported.
+    pub fn entry(&self, shard_id: &str, epoch: i64) -> Option<&WorkerShard> {
+        self.shards
+            .iter()
+            .find(|s| s.shard_id == shard_id && s.epoch == epoch)
+    }
+}
+
+impl KinesisWorkerSpec {
+    /// Whether `shard_id` at `epoch` is fenced off this worker.
+    pub fn is_fenced(&self, shard_id: &str, epoch: i64) -> bool {
+        self.fences
+            .iter()
+            .any(|f| f.shard_id == shard_id && f.epoch >= epoch)
+    }
+}
+
+/// Name of worker `ordinal` of ingester `ingester` (the StatefulSet's pod name).
+pub fn worker_name(ingester: &str, ordinal: i32) -> String {
+    format!("{ingester}-worker-{ordinal}")
+}
+
+/// The ordinal of a worker name of `ingester`, if it is one.
+pub fn worker_ordinal(ingester: &str, worker: &str) -> Option<i32> {
+    worker
+        .strip_prefix(ingester)?
+        .strip_prefix("-worker-")?
+        .parse()
+        .ok()
+        .filter(|n: &i32| *n >= 0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn worker_names_round_trip() {
+        assert_eq!(worker_name("orders", 3), "orders-worker-3");
+        assert_eq!(worker_ordinal("orders", "orders-worker-3"), Some(3));
+        assert_eq!(worker_ordinal("orders", "orders-eu-worker-3"), None);
+        assert_eq!(worker_ordinal("orders", "orders-worker-x"), None);
+    }
+
+    #[test]
+    fn a_fence_covers_its_epoch_and_below() {
+        let spec = KinesisWorkerSpec {
+            ingester_uid: "u".into(),
+            fences: vec![Fence {
+                shard_id: "s".into(),
+                epoch: 4,
+            }],
+        };
+        assert!(spec.is_fenced("s", 4));
+        assert!(spec.is_fenced("s", 3));
+        assert!(!spec.is_fenced("s", 5));
+        assert!(!spec.is_fenced("t", 1));
+    }
+}
