@@ -1,3 +1,4 @@
 //! Reconciliation: observe, plan (pure functions), apply, status.
 
 pub mod plan;
+pub mod handoff;

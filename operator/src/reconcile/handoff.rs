@@ -1,0 +1,417 @@
+//! The handoff protocol's pure steps (docs/design.md §3): absorb worker reports into the shard table, pick the shards to fence, merge the stream's topology, and give shards owners.
+//!
+//! Nothing here performs I/O. The reconciler calls these in order, writes fences before the
+//! table (invariant I1), and writes the table with a `resourceVersion` precondition.
+
+use std::{
+    collections::{BTreeMap, BTreeSet, HashMap},
+    time::{Duration, Instant},
+};
+
+use kinesis_ingester_api::{AssignedShard, KinesisShardAssignmentSpec, KinesisWorker};
+
+use super::plan::assign;
+
+/// How the operator sees a worker.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Liveness {
+    /// Created, but no process has taken it over yet.
+    NotStarted,
+    /// Its object changed within the lease duration.
+    Live,
+    /// It released everything and stopped cleanly.
+    Stopped,
+    /// No change for the lease duration: presumed dead or partitioned.
+    Expired,
+}
+
+/// A worker: its object and liveness.
+#[derive(Clone, Debug)]
+pub struct WorkerState {
+    /// The `KinesisWorker` object.
+    pub object: KinesisWorker,
+    /// Liveness, from the operator's own clock.
+    pub liveness: Liveness,
+}
+
+/// Workers by name.
+pub type Workers = BTreeMap<String, WorkerState>;
+
+/// A shard transition, for events, metrics and logs.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Transition {
+    /// The owner reported the shard finished.
+    Finished { shard: String, owner: String },
+    /// The owner acknowledged a release.
+    Released { shard: String, owner: String },
+    /// The owner's fence was already written (a move finished after a restart).
+    AlreadyFenced { shard: String, owner: String },
+    /// The owner's object is gone.
+    OwnerGone { shard: String, owner: String },
+    /// A new shard appeared in the stream.
+    Discovered { shard: String },
+    /// The shard got an owner.
+    Assigned { shard: String, owner: String, epoch: i64 },
+    /// The shard's owner must release it for another worker.
+    Draining { shard: String, owner: String },
+}
+
+/// Why a shard is fenced off its owner.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum FenceReason {
+    /// The owner's lease expired.
+    Expired,
+    /// The owner stopped without releasing the shard.
+    Stopped,
+    /// The owner did not release a draining shard in time.
+    DrainTimeout,
+    /// The owner did not confirm a new shard in time.
+    StartTimeout,
+}
+
+impl FenceReason {
+    /// Bounded metric label.
+    pub fn label(self) -> &'static str {
+        match self {
+            Self::Expired => "expired",
+            Self::Stopped => "stopped",
+            Self::DrainTimeout => "drain_timeout",
+            Self::StartTimeout => "start_timeout",
+        }
+    }
+}
+
+/// A fence to write before the shard may move.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FenceCandidate {
+    /// The owner being fenced.
+    pub worker: String,
+    /// The shard.
+    pub shard: String,
+    /// The owner's epoch.
+    pub epoch: i64,
+    /// Why.
+    pub reason: FenceReason,
+}
+
+/// Expiry settings of the protocol (operator flags).
+#[derive(Clone, Copy, Debug)]
+pub struct Expiries {
+    /// A draining shard must be released within this.
+    pub drain: Duration,
+    /// A newly assigned shard must be confirmed within this.
+    pub start: Duration,
+}
+
+/// Timer kinds of one shard at one epoch.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+enum TimerKind {
+    Drain,
+    Start,
+}
+
+/// When each handoff state was first seen, in the operator's own clock. Restarting the operator
+/// restarts every timer at its full value, which only delays expiries.
+#[derive(Debug, Default)]
+pub struct Timers {
+    since: HashMap<(String, i64, TimerKind), Instant>,
+}
+
+impl Timers {
+    fn age(&mut self, shard: &str, epoch: i64, kind: TimerKind, now: Instant) -> Duration {
+        let at = *self
+            .since
+            .entry((shard.to_owned(), epoch, kind))
+            .or_insert(now);
+        now.saturating_duration_since(at)
+    }
+
+    /// Forgets the timers of states that no longer exist.
+    fn retain(&mut self, live: &BTreeSet<(String, i64, TimerKind)>) {
+        self.since.retain(|k, _| live.contains(k));
+    }
+}
+
+/// Step 1: apply what owners reported. Finished shards leave the table, released and already
+/// fenced ones lose their owner and keep the reported position as `startAfter`.
+pub fn absorb_reports(
+    table: &mut KinesisShardAssignmentSpec,
+    workers: &Workers,
+) -> Vec<Transition> {
+    let mut out = Vec::new();
+    let mut finished = Vec::new();
+    for shard in &mut table.shards {
+        let Some(owner) = shard.owner.clone() else {
+            continue;
+        };
+        let Some(worker) = workers.get(&owner) else {
+            out.push(Transition::OwnerGone {
+                shard: shard.shard_id.clone(),
+                owner,
+            });
+            release(shard, None);
+            continue;
+        };
+        let entry = worker
+            .object
+            .status
+            .as_ref()
+            .and_then(|s| s.entry(&shard.shard_id, shard.epoch));
+        let (id, owner) = (shard.shard_id.clone(), owner);
+        if entry.is_some_and(|e| e.finished) {
+            finished.push(id.clone());
+            out.push(Transition::Finished { shard: id, owner });
+        } else if entry.is_some_and(|e| e.released) {
+            release(shard, entry.and_then(|e| e.position.clone()));
+            out.push(Transition::Released { shard: id, owner });
+        } else if worker.object.spec.is_fenced(&shard.shard_id, shard.epoch) {
+            release(shard, entry.and_then(|e| e.position.clone()));
+            out.push(Transition::AlreadyFenced { shard: id, owner });
+        }
+    }
+    finish(table, &finished);
+    out
+}
+
+fn release(shard: &mut AssignedShard, position: Option<kinesis_ingester_api::CheckpointPosition>) {
+    shard.owner = None;
+    shard.draining = false;
+    if position.is_some() {
+        shard.start_after = position;
+    }
+}
+
+fn finish(table: &mut KinesisShardAssignmentSpec, ids: &[String]) {
+    if ids.is_empty() {
+        return;
+    }
+    table.shards.retain(|s| !ids.contains(&s.shard_id));
+    for id in ids {
+        if !table.finished.contains(id) {
+            table.finished.push(id.clone());
+        }
+    }
+    table.finished.sort();
+}
+
+/// Step 2: shards whose owner must be fenced before they can move: the owner expired or
+/// stopped without releasing, a drain took too long, or a new owner never confirmed.
+pub fn fence_candidates(
+    table: &KinesisShardAssignmentSpec,
+    workers: &Workers,
+    timers: &mut Timers,
+    expiries: Expiries,
+    now: Instant,
+) -> Vec<FenceCandidate> {
+    let mut out = Vec::new();
+    let mut live_timers = BTreeSet::new();
+    for shard in &table.shards {
+        let Some(owner) = &shard.owner else { continue };
+        let Some(worker) = workers.get(owner) else {
+            continue;
+        };
+        let candidate = |reason| FenceCandidate {
+            worker: owner.clone(),
+            shard: shard.shard_id.clone(),
+            epoch: shard.epoch,
+            reason,
+        };
+        match worker.liveness {
+            Liveness::Expired => {
+                out.push(candidate(FenceReason::Expired));
+                continue;
+            }
+            Liveness::Stopped => {
+                out.push(candidate(FenceReason::Stopped));
+                continue;
+            }
+            Liveness::Live | Liveness::NotStarted => {}
+        }
+        let confirmed = worker
+            .object
+            .status
+            .as_ref()
+            .is_some_and(|s| s.entry(&shard.shard_id, shard.epoch).is_some());
+        let kind = if shard.draining {
+            Some((TimerKind::Drain, expiries.drain, FenceReason::DrainTimeout))
+        } else if !confirmed {
+            Some((TimerKind::Start, expiries.start, FenceReason::StartTimeout))
+        } else {
+            None
+        };
+        if let Some((kind, limit, reason)) = kind {
+            live_timers.insert((shard.shard_id.clone(), shard.epoch, kind));
+            if timers.age(&shard.shard_id, shard.epoch, kind, now) >= limit {
+                out.push(candidate(reason));
+            }
+        }
+    }
+    timers.retain(&live_timers);
+    out
+}
+
+/// Step 3 (after a fence write succeeded): the shard loses its owner and resumes after the
+/// fenced owner's last stored position, read from the object the fence was written to. A shard
+/// the owner reported finished leaves the table.
+pub fn apply_fence(
+    table: &mut KinesisShardAssignmentSpec,
+    fenced: &KinesisWorker,
+    shard_id: &str,
+    epoch: i64,
+) {
+    let entry = fenced
+        .status
+        .as_ref()
+        .and_then(|s| s.entry(shard_id, epoch))
+        .cloned();
+    if entry.as_ref().is_some_and(|e| e.finished) {
+        finish(table, &[shard_id.to_owned()]);
+        return;
+    }
+    if let Some(shard) = table
+        .shards
+        .iter_mut()
+        .find(|s| s.shard_id == shard_id && s.epoch == epoch)
+    {
+        release(shard, entry.and_then(|e| e.position));
+    }
+}
+
+/// A shard as ListShards describes it, in plain data.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ListedShard {
+    /// Shard id.
+    pub shard_id: String,
+    /// Parents.
+    pub parents: Vec<String>,
+    /// Hash key range, decimal.
+    pub hash_range: (String, String),
+    /// Closed (has an ending sequence number).
+    pub closed: bool,
+}
+
+/// Step 4: add shards the stream lists and the table does not know; forget finished ids and
+/// ownerless entries the stream no longer lists (past retention).
+pub fn merge_topology(
+    table: &mut KinesisShardAssignmentSpec,
+    listed: &[ListedShard],
+) -> Vec<Transition> {
+    let ids: BTreeSet<&str> = listed.iter().map(|s| s.shard_id.as_str()).collect();
+    table.finished.retain(|id| ids.contains(id.as_str()));
+    table
+        .shards
+        .retain(|s| s.owner.is_some() || ids.contains(s.shard_id.as_str()));
+    let mut out = Vec::new();
+    for s in listed {
+        let known = table.finished.contains(&s.shard_id)
+            || table.shards.iter().any(|t| t.shard_id == s.shard_id);
+        if known {
+            continue;
+        }
+        table.shards.push(AssignedShard {
+            shard_id: s.shard_id.clone(),
+            parents: s.parents.clone(),
+            starting_hash_key: Some(s.hash_range.0.clone()),
+            ending_hash_key: Some(s.hash_range.1.clone()),
+            owner: None,
+            epoch: 0,
+            draining: false,
+            start_after: None,
+        });
+        out.push(Transition::Discovered {
+            shard: s.shard_id.clone(),
+        });
+    }
+    table.shards.sort_by(|a, b| a.shard_id.cmp(&b.shard_id));
+    out
+}
+
+/// Shards that may be read now: with `strict_order`, every parent still in the table must
+/// be finished first (a parent that is finished or no longer listed has left the table).
+pub fn eligible(table: &KinesisShardAssignmentSpec, strict_order: bool) -> Vec<String> {
+    let open: BTreeSet<&str> = table.shards.iter().map(|s| s.shard_id.as_str()).collect();
+    table
+        .shards
+        .iter()
+        .filter(|s| !strict_order || s.parents.iter().all(|p| !open.contains(p.as_str())))
+        .map(|s| s.shard_id.clone())
+        .collect()
+}
+
+/// Step 5: give every eligible shard an owner among `assignable` (live workers with an ordinal
+/// below the desired count), balanced and with the fewest moves. An unowned shard gets its new
+/// owner at once (epoch + 1); a shard held by another live worker is marked draining, at most
+/// `max_handoffs` at a time, and moves once its owner releases it.
+pub fn plan_owners(
+    table: &mut KinesisShardAssignmentSpec,
+    assignable: &[String],
+    workers: &Workers,
+    strict_order: bool,
+    max_handoffs: usize,
+) -> Vec<Transition> {
+    let eligible = eligible(table, strict_order);
+    let draining: BTreeSet<String> = table
+        .shards
+        .iter()
+        .filter(|s| s.draining)
+        .map(|s| s.shard_id.clone())
+        .collect();
+    let placeable: Vec<String> = eligible
+        .iter()
+        .filter(|s| !draining.contains(*s))
+        .cloned()
+        .collect();
+    let current: BTreeMap<String, String> = table
+        .shards
+        .iter()
+        .filter(|s| !s.draining)
+        .filter_map(|s| Some((s.shard_id.clone(), s.owner.clone()?)))
+        .collect();
+    let target = assign(&placeable, assignable, &current);
+    let mut handoffs = draining.len();
+    let mut out = Vec::new();
+    for shard in &mut table.shards {
+        let Some(to) = target.get(&shard.shard_id) else {
+            continue;
+        };
+        match &shard.owner {
+            Some(owner) if owner == to => {}
+            None => {
+                shard.owner = Some(to.clone());
+                shard.epoch += 1;
+                out.push(Transition::Assigned {
+                    shard: shard.shard_id.clone(),
+                    owner: to.clone(),
+                    epoch: shard.epoch,
+                });
+            }
+            Some(owner) => {
+                let live = workers
+                    .get(owner)
+                    .is_some_and(|w| w.liveness == Liveness::Live);
+                if live && handoffs < max_handoffs {
+                    handoffs += 1;
+                    shard.draining = true;
+                    out.push(Transition::Draining {
+                        shard: shard.shard_id.clone(),
+                        owner: owner.clone(),
+                    });
+                }
+            }
+        }
+    }
+    out
+}
+
+/// Ordinals of workers that still own a shard in the table.
+pub fn owning_workers(table: &KinesisShardAssignmentSpec) -> BTreeSet<String> {
+    table.shards.iter().filter_map(|s| s.owner.clone()).collect()
+}
+
+/// `max(1, 10 % of the eligible shards)`: how many shards may be draining at once.
+pub fn max_handoffs(eligible: usize) -> usize {
+    (eligible / 10).max(1)
+}
+
+#[cfg(test)]
+mod tests;

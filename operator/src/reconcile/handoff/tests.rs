@@ -1,0 +1,280 @@
+//! Unit tests of the handoff steps: one per transition of docs/design.md §3.3, with a fake clock.
+
+use kinesis_ingester_api::{
+    CheckpointPosition, Fence, Holder, KinesisWorkerSpec, KinesisWorkerStatus, WorkerShard,
+};
+
+use super::*;
+
+fn pos(seq: &str) -> CheckpointPosition {
+    CheckpointPosition {
+        sequence: seq.into(),
+        sub_sequence: None,
+    }
+}
+
+fn shard(id: &str, owner: Option<&str>, epoch: i64) -> AssignedShard {
+    AssignedShard {
+        shard_id: id.into(),
+        parents: vec![],
+        starting_hash_key: None,
+        ending_hash_key: None,
+        owner: owner.map(str::to_owned),
+        epoch,
+        draining: false,
+        start_after: None,
+    }
+}
+
+fn table(shards: Vec<AssignedShard>) -> KinesisShardAssignmentSpec {
+    KinesisShardAssignmentSpec {
+        ingester_uid: "u".into(),
+        shards,
+        ..Default::default()
+    }
+}
+
+fn worker(name: &str, liveness: Liveness, entries: Vec<WorkerShard>) -> (String, WorkerState) {
+    let mut object = KinesisWorker::new(
+        name,
+        KinesisWorkerSpec {
+            ingester_uid: "u".into(),
+            fences: vec![],
+        },
+    );
+    object.status = Some(KinesisWorkerStatus {
+        holder: Some(Holder {
+            pod_uid: "p".into(),
+            incarnation: "i".into(),
+        }),
+        shards: entries,
+        ..Default::default()
+    });
+    (name.to_owned(), WorkerState { object, liveness })
+}
+
+fn entry(id: &str, epoch: i64, seq: Option<&str>) -> WorkerShard {
+    WorkerShard {
+        shard_id: id.into(),
+        epoch,
+        position: seq.map(pos),
+        millis_behind_latest: None,
+        released: false,
+        finished: false,
+    }
+}
+
+const EXPIRIES: Expiries = Expiries {
+    drain: Duration::from_secs(60),
+    start: Duration::from_secs(60),
+};
+
+#[test]
+fn a_release_clears_the_owner_and_keeps_the_final_position() {
+    let mut t = table(vec![shard("s0", Some("w0"), 3)]);
+    t.shards[0].draining = true;
+    let mut e = entry("s0", 3, Some("42"));
+    e.released = true;
+    let workers: Workers = [worker("w0", Liveness::Live, vec![e])].into();
+    let out = absorb_reports(&mut t, &workers);
+    assert_eq!(out, vec![Transition::Released { shard: "s0".into(), owner: "w0".into() }]);
+    assert_eq!(t.shards[0].owner, None);
+    assert!(!t.shards[0].draining);
+    assert_eq!(t.shards[0].start_after, Some(pos("42")));
+    assert_eq!(t.shards[0].epoch, 3, "the epoch rises only with the next owner");
+}
+
+#[test]
+fn a_release_at_an_older_epoch_is_ignored() {
+    let mut t = table(vec![shard("s0", Some("w0"), 4)]);
+    let mut e = entry("s0", 3, Some("42"));
+    e.released = true;
+    let workers: Workers = [worker("w0", Liveness::Live, vec![e])].into();
+    assert!(absorb_reports(&mut t, &workers).is_empty());
+    assert_eq!(t.shards[0].owner.as_deref(), Some("w0"));
+}
+
+#[test]
+fn a_finished_shard_leaves_the_table_and_unblocks_its_children() {
+    let mut child = shard("s1", None, 0);
+    child.parents = vec!["s0".into()];
+    let mut t = table(vec![shard("s0", Some("w0"), 1), child]);
+    assert_eq!(eligible(&t, true), vec!["s0".to_owned()]);
+    let mut e = entry("s0", 1, Some("9"));
+    e.finished = true;
+    let workers: Workers = [worker("w0", Liveness::Live, vec![e])].into();
+    absorb_reports(&mut t, &workers);
+    assert_eq!(t.finished, vec!["s0".to_owned()]);
+    assert_eq!(eligible(&t, true), vec!["s1".to_owned()]);
+    assert_eq!(eligible(&table(vec![]), true), Vec::<String>::new());
+}
+
+#[test]
+fn without_strict_order_children_are_eligible_at_once() {
+    let mut child = shard("s1", None, 0);
+    child.parents = vec!["s0".into()];
+    let t = table(vec![shard("s0", Some("w0"), 1), child]);
+    assert_eq!(eligible(&t, false), vec!["s0".to_owned(), "s1".to_owned()]);
+}
+
+#[test]
+fn an_existing_fence_finishes_a_half_done_move() {
+    let mut t = table(vec![shard("s0", Some("w0"), 2)]);
+    let (name, mut w) = worker("w0", Liveness::Expired, vec![entry("s0", 2, Some("77"))]);
+    w.object.spec.fences.push(Fence {
+        shard_id: "s0".into(),
+        epoch: 2,
+    });
+    let workers: Workers = [(name, w)].into();
+    let out = absorb_reports(&mut t, &workers);
+    assert_eq!(out, vec![Transition::AlreadyFenced { shard: "s0".into(), owner: "w0".into() }]);
+    assert_eq!(t.shards[0].start_after, Some(pos("77")));
+    assert_eq!(t.shards[0].owner, None);
+}
+
+#[test]
+fn an_expired_or_stopped_owner_is_fenced_at_once() {
+    let t = table(vec![shard("s0", Some("w0"), 1), shard("s1", Some("w1"), 1)]);
+    let workers: Workers = [
+        worker("w0", Liveness::Expired, vec![entry("s0", 1, None)]),
+        worker("w1", Liveness::Stopped, vec![entry("s1", 1, None)]),
+    ]
+    .into();
+    let got = fence_candidates(&t, &workers, &mut Timers::default(), EXPIRIES, Instant::now());
+    let reasons: Vec<_> = got.iter().map(|c| (c.shard.as_str(), c.reason)).collect();
+    assert_eq!(reasons, vec![("s0", FenceReason::Expired), ("s1", FenceReason::Stopped)]);
+}
+
+#[test]
+fn a_drain_or_start_that_takes_too_long_is_fenced_after_its_expiry() {
+    let mut t = table(vec![shard("s0", Some("w0"), 1), shard("s1", Some("w0"), 5)]);
+    t.shards[0].draining = true;
+    // s0 is confirmed (entry at epoch 1) but draining; s1 was never confirmed at epoch 5.
+    let workers: Workers = [worker("w0", Liveness::Live, vec![entry("s0", 1, Some("1"))])].into();
+    let mut timers = Timers::default();
+    let t0 = Instant::now();
+    assert!(fence_candidates(&t, &workers, &mut timers, EXPIRIES, t0).is_empty());
+    let early = t0 + Duration::from_secs(59);
+    assert!(fence_candidates(&t, &workers, &mut timers, EXPIRIES, early).is_empty());
+    let late = t0 + Duration::from_secs(60);
+    let got = fence_candidates(&t, &workers, &mut timers, EXPIRIES, late);
+    let reasons: Vec<_> = got.iter().map(|c| (c.shard.as_str(), c.reason)).collect();
+    assert_eq!(
+        reasons,
+        vec![("s0", FenceReason::DrainTimeout), ("s1", FenceReason::StartTimeout)]
+    );
+}
+
+#[test]
+fn timers_restart_when_the_state_changes() {
+    let mut t = table(vec![shard("s0", Some("w0"), 1)]);
+    let workers: Workers = [worker("w0", Liveness::Live, vec![])].into();
+    let mut timers = Timers::default();
+    let t0 = Instant::now();
+    fence_candidates(&t, &workers, &mut timers, EXPIRIES, t0);
+    // A new epoch is a new state: its timer starts when first seen.
+    t.shards[0].epoch = 2;
+    let later = t0 + Duration::from_secs(61);
+    assert!(fence_candidates(&t, &workers, &mut timers, EXPIRIES, later).is_empty());
+    assert_eq!(timers.since.len(), 1, "the old epoch's timer is forgotten");
+}
+
+#[test]
+fn a_fence_moves_the_shard_after_the_last_stored_position() {
+    let mut t = table(vec![shard("s0", Some("w0"), 1), shard("s1", Some("w0"), 1)]);
+    let mut done = entry("s1", 1, Some("5"));
+    done.finished = true;
+    let (_, w) = worker("w0", Liveness::Expired, vec![entry("s0", 1, Some("33")), done]);
+    apply_fence(&mut t, &w.object, "s0", 1);
+    apply_fence(&mut t, &w.object, "s1", 1);
+    assert_eq!(t.shards.len(), 1);
+    assert_eq!(t.shards[0].owner, None);
+    assert_eq!(t.shards[0].start_after, Some(pos("33")));
+    assert_eq!(t.finished, vec!["s1".to_owned()]);
+}
+
+fn listed(id: &str, parents: &[&str]) -> ListedShard {
+    ListedShard {
+        shard_id: id.into(),
+        parents: parents.iter().map(|p| (*p).to_owned()).collect(),
+        hash_range: ("0".into(), "9".into()),
+        closed: false,
+    }
+}
+
+#[test]
+fn topology_adds_new_shards_and_forgets_what_the_stream_no_longer_lists() {
+    let mut t = table(vec![shard("s0", None, 2)]);
+    t.finished = vec!["old".into()];
+    let out = merge_topology(&mut t, &[listed("s1", &["s0"]), listed("s2", &["s0"])]);
+    assert_eq!(out.len(), 2);
+    let ids: Vec<_> = t.shards.iter().map(|s| s.shard_id.as_str()).collect();
+    assert_eq!(ids, vec!["s1", "s2"], "s0 (ownerless, unlisted) is gone");
+    assert!(t.finished.is_empty());
+    assert_eq!(t.shards[0].parents, vec!["s0".to_owned()]);
+    // Merging again changes nothing.
+    let before = t.clone();
+    assert!(merge_topology(&mut t, &[listed("s1", &["s0"]), listed("s2", &["s0"])]).is_empty());
+    assert_eq!(t, before);
+}
+
+#[test]
+fn owners_are_assigned_with_a_new_epoch_and_moves_drain_first() {
+    let mut t = table(vec![
+        shard("s0", Some("w0"), 1),
+        shard("s1", Some("w0"), 1),
+        shard("s2", None, 0),
+        shard("s3", None, 7),
+    ]);
+    let workers: Workers = [
+        worker("w0", Liveness::Live, vec![]),
+        worker("w1", Liveness::Live, vec![]),
+    ]
+    .into();
+    let names = vec!["w0".to_owned(), "w1".to_owned()];
+    let out = plan_owners(&mut t, &names, &workers, true, 1);
+    // w0 keeps its two shards; the two new ones go to w1 with epoch + 1.
+    assert_eq!(t.shards[2].owner.as_deref(), Some("w1"));
+    assert_eq!(t.shards[2].epoch, 1);
+    assert_eq!(t.shards[3].epoch, 8);
+    assert!(out.iter().all(|tr| matches!(tr, Transition::Assigned { .. })));
+    // Planning again is a no-op.
+    let before = t.clone();
+    assert!(plan_owners(&mut t, &names, &workers, true, 1).is_empty());
+    assert_eq!(t, before);
+
+    // Scale down to w1 only: w0's shards drain, one at a time.
+    let out = plan_owners(&mut t, &names[1..], &workers, true, 1);
+    assert_eq!(out, vec![Transition::Draining { shard: "s0".into(), owner: "w0".into() }]);
+    assert_eq!(t.shards[0].owner.as_deref(), Some("w0"), "the owner keeps it until it releases");
+    assert!(plan_owners(&mut t, &names[1..], &workers, true, 1).is_empty());
+}
+
+#[test]
+fn shards_of_a_worker_that_is_not_live_are_never_drained() {
+    let mut t = table(vec![shard("s0", Some("w0"), 1)]);
+    let workers: Workers = [
+        worker("w0", Liveness::NotStarted, vec![]),
+        worker("w1", Liveness::Live, vec![]),
+    ]
+    .into();
+    assert!(plan_owners(&mut t, &["w1".to_owned()], &workers, true, 5).is_empty());
+    assert!(!t.shards[0].draining);
+}
+
+#[test]
+fn a_gone_owner_releases_at_the_table_position() {
+    let mut t = table(vec![shard("s0", Some("ghost"), 1)]);
+    t.shards[0].start_after = Some(pos("8"));
+    let out = absorb_reports(&mut t, &Workers::new());
+    assert!(matches!(out[0], Transition::OwnerGone { .. }));
+    assert_eq!(t.shards[0].owner, None);
+    assert_eq!(t.shards[0].start_after, Some(pos("8")));
+}
+
+#[test]
+fn handoffs_are_limited_to_a_tenth_of_the_shards() {
+    assert_eq!(max_handoffs(0), 1);
+    assert_eq!(max_handoffs(9), 1);
+    assert_eq!(max_handoffs(1000), 100);
+}
