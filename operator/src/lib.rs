@@ -1,3 +1,9 @@
-//! The kinesis-operator controller: plans worker fleets for KinesisIngester resources.
+//! The kinesis-operator controller: runs a fleet of worker pods per KinesisIngester, assigns shards with a fenced handoff protocol, and reports lag in status.
 
+pub mod context;
+pub mod controller;
+pub mod error;
+pub mod leader;
+pub mod metrics;
 pub mod reconcile;
+pub mod topology;

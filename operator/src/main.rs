@@ -1,6 +1,17 @@
 //! `kinesis-operator`: the Kubernetes controller for KinesisIngester resources.
 
+use std::{net::SocketAddr, process::ExitCode, sync::Arc};
+
 use clap::{Parser, Subcommand};
+use kinesis_ingester_api::Duration;
+use kinesis_operator::{
+    context::Settings,
+    controller::{self, RunConfig, Stopped},
+    leader::LeaderConfig,
+    metrics::{self, Metrics},
+    reconcile::handoff::Expiries,
+};
+use tokio_util::sync::CancellationToken;
 
 /// Runs fleets of Kinesis Data Streams ingesters on Kubernetes.
 #[derive(Debug, Parser)]
@@ -12,12 +23,148 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
-    /// Print the KinesisIngester CustomResourceDefinition, e.g. `kinesis-operator crd | kubectl apply -f -`.
+    /// Run the controller.
+    Run(RunArgs),
+    /// Print every CustomResourceDefinition, e.g. `kinesis-operator crd | kubectl apply -f -`.
     Crd,
 }
 
-fn main() {
+#[derive(Debug, clap::Args)]
+struct RunArgs {
+    /// Namespace of the leader Lease (the operator's own).
+    #[arg(long, env = "POD_NAMESPACE", default_value = "default")]
+    namespace: String,
+    /// This replica's name (the pod name).
+    #[arg(long, env = "POD_NAME", default_value = "kinesis-operator")]
+    identity: String,
+    /// Run without leader election (only safe with one replica).
+    #[arg(long)]
+    no_leader_election: bool,
+    /// Address of /metrics, /healthz and /readyz, or `off`.
+    #[arg(long, default_value = "0.0.0.0:8080")]
+    metrics_addr: String,
+    /// Worker image when `spec.workers.image` is unset.
+    #[arg(long, env = "WORKER_IMAGE")]
+    worker_image: Option<String>,
+    /// A worker whose object has not changed for this long loses its shards.
+    #[arg(long, default_value = "16s")]
+    worker_lease: Duration,
+    /// Workers write their report this often (at least 5s: 0.2 API writes/s per worker).
+    #[arg(long, default_value = "6s")]
+    report_interval: Duration,
+    /// A worker that could not report for this long stops reading (below --worker-lease).
+    #[arg(long, default_value = "12s")]
+    self_fence_after: Duration,
+    /// A draining shard is fenced if not released within this.
+    #[arg(long, default_value = "60s")]
+    drain_expiry: Duration,
+    /// A newly assigned shard is fenced if its worker does not confirm it within this.
+    #[arg(long, default_value = "60s")]
+    start_expiry: Duration,
+    /// Log format.
+    #[arg(long, value_enum, default_value = "text")]
+    log_format: kinesis_ingester::telemetry::LogFormat,
+}
+
+fn main() -> ExitCode {
     match Cli::parse().command {
-        Command::Crd => print!("{}", kinesis_ingester_api::crd_yaml()),
+        Command::Crd => {
+            for (_, yaml) in kinesis_ingester_api::all_crds() {
+                print!("---\n{yaml}");
+            }
+            ExitCode::SUCCESS
+        }
+        Command::Run(args) => match tokio::runtime::Runtime::new() {
+            Ok(rt) => rt.block_on(run(args)),
+            Err(e) => {
+                eprintln!("kinesis-operator: cannot start the async runtime: {e}");
+                ExitCode::FAILURE
+            }
+        },
     }
+}
+
+async fn run(args: RunArgs) -> ExitCode {
+    kinesis_ingester::telemetry::init(args.log_format);
+    if args.self_fence_after.get() >= args.worker_lease.get() {
+        eprintln!("kinesis-operator: --self-fence-after must be shorter than --worker-lease, so a cut-off worker stops before its shards move");
+        return ExitCode::from(2);
+    }
+    if args.report_interval.get() < std::time::Duration::from_secs(5) {
+        eprintln!("kinesis-operator: --report-interval must be at least 5s (0.2 API writes/s per worker)");
+        return ExitCode::from(2);
+    }
+    let client = match kube::Client::try_default().await {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("kinesis-operator: no Kubernetes API: {e}; run in a cluster or set KUBECONFIG");
+            return ExitCode::FAILURE;
+        }
+    };
+    let mut settings = Settings {
+        worker_lease: args.worker_lease.get(),
+        expiries: Expiries { drain: args.drain_expiry.get(), start: args.start_expiry.get() },
+        ..Settings::default()
+    };
+    if let Some(image) = args.worker_image {
+        settings.workload.default_image = image;
+    }
+    settings.workload.worker_args = vec![
+        "--report-interval".into(),
+        args.report_interval.to_string(),
+        "--self-fence-after".into(),
+        args.self_fence_after.to_string(),
+    ];
+    let metrics = Arc::new(Metrics::new());
+    let ready = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let stop = CancellationToken::new();
+    if args.metrics_addr != "off" {
+        let addr: SocketAddr = match args.metrics_addr.parse() {
+            Ok(a) => a,
+            Err(e) => {
+                eprintln!("kinesis-operator: --metrics-addr {}: {e}", args.metrics_addr);
+                return ExitCode::from(2);
+            }
+        };
+        match metrics::serve(addr, metrics.clone(), ready.clone(), stop.clone()).await {
+            Ok(bound) => tracing::info!(%bound, "serving /metrics, /healthz and /readyz"),
+            Err(e) => {
+                eprintln!("kinesis-operator: cannot serve metrics on {addr}: {e}; pick another --metrics-addr");
+                return ExitCode::FAILURE;
+            }
+        }
+    }
+    let signal_stop = stop.clone();
+    tokio::spawn(async move {
+        shutdown_signal().await;
+        tracing::info!("shutting down");
+        signal_stop.cancel();
+    });
+    let identity = format!("{}-{:08x}", args.identity, fastrand::u32(..));
+    let config = RunConfig {
+        leader: (!args.no_leader_election).then(|| LeaderConfig::new(args.namespace.clone(), identity.clone())),
+        settings,
+        instance: identity,
+    };
+    let outcome = controller::run(client, config, metrics, ready, stop.clone()).await;
+    stop.cancel();
+    match outcome {
+        Stopped::Shutdown => ExitCode::SUCCESS,
+        Stopped::LostLeadership => ExitCode::FAILURE,
+    }
+}
+
+async fn shutdown_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        if let Ok(mut term) = signal(SignalKind::terminate()) {
+            tokio::select! {
+                _ = term.recv() => {}
+                _ = tokio::signal::ctrl_c() => {}
+            }
+            return;
+        }
+    }
+    let _ = tokio::signal::ctrl_c().await;
 }

@@ -41,6 +41,11 @@ impl SdkKinesis {
         Self { client }
     }
 
+    /// The SDK client, for calls outside the reader seam (the operator's consumer cleanup).
+    pub fn client(&self) -> &Client {
+        &self.client
+    }
+
     /// A client from the default credential chain (env, profile, IRSA, Pod Identity, IMDS),
     /// with the region and endpoint of `stream` applied.
     pub async fn from_spec(stream: &StreamSpec) -> Self {

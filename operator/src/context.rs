@@ -1,0 +1,113 @@
+//! The operator's shared state: the client, event recorder, metrics and settings, plus the per-ingester memory (worker liveness, handoff timers, topology cache) that is rebuilt from scratch after a restart.
+
+use std::{
+    collections::HashMap,
+    sync::{Arc, Mutex, MutexGuard, PoisonError},
+    time::Duration,
+};
+
+use kube::{Client, runtime::events::Recorder};
+use tokio::time::Instant;
+
+use crate::{
+    metrics::Metrics,
+    reconcile::{
+        handoff::{Expiries, Timers},
+        workload::WorkloadSettings,
+    },
+    topology::Topology,
+};
+
+/// Operator settings from flags.
+#[derive(Clone, Debug)]
+pub struct Settings {
+    /// How worker pods are built.
+    pub workload: WorkloadSettings,
+    /// A worker whose object has not changed for this long is expired.
+    pub worker_lease: Duration,
+    /// Drain and start expiries.
+    pub expiries: Expiries,
+    /// Requeue period when nothing is in flight (expiry checks, lag in status).
+    pub requeue: Duration,
+    /// Requeue period while handoffs are in flight.
+    pub busy_requeue: Duration,
+    /// Lag-only status changes are written at most this often.
+    pub status_interval: Duration,
+    /// How long deletion waits for workers to stop before it fences what is left.
+    pub cleanup_timeout: Duration,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Self {
+            workload: WorkloadSettings {
+                default_image: format!("kinesis-ingester:{}", env!("CARGO_PKG_VERSION")),
+                worker_args: Vec::new(),
+                grace_period_seconds: 45,
+            },
+            worker_lease: Duration::from_secs(16),
+            expiries: Expiries {
+                drain: Duration::from_secs(60),
+                start: Duration::from_secs(60),
+            },
+            requeue: Duration::from_secs(5),
+            busy_requeue: Duration::from_secs(2),
+            status_interval: Duration::from_secs(10),
+            cleanup_timeout: Duration::from_secs(300),
+        }
+    }
+}
+
+/// What the operator remembers about one ingester between reconciles.
+#[derive(Debug, Default)]
+pub struct Memory {
+    /// Per worker: the last `resourceVersion` seen and when it was first seen.
+    pub seen: HashMap<String, (String, Instant)>,
+    /// Handoff timers.
+    pub timers: Timers,
+    /// The last shard listing.
+    pub topology: Option<Topology>,
+    /// Consecutive failures, for backoff.
+    pub failures: u32,
+    /// When status was last written.
+    pub status_written: Option<Instant>,
+    /// When deletion started waiting for workers.
+    pub cleanup_since: Option<Instant>,
+}
+
+/// Shared by every reconcile.
+pub struct Context {
+    /// Kubernetes client.
+    pub client: Client,
+    /// Event recorder.
+    pub recorder: Recorder,
+    /// Metrics.
+    pub metrics: Arc<Metrics>,
+    /// Settings.
+    pub settings: Settings,
+    memory: Mutex<HashMap<String, Memory>>,
+}
+
+impl std::fmt::Debug for Context {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Context").field("settings", &self.settings).finish()
+    }
+}
+
+impl Context {
+    /// A context.
+    pub fn new(client: Client, recorder: Recorder, metrics: Arc<Metrics>, settings: Settings) -> Self {
+        Self {
+            client,
+            recorder,
+            metrics,
+            settings,
+            memory: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// The memory of all ingesters, keyed by `namespace/name`.
+    pub fn memory(&self) -> MutexGuard<'_, HashMap<String, Memory>> {
+        self.memory.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}

@@ -1,0 +1,136 @@
+//! Deletion (the finalizer's Cleanup): stop the workers, consolidate their final checkpoints into the shard table, apply the retention policy, deregister the enhanced fan-out consumer.
+
+use k8s_openapi::api::{apps::v1::StatefulSet, core::v1::Pod};
+use kinesis_ingester_api::{
+    CheckpointRetention, INGESTER_LABEL, KinesisIngester, KinesisShardAssignment, KinesisWorker,
+};
+use kube::{
+    Api, ResourceExt,
+    api::{DeleteParams, ListParams, Patch, PatchParams, PostParams},
+    runtime::controller::Action,
+};
+use tokio::time::Instant;
+use tracing::{info, warn};
+
+use super::{FIELD_MANAGER, key_of, labels, result_label, workload};
+use crate::{
+    context::Context,
+    error::{Error, Result, is_not_found, kube as kerr},
+};
+
+/// Label on a shard table kept after its ingester was deleted.
+pub const RETAINED_LABEL: &str = "kinesis-operator.dev/retained";
+
+/// Runs one step of the cleanup; requeues until the workers are gone.
+pub async fn run(ki: &KinesisIngester, ctx: &Context) -> Result<Action> {
+    let ns = ki.namespace().ok_or(Error::MissingMetadata("namespace"))?;
+    let name = ki.name_any();
+    let key = key_of(ki);
+    let names = workload::Names::of(ki, &ns, &name);
+
+    // 1. Stop the workers: they release every shard with its final checkpoint.
+    let sts: Api<StatefulSet> = Api::namespaced(ctx.client.clone(), &ns);
+    if sts.get_opt(&names.workload).await.map_err(kerr("reading the StatefulSet"))?.is_some() {
+        let patch = serde_json::json!({
+            "apiVersion": "apps/v1", "kind": "StatefulSet",
+            "spec": {"replicas": 0}
+        });
+        let res = sts
+            .patch(&names.workload, &PatchParams::apply(FIELD_MANAGER).force(), &Patch::Apply(&patch))
+            .await;
+        ctx.metrics.write("statefulset", result_label(&res));
+        if let Some(e) = res.as_ref().err().filter(|e| !is_not_found(e)) {
+            warn!(error = %e, "cannot scale the workers down");
+        }
+    }
+    // 2. Wait for the pods to go, up to the cleanup timeout.
+    let pods = Api::<Pod>::namespaced(ctx.client.clone(), &ns)
+        .list(&ListParams::default().labels(&workload::selector_string(&name)))
+        .await
+        .map_err(kerr("listing worker pods"))?
+        .items;
+    let since = *ctx.memory().entry(key.clone()).or_default().cleanup_since.get_or_insert_with(Instant::now);
+    if !pods.is_empty() && since.elapsed() < ctx.settings.cleanup_timeout {
+        info!(pods = pods.len(), "waiting for the workers to stop before cleaning up");
+        return Ok(Action::requeue(std::time::Duration::from_secs(2)));
+    }
+
+    // 3. Consolidate the final positions into the table.
+    let tables: Api<KinesisShardAssignment> = Api::namespaced(ctx.client.clone(), &ns);
+    let workers: Api<KinesisWorker> = Api::namespaced(ctx.client.clone(), &ns);
+    let reports = workers
+        .list(&ListParams::default().labels(&format!("{INGESTER_LABEL}={name}")))
+        .await
+        .map_err(kerr("listing workers"))?
+        .items;
+    if let Some(mut table) = tables.get_opt(&name).await.map_err(kerr("reading the shard table"))? {
+        let consumer = table.spec.consumer_arn.clone();
+        if table.spec.ingester_uid == ki.uid().unwrap_or_default() {
+            for s in &mut table.spec.shards {
+                let entry = s.owner.as_ref().and_then(|o| {
+                    reports
+                        .iter()
+                        .find(|w| w.name_any() == *o)
+                        .and_then(|w| w.status.as_ref()?.entry(&s.shard_id, s.epoch).cloned())
+                });
+                if let Some(p) = entry.and_then(|e| e.position) {
+                    s.start_after = Some(p);
+                }
+                s.owner = None;
+                s.draining = false;
+            }
+            // 4. Retention.
+            match ki.spec.checkpoints.retention {
+                CheckpointRetention::Retain => {
+                    table.metadata.owner_references = None;
+                    table
+                        .metadata
+                        .labels
+                        .get_or_insert_with(Default::default)
+                        .insert(RETAINED_LABEL.into(), "true".into());
+                    let res = tables.replace(&name, &PostParams::default(), &table).await;
+                    ctx.metrics.write("assignment", result_label(&res));
+                    res.map_err(kerr("retaining the shard table"))?;
+                    info!("kept the shard table with the final checkpoints (retention: Retain)");
+                }
+                CheckpointRetention::Delete => {
+                    match tables.delete(&name, &DeleteParams::default()).await {
+                        Ok(_) => info!("deleted the shard table (retention: Delete)"),
+                        Err(e) if is_not_found(&e) => {}
+                        Err(e) => return Err(kerr("deleting the shard table")(e)),
+                    }
+                }
+            }
+        }
+        // 5. The consumer this ingester registered.
+        if let Some(arn) = consumer {
+            deregister(ki, &arn).await?;
+        }
+    }
+    ctx.metrics.forget(&labels(ki));
+    ctx.memory().remove(&key);
+    Ok(Action::await_change())
+}
+
+async fn deregister(ki: &KinesisIngester, consumer_arn: &str) -> Result<()> {
+    let api = kinesis_ingester::source::aws::SdkKinesis::from_spec(&ki.spec.stream).await;
+    match api.client().deregister_stream_consumer().consumer_arn(consumer_arn).send().await {
+        Ok(_) => {
+            info!(consumer = consumer_arn, "deregistered the enhanced fan-out consumer");
+            Ok(())
+        }
+        Err(e) => {
+            let text = format!("{e:?}");
+            if text.contains("ResourceNotFound") {
+                return Ok(());
+            }
+            Err(Error::Kinesis {
+                stream: consumer_arn.to_owned(),
+                source: kinesis_ingester::source::api::SourceError::Other {
+                    operation: "DeregisterStreamConsumer",
+                    message: e.to_string(),
+                },
+            })
+        }
+    }
+}

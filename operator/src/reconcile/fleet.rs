@@ -1,0 +1,312 @@
+//! The fleet pass of a reconcile: read the workers, fence and plan the shard table, write it, size the StatefulSet, and write status.
+
+use k8s_openapi::{
+    api::{
+        apps::v1::StatefulSet,
+        core::v1::{Pod, ServiceAccount},
+        rbac::v1::{Role, RoleBinding},
+    },
+    jiff::Timestamp,
+};
+use kinesis_ingester_api::{
+    Fence, INGESTER_LABEL, KinesisIngester, KinesisShardAssignment, KinesisWorker,
+    KinesisWorkerSpec, ORDINAL_LABEL, worker_name,
+};
+use kube::{
+    Api, Resource, ResourceExt,
+    api::{DeleteParams, ListParams, Patch, PatchParams, PostParams},
+    runtime::events::EventType,
+};
+use tracing::{info, warn};
+
+use super::{
+    FIELD_MANAGER, Observed, describe, handoff,
+    handoff::{Liveness, Transition, WorkerState, Workers},
+    labels, liveness, ordinal, plan, publish, result_label, ssa, status, workload,
+};
+use crate::{
+    context::Context,
+    error::{Error, Result, is_conflict, is_not_found, kube as kerr},
+    topology::Topology,
+};
+
+/// What the next requeue depends on.
+#[derive(Debug, Default)]
+pub struct InFlight {
+    /// Handoffs or scaling in progress: requeue soon.
+    pub busy: bool,
+    /// The stream cannot be read: back off.
+    pub problem: bool,
+    /// A shard finished: list the stream again.
+    pub refresh_topology: bool,
+}
+
+/// Runs the fleet pass.
+pub async fn run(
+    ki: &KinesisIngester,
+    ctx: &Context,
+    observed: Observed,
+    topology: Option<&Topology>,
+) -> Result<InFlight> {
+    let Observed { names, table, problem } = observed;
+    let ns = names.namespace.clone();
+    let name = names.ingester.clone();
+    let uid = ki.uid().ok_or(Error::MissingMetadata("uid"))?;
+    let owner = ki.controller_owner_ref(&()).ok_or(Error::MissingMetadata("uid"))?;
+    let key = super::key_of(ki);
+    let mut in_flight = InFlight {
+        problem: problem.is_some(),
+        ..InFlight::default()
+    };
+
+    // Workers: drop objects of an earlier incarnation, then judge liveness.
+    let worker_api: Api<KinesisWorker> = Api::namespaced(ctx.client.clone(), &ns);
+    let selector = format!("{INGESTER_LABEL}={name}");
+    let listed = worker_api
+        .list(&ListParams::default().labels(&selector))
+        .await
+        .map_err(kerr("listing workers"))?
+        .items;
+    let mut objects = Vec::new();
+    for w in listed {
+        if w.spec.ingester_uid == uid {
+            objects.push(w);
+        } else {
+            let _ = worker_api.delete(&w.name_any(), &DeleteParams::default()).await;
+        }
+    }
+    let lives = {
+        let mut memory = ctx.memory();
+        liveness(memory.entry(key.clone()).or_default(), &objects, ctx.settings.worker_lease)
+    };
+    let workers: Workers = objects
+        .into_iter()
+        .zip(lives)
+        .map(|(object, liveness)| (object.name_any(), WorkerState { object, liveness }))
+        .collect();
+
+    // Plan the table: reports, fences, topology, owners.
+    let mut transitions = Vec::new();
+    let mut desired = ki.status.as_ref().map(|s| s.replicas).unwrap_or(0).max(ki.spec.workers.min_replicas);
+    let mut planned = None;
+    if let Some(table) = &table {
+        let mut spec = table.spec.clone();
+        transitions.extend(handoff::absorb_reports(&mut spec, &workers));
+        let candidates = {
+            let mut memory = ctx.memory();
+            let m = memory.entry(key.clone()).or_default();
+            handoff::fence_candidates(&spec, &workers, &mut m.timers, ctx.settings.expiries, std::time::Instant::now())
+        };
+        for c in candidates {
+            match fence(ctx, &worker_api, &c).await {
+                Ok(fenced) => {
+                    ctx.metrics.fence(c.reason.label());
+                    ctx.metrics.handoff(c.reason.label());
+                    handoff::apply_fence(&mut spec, &fenced, &c.shard, c.epoch);
+                    warn!(worker = %c.worker, shard = %c.shard, epoch = c.epoch, reason = c.reason.label(), "fenced a shard off its worker");
+                    transitions.push(Transition::AlreadyFenced { shard: c.shard.clone(), owner: c.worker.clone() });
+                }
+                Err(e) => warn!(worker = %c.worker, shard = %c.shard, error = %e, "cannot fence yet; the shard stays put"),
+            }
+        }
+        if let Some(t) = topology {
+            transitions.extend(handoff::merge_topology(&mut spec, &t.listed));
+        }
+        let eligible = handoff::eligible(&spec, ki.spec.read.strict_order);
+        if problem.is_none() {
+            desired = plan::desired_workers(&ki.spec.workers, eligible.len());
+        }
+        let assignable: Vec<String> = workers
+            .iter()
+            .filter(|(n, w)| w.liveness == Liveness::Live && ordinal(&name, n) < desired)
+            .map(|(n, _)| n.clone())
+            .collect();
+        let planned_now = handoff::plan_owners(
+            &mut spec,
+            &assignable,
+            &workers,
+            ki.spec.read.strict_order,
+            handoff::max_handoffs(eligible.len()),
+        );
+        if planned_now.iter().any(|t| matches!(t, Transition::Draining { .. })) {
+            ctx.metrics.rebalanced();
+        }
+        transitions.extend(planned_now);
+        let mut next = table.clone();
+        if spec != table.spec {
+            next.spec = spec;
+            let res = Api::<KinesisShardAssignment>::namespaced(ctx.client.clone(), &ns)
+                .replace(&name, &PostParams::default(), &next)
+                .await;
+            ctx.metrics.write("assignment", result_label(&res));
+            next = res.map_err(|e| if is_conflict(&e) { Error::Conflict } else { kerr("writing the shard table")(e) })?;
+        }
+        planned = Some(next);
+    }
+    for t in &transitions {
+        let (reason, note) = describe(t);
+        info!(reason, %note, "shard transition");
+        match t {
+            Transition::Released { .. } => ctx.metrics.handoff("rebalance"),
+            Transition::Finished { .. } => in_flight.refresh_topology = true,
+            _ => {}
+        }
+        if matches!(t, Transition::Discovered { .. } | Transition::Draining { .. } | Transition::AlreadyFenced { .. } | Transition::OwnerGone { .. }) {
+            let kind = if matches!(t, Transition::AlreadyFenced { .. } | Transition::OwnerGone { .. }) { EventType::Warning } else { EventType::Normal };
+            publish(ctx, ki, kind, reason, "Plan", note).await;
+        }
+    }
+
+    // Workload: keep workers that still own shards until they release them.
+    let owning_max = planned
+        .as_ref()
+        .map(|t| handoff::owning_workers(&t.spec))
+        .unwrap_or_default()
+        .iter()
+        .map(|w| ordinal(&name, w))
+        .filter(|o| *o != i32::MAX)
+        .max()
+        .map_or(0, |o| o + 1);
+    let replicas = desired.max(owning_max);
+    if let Some(sa) = workload::service_account(&names, &owner) {
+        ssa(&Api::<ServiceAccount>::namespaced(ctx.client.clone(), &ns), &sa, ctx, "serviceaccount").await?;
+    }
+    ssa(&Api::<Role>::namespaced(ctx.client.clone(), &ns), &workload::role(&names, &owner), ctx, "role").await?;
+    ssa(&Api::<RoleBinding>::namespaced(ctx.client.clone(), &ns), &workload::role_binding(&names, &owner), ctx, "rolebinding").await?;
+    // Worker objects exist before their pods, so workers never need `create`.
+    for n in 0..replicas {
+        let wname = worker_name(&name, n);
+        if !workers.contains_key(&wname) {
+            let mut w = KinesisWorker::new(&wname, KinesisWorkerSpec { ingester_uid: uid.clone(), fences: vec![] });
+            w.metadata.owner_references = Some(vec![owner.clone()]);
+            w.metadata.labels = Some([(INGESTER_LABEL.to_owned(), name.clone()), (ORDINAL_LABEL.to_owned(), n.to_string())].into());
+            let res = worker_api.create(&PostParams::default(), &w).await;
+            ctx.metrics.write("worker", result_label(&res));
+            match res {
+                Ok(_) => {}
+                Err(e) if is_conflict(&e) => {}
+                Err(e) => return Err(kerr("creating a worker object")(e)),
+            }
+        }
+    }
+    let sts_api = Api::<StatefulSet>::namespaced(ctx.client.clone(), &ns);
+    let previous_replicas = sts_api
+        .get_opt(&names.workload)
+        .await
+        .map_err(kerr("reading the StatefulSet"))?
+        .and_then(|s| s.spec.replicas);
+    let sts = workload::stateful_set(ki, &names, &owner, replicas, &ctx.settings.workload);
+    ssa(&sts_api, &sts, ctx, "statefulset").await?;
+    if previous_replicas.is_some_and(|p| p != replicas) {
+        publish(ctx, ki, EventType::Normal, "Scaling", "Scale", format!("workers {} → {replicas}", previous_replicas.unwrap_or(0))).await;
+    }
+
+    let pods = Api::<Pod>::namespaced(ctx.client.clone(), &ns)
+        .list(&ListParams::default().labels(&workload::selector_string(&name)))
+        .await
+        .map_err(kerr("listing worker pods"))?
+        .items;
+    let pod_names: Vec<String> = pods.iter().map(ResourceExt::name_any).collect();
+    let ready_pods = pods.iter().filter(|p| pod_ready(p)).count();
+    // Worker objects of removed ordinals go once their pod is gone and they own nothing.
+    let owning = planned.as_ref().map(|t| handoff::owning_workers(&t.spec)).unwrap_or_default();
+    for (wname, _) in workers.iter().filter(|(n, _)| ordinal(&name, n) >= replicas) {
+        if !owning.contains(wname) && !pod_names.contains(wname) {
+            let res = worker_api.delete(wname, &DeleteParams::default()).await;
+            if let Some(e) = res.as_ref().err().filter(|e| !is_not_found(e)) {
+                warn!(worker = %wname, error = %e, "cannot delete a removed worker's object");
+            }
+        }
+    }
+
+    // Status.
+    let previous = ki.status.clone();
+    let (next, gauges) = status::compute(&status::StatusInput {
+        generation: ki.meta().generation,
+        stream_name: kinesis_ingester::config::stream_ref(ki).name().to_owned(),
+        table: planned.as_ref().map(|t| &t.spec),
+        workers: &workers,
+        desired,
+        ready_pods: i32::try_from(ready_pods).unwrap_or(i32::MAX),
+        open_shards: topology.map(Topology::open_shards),
+        strict_order: ki.spec.read.strict_order,
+        problem: problem.clone(),
+        selector: workload::selector_string(&name),
+        previous: previous.as_ref(),
+        now: Timestamp::now(),
+    });
+    ctx.metrics.set_fleet(&labels(ki), &gauges);
+    in_flight.busy = next.conditions.iter().any(|c| c.type_ == "Progressing" && c.status == "True");
+    write_status(ki, ctx, &key, previous.as_ref(), next).await?;
+    if let Some(p) = &problem {
+        let was = ki.status.as_ref().and_then(|s| s.conditions.iter().find(|c| c.type_ == "Degraded")).map(|c| c.reason.clone());
+        if was.as_deref() != Some(p.reason) {
+            publish(ctx, ki, EventType::Warning, p.reason, "ReadStream", p.message.clone()).await;
+        }
+    }
+    Ok(in_flight)
+}
+
+fn pod_ready(p: &Pod) -> bool {
+    p.status
+        .as_ref()
+        .and_then(|s| s.conditions.as_ref())
+        .is_some_and(|cs| cs.iter().any(|c| c.type_ == "Ready" && c.status == "True"))
+}
+
+/// Writes the fence for `(shard, epoch)` into the worker's spec, from a fresh read, with a
+/// `resourceVersion` precondition; retries on conflicts (the worker writes once per report
+/// interval, so this converges at once). Returns the object as fenced: its status holds the
+/// last checkpoint the worker can ever store for that epoch.
+async fn fence(ctx: &Context, api: &Api<KinesisWorker>, c: &handoff::FenceCandidate) -> Result<KinesisWorker> {
+    for _ in 0..5 {
+        let mut w = api.get(&c.worker).await.map_err(kerr("reading a worker to fence it"))?;
+        if w.spec.is_fenced(&c.shard, c.epoch) {
+            return Ok(w);
+        }
+        w.spec.fences.retain(|f| f.shard_id != c.shard);
+        w.spec.fences.push(Fence { shard_id: c.shard.clone(), epoch: c.epoch });
+        let res = api.replace(&c.worker, &PostParams::default(), &w).await;
+        ctx.metrics.write("worker_fence", result_label(&res));
+        match res {
+            Ok(fenced) => return Ok(fenced),
+            Err(e) if is_conflict(&e) => continue,
+            Err(e) => return Err(kerr("fencing a worker")(e)),
+        }
+    }
+    Err(Error::Conflict)
+}
+
+/// Writes status with server-side apply: at once when something other than lag changed,
+/// otherwise at most once per status interval.
+async fn write_status(
+    ki: &KinesisIngester,
+    ctx: &Context,
+    key: &str,
+    previous: Option<&kinesis_ingester_api::KinesisIngesterStatus>,
+    next: kinesis_ingester_api::KinesisIngesterStatus,
+) -> Result<()> {
+    let structural = previous.is_none_or(|p| status::structurally_different(p, &next));
+    let changed = previous != Some(&next);
+    let due = ctx
+        .memory()
+        .get(key)
+        .and_then(|m| m.status_written)
+        .is_none_or(|at| at.elapsed() >= ctx.settings.status_interval);
+    if !changed || !(structural || due) {
+        return Ok(());
+    }
+    let api: Api<KinesisIngester> = Api::namespaced(ctx.client.clone(), &ki.namespace().unwrap_or_default());
+    let patch = serde_json::json!({
+        "apiVersion": kinesis_ingester_api::API_VERSION,
+        "kind": kinesis_ingester_api::KIND,
+        "status": next,
+    });
+    let res = api
+        .patch_status(&ki.name_any(), &PatchParams::apply(FIELD_MANAGER).force(), &Patch::Apply(&patch))
+        .await;
+    ctx.metrics.write("status", result_label(&res));
+    res.map_err(kerr("writing status"))?;
+    ctx.memory().entry(key.to_owned()).or_default().status_written = Some(tokio::time::Instant::now());
+    Ok(())
+}
