@@ -90,13 +90,20 @@ pub struct Context {
 
 impl std::fmt::Debug for Context {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Context").field("settings", &self.settings).finish()
+        f.debug_struct("Context")
+            .field("settings", &self.settings)
+            .finish()
     }
 }
 
 impl Context {
     /// A context.
-    pub fn new(client: Client, recorder: Recorder, metrics: Arc<Metrics>, settings: Settings) -> Self {
+    pub fn new(
+        client: Client,
+        recorder: Recorder,
+        metrics: Arc<Metrics>,
+        settings: Settings,
+    ) -> Self {
         Self {
             client,
             recorder,

@@ -1,12 +1,12 @@
 //! Wiring: the kube-runtime Controller for KinesisIngester, which owns the worker StatefulSets and shard tables and watches worker reports, run behind leader election.
 
-use std::{
-    sync::{Arc, atomic::AtomicBool},
-};
+use std::sync::{Arc, atomic::AtomicBool};
 
 use futures::StreamExt;
 use k8s_openapi::api::apps::v1::StatefulSet;
-use kinesis_ingester_api::{INGESTER_LABEL, KinesisIngester, KinesisShardAssignment, KinesisWorker};
+use kinesis_ingester_api::{
+    INGESTER_LABEL, KinesisIngester, KinesisShardAssignment, KinesisWorker,
+};
 use kube::{
     Api, Client, ResourceExt,
     runtime::{
@@ -35,6 +35,19 @@ pub struct RunConfig {
     pub settings: Settings,
     /// This replica's name, for events.
     pub instance: String,
+    /// Watch only this namespace (a namespaced install); all namespaces when `None`.
+    pub watch_namespace: Option<String>,
+}
+
+fn scoped<K>(client: &Client, ns: Option<&str>) -> Api<K>
+where
+    K: kube::Resource<Scope = kube::core::NamespaceResourceScope>,
+    <K as kube::Resource>::DynamicType: Default,
+{
+    match ns {
+        Some(ns) => Api::namespaced(client.clone(), ns),
+        None => Api::all(client.clone()),
+    }
 }
 
 /// How the operator stopped.
@@ -61,7 +74,12 @@ pub async fn run(
         if !leader::acquire(&client, cfg, &stop).await {
             return Stopped::Shutdown;
         }
-        keeper = Some(tokio::spawn(leader::keep(client.clone(), cfg.clone(), stop.clone(), lost.clone())));
+        keeper = Some(tokio::spawn(leader::keep(
+            client.clone(),
+            cfg.clone(),
+            stop.clone(),
+            lost.clone(),
+        )));
     }
     metrics.set_leader(true);
     let reporter = Reporter {
@@ -74,20 +92,21 @@ pub async fn run(
         metrics.clone(),
         config.settings.clone(),
     ));
-    let ingesters = Api::<KinesisIngester>::all(client.clone());
+    let ns = config.watch_namespace.as_deref();
+    let ingesters = scoped::<KinesisIngester>(&client, ns);
     let halt = CancellationToken::new();
     let (h1, h2) = (halt.clone(), halt.clone());
     let controller = Controller::new(ingesters, watcher::Config::default())
         .owns(
-            Api::<StatefulSet>::all(client.clone()),
+            scoped::<StatefulSet>(&client, ns),
             watcher::Config::default().labels(INGESTER_LABEL),
         )
         .owns(
-            Api::<KinesisShardAssignment>::all(client.clone()),
+            scoped::<KinesisShardAssignment>(&client, ns),
             watcher::Config::default(),
         )
         .watches(
-            Api::<KinesisWorker>::all(client.clone()),
+            scoped::<KinesisWorker>(&client, ns),
             watcher::Config::default(),
             |w| {
                 let ns = w.namespace()?;

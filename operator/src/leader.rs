@@ -10,10 +10,7 @@ use k8s_openapi::{
     apimachinery::pkg::apis::meta::v1::{MicroTime, ObjectMeta},
     jiff::Timestamp,
 };
-use kube::{
-    Api, Client,
-    api::{PostParams},
-};
+use kube::{Api, Client, api::PostParams};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
@@ -77,7 +74,9 @@ pub async fn acquire(client: &Client, cfg: &LeaderConfig, stop: &CancellationTok
                     seen = Some((rv, Instant::now()));
                 }
             }
-            Err(e) => warn!(error = %e, lease = %cfg.name, "cannot read or take the leader Lease; retrying"),
+            Err(e) => {
+                warn!(error = %e, lease = %cfg.name, "cannot read or take the leader Lease; retrying")
+            }
         }
         tokio::select! {
             () = stop.cancelled() => return false,
@@ -117,7 +116,11 @@ async fn try_acquire(
         }
         Err(e) => return Err(e),
     };
-    let rv = current.metadata.resource_version.clone().unwrap_or_default();
+    let rv = current
+        .metadata
+        .resource_version
+        .clone()
+        .unwrap_or_default();
     let spec = current.spec.clone().unwrap_or_default();
     let holder = spec.holder_identity.clone().unwrap_or_default();
     let mine = holder == cfg.identity;
@@ -131,7 +134,11 @@ async fn try_acquire(
     next.spec = Some(LeaseSpec {
         holder_identity: Some(cfg.identity.clone()),
         lease_duration_seconds: Some(secs(cfg.lease_duration)),
-        acquire_time: if mine { spec.acquire_time } else { Some(now.clone()) },
+        acquire_time: if mine {
+            spec.acquire_time
+        } else {
+            Some(now.clone())
+        },
         renew_time: Some(now),
         lease_transitions: Some(transitions),
         ..Default::default()
@@ -146,7 +153,12 @@ async fn try_acquire(
 
 /// Renews the Lease until `stop` fires (then releases it) or renewal fails for the renew
 /// deadline (then fires `lost`).
-pub async fn keep(client: Client, cfg: LeaderConfig, stop: CancellationToken, lost: CancellationToken) {
+pub async fn keep(
+    client: Client,
+    cfg: LeaderConfig,
+    stop: CancellationToken,
+    lost: CancellationToken,
+) {
     let api: Api<Lease> = Api::namespaced(client, &cfg.namespace);
     let mut last_ok = Instant::now();
     loop {
@@ -177,14 +189,18 @@ async fn release(api: &Api<Lease>, cfg: &LeaderConfig) {
     let Ok(mut lease) = api.get(&cfg.name).await else {
         return;
     };
-    let Some(spec) = lease.spec.as_mut() else { return };
+    let Some(spec) = lease.spec.as_mut() else {
+        return;
+    };
     if spec.holder_identity.as_deref() != Some(cfg.identity.as_str()) {
         return;
     }
     spec.holder_identity = None;
     match api.replace(&cfg.name, &PostParams::default(), &lease).await {
         Ok(_) => info!(lease = %cfg.name, "released the leader Lease"),
-        Err(e) => warn!(error = %e, "could not release the leader Lease; a standby takes over after it expires"),
+        Err(e) => {
+            warn!(error = %e, "could not release the leader Lease; a standby takes over after it expires")
+        }
     }
 }
 

@@ -37,6 +37,9 @@ struct RunArgs {
     /// This replica's name (the pod name).
     #[arg(long, env = "POD_NAME", default_value = "kinesis-operator")]
     identity: String,
+    /// Watch only this namespace (a namespaced install; RBAC then needs only a Role there).
+    #[arg(long, env = "WATCH_NAMESPACE")]
+    watch_namespace: Option<String>,
     /// Run without leader election (only safe with one replica).
     #[arg(long)]
     no_leader_election: bool,
@@ -87,23 +90,32 @@ fn main() -> ExitCode {
 async fn run(args: RunArgs) -> ExitCode {
     kinesis_ingester::telemetry::init(args.log_format);
     if args.self_fence_after.get() >= args.worker_lease.get() {
-        eprintln!("kinesis-operator: --self-fence-after must be shorter than --worker-lease, so a cut-off worker stops before its shards move");
+        eprintln!(
+            "kinesis-operator: --self-fence-after must be shorter than --worker-lease, so a cut-off worker stops before its shards move"
+        );
         return ExitCode::from(2);
     }
     if args.report_interval.get() < std::time::Duration::from_secs(5) {
-        eprintln!("kinesis-operator: --report-interval must be at least 5s (0.2 API writes/s per worker)");
+        eprintln!(
+            "kinesis-operator: --report-interval must be at least 5s (0.2 API writes/s per worker)"
+        );
         return ExitCode::from(2);
     }
     let client = match kube::Client::try_default().await {
         Ok(c) => c,
         Err(e) => {
-            eprintln!("kinesis-operator: no Kubernetes API: {e}; run in a cluster or set KUBECONFIG");
+            eprintln!(
+                "kinesis-operator: no Kubernetes API: {e}; run in a cluster or set KUBECONFIG"
+            );
             return ExitCode::FAILURE;
         }
     };
     let mut settings = Settings {
         worker_lease: args.worker_lease.get(),
-        expiries: Expiries { drain: args.drain_expiry.get(), start: args.start_expiry.get() },
+        expiries: Expiries {
+            drain: args.drain_expiry.get(),
+            start: args.start_expiry.get(),
+        },
         ..Settings::default()
     };
     if let Some(image) = args.worker_image {
@@ -122,14 +134,19 @@ async fn run(args: RunArgs) -> ExitCode {
         let addr: SocketAddr = match args.metrics_addr.parse() {
             Ok(a) => a,
             Err(e) => {
-                eprintln!("kinesis-operator: --metrics-addr {}: {e}", args.metrics_addr);
+                eprintln!(
+                    "kinesis-operator: --metrics-addr {}: {e}",
+                    args.metrics_addr
+                );
                 return ExitCode::from(2);
             }
         };
         match metrics::serve(addr, metrics.clone(), ready.clone(), stop.clone()).await {
             Ok(bound) => tracing::info!(%bound, "serving /metrics, /healthz and /readyz"),
             Err(e) => {
-                eprintln!("kinesis-operator: cannot serve metrics on {addr}: {e}; pick another --metrics-addr");
+                eprintln!(
+                    "kinesis-operator: cannot serve metrics on {addr}: {e}; pick another --metrics-addr"
+                );
                 return ExitCode::FAILURE;
             }
         }
@@ -142,9 +159,11 @@ async fn run(args: RunArgs) -> ExitCode {
     });
     let identity = format!("{}-{:08x}", args.identity, fastrand::u32(..));
     let config = RunConfig {
-        leader: (!args.no_leader_election).then(|| LeaderConfig::new(args.namespace.clone(), identity.clone())),
+        leader: (!args.no_leader_election)
+            .then(|| LeaderConfig::new(args.namespace.clone(), identity.clone())),
         settings,
         instance: identity,
+        watch_namespace: args.watch_namespace.filter(|n| !n.is_empty()),
     };
     let outcome = controller::run(client, config, metrics, ready, stop.clone()).await;
     stop.cancel();

@@ -96,17 +96,57 @@ impl Metrics {
             leader: Gauge::default(),
         };
         let r = &mut registry;
-        r.register("reconciliations", "Reconciles by result and error category", m.reconciles.clone());
-        r.register("reconcile_duration_seconds", "Time spent in one reconcile", m.duration.clone());
-        r.register("api_writes", "Kubernetes API writes by object kind and result", m.writes.clone());
-        r.register("handoffs", "Shards that changed owner, by reason", m.handoffs.clone());
-        r.register("fences", "Fences written on workers, by reason", m.fences.clone());
-        r.register("rebalances", "Plans that moved at least one shard between live workers", m.rebalances.clone());
+        r.register(
+            "reconciliations",
+            "Reconciles by result and error category",
+            m.reconciles.clone(),
+        );
+        r.register(
+            "reconcile_duration_seconds",
+            "Time spent in one reconcile",
+            m.duration.clone(),
+        );
+        r.register(
+            "api_writes",
+            "Kubernetes API writes by object kind and result",
+            m.writes.clone(),
+        );
+        r.register(
+            "handoffs",
+            "Shards that changed owner, by reason",
+            m.handoffs.clone(),
+        );
+        r.register(
+            "fences",
+            "Fences written on workers, by reason",
+            m.fences.clone(),
+        );
+        r.register(
+            "rebalances",
+            "Plans that moved at least one shard between live workers",
+            m.rebalances.clone(),
+        );
         r.register("shards", "Shards of an ingester by state", m.shards.clone());
-        r.register("workers", "Workers of an ingester by liveness", m.workers.clone());
-        r.register("max_shards_per_worker", "Most shards owned by one worker of an ingester", m.max_shards_per_worker.clone());
-        r.register("max_millis_behind_latest", "Largest MillisBehindLatest of an ingester", m.lag.clone());
-        r.register("topology_refresh_errors", "Failed ListShards refreshes by category", m.topology_errors.clone());
+        r.register(
+            "workers",
+            "Workers of an ingester by liveness",
+            m.workers.clone(),
+        );
+        r.register(
+            "max_shards_per_worker",
+            "Most shards owned by one worker of an ingester",
+            m.max_shards_per_worker.clone(),
+        );
+        r.register(
+            "max_millis_behind_latest",
+            "Largest MillisBehindLatest of an ingester",
+            m.lag.clone(),
+        );
+        r.register(
+            "topology_refresh_errors",
+            "Failed ListShards refreshes by category",
+            m.topology_errors.clone(),
+        );
         r.register("leader", "1 while this replica leads", m.leader.clone());
         Self { registry, ..m }
     }
@@ -130,7 +170,9 @@ impl Metrics {
 
     /// One API write: `result` is `ok`, `conflict` or `error`.
     pub fn write(&self, object: &'static str, result: &'static str) {
-        self.writes.get_or_create(&WriteLabels { object, result }).inc();
+        self.writes
+            .get_or_create(&WriteLabels { object, result })
+            .inc();
     }
 
     /// A shard changed owner.
@@ -150,7 +192,9 @@ impl Metrics {
 
     /// ListShards failed.
     pub fn topology_error(&self, category: &'static str) {
-        self.topology_errors.get_or_create(&Reason { reason: category }).inc();
+        self.topology_errors
+            .get_or_create(&Reason { reason: category })
+            .inc();
     }
 
     /// Leadership changed.
@@ -161,24 +205,44 @@ impl Metrics {
     /// The fleet gauges of one ingester.
     pub fn set_fleet(&self, id: &IngesterLabels, fleet: &FleetGauges) {
         for (state, n) in &fleet.shards {
-            let l = IngesterState { namespace: id.namespace.clone(), name: id.name.clone(), state };
+            let l = IngesterState {
+                namespace: id.namespace.clone(),
+                name: id.name.clone(),
+                state,
+            };
             self.shards.get_or_create(&l).set(*n);
         }
         for (state, n) in &fleet.workers {
-            let l = IngesterState { namespace: id.namespace.clone(), name: id.name.clone(), state };
+            let l = IngesterState {
+                namespace: id.namespace.clone(),
+                name: id.name.clone(),
+                state,
+            };
             self.workers.get_or_create(&l).set(*n);
         }
-        self.max_shards_per_worker.get_or_create(id).set(fleet.max_shards_per_worker);
-        self.lag.get_or_create(id).set(fleet.max_millis_behind_latest);
+        self.max_shards_per_worker
+            .get_or_create(id)
+            .set(fleet.max_shards_per_worker);
+        self.lag
+            .get_or_create(id)
+            .set(fleet.max_millis_behind_latest);
     }
 
     /// Removes the series of a deleted ingester.
     pub fn forget(&self, id: &IngesterLabels) {
         for state in ["pending", "reading", "draining"] {
-            self.shards.remove(&IngesterState { namespace: id.namespace.clone(), name: id.name.clone(), state });
+            self.shards.remove(&IngesterState {
+                namespace: id.namespace.clone(),
+                name: id.name.clone(),
+                state,
+            });
         }
         for state in ["live", "not_started", "stopped", "expired"] {
-            self.workers.remove(&IngesterState { namespace: id.namespace.clone(), name: id.name.clone(), state });
+            self.workers.remove(&IngesterState {
+                namespace: id.namespace.clone(),
+                name: id.name.clone(),
+                state,
+            });
         }
         self.max_shards_per_worker.remove(id);
         self.lag.remove(id);
@@ -233,7 +297,10 @@ pub async fn serve(
     let bound = listener.local_addr()?;
     tokio::spawn(async move {
         let stop = async move { cancel.cancelled().await };
-        if let Err(e) = axum::serve(listener, app).with_graceful_shutdown(stop).await {
+        if let Err(e) = axum::serve(listener, app)
+            .with_graceful_shutdown(stop)
+            .await
+        {
             tracing::warn!(error = %e, "metrics server stopped");
         }
     });
@@ -250,8 +317,19 @@ mod tests {
         m.reconciled(0.02, Some("stream_not_found"));
         m.write("assignment", "conflict");
         m.fence("expired");
-        let id = IngesterLabels { namespace: "ns".into(), name: "orders".into() };
-        m.set_fleet(&id, &FleetGauges { shards: vec![("reading", 4)], workers: vec![("live", 2)], max_shards_per_worker: 2, max_millis_behind_latest: 0 });
+        let id = IngesterLabels {
+            namespace: "ns".into(),
+            name: "orders".into(),
+        };
+        m.set_fleet(
+            &id,
+            &FleetGauges {
+                shards: vec![("reading", 4)],
+                workers: vec![("live", 2)],
+                max_shards_per_worker: 2,
+                max_millis_behind_latest: 0,
+            },
+        );
         let text = m.encode();
         for want in [
             "kinesis_operator_reconciliations_total{result=\"error\",error_category=\"stream_not_found\"} 1",

@@ -34,7 +34,10 @@ impl Topology {
 }
 
 /// Lists the stream, reusing the client of `previous` when the stream spec did not change.
-pub async fn list(ki: &KinesisIngester, previous: Option<&Topology>) -> Result<Topology, SourceError> {
+pub async fn list(
+    ki: &KinesisIngester,
+    previous: Option<&Topology>,
+) -> Result<Topology, SourceError> {
     let api = match previous {
         Some(p) if p.stream == ki.spec.stream => p.api.clone(),
         _ => Arc::new(SdkKinesis::from_spec(&ki.spec.stream).await),
@@ -73,15 +76,21 @@ pub fn problem(ki: &KinesisIngester, e: &SourceError) -> StreamProblem {
         },
         SourceError::AccessDenied { .. } => StreamProblem {
             reason: "AccessDenied",
-            message: format!("not allowed to read stream {name}: {text}; grant the operator's role kinesis:ListShards and kinesis:DescribeStreamSummary"),
+            message: format!(
+                "not allowed to read stream {name}: {text}; grant the operator's role kinesis:ListShards and kinesis:DescribeStreamSummary"
+            ),
         },
         _ if text.to_ascii_lowercase().contains("credential") => StreamProblem {
             reason: "NoCredentials",
-            message: format!("no AWS credentials for stream {name}: {text}; configure IRSA, Pod Identity or AWS_* environment variables for the operator"),
+            message: format!(
+                "no AWS credentials for stream {name}: {text}; configure IRSA, Pod Identity or AWS_* environment variables for the operator"
+            ),
         },
         _ => StreamProblem {
             reason: "TopologyRefreshFailing",
-            message: format!("cannot list the shards of stream {name}: {text}; retrying with backoff"),
+            message: format!(
+                "cannot list the shards of stream {name}: {text}; retrying with backoff"
+            ),
         },
     }
 }

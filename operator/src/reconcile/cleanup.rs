@@ -30,13 +30,22 @@ pub async fn run(ki: &KinesisIngester, ctx: &Context) -> Result<Action> {
 
     // 1. Stop the workers: they release every shard with its final checkpoint.
     let sts: Api<StatefulSet> = Api::namespaced(ctx.client.clone(), &ns);
-    if sts.get_opt(&names.workload).await.map_err(kerr("reading the StatefulSet"))?.is_some() {
+    if sts
+        .get_opt(&names.workload)
+        .await
+        .map_err(kerr("reading the StatefulSet"))?
+        .is_some()
+    {
         let patch = serde_json::json!({
             "apiVersion": "apps/v1", "kind": "StatefulSet",
             "spec": {"replicas": 0}
         });
         let res = sts
-            .patch(&names.workload, &PatchParams::apply(FIELD_MANAGER).force(), &Patch::Apply(&patch))
+            .patch(
+                &names.workload,
+                &PatchParams::apply(FIELD_MANAGER).force(),
+                &Patch::Apply(&patch),
+            )
             .await;
         ctx.metrics.write("statefulset", result_label(&res));
         if let Some(e) = res.as_ref().err().filter(|e| !is_not_found(e)) {
@@ -49,9 +58,17 @@ pub async fn run(ki: &KinesisIngester, ctx: &Context) -> Result<Action> {
         .await
         .map_err(kerr("listing worker pods"))?
         .items;
-    let since = *ctx.memory().entry(key.clone()).or_default().cleanup_since.get_or_insert_with(Instant::now);
+    let since = *ctx
+        .memory()
+        .entry(key.clone())
+        .or_default()
+        .cleanup_since
+        .get_or_insert_with(Instant::now);
     if !pods.is_empty() && since.elapsed() < ctx.settings.cleanup_timeout {
-        info!(pods = pods.len(), "waiting for the workers to stop before cleaning up");
+        info!(
+            pods = pods.len(),
+            "waiting for the workers to stop before cleaning up"
+        );
         return Ok(Action::requeue(std::time::Duration::from_secs(2)));
     }
 
@@ -63,7 +80,11 @@ pub async fn run(ki: &KinesisIngester, ctx: &Context) -> Result<Action> {
         .await
         .map_err(kerr("listing workers"))?
         .items;
-    if let Some(mut table) = tables.get_opt(&name).await.map_err(kerr("reading the shard table"))? {
+    if let Some(mut table) = tables
+        .get_opt(&name)
+        .await
+        .map_err(kerr("reading the shard table"))?
+    {
         let consumer = table.spec.consumer_arn.clone();
         if table.spec.ingester_uid == ki.uid().unwrap_or_default() {
             for s in &mut table.spec.shards {
@@ -114,9 +135,18 @@ pub async fn run(ki: &KinesisIngester, ctx: &Context) -> Result<Action> {
 
 async fn deregister(ki: &KinesisIngester, consumer_arn: &str) -> Result<()> {
     let api = kinesis_ingester::source::aws::SdkKinesis::from_spec(&ki.spec.stream).await;
-    match api.client().deregister_stream_consumer().consumer_arn(consumer_arn).send().await {
+    match api
+        .client()
+        .deregister_stream_consumer()
+        .consumer_arn(consumer_arn)
+        .send()
+        .await
+    {
         Ok(_) => {
-            info!(consumer = consumer_arn, "deregistered the enhanced fan-out consumer");
+            info!(
+                consumer = consumer_arn,
+                "deregistered the enhanced fan-out consumer"
+            );
             Ok(())
         }
         Err(e) => {

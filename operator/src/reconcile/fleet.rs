@@ -48,11 +48,17 @@ pub async fn run(
     observed: Observed,
     topology: Option<&Topology>,
 ) -> Result<InFlight> {
-    let Observed { names, table, problem } = observed;
+    let Observed {
+        names,
+        table,
+        problem,
+    } = observed;
     let ns = names.namespace.clone();
     let name = names.ingester.clone();
     let uid = ki.uid().ok_or(Error::MissingMetadata("uid"))?;
-    let owner = ki.controller_owner_ref(&()).ok_or(Error::MissingMetadata("uid"))?;
+    let owner = ki
+        .controller_owner_ref(&())
+        .ok_or(Error::MissingMetadata("uid"))?;
     let key = super::key_of(ki);
     let mut in_flight = InFlight {
         problem: problem.is_some(),
@@ -72,12 +78,18 @@ pub async fn run(
         if w.spec.ingester_uid == uid {
             objects.push(w);
         } else {
-            let _ = worker_api.delete(&w.name_any(), &DeleteParams::default()).await;
+            let _ = worker_api
+                .delete(&w.name_any(), &DeleteParams::default())
+                .await;
         }
     }
     let lives = {
         let mut memory = ctx.memory();
-        liveness(memory.entry(key.clone()).or_default(), &objects, ctx.settings.worker_lease)
+        liveness(
+            memory.entry(key.clone()).or_default(),
+            &objects,
+            ctx.settings.worker_lease,
+        )
     };
     let workers: Workers = objects
         .into_iter()
@@ -87,7 +99,12 @@ pub async fn run(
 
     // Plan the table: reports, fences, topology, owners.
     let mut transitions = Vec::new();
-    let mut desired = ki.status.as_ref().map(|s| s.replicas).unwrap_or(0).max(ki.spec.workers.min_replicas);
+    let mut desired = ki
+        .status
+        .as_ref()
+        .map(|s| s.replicas)
+        .unwrap_or(0)
+        .max(ki.spec.workers.min_replicas);
     let mut planned = None;
     if let Some(table) = &table {
         let mut spec = table.spec.clone();
@@ -95,7 +112,13 @@ pub async fn run(
         let candidates = {
             let mut memory = ctx.memory();
             let m = memory.entry(key.clone()).or_default();
-            handoff::fence_candidates(&spec, &workers, &mut m.timers, ctx.settings.expiries, std::time::Instant::now())
+            handoff::fence_candidates(
+                &spec,
+                &workers,
+                &mut m.timers,
+                ctx.settings.expiries,
+                std::time::Instant::now(),
+            )
         };
         for c in candidates {
             match fence(ctx, &worker_api, &c).await {
@@ -104,9 +127,14 @@ pub async fn run(
                     ctx.metrics.handoff(c.reason.label());
                     handoff::apply_fence(&mut spec, &fenced, &c.shard, c.epoch);
                     warn!(worker = %c.worker, shard = %c.shard, epoch = c.epoch, reason = c.reason.label(), "fenced a shard off its worker");
-                    transitions.push(Transition::AlreadyFenced { shard: c.shard.clone(), owner: c.worker.clone() });
+                    transitions.push(Transition::AlreadyFenced {
+                        shard: c.shard.clone(),
+                        owner: c.worker.clone(),
+                    });
                 }
-                Err(e) => warn!(worker = %c.worker, shard = %c.shard, error = %e, "cannot fence yet; the shard stays put"),
+                Err(e) => {
+                    warn!(worker = %c.worker, shard = %c.shard, error = %e, "cannot fence yet; the shard stays put")
+                }
             }
         }
         if let Some(t) = topology {
@@ -128,7 +156,10 @@ pub async fn run(
             ki.spec.read.strict_order,
             handoff::max_handoffs(eligible.len()),
         );
-        if planned_now.iter().any(|t| matches!(t, Transition::Draining { .. })) {
+        if planned_now
+            .iter()
+            .any(|t| matches!(t, Transition::Draining { .. }))
+        {
             ctx.metrics.rebalanced();
         }
         transitions.extend(planned_now);
@@ -139,7 +170,13 @@ pub async fn run(
                 .replace(&name, &PostParams::default(), &next)
                 .await;
             ctx.metrics.write("assignment", result_label(&res));
-            next = res.map_err(|e| if is_conflict(&e) { Error::Conflict } else { kerr("writing the shard table")(e) })?;
+            next = res.map_err(|e| {
+                if is_conflict(&e) {
+                    Error::Conflict
+                } else {
+                    kerr("writing the shard table")(e)
+                }
+            })?;
         }
         planned = Some(next);
     }
@@ -151,8 +188,21 @@ pub async fn run(
             Transition::Finished { .. } => in_flight.refresh_topology = true,
             _ => {}
         }
-        if matches!(t, Transition::Discovered { .. } | Transition::Draining { .. } | Transition::AlreadyFenced { .. } | Transition::OwnerGone { .. }) {
-            let kind = if matches!(t, Transition::AlreadyFenced { .. } | Transition::OwnerGone { .. }) { EventType::Warning } else { EventType::Normal };
+        if matches!(
+            t,
+            Transition::Discovered { .. }
+                | Transition::Draining { .. }
+                | Transition::AlreadyFenced { .. }
+                | Transition::OwnerGone { .. }
+        ) {
+            let kind = if matches!(
+                t,
+                Transition::AlreadyFenced { .. } | Transition::OwnerGone { .. }
+            ) {
+                EventType::Warning
+            } else {
+                EventType::Normal
+            };
             publish(ctx, ki, kind, reason, "Plan", note).await;
         }
     }
@@ -169,17 +219,47 @@ pub async fn run(
         .map_or(0, |o| o + 1);
     let replicas = desired.max(owning_max);
     if let Some(sa) = workload::service_account(&names, &owner) {
-        ssa(&Api::<ServiceAccount>::namespaced(ctx.client.clone(), &ns), &sa, ctx, "serviceaccount").await?;
+        ssa(
+            &Api::<ServiceAccount>::namespaced(ctx.client.clone(), &ns),
+            &sa,
+            ctx,
+            "serviceaccount",
+        )
+        .await?;
     }
-    ssa(&Api::<Role>::namespaced(ctx.client.clone(), &ns), &workload::role(&names, &owner), ctx, "role").await?;
-    ssa(&Api::<RoleBinding>::namespaced(ctx.client.clone(), &ns), &workload::role_binding(&names, &owner), ctx, "rolebinding").await?;
+    ssa(
+        &Api::<Role>::namespaced(ctx.client.clone(), &ns),
+        &workload::role(&names, &owner),
+        ctx,
+        "role",
+    )
+    .await?;
+    ssa(
+        &Api::<RoleBinding>::namespaced(ctx.client.clone(), &ns),
+        &workload::role_binding(&names, &owner),
+        ctx,
+        "rolebinding",
+    )
+    .await?;
     // Worker objects exist before their pods, so workers never need `create`.
     for n in 0..replicas {
         let wname = worker_name(&name, n);
         if !workers.contains_key(&wname) {
-            let mut w = KinesisWorker::new(&wname, KinesisWorkerSpec { ingester_uid: uid.clone(), fences: vec![] });
+            let mut w = KinesisWorker::new(
+                &wname,
+                KinesisWorkerSpec {
+                    ingester_uid: uid.clone(),
+                    fences: vec![],
+                },
+            );
             w.metadata.owner_references = Some(vec![owner.clone()]);
-            w.metadata.labels = Some([(INGESTER_LABEL.to_owned(), name.clone()), (ORDINAL_LABEL.to_owned(), n.to_string())].into());
+            w.metadata.labels = Some(
+                [
+                    (INGESTER_LABEL.to_owned(), name.clone()),
+                    (ORDINAL_LABEL.to_owned(), n.to_string()),
+                ]
+                .into(),
+            );
             let res = worker_api.create(&PostParams::default(), &w).await;
             ctx.metrics.write("worker", result_label(&res));
             match res {
@@ -198,7 +278,15 @@ pub async fn run(
     let sts = workload::stateful_set(ki, &names, &owner, replicas, &ctx.settings.workload);
     ssa(&sts_api, &sts, ctx, "statefulset").await?;
     if previous_replicas.is_some_and(|p| p != replicas) {
-        publish(ctx, ki, EventType::Normal, "Scaling", "Scale", format!("workers {} → {replicas}", previous_replicas.unwrap_or(0))).await;
+        publish(
+            ctx,
+            ki,
+            EventType::Normal,
+            "Scaling",
+            "Scale",
+            format!("workers {} → {replicas}", previous_replicas.unwrap_or(0)),
+        )
+        .await;
     }
 
     let pods = Api::<Pod>::namespaced(ctx.client.clone(), &ns)
@@ -209,8 +297,14 @@ pub async fn run(
     let pod_names: Vec<String> = pods.iter().map(ResourceExt::name_any).collect();
     let ready_pods = pods.iter().filter(|p| pod_ready(p)).count();
     // Worker objects of removed ordinals go once their pod is gone and they own nothing.
-    let owning = planned.as_ref().map(|t| handoff::owning_workers(&t.spec)).unwrap_or_default();
-    for (wname, _) in workers.iter().filter(|(n, _)| ordinal(&name, n) >= replicas) {
+    let owning = planned
+        .as_ref()
+        .map(|t| handoff::owning_workers(&t.spec))
+        .unwrap_or_default();
+    for (wname, _) in workers
+        .iter()
+        .filter(|(n, _)| ordinal(&name, n) >= replicas)
+    {
         if !owning.contains(wname) && !pod_names.contains(wname) {
             let res = worker_api.delete(wname, &DeleteParams::default()).await;
             if let Some(e) = res.as_ref().err().filter(|e| !is_not_found(e)) {
@@ -236,12 +330,27 @@ pub async fn run(
         now: Timestamp::now(),
     });
     ctx.metrics.set_fleet(&labels(ki), &gauges);
-    in_flight.busy = next.conditions.iter().any(|c| c.type_ == "Progressing" && c.status == "True");
+    in_flight.busy = next
+        .conditions
+        .iter()
+        .any(|c| c.type_ == "Progressing" && c.status == "True");
     write_status(ki, ctx, &key, previous.as_ref(), next).await?;
     if let Some(p) = &problem {
-        let was = ki.status.as_ref().and_then(|s| s.conditions.iter().find(|c| c.type_ == "Degraded")).map(|c| c.reason.clone());
+        let was = ki
+            .status
+            .as_ref()
+            .and_then(|s| s.conditions.iter().find(|c| c.type_ == "Degraded"))
+            .map(|c| c.reason.clone());
         if was.as_deref() != Some(p.reason) {
-            publish(ctx, ki, EventType::Warning, p.reason, "ReadStream", p.message.clone()).await;
+            publish(
+                ctx,
+                ki,
+                EventType::Warning,
+                p.reason,
+                "ReadStream",
+                p.message.clone(),
+            )
+            .await;
         }
     }
     Ok(in_flight)
@@ -258,14 +367,24 @@ fn pod_ready(p: &Pod) -> bool {
 /// `resourceVersion` precondition; retries on conflicts (the worker writes once per report
 /// interval, so this converges at once). Returns the object as fenced: its status holds the
 /// last checkpoint the worker can ever store for that epoch.
-async fn fence(ctx: &Context, api: &Api<KinesisWorker>, c: &handoff::FenceCandidate) -> Result<KinesisWorker> {
+async fn fence(
+    ctx: &Context,
+    api: &Api<KinesisWorker>,
+    c: &handoff::FenceCandidate,
+) -> Result<KinesisWorker> {
     for _ in 0..5 {
-        let mut w = api.get(&c.worker).await.map_err(kerr("reading a worker to fence it"))?;
+        let mut w = api
+            .get(&c.worker)
+            .await
+            .map_err(kerr("reading a worker to fence it"))?;
         if w.spec.is_fenced(&c.shard, c.epoch) {
             return Ok(w);
         }
         w.spec.fences.retain(|f| f.shard_id != c.shard);
-        w.spec.fences.push(Fence { shard_id: c.shard.clone(), epoch: c.epoch });
+        w.spec.fences.push(Fence {
+            shard_id: c.shard.clone(),
+            epoch: c.epoch,
+        });
         let res = api.replace(&c.worker, &PostParams::default(), &w).await;
         ctx.metrics.write("worker_fence", result_label(&res));
         match res {
@@ -296,17 +415,25 @@ async fn write_status(
     if !changed || !(structural || due) {
         return Ok(());
     }
-    let api: Api<KinesisIngester> = Api::namespaced(ctx.client.clone(), &ki.namespace().unwrap_or_default());
+    let api: Api<KinesisIngester> =
+        Api::namespaced(ctx.client.clone(), &ki.namespace().unwrap_or_default());
     let patch = serde_json::json!({
         "apiVersion": kinesis_ingester_api::API_VERSION,
         "kind": kinesis_ingester_api::KIND,
         "status": next,
     });
     let res = api
-        .patch_status(&ki.name_any(), &PatchParams::apply(FIELD_MANAGER).force(), &Patch::Apply(&patch))
+        .patch_status(
+            &ki.name_any(),
+            &PatchParams::apply(FIELD_MANAGER).force(),
+            &Patch::Apply(&patch),
+        )
         .await;
     ctx.metrics.write("status", result_label(&res));
     res.map_err(kerr("writing status"))?;
-    ctx.memory().entry(key.to_owned()).or_default().status_written = Some(tokio::time::Instant::now());
+    ctx.memory()
+        .entry(key.to_owned())
+        .or_default()
+        .status_written = Some(tokio::time::Instant::now());
     Ok(())
 }

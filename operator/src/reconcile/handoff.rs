@@ -51,7 +51,11 @@ pub enum Transition {
     /// A new shard appeared in the stream.
     Discovered { shard: String },
     /// The shard got an owner.
-    Assigned { shard: String, owner: String, epoch: i64 },
+    Assigned {
+        shard: String,
+        owner: String,
+        epoch: i64,
+    },
     /// The shard's owner must release it for another worker.
     Draining { shard: String, owner: String },
 }
@@ -405,7 +409,11 @@ pub fn plan_owners(
 
 /// Ordinals of workers that still own a shard in the table.
 pub fn owning_workers(table: &KinesisShardAssignmentSpec) -> BTreeSet<String> {
-    table.shards.iter().filter_map(|s| s.owner.clone()).collect()
+    table
+        .shards
+        .iter()
+        .filter_map(|s| s.owner.clone())
+        .collect()
 }
 
 /// `max(1, 10 % of the eligible shards)`: how many shards may be draining at once.

@@ -11,8 +11,7 @@ mod fleet;
 use std::{sync::Arc, time::Duration};
 
 use kinesis_ingester_api::{
-    KinesisIngester, KinesisShardAssignment, KinesisShardAssignmentSpec, ReadMode,
-    worker_ordinal,
+    KinesisIngester, KinesisShardAssignment, KinesisShardAssignmentSpec, ReadMode, worker_ordinal,
 };
 use kube::{
     Api, Resource, ResourceExt,
@@ -108,9 +107,13 @@ async fn apply(ki: &KinesisIngester, ctx: &Context) -> Result<Action> {
     // Observe the stream, at most once per shardSyncInterval (or when asked to).
     let due = {
         let memory = ctx.memory();
-        memory.get(&key).and_then(|m| m.topology.as_ref()).is_none_or(|t| {
-            t.at.elapsed() >= ki.spec.read.shard_sync_interval.get() || t.stream != ki.spec.stream
-        })
+        memory
+            .get(&key)
+            .and_then(|m| m.topology.as_ref())
+            .is_none_or(|t| {
+                t.at.elapsed() >= ki.spec.read.shard_sync_interval.get()
+                    || t.stream != ki.spec.stream
+            })
     };
     let mut problem = None;
     if due {
@@ -134,11 +137,18 @@ async fn apply(ki: &KinesisIngester, ctx: &Context) -> Result<Action> {
 
     // The shard table: create or adopt it once the stream is known.
     let tables: Api<KinesisShardAssignment> = Api::namespaced(ctx.client.clone(), &ns);
-    let mut table = tables.get_opt(&name).await.map_err(kerr("reading the shard table"))?;
+    let mut table = tables
+        .get_opt(&name)
+        .await
+        .map_err(kerr("reading the shard table"))?;
     if let Some(t) = &topology {
         table = Some(ensure_table(ki, ctx, &tables, table, t, &mut problem).await?);
     }
-    let observed = Observed { names, table, problem };
+    let observed = Observed {
+        names,
+        table,
+        problem,
+    };
     let in_flight = fleet::run(ki, ctx, observed, topology.as_ref()).await?;
 
     let mut memory = ctx.memory();
@@ -169,7 +179,9 @@ async fn ensure_table(
     problem: &mut Option<StreamProblem>,
 ) -> Result<KinesisShardAssignment> {
     let uid = ki.uid().ok_or(Error::MissingMetadata("uid"))?;
-    let owner = ki.controller_owner_ref(&()).ok_or(Error::MissingMetadata("uid"))?;
+    let owner = ki
+        .controller_owner_ref(&())
+        .ok_or(Error::MissingMetadata("uid"))?;
     let consumer_arn = match ki.spec.read.mode {
         ReadMode::Polling => None,
         ReadMode::EnhancedFanOut => existing
@@ -237,7 +249,18 @@ async fn ensure_table(
                 s.draining = false;
             }
             let adopted = replace_table(ctx, tables, &next).await?;
-            publish(ctx, ki, EventType::Normal, "AdoptedCheckpoints", "Adopt", format!("resuming from the retained shard table ({} shards)", adopted.spec.shards.len())).await;
+            publish(
+                ctx,
+                ki,
+                EventType::Normal,
+                "AdoptedCheckpoints",
+                "Adopt",
+                format!(
+                    "resuming from the retained shard table ({} shards)",
+                    adopted.spec.shards.len()
+                ),
+            )
+            .await;
             Ok(adopted)
         }
         None => {
@@ -253,7 +276,11 @@ async fn ensure_table(
             );
             t.metadata.owner_references = Some(vec![owner]);
             t.metadata.labels = Some(
-                [(kinesis_ingester_api::INGESTER_LABEL.to_owned(), ki.name_any())].into(),
+                [(
+                    kinesis_ingester_api::INGESTER_LABEL.to_owned(),
+                    ki.name_any(),
+                )]
+                .into(),
             );
             let created = tables.create(&PostParams::default(), &t).await;
             ctx.metrics.write("assignment", result_label(&created));
@@ -319,7 +346,11 @@ async fn publish(
 /// Liveness of every worker from the operator's own observations: a worker is live while its
 /// object changed within the lease duration, measured from when this replica first saw the
 /// current version.
-fn liveness(memory: &mut Memory, workers: &[kinesis_ingester_api::KinesisWorker], lease: Duration) -> Vec<Liveness> {
+fn liveness(
+    memory: &mut Memory,
+    workers: &[kinesis_ingester_api::KinesisWorker],
+    lease: Duration,
+) -> Vec<Liveness> {
     let now = Instant::now();
     memory
         .seen
@@ -363,18 +394,36 @@ fn ordinal(ingester: &str, worker: &str) -> i32 {
 /// Describes transitions for events and logs.
 fn describe(t: &Transition) -> (&'static str, String) {
     match t {
-        Transition::Finished { shard, owner } => ("ShardFinished", format!("{shard} read to its end by {owner}")),
-        Transition::Released { shard, owner } => ("ShardReleased", format!("{owner} released {shard}")),
-        Transition::AlreadyFenced { shard, owner } => ("ShardFenced", format!("{shard} was fenced off {owner}")),
-        Transition::OwnerGone { shard, owner } => ("OwnerGone", format!("{owner} of {shard} is gone")),
+        Transition::Finished { shard, owner } => (
+            "ShardFinished",
+            format!("{shard} read to its end by {owner}"),
+        ),
+        Transition::Released { shard, owner } => {
+            ("ShardReleased", format!("{owner} released {shard}"))
+        }
+        Transition::AlreadyFenced { shard, owner } => {
+            ("ShardFenced", format!("{shard} was fenced off {owner}"))
+        }
+        Transition::OwnerGone { shard, owner } => {
+            ("OwnerGone", format!("{owner} of {shard} is gone"))
+        }
         Transition::Discovered { shard } => ("Resharded", format!("new shard {shard}")),
-        Transition::Assigned { shard, owner, epoch } => ("ShardAssigned", format!("{shard} → {owner} (epoch {epoch})")),
+        Transition::Assigned {
+            shard,
+            owner,
+            epoch,
+        } => (
+            "ShardAssigned",
+            format!("{shard} → {owner} (epoch {epoch})"),
+        ),
         Transition::Draining { shard, owner } => ("Rebalancing", format!("{owner} drains {shard}")),
     }
 }
 
 #[allow(dead_code)]
-fn not_found_ok<T>(r: std::result::Result<T, kube::Error>) -> std::result::Result<Option<T>, kube::Error> {
+fn not_found_ok<T>(
+    r: std::result::Result<T, kube::Error>,
+) -> std::result::Result<Option<T>, kube::Error> {
     match r {
         Ok(v) => Ok(Some(v)),
         Err(e) if is_not_found(&e) => Ok(None),
@@ -387,9 +436,17 @@ async fn ssa<K>(api: &Api<K>, obj: &K, ctx: &Context, what: &'static str) -> Res
 where
     K: Resource + Clone + serde::Serialize + serde::de::DeserializeOwned + std::fmt::Debug,
 {
-    let name = obj.meta().name.clone().ok_or(Error::MissingMetadata("name"))?;
+    let name = obj
+        .meta()
+        .name
+        .clone()
+        .ok_or(Error::MissingMetadata("name"))?;
     let res = api
-        .patch(&name, &PatchParams::apply(FIELD_MANAGER).force(), &Patch::Apply(obj))
+        .patch(
+            &name,
+            &PatchParams::apply(FIELD_MANAGER).force(),
+            &Patch::Apply(obj),
+        )
         .await;
     ctx.metrics.write(what, result_label(&res));
     res.map_err(kerr(what))

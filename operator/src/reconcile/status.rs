@@ -53,7 +53,14 @@ pub struct StatusInput<'a> {
 pub fn format_lag(ms: i64) -> String {
     let ms = ms.max(0);
     if ms < 1000 {
-        return format!("{}s", if ms == 0 { "0".to_owned() } else { format!("0.{}", ms / 100) });
+        return format!(
+            "{}s",
+            if ms == 0 {
+                "0".to_owned()
+            } else {
+                format!("0.{}", ms / 100)
+            }
+        );
     }
     if ms < 60_000 {
         return format!("{}.{}s", ms / 1000, (ms % 1000) / 100);
@@ -71,9 +78,15 @@ pub fn compute(input: &StatusInput<'_>) -> (KinesisIngesterStatus, FleetGauges) 
     let mut max_lag: Option<i64> = None;
     let (mut pending, mut reading, mut draining) = (0, 0, 0);
     let mut per_worker: std::collections::BTreeMap<&str, i64> = Default::default();
-    let readable: Vec<String> = input.table.map(|t| eligible(t, input.strict_order)).unwrap_or_default();
+    let readable: Vec<String> = input
+        .table
+        .map(|t| eligible(t, input.strict_order))
+        .unwrap_or_default();
     for s in input.table.map(|t| t.shards.as_slice()).unwrap_or_default() {
-        let owner = s.owner.as_ref().and_then(|o| input.workers.get(o).map(|w| (o, w)));
+        let owner = s
+            .owner
+            .as_ref()
+            .and_then(|o| input.workers.get(o).map(|w| (o, w)));
         let entry = owner.and_then(|(_, w)| w.object.status.as_ref()?.entry(&s.shard_id, s.epoch));
         let live = owner.is_some_and(|(_, w)| w.liveness == Liveness::Live);
         let state = match (entry, s.draining) {
@@ -120,32 +133,83 @@ pub fn compute(input: &StatusInput<'_>) -> (KinesisIngesterStatus, FleetGauges) 
     let (ready, ready_reason, ready_msg) = if let Some(p) = &input.problem {
         (false, "StreamUnavailable", p.message.clone())
     } else if input.table.is_none() {
-        (false, "ShardsNotReading", "the stream's shards were not read yet".to_owned())
+        (
+            false,
+            "ShardsNotReading",
+            "the stream's shards were not read yet".to_owned(),
+        )
     } else if (live_workers as i32) < input.desired {
-        (false, "WorkersNotReady", format!("{live_workers} of {} workers are live", input.desired))
+        (
+            false,
+            "WorkersNotReady",
+            format!("{live_workers} of {} workers are live", input.desired),
+        )
     } else if reading < readable.len() {
-        (false, "ShardsNotReading", format!("{reading} of {} readable shards are being read", readable.len()))
+        (
+            false,
+            "ShardsNotReading",
+            format!(
+                "{reading} of {} readable shards are being read",
+                readable.len()
+            ),
+        )
     } else {
-        (true, "AllShardsReading", format!("{reading} shards read by {live_workers} workers"))
+        (
+            true,
+            "AllShardsReading",
+            format!("{reading} shards read by {live_workers} workers"),
+        )
     };
     let (progressing, prog_reason, prog_msg) = if draining > 0 || reading < readable.len() {
-        (true, "Rebalancing", format!("{draining} shards draining, {} waiting for an owner", readable.len().saturating_sub(reading + draining)))
+        (
+            true,
+            "Rebalancing",
+            format!(
+                "{draining} shards draining, {} waiting for an owner",
+                readable.len().saturating_sub(reading + draining)
+            ),
+        )
     } else if input.ready_pods != input.desired || live_workers as i32 != input.desired {
-        (true, "Scaling", format!("{} of {} worker pods ready", input.ready_pods, input.desired))
+        (
+            true,
+            "Scaling",
+            format!(
+                "{} of {} worker pods ready",
+                input.ready_pods, input.desired
+            ),
+        )
     } else {
-        (false, "Stable", "no handoff or scaling in progress".to_owned())
+        (
+            false,
+            "Stable",
+            "no handoff or scaling in progress".to_owned(),
+        )
     };
     let (degraded, deg_reason, deg_msg) = if let Some(p) = &input.problem {
         (true, p.reason, p.message.clone())
     } else if expired > 0 {
-        (true, "WorkerExpired", format!("{expired} workers stopped reporting; their shards move to live workers"))
+        (
+            true,
+            "WorkerExpired",
+            format!("{expired} workers stopped reporting; their shards move to live workers"),
+        )
     } else {
         (false, "AsExpected", "no problem found".to_owned())
     };
-    let previous = input.previous.map(|p| p.conditions.as_slice()).unwrap_or_default();
+    let previous = input
+        .previous
+        .map(|p| p.conditions.as_slice())
+        .unwrap_or_default();
     let conditions = vec![
         condition("Ready", ready, ready_reason, ready_msg, input, previous),
-        condition("Progressing", progressing, prog_reason, prog_msg, input, previous),
+        condition(
+            "Progressing",
+            progressing,
+            prog_reason,
+            prog_msg,
+            input,
+            previous,
+        ),
         condition("Degraded", degraded, deg_reason, deg_msg, input, previous),
     ];
     let status = KinesisIngesterStatus {
@@ -162,7 +226,11 @@ pub fn compute(input: &StatusInput<'_>) -> (KinesisIngesterStatus, FleetGauges) 
         shards,
     };
     let gauges = FleetGauges {
-        shards: vec![("pending", pending as i64), ("reading", reading as i64), ("draining", draining as i64)],
+        shards: vec![
+            ("pending", pending as i64),
+            ("reading", reading as i64),
+            ("draining", draining as i64),
+        ],
         workers: vec![
             ("live", count(Liveness::Live)),
             ("not_started", count(Liveness::NotStarted)),
@@ -201,7 +269,10 @@ fn condition(
 
 /// Whether `next` differs from `previous` in anything but lag figures and checkpoints, which
 /// change all the time and are written at most every status interval.
-pub fn structurally_different(previous: &KinesisIngesterStatus, next: &KinesisIngesterStatus) -> bool {
+pub fn structurally_different(
+    previous: &KinesisIngesterStatus,
+    next: &KinesisIngesterStatus,
+) -> bool {
     let strip = |s: &KinesisIngesterStatus| {
         let mut s = s.clone();
         s.max_millis_behind_latest = None;
@@ -249,9 +320,18 @@ mod tests {
     }
 
     fn workers(live: Liveness, lags: &[(usize, i64)]) -> Workers {
-        let mut o = KinesisWorker::new("w0", KinesisWorkerSpec { ingester_uid: "u".into(), fences: vec![] });
+        let mut o = KinesisWorker::new(
+            "w0",
+            KinesisWorkerSpec {
+                ingester_uid: "u".into(),
+                fences: vec![],
+            },
+        );
         o.status = Some(KinesisWorkerStatus {
-            holder: Some(Holder { pod_uid: "p".into(), incarnation: "i".into() }),
+            holder: Some(Holder {
+                pod_uid: "p".into(),
+                incarnation: "i".into(),
+            }),
             shards: lags
                 .iter()
                 .map(|(i, lag)| WorkerShard {
@@ -265,7 +345,14 @@ mod tests {
                 .collect(),
             ..Default::default()
         });
-        [("w0".to_owned(), WorkerState { object: o, liveness: live })].into()
+        [(
+            "w0".to_owned(),
+            WorkerState {
+                object: o,
+                liveness: live,
+            },
+        )]
+        .into()
     }
 
     fn input<'a>(t: &'a KinesisShardAssignmentSpec, w: &'a Workers) -> StatusInput<'a> {
@@ -286,7 +373,10 @@ mod tests {
     }
 
     fn cond<'a>(s: &'a KinesisIngesterStatus, t: &str) -> &'a Condition {
-        s.conditions.iter().find(|c| c.type_ == t).expect("condition")
+        s.conditions
+            .iter()
+            .find(|c| c.type_ == t)
+            .expect("condition")
     }
 
     #[test]
@@ -321,7 +411,10 @@ mod tests {
         let t = table(&[]);
         let w = workers(Liveness::Live, &[]);
         let mut i = input(&t, &w);
-        i.problem = Some(StreamProblem { reason: "StreamNotFound", message: "stream orders not found".into() });
+        i.problem = Some(StreamProblem {
+            reason: "StreamNotFound",
+            message: "stream orders not found".into(),
+        });
         let (s, _) = compute(&i);
         assert_eq!(cond(&s, "Ready").reason, "StreamUnavailable");
         assert_eq!(cond(&s, "Degraded").reason, "StreamNotFound");
@@ -338,7 +431,10 @@ mod tests {
         i.previous = Some(&first);
         i.now = Timestamp::from_second(1000).expect("time");
         let (second, _) = compute(&i);
-        assert_eq!(cond(&second, "Degraded").last_transition_time, Time(Timestamp::UNIX_EPOCH));
+        assert_eq!(
+            cond(&second, "Degraded").last_transition_time,
+            Time(Timestamp::UNIX_EPOCH)
+        );
         assert!(!structurally_different(&first, &second));
     }
 

@@ -67,7 +67,10 @@ impl Names {
 pub fn selector_labels(ingester: &str) -> BTreeMap<String, String> {
     BTreeMap::from([
         (INGESTER_LABEL.to_owned(), ingester.to_owned()),
-        ("app.kubernetes.io/component".to_owned(), "worker".to_owned()),
+        (
+            "app.kubernetes.io/component".to_owned(),
+            "worker".to_owned(),
+        ),
     ])
 }
 
@@ -84,7 +87,10 @@ fn labels(ingester: &str) -> BTreeMap<String, String> {
     let mut l = selector_labels(ingester);
     l.insert("app.kubernetes.io/name".into(), "kinesis-ingester".into());
     l.insert("app.kubernetes.io/instance".into(), ingester.into());
-    l.insert("app.kubernetes.io/managed-by".into(), "kinesis-operator".into());
+    l.insert(
+        "app.kubernetes.io/managed-by".into(),
+        "kinesis-operator".into(),
+    );
     l
 }
 
@@ -202,7 +208,11 @@ pub fn stateful_set(
     args.extend(settings.worker_args.iter().cloned());
     let container = Container {
         name: "ingester".into(),
-        image: Some(w.image.clone().unwrap_or_else(|| settings.default_image.clone())),
+        image: Some(
+            w.image
+                .clone()
+                .unwrap_or_else(|| settings.default_image.clone()),
+        ),
         args: Some(args),
         env: Some(vec![
             field_env("POD_NAME", "metadata.name"),
@@ -242,8 +252,7 @@ pub fn stateful_set(
             template: PodTemplateSpec {
                 metadata: Some(ObjectMeta {
                     labels: Some(pod_labels),
-                    annotations: (!w.pod_annotations.is_empty())
-                        .then(|| w.pod_annotations.clone()),
+                    annotations: (!w.pod_annotations.is_empty()).then(|| w.pod_annotations.clone()),
                     ..Default::default()
                 }),
                 spec: Some(PodSpec {
@@ -317,16 +326,26 @@ mod tests {
         let ki = ingester(r#"{"podLabels": {"team": "a"}, "serviceAccountName": "irsa"}"#);
         let names = Names::of(&ki, "ns", "orders");
         assert_eq!(names.service_account, "irsa");
-        assert!(service_account(&names, &owner()).is_none(), "a given account is not ours");
+        assert!(
+            service_account(&names, &owner()).is_none(),
+            "a given account is not ours"
+        );
         let sts = stateful_set(&ki, &names, &owner(), 3, &settings());
         let spec = sts.spec;
         assert_eq!(spec.replicas, Some(3));
         assert_eq!(spec.pod_management_policy.as_deref(), Some("Parallel"));
         let pod = spec.template.spec.expect("pod");
         assert_eq!(pod.service_account_name.as_deref(), Some("irsa"));
-        let labels = spec.template.metadata.and_then(|m| m.labels).expect("labels");
+        let labels = spec
+            .template
+            .metadata
+            .and_then(|m| m.labels)
+            .expect("labels");
         assert_eq!(labels.get("team").map(String::as_str), Some("a"));
-        assert_eq!(labels.get(INGESTER_LABEL).map(String::as_str), Some("orders"));
+        assert_eq!(
+            labels.get(INGESTER_LABEL).map(String::as_str),
+            Some("orders")
+        );
         let c = &pod.containers[0];
         assert_eq!(c.image.as_deref(), Some("kinesis-ingester:test"));
         let args = c.args.clone().expect("args").join(" ");
@@ -334,9 +353,15 @@ mod tests {
         assert!(args.ends_with("--report-interval 6s"), "{args}");
         let sc = c.security_context.clone().expect("security context");
         assert_eq!(sc.read_only_root_filesystem, Some(true));
-        assert_eq!(sc.capabilities.and_then(|c| c.drop), Some(vec!["ALL".to_owned()]));
         assert_eq!(
-            pod.security_context.and_then(|s| s.seccomp_profile).map(|s| s.type_).as_deref(),
+            sc.capabilities.and_then(|c| c.drop),
+            Some(vec!["ALL".to_owned()])
+        );
+        assert_eq!(
+            pod.security_context
+                .and_then(|s| s.seccomp_profile)
+                .map(|s| s.type_)
+                .as_deref(),
             Some("RuntimeDefault")
         );
     }
@@ -370,6 +395,9 @@ mod tests {
         );
         let binding = role_binding(&names, &owner());
         assert_eq!(binding.subjects.expect("subjects")[0].name, "orders-worker");
-        assert_eq!(selector_string("orders"), "app.kubernetes.io/component=worker,kinesis-operator.dev/ingester=orders");
+        assert_eq!(
+            selector_string("orders"),
+            "app.kubernetes.io/component=worker,kinesis-operator.dev/ingester=orders"
+        );
     }
 }

@@ -77,11 +77,20 @@ fn a_release_clears_the_owner_and_keeps_the_final_position() {
     e.released = true;
     let workers: Workers = [worker("w0", Liveness::Live, vec![e])].into();
     let out = absorb_reports(&mut t, &workers);
-    assert_eq!(out, vec![Transition::Released { shard: "s0".into(), owner: "w0".into() }]);
+    assert_eq!(
+        out,
+        vec![Transition::Released {
+            shard: "s0".into(),
+            owner: "w0".into()
+        }]
+    );
     assert_eq!(t.shards[0].owner, None);
     assert!(!t.shards[0].draining);
     assert_eq!(t.shards[0].start_after, Some(pos("42")));
-    assert_eq!(t.shards[0].epoch, 3, "the epoch rises only with the next owner");
+    assert_eq!(
+        t.shards[0].epoch, 3,
+        "the epoch rises only with the next owner"
+    );
 }
 
 #[test]
@@ -127,7 +136,13 @@ fn an_existing_fence_finishes_a_half_done_move() {
     });
     let workers: Workers = [(name, w)].into();
     let out = absorb_reports(&mut t, &workers);
-    assert_eq!(out, vec![Transition::AlreadyFenced { shard: "s0".into(), owner: "w0".into() }]);
+    assert_eq!(
+        out,
+        vec![Transition::AlreadyFenced {
+            shard: "s0".into(),
+            owner: "w0".into()
+        }]
+    );
     assert_eq!(t.shards[0].start_after, Some(pos("77")));
     assert_eq!(t.shards[0].owner, None);
 }
@@ -140,9 +155,18 @@ fn an_expired_or_stopped_owner_is_fenced_at_once() {
         worker("w1", Liveness::Stopped, vec![entry("s1", 1, None)]),
     ]
     .into();
-    let got = fence_candidates(&t, &workers, &mut Timers::default(), EXPIRIES, Instant::now());
+    let got = fence_candidates(
+        &t,
+        &workers,
+        &mut Timers::default(),
+        EXPIRIES,
+        Instant::now(),
+    );
     let reasons: Vec<_> = got.iter().map(|c| (c.shard.as_str(), c.reason)).collect();
-    assert_eq!(reasons, vec![("s0", FenceReason::Expired), ("s1", FenceReason::Stopped)]);
+    assert_eq!(
+        reasons,
+        vec![("s0", FenceReason::Expired), ("s1", FenceReason::Stopped)]
+    );
 }
 
 #[test]
@@ -150,7 +174,12 @@ fn a_drain_or_start_that_takes_too_long_is_fenced_after_its_expiry() {
     let mut t = table(vec![shard("s0", Some("w0"), 1), shard("s1", Some("w0"), 5)]);
     t.shards[0].draining = true;
     // s0 is confirmed (entry at epoch 1) but draining; s1 was never confirmed at epoch 5.
-    let workers: Workers = [worker("w0", Liveness::Live, vec![entry("s0", 1, Some("1"))])].into();
+    let workers: Workers = [worker(
+        "w0",
+        Liveness::Live,
+        vec![entry("s0", 1, Some("1"))],
+    )]
+    .into();
     let mut timers = Timers::default();
     let t0 = Instant::now();
     assert!(fence_candidates(&t, &workers, &mut timers, EXPIRIES, t0).is_empty());
@@ -161,7 +190,10 @@ fn a_drain_or_start_that_takes_too_long_is_fenced_after_its_expiry() {
     let reasons: Vec<_> = got.iter().map(|c| (c.shard.as_str(), c.reason)).collect();
     assert_eq!(
         reasons,
-        vec![("s0", FenceReason::DrainTimeout), ("s1", FenceReason::StartTimeout)]
+        vec![
+            ("s0", FenceReason::DrainTimeout),
+            ("s1", FenceReason::StartTimeout)
+        ]
     );
 }
 
@@ -184,7 +216,11 @@ fn a_fence_moves_the_shard_after_the_last_stored_position() {
     let mut t = table(vec![shard("s0", Some("w0"), 1), shard("s1", Some("w0"), 1)]);
     let mut done = entry("s1", 1, Some("5"));
     done.finished = true;
-    let (_, w) = worker("w0", Liveness::Expired, vec![entry("s0", 1, Some("33")), done]);
+    let (_, w) = worker(
+        "w0",
+        Liveness::Expired,
+        vec![entry("s0", 1, Some("33")), done],
+    );
     apply_fence(&mut t, &w.object, "s0", 1);
     apply_fence(&mut t, &w.object, "s1", 1);
     assert_eq!(t.shards.len(), 1);
@@ -237,7 +273,10 @@ fn owners_are_assigned_with_a_new_epoch_and_moves_drain_first() {
     assert_eq!(t.shards[2].owner.as_deref(), Some("w1"));
     assert_eq!(t.shards[2].epoch, 1);
     assert_eq!(t.shards[3].epoch, 8);
-    assert!(out.iter().all(|tr| matches!(tr, Transition::Assigned { .. })));
+    assert!(
+        out.iter()
+            .all(|tr| matches!(tr, Transition::Assigned { .. }))
+    );
     // Planning again is a no-op.
     let before = t.clone();
     assert!(plan_owners(&mut t, &names, &workers, true, 1).is_empty());
@@ -245,8 +284,18 @@ fn owners_are_assigned_with_a_new_epoch_and_moves_drain_first() {
 
     // Scale down to w1 only: w0's shards drain, one at a time.
     let out = plan_owners(&mut t, &names[1..], &workers, true, 1);
-    assert_eq!(out, vec![Transition::Draining { shard: "s0".into(), owner: "w0".into() }]);
-    assert_eq!(t.shards[0].owner.as_deref(), Some("w0"), "the owner keeps it until it releases");
+    assert_eq!(
+        out,
+        vec![Transition::Draining {
+            shard: "s0".into(),
+            owner: "w0".into()
+        }]
+    );
+    assert_eq!(
+        t.shards[0].owner.as_deref(),
+        Some("w0"),
+        "the owner keeps it until it releases"
+    );
     assert!(plan_owners(&mut t, &names[1..], &workers, true, 1).is_empty());
 }
 

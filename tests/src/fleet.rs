@@ -1,0 +1,372 @@
+//! The fleet harness: runs kinesis-operator as a process under its own ServiceAccount, and plays the kubelet for kwok's worker pods by running one `kinesis-ingester` process per Running pod, under the worker ServiceAccount, with the pod's own arguments.
+//!
+//! kwok marks pods Running without running anything (see ../shared/docs/local-cluster.md), so
+//! this harness starts the real binaries. It also lets tests SIGKILL a "pod" or restart the
+//! operator.
+
+use std::{
+    collections::HashMap,
+    path::{Path, PathBuf},
+    process::Stdio,
+    sync::{Arc, Mutex, PoisonError},
+    time::Duration,
+};
+
+use anyhow::{Context, Result};
+use k8s_openapi::api::{
+    core::v1::{Pod, ServiceAccount},
+    rbac::v1::{ClusterRole, RoleBinding},
+};
+use kube::{
+    Api, Client, ResourceExt,
+    api::{ListParams, Patch, PatchParams},
+};
+use tokio::process::{Child, Command};
+use tokio_util::sync::CancellationToken;
+
+use crate::FIELD_MANAGER;
+
+/// A binary of the workspace, built next to the running test executable
+/// (`target/<profile>/`). `cargo test --workspace` builds every binary first.
+pub fn workspace_bin(name: &str) -> Result<PathBuf> {
+    let exe = std::env::current_exe().context("locating the test executable")?;
+    let dir = exe
+        .parent()
+        .and_then(Path::parent)
+        .context("the test executable is not in target/<profile>/deps")?;
+    let path = dir.join(name);
+    anyhow::ensure!(
+        path.exists(),
+        "{} is missing: build it first with `cargo build --workspace --bins` (make test does)",
+        path.display()
+    );
+    Ok(path)
+}
+
+/// Writes a copy of `$KUBECONFIG` whose user impersonates `user` (e.g.
+/// `system:serviceaccount:ns:name`), so a process runs with exactly that account's RBAC.
+pub fn impersonating_kubeconfig(dir: &Path, file: &str, user: &str) -> Result<PathBuf> {
+    let base = std::env::var("KUBECONFIG").context("KUBECONFIG is not set; run under make test")?;
+    let text = std::fs::read_to_string(&base).with_context(|| format!("reading {base}"))?;
+    let mut config: serde_json::Value =
+        serde_saphyr::from_str(&text).with_context(|| format!("parsing {base}"))?;
+    let users = config["users"]
+        .as_array_mut()
+        .context("the kubeconfig has no users")?;
+    for u in users {
+        u["user"]["as"] = serde_json::Value::String(user.to_owned());
+    }
+    let path = dir.join(file);
+    std::fs::write(&path, serde_json::to_string(&config)?)?;
+    Ok(path)
+}
+
+/// The user name of a ServiceAccount.
+pub fn service_account_user(namespace: &str, name: &str) -> String {
+    format!("system:serviceaccount:{namespace}:{name}")
+}
+
+/// Installs the operator's ClusterRole (from `tests/manifests`) and binds it, in `namespace`
+/// only, to the ServiceAccount `kinesis-operator` there.
+pub async fn install_operator_rbac(client: &Client, namespace: &str) -> Result<()> {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("manifests/operator-clusterrole.yaml");
+    let text = std::fs::read_to_string(&path)?;
+    let role: ClusterRole = serde_saphyr::from_str(&text)?;
+    let pp = PatchParams::apply(FIELD_MANAGER).force();
+    Api::<ClusterRole>::all(client.clone())
+        .patch(&role.name_any(), &pp, &Patch::Apply(&role))
+        .await
+        .context("applying the operator ClusterRole")?;
+    let sa: ServiceAccount = serde_json::from_value(serde_json::json!({
+        "apiVersion": "v1", "kind": "ServiceAccount",
+        "metadata": {"name": "kinesis-operator", "namespace": namespace}
+    }))?;
+    Api::<ServiceAccount>::namespaced(client.clone(), namespace)
+        .patch("kinesis-operator", &pp, &Patch::Apply(&sa))
+        .await?;
+    let binding: RoleBinding = serde_json::from_value(serde_json::json!({
+        "apiVersion": "rbac.authorization.k8s.io/v1", "kind": "RoleBinding",
+        "metadata": {"name": "kinesis-operator", "namespace": namespace},
+        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": role.name_any()},
+        "subjects": [{"kind": "ServiceAccount", "name": "kinesis-operator", "namespace": namespace}]
+    }))?;
+    Api::<RoleBinding>::namespaced(client.clone(), namespace)
+        .patch("kinesis-operator", &pp, &Patch::Apply(&binding))
+        .await?;
+    Ok(())
+}
+
+fn emulator_env(cmd: &mut Command) {
+    cmd.env("AWS_ACCESS_KEY_ID", "000000000000")
+        .env("AWS_SECRET_ACCESS_KEY", "test-secret")
+        .env("AWS_REGION", "us-east-1")
+        .env_remove("AWS_PROFILE")
+        .env(
+            "RUST_LOG",
+            std::env::var("RUST_LOG").unwrap_or_else(|_| "info".into()),
+        );
+}
+
+fn log_file(path: &Path) -> Result<(Stdio, Stdio)> {
+    let f = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+        .with_context(|| format!("opening {}", path.display()))?;
+    Ok((Stdio::from(f.try_clone()?), Stdio::from(f)))
+}
+
+/// Sends SIGTERM to a process.
+pub fn sigterm(pid: u32) {
+    let _ = std::process::Command::new("kill")
+        .args(["-TERM", &pid.to_string()])
+        .status();
+}
+
+/// A `kinesis-operator run` process for one namespace, as the `kinesis-operator` account.
+#[derive(Debug)]
+pub struct OperatorProcess {
+    child: Child,
+    /// Its log file.
+    pub log: PathBuf,
+}
+
+impl OperatorProcess {
+    /// Starts the operator watching `namespace`, with the Lease there too.
+    pub async fn start(dir: &Path, namespace: &str, extra: &[&str]) -> Result<Self> {
+        let kubeconfig = impersonating_kubeconfig(
+            dir,
+            "operator.kubeconfig",
+            &service_account_user(namespace, "kinesis-operator"),
+        )?;
+        let log = dir.join("operator.log");
+        let (out, err) = log_file(&log)?;
+        let mut cmd = Command::new(workspace_bin("kinesis-operator")?);
+        cmd.args([
+            "run",
+            "--watch-namespace",
+            namespace,
+            "--namespace",
+            namespace,
+        ])
+        .args([
+            "--metrics-addr",
+            "127.0.0.1:0",
+            "--worker-image",
+            "kinesis-ingester:e2e",
+        ])
+        .args(extra)
+        .env("KUBECONFIG", kubeconfig)
+        .env("POD_NAME", "kinesis-operator-e2e")
+        .stdout(out)
+        .stderr(err)
+        .kill_on_drop(true);
+        emulator_env(&mut cmd);
+        let child = cmd.spawn().context("starting kinesis-operator")?;
+        Ok(Self { child, log })
+    }
+
+    /// SIGKILL, as a crash or a node loss would.
+    pub async fn kill(mut self) {
+        let _ = self.child.kill().await;
+    }
+
+    /// SIGTERM and wait for the exit code.
+    pub async fn terminate(mut self) -> Result<std::process::ExitStatus> {
+        if let Some(pid) = self.child.id() {
+            sigterm(pid);
+        }
+        tokio::time::timeout(Duration::from_secs(30), self.child.wait())
+            .await
+            .context("the operator did not stop within 30 s of SIGTERM")?
+            .context("waiting for the operator")
+    }
+}
+
+#[derive(Debug)]
+struct WorkerProcess {
+    child: Child,
+    uid: String,
+    terminating: bool,
+}
+
+#[derive(Debug, Default)]
+struct KubeletState {
+    running: HashMap<String, WorkerProcess>,
+    /// Pods whose process was killed on purpose: never restarted (a lost node).
+    killed: Vec<String>,
+    /// How many processes were started, per pod.
+    starts: HashMap<String, usize>,
+}
+
+/// Plays the kubelet for the worker pods of one namespace.
+#[derive(Debug)]
+pub struct Kubelet {
+    state: Arc<Mutex<KubeletState>>,
+    stop: CancellationToken,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Kubelet {
+    /// Starts watching the worker pods of `namespace` (polling every 300 ms).
+    pub fn start(client: Client, dir: &Path, namespace: &str) -> Result<Self> {
+        let bin = workspace_bin("kinesis-ingester")?;
+        let state = Arc::new(Mutex::new(KubeletState::default()));
+        let stop = CancellationToken::new();
+        let (s, st, dir, ns) = (
+            state.clone(),
+            stop.clone(),
+            dir.to_owned(),
+            namespace.to_owned(),
+        );
+        let task = tokio::spawn(async move {
+            let pods: Api<Pod> = Api::namespaced(client, &ns);
+            let lp = ListParams::default().labels("app.kubernetes.io/component=worker");
+            loop {
+                if let Ok(list) = pods.list(&lp).await {
+                    sync(&s, &list.items, &bin, &dir, &ns);
+                }
+                tokio::select! {
+                    () = st.cancelled() => break,
+                    () = tokio::time::sleep(Duration::from_millis(300)) => {}
+                }
+            }
+        });
+        Ok(Self { state, stop, task })
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, KubeletState> {
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// SIGKILLs the process of `pod` and never restarts it (the pod stays Running in kwok, as on
+    /// a node that lost its network).
+    pub fn kill(&self, pod: &str) -> bool {
+        let mut state = self.lock();
+        state.killed.push(pod.to_owned());
+        match state.running.get_mut(pod) {
+            Some(p) => p.child.start_kill().is_ok(),
+            None => false,
+        }
+    }
+
+    /// Pods with a live process.
+    pub fn running(&self) -> Vec<String> {
+        let mut state = self.lock();
+        let mut out = Vec::new();
+        for (pod, p) in &mut state.running {
+            if matches!(p.child.try_wait(), Ok(None)) {
+                out.push(pod.clone());
+            }
+        }
+        out.sort();
+        out
+    }
+
+    /// Processes started for `pod` so far.
+    pub fn starts(&self, pod: &str) -> usize {
+        self.lock().starts.get(pod).copied().unwrap_or(0)
+    }
+
+    /// SIGTERMs every process and waits for them (up to 40 s each).
+    pub async fn shutdown(self) {
+        self.stop.cancel();
+        let children: Vec<WorkerProcess> = self.lock().running.drain().map(|(_, p)| p).collect();
+        let _ = self.task.await;
+        for mut p in children {
+            if let Some(pid) = p.child.id() {
+                sigterm(pid);
+            }
+            let _ = tokio::time::timeout(Duration::from_secs(40), p.child.wait()).await;
+        }
+    }
+}
+
+fn sync(state: &Mutex<KubeletState>, pods: &[Pod], bin: &Path, dir: &Path, ns: &str) {
+    let mut state = state.lock().unwrap_or_else(PoisonError::into_inner);
+    // Pods being deleted or gone: SIGTERM (the grace period is the worker's own deadline).
+    let live: HashMap<String, &Pod> = pods.iter().map(|p| (p.name_any(), p)).collect();
+    let mut gone = Vec::new();
+    for (name, proc_) in &mut state.running {
+        let deleting = live.get(name).is_none_or(|p| {
+            p.metadata.deletion_timestamp.is_some() || p.uid().as_deref() != Some(&proc_.uid)
+        });
+        let exited = !matches!(proc_.child.try_wait(), Ok(None));
+        if deleting && !proc_.terminating && !exited {
+            if let Some(pid) = proc_.child.id() {
+                sigterm(pid);
+            }
+            proc_.terminating = true;
+        }
+        if exited {
+            gone.push(name.clone());
+        }
+    }
+    for name in gone {
+        state.running.remove(&name);
+    }
+    // Running pods without a process: start one (a crashed process is restarted, like
+    // restartPolicy: Always), unless the test killed it on purpose.
+    for pod in pods {
+        let name = pod.name_any();
+        let running = pod.status.as_ref().and_then(|s| s.phase.as_deref()) == Some("Running");
+        if !running
+            || pod.metadata.deletion_timestamp.is_some()
+            || state.running.contains_key(&name)
+            || state.killed.contains(&name)
+        {
+            continue;
+        }
+        match spawn_worker(pod, bin, dir, ns) {
+            Ok(child) => {
+                *state.starts.entry(name.clone()).or_default() += 1;
+                state.running.insert(
+                    name,
+                    WorkerProcess {
+                        child,
+                        uid: pod.uid().unwrap_or_default(),
+                        terminating: false,
+                    },
+                );
+            }
+            Err(e) => tracing::warn!(pod = %name, error = %e, "cannot start a worker process"),
+        }
+    }
+}
+
+fn spawn_worker(pod: &Pod, bin: &Path, dir: &Path, ns: &str) -> Result<Child> {
+    let name = pod.name_any();
+    let spec = pod.spec.as_ref().context("pod without spec")?;
+    let container = spec.containers.first().context("pod without containers")?;
+    // The pod's own arguments, with the endpoints moved to the loopback.
+    let mut args = container.args.clone().unwrap_or_default();
+    for (flag, value) in [("--metrics-addr", "127.0.0.1:0"), ("--log-format", "text")] {
+        if let Some(i) = args.iter().position(|a| a == flag) {
+            if let Some(v) = args.get_mut(i + 1) {
+                *v = value.to_owned();
+            }
+        }
+    }
+    let sa = spec
+        .service_account_name
+        .clone()
+        .unwrap_or_else(|| "default".into());
+    let kubeconfig = impersonating_kubeconfig(
+        dir,
+        &format!("{name}.kubeconfig"),
+        &service_account_user(ns, &sa),
+    )?;
+    let (out, err) = log_file(&dir.join(format!("{name}.log")))?;
+    let mut cmd = Command::new(bin);
+    cmd.args(&args)
+        .env("KUBECONFIG", kubeconfig)
+        .env("POD_NAME", &name)
+        .env("POD_UID", pod.uid().unwrap_or_default())
+        .env("POD_NAMESPACE", ns)
+        .stdout(out)
+        .stderr(err)
+        .kill_on_drop(true);
+    emulator_env(&mut cmd);
+    cmd.spawn()
+        .with_context(|| format!("starting the worker for {name}"))
+}
