@@ -133,11 +133,7 @@ pub struct CheckpointPosition {
         json_path = ".status.shards.length()",
         description = "Shards reported"
     ),
-    printcolumn(
-        name = "Renewed",
-        type_ = "date",
-        json_path = ".status.renewTime"
-    ),
+    printcolumn(name = "Renewed", type_ = "date", json_path = ".status.renewTime"),
     printcolumn(
         name = "Age",
         type_ = "date",

@@ -71,7 +71,11 @@ fn every_field_has_a_description() {
         let crd = serde_json::to_value(crd).expect("CRD serializes");
         let schema = &crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"];
         for top in ["spec", "status"] {
-            undocumented(&schema["properties"][top], &format!("{kind}.{top}"), &mut missing);
+            undocumented(
+                &schema["properties"][top],
+                &format!("{kind}.{top}"),
+                &mut missing,
+            );
         }
     }
     assert!(
