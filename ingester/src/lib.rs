@@ -4,6 +4,7 @@ pub mod backoff;
 pub mod checkpoint;
 pub mod config;
 pub mod decode;
+pub mod fleet;
 pub mod metrics;
 pub mod record;
 pub mod run;

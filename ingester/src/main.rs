@@ -5,6 +5,7 @@ use std::{collections::HashSet, net::SocketAddr, path::PathBuf, process::ExitCod
 use clap::{Parser, Subcommand};
 use kinesis_ingester::{
     config,
+    fleet::{self, FleetOptions},
     run::{RunOptions, RunOutcome},
     source::aws::SdkKinesis,
     telemetry::{self, LogFormat},
@@ -36,9 +37,32 @@ enum Command {
 
 #[derive(Debug, clap::Args)]
 struct RunArgs {
-    /// Path of the KinesisIngester YAML file.
-    #[arg(short = 'f', long = "file")]
-    file: PathBuf,
+    /// Path of the KinesisIngester YAML file (standalone mode).
+    #[arg(short = 'f', long = "file", required_unless_present = "fleet")]
+    file: Option<PathBuf>,
+    /// Run as a worker of a kinesis-operator fleet: the spec, the shards and the checkpoints
+    /// come from the Kubernetes API (KinesisIngester, its shard table and this pod's KinesisWorker).
+    #[arg(long, conflicts_with_all = ["file", "shards"], requires = "ingester")]
+    fleet: bool,
+    /// Fleet: namespace of the KinesisIngester.
+    #[arg(long, env = "POD_NAMESPACE", default_value = "")]
+    namespace: String,
+    /// Fleet: name of the KinesisIngester.
+    #[arg(long)]
+    ingester: Option<String>,
+    /// Fleet: this pod's name, which is also its KinesisWorker's name.
+    #[arg(long, env = "POD_NAME", default_value = "")]
+    pod_name: String,
+    /// Fleet: this pod's UID.
+    #[arg(long, env = "POD_UID", default_value = "")]
+    pod_uid: String,
+    /// Fleet: how often the worker writes its status (at least 5s: 0.2 writes/s per worker).
+    #[arg(long, default_value = "6s")]
+    report_interval: Duration,
+    /// Fleet: stop reading when no status write succeeded for this long (at least twice
+    /// --report-interval).
+    #[arg(long, default_value = "12s")]
+    self_fence_after: Duration,
     /// Read only these shards (comma-separated shard ids); default: every shard.
     #[arg(long, value_delimiter = ',')]
     shards: Vec<String>,
@@ -72,7 +96,6 @@ struct RunArgs {
 }
 
 async fn run(args: RunArgs) -> Result<RunOutcome, String> {
-    let ingester = config::load(&args.file).map_err(|e| e.to_string())?;
     let metrics_addr = match args.metrics_addr.as_str() {
         "off" | "" => None,
         addr => Some(addr.parse::<SocketAddr>().map_err(|e| {
@@ -88,8 +111,32 @@ async fn run(args: RunArgs) -> Result<RunOutcome, String> {
         channel_capacity: args.buffer_pages,
         metrics_addr,
     };
-    let api = Arc::new(SdkKinesis::from_spec(&ingester.spec.stream).await);
     let shutdown = CancellationToken::new();
+    if args.fleet {
+        let fleet = FleetOptions {
+            namespace: args.namespace,
+            ingester: args.ingester.unwrap_or_default(),
+            pod_name: args.pod_name,
+            pod_uid: args.pod_uid,
+            report_interval: args.report_interval.get(),
+            self_fence_after: args.self_fence_after.get(),
+        };
+        fleet.validate().map_err(|e| e.to_string())?;
+        tokio::spawn(signals(shutdown.clone()));
+        let Some(started) = fleet::connect(&fleet, &shutdown)
+            .await
+            .map_err(|e| e.to_string())?
+        else {
+            return Ok(RunOutcome::Clean);
+        };
+        let api = Arc::new(SdkKinesis::from_spec(&started.ingester.spec.stream).await);
+        return kinesis_ingester::run::run_fleet(started, &fleet, api, options, shutdown)
+            .await
+            .map_err(|e| e.to_string());
+    }
+    let file = args.file.unwrap_or_default();
+    let ingester = config::load(&file).map_err(|e| e.to_string())?;
+    let api = Arc::new(SdkKinesis::from_spec(&ingester.spec.stream).await);
     tokio::spawn(signals(shutdown.clone()));
     kinesis_ingester::run::run(&ingester, api, options, shutdown)
         .await

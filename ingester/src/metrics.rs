@@ -34,6 +34,16 @@ struct Category {
     category: &'static str,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct WriteResult {
+    result: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct Reason {
+    reason: &'static str,
+}
+
 /// Every metric of one ingester process.
 #[derive(Debug)]
 pub struct Metrics {
@@ -51,6 +61,9 @@ pub struct Metrics {
     cloudwatch_control: Counter,
     checkpoints: Counter,
     checkpoint_errors: Family<Category, Counter>,
+    fleet_report_writes: Family<WriteResult, Counter>,
+    fleet_self_fenced: Gauge,
+    fleet_releases: Family<Reason, Counter>,
 }
 
 impl Metrics {
@@ -71,6 +84,9 @@ impl Metrics {
             cloudwatch_control: Counter::default(),
             checkpoints: Counter::default(),
             checkpoint_errors: Family::default(),
+            fleet_report_writes: Family::default(),
+            fleet_self_fenced: Gauge::default(),
+            fleet_releases: Family::default(),
             registry: Registry::default(),
         };
         let r = &mut registry;
@@ -135,6 +151,21 @@ impl Metrics {
             "Failed checkpoint writes by category",
             m.checkpoint_errors.clone(),
         );
+        r.register(
+            "fleet_report_writes",
+            "Status writes of a fleet worker by result (ok, conflict, error)",
+            m.fleet_report_writes.clone(),
+        );
+        r.register(
+            "fleet_self_fenced",
+            "1 while a fleet worker has stopped reading because its status writes fail",
+            m.fleet_self_fenced.clone(),
+        );
+        r.register(
+            "fleet_releases",
+            "Shards a fleet worker released, by reason (handoff, shutdown)",
+            m.fleet_releases.clone(),
+        );
         r.register_collector(Box::new(SinkCollector(sink)));
         Self { registry, ..m }
     }
@@ -154,6 +185,32 @@ impl Metrics {
                 shard: shard.to_owned(),
             })
             .set(ms);
+    }
+
+    /// The last MillisBehindLatest of a shard, if it is read here and was read at least once.
+    pub fn millis_behind(&self, shard: &str) -> Option<i64> {
+        self.millis_behind
+            .get(&ShardLabel {
+                shard: shard.to_owned(),
+            })
+            .map(|g| g.get())
+    }
+
+    /// A status write of a fleet worker: `ok`, `conflict` or `error`.
+    pub fn fleet_report_written(&self, result: &'static str) {
+        self.fleet_report_writes
+            .get_or_create(&WriteResult { result })
+            .inc();
+    }
+
+    /// Whether the fleet worker is self-fenced.
+    pub fn set_fleet_self_fenced(&self, fenced: bool) {
+        self.fleet_self_fenced.set(i64::from(fenced));
+    }
+
+    /// A shard released by a fleet worker: `handoff` or `shutdown`.
+    pub fn fleet_released(&self, reason: &'static str) {
+        self.fleet_releases.get_or_create(&Reason { reason }).inc();
     }
 
     /// Removes a shard's series once it is no longer read here.
@@ -293,6 +350,18 @@ mod tests {
             text.contains("kinesis_ingester_sink_errors_total{category="),
             "{text}"
         );
+        assert_eq!(m.millis_behind("shardId-000000000001"), Some(1500));
+        m.fleet_report_written("ok");
+        m.fleet_released("handoff");
+        m.set_fleet_self_fenced(true);
+        let text = m.encode();
+        for line in [
+            "kinesis_ingester_fleet_report_writes_total{result=\"ok\"} 1",
+            "kinesis_ingester_fleet_releases_total{reason=\"handoff\"} 1",
+            "kinesis_ingester_fleet_self_fenced 1",
+        ] {
+            assert!(text.contains(line), "{line} in {text}");
+        }
         m.clear_shard("shardId-000000000001");
         assert!(!m.encode().contains("shardId-000000000001"));
     }

@@ -12,8 +12,16 @@ use std::{
     time::Duration,
 };
 
-use kinesis_ingester_api::{KinesisIngester, ReadMode};
-use tokio::sync::mpsc;
+use futures::StreamExt;
+use kinesis_ingester_api::{KinesisIngester, KinesisShardAssignment, ReadMode};
+use kube::{
+    Api,
+    runtime::{WatchStreamExt, watcher},
+};
+use tokio::{
+    sync::{Notify, mpsc},
+    task::JoinHandle,
+};
 use tokio_util::sync::CancellationToken;
 use tracing::{error, info, warn};
 
@@ -22,12 +30,15 @@ use crate::{
     checkpoint::{CheckpointError, CheckpointStore, FileStore, Tracker},
     config,
     decode::{DEFAULT_MAX_DECOMPRESSED_BYTES, Decoder},
+    fleet::{self, FleetError},
     metrics::Metrics,
     server::{self, Health},
     sink::{self, SinkError, SinkStats},
     source::{
         api::{KinesisApi, SourceError, StreamRef},
-        coordinator::{Coordinator, CoordinatorSettings, ReaderKind, flush_checkpoints},
+        coordinator::{
+            Coordinator, CoordinatorSettings, ReaderKind, ReaderParts, flush_checkpoints,
+        },
         efo::EfoSettings,
         shard::PollSettings,
     },
@@ -95,6 +106,9 @@ pub enum RunError {
     /// The enhanced fan-out consumer cannot be registered.
     #[error("cannot register the enhanced fan-out consumer: {0}")]
     Consumer(#[source] SourceError),
+    /// Fleet mode failed (another process took the worker over, or the API cannot be used).
+    #[error(transparent)]
+    Fleet(#[from] FleetError),
 }
 
 impl RunError {
@@ -106,6 +120,7 @@ impl RunError {
             Self::Metrics { .. } => "metrics",
             Self::Config(_) => "config",
             Self::Consumer(_) => "consumer",
+            Self::Fleet(e) => e.category(),
         }
     }
 }
@@ -136,48 +151,210 @@ pub async fn run(
         }
     };
 
-    let sink_stats = Arc::new(SinkStats::default());
-    let metrics = Arc::new(Metrics::new(sink_stats.clone()));
-    let ready = Arc::new(AtomicBool::new(false));
-    let server_stop = CancellationToken::new();
-    if let Some(addr) = options.metrics_addr {
-        let health = Health {
-            metrics: metrics.clone(),
-            ready: ready.clone(),
-        };
-        let bound = server::serve(addr, health, server_stop.clone())
-            .await
-            .map_err(|source| RunError::Metrics { addr, source })?;
-        info!(%bound, "serving /metrics, /healthz and /readyz");
-    }
-
-    let (chunks_tx, chunks_rx) = mpsc::channel(options.channel_capacity.max(1));
-    let ack_tracker = tracker.clone();
-    let ack: crate::record::AckFn =
-        Arc::new(move |shard, position| ack_tracker.ack(shard, position));
-    let sink_cancel = CancellationToken::new();
-    let mut sink_task = sink::spawn_sink(
-        &spec.sink,
-        stream.name(),
-        chunks_rx,
-        ack,
-        sink_cancel.clone(),
-        sink_stats.clone(),
-    )?;
-    let dead_letters = Arc::new(tokio::sync::Mutex::new(sink::dead_letter_writer(
-        &spec.sink, sink_stats,
-    )));
-
+    let (mut pipeline, parts) = Pipeline::start(ingester, api, &tracker, &options, kind).await?;
     let stop_reading = CancellationToken::new();
     let coordinator = Coordinator {
-        api,
-        stream: stream.clone(),
+        api: parts.api,
+        stream: parts.stream,
         settings: CoordinatorSettings {
             start,
             strict_order: spec.read.strict_order,
             shard_sync_interval: spec.read.shard_sync_interval.get(),
             checkpoint_interval: options.checkpoint_interval,
             only_shards: options.only_shards.clone(),
+            poll: parts.poll,
+            kind: parts.kind,
+            tag: parts.tag,
+        },
+        tracker: tracker.clone(),
+        store: store.clone(),
+        decoder: parts.decoder,
+        dead_letters: parts.dead_letters,
+        chunks: parts.chunks,
+        metrics: pipeline.metrics.clone(),
+        ready: pipeline.ready.clone(),
+    };
+    let readers = tokio::spawn(coordinator.run(stop_reading.clone()));
+    let stopped = pipeline
+        .drive(readers, stop_reading, &shutdown, options.shutdown_timeout)
+        .await;
+    flush_checkpoints(&tracker, store.as_ref(), &pipeline.metrics).await;
+    pipeline.finish(stopped.outcome, stopped.sink)
+}
+
+/// Runs one worker of a fleet (docs/design.md §6): the spec, the shards and the checkpoints
+/// come from the Kubernetes API through `started`; on shutdown every shard is released in one
+/// final status write with `stopped: true`.
+pub async fn run_fleet(
+    started: fleet::Started,
+    fleet_options: &fleet::FleetOptions,
+    api: Arc<dyn KinesisApi>,
+    options: RunOptions,
+    shutdown: CancellationToken,
+) -> Result<RunOutcome, RunError> {
+    let fleet::Started {
+        client,
+        ingester,
+        worker,
+        holder,
+        written_at,
+        waited_for_twin,
+    } = started;
+    let start = config::start_at(&ingester).map_err(RunError::Config)?;
+    let tracker = Arc::new(Tracker::strict());
+    let (mut pipeline, parts) =
+        Pipeline::start(&ingester, api, &tracker, &options, ReaderKind::Polling).await?;
+    let namespace = fleet_options.namespace.as_str();
+    let tables: Api<KinesisShardAssignment> = Api::namespaced(client.clone(), namespace);
+    let selector = format!("metadata.name={}", fleet_options.ingester);
+    let tables = watcher(tables, watcher::Config::default().fields(&selector))
+        .default_backoff()
+        .boxed();
+    let reporter = fleet::Reporter::new(
+        Api::namespaced(client, namespace),
+        holder,
+        worker.clone(),
+        pipeline.metrics.clone(),
+        fleet_options.report_interval,
+    );
+    let manager = fleet::Worker {
+        me: fleet_options.pod_name.clone(),
+        ingester_uid: worker.spec.ingester_uid.clone(),
+        parts,
+        enhanced_fan_out: ingester.spec.read.mode == ReadMode::EnhancedFanOut,
+        default_start: start,
+        tracker: tracker.clone(),
+        metrics: pipeline.metrics.clone(),
+        ready: pipeline.ready.clone(),
+        sink_flush: pipeline.sink_flush.clone(),
+        sink_cancel: pipeline.sink_cancel.clone(),
+        tables,
+        carried: worker.status.map(|s| s.shards).unwrap_or_default(),
+        report_interval: fleet_options.report_interval,
+        self_fence_after: fleet_options.self_fence_after,
+        drain_timeout: options.shutdown_timeout,
+        written_at,
+        self_fenced: waited_for_twin,
+    };
+    info!(worker = %fleet_options.pod_name, "reading the shards the operator assigns");
+    let stop_reading = CancellationToken::new();
+    let readers = tokio::spawn(manager.run(reporter, stop_reading.clone()));
+    let stopped = pipeline
+        .drive(readers, stop_reading, &shutdown, options.shutdown_timeout)
+        .await;
+    match stopped.readers {
+        Some(Ok(Ok(exit))) => match exit.reporter {
+            Some(mut reporter) => {
+                let entries = fleet::final_entries(exit.entries, &tracker, &pipeline.metrics);
+                let write = reporter.write(
+                    true,
+                    |holder, stopped, spec| {
+                        fleet::build_status(
+                            holder,
+                            jiff::Timestamp::now(),
+                            stopped,
+                            &entries,
+                            spec,
+                            |_| None,
+                            |_| None,
+                        )
+                    },
+                    |_| {},
+                );
+                match write.await {
+                    Ok(fleet::Written::Ok(_)) => {
+                        info!(
+                            shards = entries.len(),
+                            "released every shard and marked the worker stopped"
+                        );
+                    }
+                    Ok(fleet::Written::Failed) => {
+                        warn!("the final status write failed; the operator will expire this worker")
+                    }
+                    Err(e) => return Err(e.into()),
+                }
+            }
+            None => warn!("no final status write: the status writer failed"),
+        },
+        Some(Ok(Err(e))) => {
+            pipeline.server_stop.cancel();
+            return Err(e.into());
+        }
+        Some(Err(join)) => warn!(error = %join, "the worker task panicked"),
+        None => {}
+    }
+    pipeline.finish(stopped.outcome, stopped.sink)
+}
+
+type SinkResult = Result<Result<(), SinkError>, tokio::task::JoinError>;
+
+/// How [`Pipeline::drive`] ended.
+struct Stopped<T> {
+    outcome: RunOutcome,
+    /// What the readers returned, unless they missed the deadline.
+    readers: Option<Result<T, tokio::task::JoinError>>,
+    /// What the sink returned, unless it missed the deadline.
+    sink: Option<SinkResult>,
+}
+
+/// What standalone and fleet mode share: metrics, the HTTP endpoints and the sink.
+struct Pipeline {
+    metrics: Arc<Metrics>,
+    ready: Arc<AtomicBool>,
+    server_stop: CancellationToken,
+    sink_task: JoinHandle<Result<(), SinkError>>,
+    sink_cancel: CancellationToken,
+    sink_flush: Arc<Notify>,
+}
+
+impl Pipeline {
+    /// Serves the endpoints and starts the sink. Returns what the readers need; the sink's input
+    /// closes once every copy of it is dropped.
+    async fn start(
+        ingester: &KinesisIngester,
+        api: Arc<dyn KinesisApi>,
+        tracker: &Arc<Tracker>,
+        options: &RunOptions,
+        kind: ReaderKind,
+    ) -> Result<(Self, ReaderParts), RunError> {
+        let spec = &ingester.spec;
+        let stream = config::stream_ref(ingester);
+        let sink_stats = Arc::new(SinkStats::default());
+        let metrics = Arc::new(Metrics::new(sink_stats.clone()));
+        let ready = Arc::new(AtomicBool::new(false));
+        let server_stop = CancellationToken::new();
+        if let Some(addr) = options.metrics_addr {
+            let health = Health {
+                metrics: metrics.clone(),
+                ready: ready.clone(),
+            };
+            let bound = server::serve(addr, health, server_stop.clone())
+                .await
+                .map_err(|source| RunError::Metrics { addr, source })?;
+            info!(%bound, "serving /metrics, /healthz and /readyz");
+        }
+
+        let (chunks_tx, chunks_rx) = mpsc::channel(options.channel_capacity.max(1));
+        let ack_tracker = tracker.clone();
+        let ack: crate::record::AckFn =
+            Arc::new(move |shard, position| ack_tracker.ack(shard, position));
+        let sink_cancel = CancellationToken::new();
+        let sink_flush = Arc::new(Notify::new());
+        let sink_task = sink::spawn_sink(
+            &spec.sink,
+            stream.name(),
+            chunks_rx,
+            ack,
+            sink_cancel.clone(),
+            sink_stats.clone(),
+            sink_flush.clone(),
+        )?;
+        let dead_letters = Arc::new(tokio::sync::Mutex::new(sink::dead_letter_writer(
+            &spec.sink, sink_stats,
+        )));
+        let parts = ReaderParts {
+            api,
+            stream,
             poll: PollSettings {
                 poll_interval: spec.read.poll_interval.get(),
                 min_call_gap: Duration::from_millis(200),
@@ -185,62 +362,94 @@ pub async fn run(
             },
             kind,
             tag: spec.sink.tag.as_deref().map(Arc::from),
-        },
-        tracker: tracker.clone(),
-        store: store.clone(),
-        decoder: Arc::new(Decoder::new(&spec.decode, DEFAULT_MAX_DECOMPRESSED_BYTES)),
-        dead_letters,
-        chunks: chunks_tx,
-        metrics: metrics.clone(),
-        ready: ready.clone(),
-    };
-    let mut readers = tokio::spawn(coordinator.run(stop_reading.clone()));
-
-    // Run until asked to stop, or until the sink fails for good.
-    let mut sink_done = None;
-    tokio::select! {
-        () = shutdown.cancelled() => info!("shutting down: stop reading, deliver, checkpoint"),
-        res = &mut sink_task => sink_done = Some(res),
-        _ = &mut readers => warn!("the shard readers stopped on their own"),
+            decoder: Arc::new(Decoder::new(&spec.decode, DEFAULT_MAX_DECOMPRESSED_BYTES)),
+            dead_letters,
+            chunks: chunks_tx,
+            metrics: metrics.clone(),
+        };
+        let pipeline = Self {
+            metrics,
+            ready,
+            server_stop,
+            sink_task,
+            sink_cancel,
+            sink_flush,
+        };
+        Ok((pipeline, parts))
     }
-    server::set_ready(&ready, false);
-    stop_reading.cancel();
-    let deadline = tokio::time::Instant::now() + options.shutdown_timeout;
-    let mut outcome = RunOutcome::Clean;
 
-    if tokio::time::timeout_at(deadline, &mut readers)
-        .await
-        .is_err()
-    {
-        warn!("shard readers did not stop in time");
-        readers.abort();
-        outcome = RunOutcome::DeadlineExceeded;
-    }
-    let sink_result = match sink_done {
-        Some(res) => Some(res),
-        None => match tokio::time::timeout_at(deadline, &mut sink_task).await {
-            Ok(res) => Some(res),
-            Err(_) => {
-                warn!(timeout = ?options.shutdown_timeout, "the sink did not finish in time; undelivered records will be read again on the next start");
-                sink_cancel.cancel();
-                outcome = RunOutcome::DeadlineExceeded;
-                let _ = sink_task.await;
-                None
+    /// Runs until `shutdown` fires, the sink fails for good or the readers stop on their own;
+    /// then stops in order: stop reading, wait for the readers, let the sink deliver what it
+    /// holds, all within `timeout`.
+    async fn drive<T>(
+        &mut self,
+        mut readers: JoinHandle<T>,
+        stop_reading: CancellationToken,
+        shutdown: &CancellationToken,
+        timeout: Duration,
+    ) -> Stopped<T> {
+        let mut sink_done = None;
+        let mut readers_done = None;
+        tokio::select! {
+            () = shutdown.cancelled() => info!("shutting down: stop reading, deliver, checkpoint"),
+            res = &mut self.sink_task => sink_done = Some(res),
+            res = &mut readers => {
+                warn!("the shard readers stopped on their own");
+                readers_done = Some(res);
             }
-        },
-    };
-    flush_checkpoints(&tracker, store.as_ref(), &metrics).await;
-    server_stop.cancel();
-    match sink_result {
-        Some(Ok(Ok(()))) | None => {
-            info!(?outcome, "stopped");
-            Ok(outcome)
         }
-        Some(Ok(Err(e))) => {
-            error!(error = %e, "the sink failed");
-            Err(e.into())
+        server::set_ready(&self.ready, false);
+        stop_reading.cancel();
+        let deadline = tokio::time::Instant::now() + timeout;
+        let mut outcome = RunOutcome::Clean;
+
+        if readers_done.is_none() {
+            match tokio::time::timeout_at(deadline, &mut readers).await {
+                Ok(res) => readers_done = Some(res),
+                Err(_) => {
+                    warn!("shard readers did not stop in time");
+                    readers.abort();
+                    outcome = RunOutcome::DeadlineExceeded;
+                }
+            }
         }
-        Some(Err(join)) => Err(RunError::Config(format!("the sink task panicked: {join}"))),
+        let sink = match sink_done {
+            Some(res) => Some(res),
+            None => match tokio::time::timeout_at(deadline, &mut self.sink_task).await {
+                Ok(res) => Some(res),
+                Err(_) => {
+                    warn!(
+                        ?timeout,
+                        "the sink did not finish in time; undelivered records will be read again on the next start"
+                    );
+                    self.sink_cancel.cancel();
+                    outcome = RunOutcome::DeadlineExceeded;
+                    let _ = (&mut self.sink_task).await;
+                    None
+                }
+            },
+        };
+        Stopped {
+            outcome,
+            readers: readers_done,
+            sink,
+        }
+    }
+
+    /// Stops the endpoints and reports how the run ended.
+    fn finish(self, outcome: RunOutcome, sink: Option<SinkResult>) -> Result<RunOutcome, RunError> {
+        self.server_stop.cancel();
+        match sink {
+            Some(Ok(Ok(()))) | None => {
+                info!(?outcome, "stopped");
+                Ok(outcome)
+            }
+            Some(Ok(Err(e))) => {
+                error!(error = %e, "the sink failed");
+                Err(e.into())
+            }
+            Some(Err(join)) => Err(RunError::Config(format!("the sink task panicked: {join}"))),
+        }
     }
 }
 

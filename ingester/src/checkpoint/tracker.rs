@@ -36,6 +36,9 @@ impl Progress {
 #[derive(Debug, Default)]
 pub struct Tracker {
     shards: Mutex<HashMap<Arc<str>, Progress>>,
+    /// Fleet mode: only shards given to [`Tracker::seed`] are tracked; acks for any other shard
+    /// (one never owned, or forgotten after a release or a fence) are ignored.
+    strict: bool,
     /// Woken when a shard may have become finished, so it is saved (and its children started)
     /// without waiting for the next periodic flush.
     pub changed: Notify,
@@ -58,8 +61,47 @@ impl Tracker {
             .collect();
         Self {
             shards: Mutex::new(shards),
+            strict: false,
             changed: Notify::new(),
         }
+    }
+
+    /// A tracker for fleet mode: it tracks only the shards the worker owns ([`Tracker::seed`]),
+    /// so late acks of a shard it no longer owns cannot move a checkpoint.
+    pub fn strict() -> Self {
+        Self {
+            strict: true,
+            ..Self::default()
+        }
+    }
+
+    /// Starts tracking `shard` afresh from `position` (where its reader starts), dropping any
+    /// earlier state. Later acks only move it forward: an ack from an earlier ownership at or
+    /// below `position` is ignored, and one above it was delivered in shard order by this
+    /// process's sink, so it is a true checkpoint.
+    pub fn seed(&self, shard: &str, position: Option<Position>) {
+        let p = Progress {
+            acked: position.clone(),
+            saved: position,
+            ..Progress::default()
+        };
+        self.lock().insert(Arc::from(shard), p);
+    }
+
+    /// Stops tracking `shard`: its state is dropped and, in a strict tracker, later acks for it
+    /// are ignored until it is seeded again.
+    pub fn forget(&self, shard: &str) {
+        self.lock().remove(shard);
+    }
+
+    /// Whether the sink acknowledged everything of `shard` up to `last_sent` (the last
+    /// checkpoint its reader handed to the sink); true when nothing was sent.
+    pub fn drained(&self, shard: &str, last_sent: Option<&Position>) -> bool {
+        let Some(last) = last_sent else { return true };
+        self.lock()
+            .get(shard)
+            .and_then(|p| p.acked.as_ref())
+            .is_some_and(|a| a >= last)
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<Arc<str>, Progress>> {
@@ -70,7 +112,11 @@ impl Tracker {
     /// The sink delivered everything of `shard` up to `position`.
     pub fn ack(&self, shard: &str, position: &Position) {
         let mut shards = self.lock();
-        let p = shards.entry(Arc::from(shard)).or_default();
+        let p = match shards.get_mut(shard) {
+            Some(p) => p,
+            None if self.strict => return,
+            None => shards.entry(Arc::from(shard)).or_default(),
+        };
         if p.acked.as_ref().is_none_or(|a| a < position) {
             p.acked = Some(position.clone());
         }
@@ -84,7 +130,13 @@ impl Tracker {
     /// The reader of `shard` reached SHARD_END; `last_sent` is the checkpoint of the last chunk
     /// it handed to the sink.
     pub fn mark_end(&self, shard: &str, last_sent: Option<Position>) {
-        self.lock().entry(Arc::from(shard)).or_default().end = Some(last_sent);
+        let mut shards = self.lock();
+        match shards.get_mut(shard) {
+            Some(p) => p.end = Some(last_sent),
+            None if self.strict => return,
+            None => shards.entry(Arc::from(shard)).or_default().end = Some(last_sent),
+        }
+        drop(shards);
         self.changed.notify_one();
     }
 
@@ -183,5 +235,42 @@ mod tests {
         assert!(t.unsaved().is_empty(), "nothing changed since loading");
         t.mark_end("empty", None);
         assert!(t.is_finished("empty"));
+    }
+
+    #[test]
+    fn a_strict_tracker_ignores_acks_of_shards_it_does_not_own() {
+        let t = Tracker::strict();
+        t.ack("a", &pos("5"));
+        t.mark_end("a", None);
+        assert_eq!(t.acked("a"), None, "never seeded");
+        assert!(!t.reached_end("a"));
+
+        t.seed("a", Some(pos("10")));
+        t.ack("a", &pos("7"));
+        assert_eq!(
+            t.acked("a"),
+            Some(pos("10")),
+            "an older ack cannot move it back"
+        );
+        t.ack("a", &pos("12"));
+        assert_eq!(t.acked("a"), Some(pos("12")));
+
+        t.forget("a");
+        t.ack("a", &pos("20"));
+        assert_eq!(t.acked("a"), None, "late acks after a release are ignored");
+        t.seed("a", None);
+        assert_eq!(t.acked("a"), None, "seeding starts afresh");
+        assert!(t.unsaved().is_empty());
+    }
+
+    #[test]
+    fn drained_compares_the_acked_position_with_the_last_one_sent() {
+        let t = Tracker::strict();
+        t.seed("a", Some(pos("3")));
+        assert!(t.drained("a", None), "nothing sent");
+        assert!(!t.drained("a", Some(&pos("9"))));
+        t.ack("a", &pos("9"));
+        assert!(t.drained("a", Some(&pos("9"))));
+        assert!(!t.drained("b", Some(&pos("1"))), "unknown shard");
     }
 }

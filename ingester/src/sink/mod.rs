@@ -22,7 +22,10 @@ use std::{path::PathBuf, sync::Arc};
 
 use futures::future::BoxFuture;
 use kinesis_ingester_api::SinkSpec;
-use tokio::{sync::mpsc::Receiver, task::JoinHandle};
+use tokio::{
+    sync::{Notify, mpsc::Receiver},
+    task::JoinHandle,
+};
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
@@ -70,7 +73,8 @@ pub fn destination(spec: &SinkSpec) -> Result<(Box<dyn Destination>, Encoding), 
 /// Chunks come in on `rx`; `ack(shard_id, checkpoint)` is called in shard order once every
 /// record of a chunk was delivered. The task returns `Ok` after `rx` is closed and everything
 /// received was delivered and acked, or promptly after `cancel` fires (leaving undelivered
-/// records unacked). Fails at once on an invalid spec.
+/// records unacked). Each notification of `flush` delivers what was received so far without
+/// waiting for `batch.maxAge`. Fails at once on an invalid spec.
 pub fn spawn_sink(
     spec: &SinkSpec,
     stream_name: &str,
@@ -78,6 +82,7 @@ pub fn spawn_sink(
     ack: AckFn,
     cancel: CancellationToken,
     stats: Arc<SinkStats>,
+    flush: Arc<Notify>,
 ) -> Result<JoinHandle<Result<(), SinkError>>, SinkError> {
     let (destination, encoding) = destination(spec)?;
     let pipeline = SinkPipeline::new(
@@ -87,7 +92,8 @@ pub fn spawn_sink(
         ack,
         cancel,
         stats,
-    );
+    )
+    .with_flush(flush);
     let span = tracing::info_span!("sink", stream = stream_name);
     Ok(tokio::spawn(pipeline.run(rx).instrument(span)))
 }

@@ -2,7 +2,10 @@
 
 use std::sync::Arc;
 
-use tokio::{sync::mpsc::Receiver, time::Instant};
+use tokio::{
+    sync::{Notify, mpsc::Receiver},
+    time::Instant,
+};
 use tokio_util::sync::CancellationToken;
 
 use super::{Batch, BatchLimits, Batcher, Destination, SinkError, SinkStats, ndjson::Encoding};
@@ -26,6 +29,9 @@ pub struct SinkPipeline {
     backoff: Backoff,
     /// Records of the batch being delivered, for the cancellation log.
     in_flight: usize,
+    /// When notified, everything received so far is delivered without waiting for
+    /// `batch.maxAge` (a fleet release), as when the input closes.
+    flush: Arc<Notify>,
 }
 
 impl std::fmt::Debug for SinkPipeline {
@@ -56,7 +62,15 @@ impl SinkPipeline {
             stats,
             backoff: Backoff::default(),
             in_flight: 0,
+            flush: Arc::new(Notify::new()),
         }
+    }
+
+    /// Delivers everything received so far, without waiting for `batch.maxAge`, each time
+    /// `flush` is notified: chunks already in the channel are taken into the batch first.
+    pub fn with_flush(mut self, flush: Arc<Notify>) -> Self {
+        self.flush = flush;
+        self
     }
 
     /// Replaces the default retry delays (100 ms doubling to 30 s).
@@ -70,6 +84,7 @@ impl SinkPipeline {
     /// acked and will be read again from the last checkpoint). Fails only on a record that
     /// cannot be encoded.
     pub async fn run(mut self, mut rx: Receiver<Chunk>) -> Result<(), SinkError> {
+        let flush = self.flush.clone();
         loop {
             while let Some(batch) = self.batcher.pop_ready() {
                 if !self.deliver(batch).await {
@@ -87,6 +102,12 @@ impl SinkPipeline {
                 biased;
                 () = self.cancel.cancelled() => return self.cancelled(),
                 () = aged => self.batcher.poll_age(Instant::now()),
+                () = flush.notified() => {
+                    while let Ok(chunk) = rx.try_recv() {
+                        self.batcher.push(chunk, Instant::now())?;
+                    }
+                    self.batcher.flush();
+                }
                 chunk = rx.recv() => match chunk {
                     Some(chunk) => self.batcher.push(chunk, Instant::now())?,
                     None => {

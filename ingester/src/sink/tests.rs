@@ -282,6 +282,7 @@ async fn closing_the_channel_flushes_the_last_partial_batch() {
         acks.ack_fn(|| 0),
         CancellationToken::new(),
         stats.clone(),
+        Arc::new(tokio::sync::Notify::new()),
     )
     .expect("spawned");
     tx.send(chunk("a", 1..4, 3)).await.expect("send");
@@ -297,6 +298,30 @@ async fn closing_the_channel_flushes_the_last_partial_batch() {
     let seen: Vec<(String, String)> = acks.get().into_iter().map(|(a, s, _)| (a, s)).collect();
     assert_eq!(seen, [("a".into(), "3".into()), ("b".into(), "2".into())]);
     assert_eq!(stats.records_out(), 5);
+}
+
+#[tokio::test]
+async fn a_flush_delivers_the_open_batch_without_waiting_for_its_age() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (acks, stats) = (Acks::default(), Arc::new(SinkStats::default()));
+    let flush = Arc::new(tokio::sync::Notify::new());
+    let pipeline = SinkPipeline::new(
+        Box::new(FileDestination::new(&dir.path().join("out.ndjson"), false)),
+        limits(1000, Duration::from_secs(3600)),
+        Encoding::Ndjson,
+        acks.ack_fn(|| 0),
+        CancellationToken::new(),
+        stats.clone(),
+    )
+    .with_flush(flush.clone());
+    let (tx, rx) = mpsc::channel(4);
+    let _task = tokio::spawn(pipeline.run(rx));
+    tx.send(chunk("a", 1..4, 3)).await.expect("send");
+    // Notified while the chunk may still be in the channel: it is taken in first.
+    flush.notify_one();
+    wait_until("the chunk is acked", || acks.get().len() == 1).await;
+    assert_eq!(stats.records_out(), 3);
+    drop(tx);
 }
 
 #[tokio::test]

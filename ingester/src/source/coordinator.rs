@@ -6,6 +6,7 @@ use std::{
     time::Duration,
 };
 
+use futures::future::BoxFuture;
 use tokio::{sync::mpsc, task::JoinSet};
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
@@ -21,6 +22,7 @@ use crate::{
     decode::Decoder,
     metrics::Metrics,
     record::{Chunk, ShardContext},
+    sequence::Position,
 };
 
 /// Settings of the coordinator, from the spec and the command line.
@@ -51,6 +53,82 @@ pub enum ReaderKind {
     Polling,
     /// SubscribeToShard through a registered consumer.
     EnhancedFanOut(EfoSettings),
+}
+
+/// What every shard reader of a process shares; [`ReaderParts::reader`] builds one. Used by the
+/// [`Coordinator`] and by the fleet worker.
+#[derive(Clone)]
+pub struct ReaderParts {
+    /// Kinesis.
+    pub api: Arc<dyn KinesisApi>,
+    /// The stream.
+    pub stream: StreamRef,
+    /// Polling settings.
+    pub poll: PollSettings,
+    /// How readers read.
+    pub kind: ReaderKind,
+    /// `spec.sink.tag`.
+    pub tag: Option<Arc<str>>,
+    /// The decoder.
+    pub decoder: Arc<Decoder>,
+    /// Dead-letter output.
+    pub dead_letters: DeadLetters,
+    /// The sink's input.
+    pub chunks: mpsc::Sender<Chunk>,
+    /// Metrics.
+    pub metrics: Arc<Metrics>,
+}
+
+impl std::fmt::Debug for ReaderParts {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ReaderParts")
+            .field("stream", &self.stream)
+            .field("kind", &self.kind)
+            .finish_non_exhaustive()
+    }
+}
+
+impl ReaderParts {
+    /// A reader of `shard_id` (hash keys `hash_range`, for KPL filtering): just after `resume`
+    /// when given (inside an aggregated record, skipping the user records already delivered),
+    /// else at `start`. It runs until the shard ends or `cancel` fires.
+    pub fn reader(
+        &self,
+        shard_id: &str,
+        hash_range: (u128, u128),
+        resume: Option<Position>,
+        start: StartAt,
+        cancel: CancellationToken,
+    ) -> BoxFuture<'static, ShardOutcome> {
+        let reader = ShardReader {
+            api: self.api.clone(),
+            stream: self.stream.clone(),
+            shard: Arc::new(ShardContext {
+                stream: Arc::from(self.stream.name()),
+                shard_id: Arc::from(shard_id),
+                hash_range,
+                tag: self.tag.clone(),
+            }),
+            start: resume.as_ref().map(StartAt::resume).unwrap_or(start),
+            skip_until: resume.filter(|p| p.sub_sequence.is_some()),
+            settings: self.poll.clone(),
+            decoder: self.decoder.clone(),
+            dead_letters: self.dead_letters.clone(),
+            chunks: self.chunks.clone(),
+            metrics: self.metrics.clone(),
+            cancel,
+        };
+        match &self.kind {
+            ReaderKind::Polling => Box::pin(reader.run()),
+            ReaderKind::EnhancedFanOut(settings) => Box::pin(
+                EfoReader {
+                    reader,
+                    settings: settings.clone(),
+                }
+                .run(),
+            ),
+        }
+    }
 }
 
 /// Runs the shard readers of one stream.
@@ -136,7 +214,7 @@ impl Coordinator {
                             });
                         }
                     }
-                    Ok((shard, ShardOutcome::Stopped)) => { running.remove(&shard); }
+                    Ok((shard, ShardOutcome::Stopped { .. })) => { running.remove(&shard); }
                     Err(e) => warn!(error = %e, "a shard reader panicked"),
                 },
                 _ = sync.tick() => match self.api.list_shards(&self.stream).await {
@@ -169,6 +247,21 @@ impl Coordinator {
             }
         }
         self.metrics.set_shards_reading(0);
+    }
+
+    /// What this coordinator's readers share.
+    fn parts(&self) -> ReaderParts {
+        ReaderParts {
+            api: self.api.clone(),
+            stream: self.stream.clone(),
+            poll: self.settings.poll.clone(),
+            kind: self.settings.kind.clone(),
+            tag: self.settings.tag.clone(),
+            decoder: self.decoder.clone(),
+            dead_letters: self.dead_letters.clone(),
+            chunks: self.chunks.clone(),
+            metrics: self.metrics.clone(),
+        }
     }
 
     /// Whether every parent of `shard` is finished (or not ours to wait for).
@@ -207,42 +300,18 @@ impl Coordinator {
                 continue;
             }
             let resume = self.tracker.acked(id);
-            let start = match &resume {
-                Some(position) => StartAt::resume(position),
-                // A child of a shard we know starts at its beginning, or records would be skipped.
-                None if shard.parents.iter().any(|p| known.contains_key(p)) => StartAt::TrimHorizon,
-                None => self.settings.start.clone(),
-            };
-            let reader = ShardReader {
-                api: self.api.clone(),
-                stream: self.stream.clone(),
-                shard: Arc::new(ShardContext {
-                    stream: Arc::from(self.stream.name()),
-                    shard_id: Arc::from(id.as_str()),
-                    hash_range: shard.hash_range,
-                    tag: self.settings.tag.clone(),
-                }),
-                skip_until: resume.filter(|p| p.sub_sequence.is_some()),
-                start,
-                settings: self.settings.poll.clone(),
-                decoder: self.decoder.clone(),
-                dead_letters: self.dead_letters.clone(),
-                chunks: self.chunks.clone(),
-                metrics: self.metrics.clone(),
-                cancel: stop.child_token(),
+            // A child of a shard we know starts at its beginning, or records would be skipped.
+            let start = if shard.parents.iter().any(|p| known.contains_key(p)) {
+                StartAt::TrimHorizon
+            } else {
+                self.settings.start.clone()
             };
             running.insert(id.clone());
+            let reader =
+                self.parts()
+                    .reader(id, shard.hash_range, resume, start, stop.child_token());
             let id = id.clone();
-            match &self.settings.kind {
-                ReaderKind::Polling => tasks.spawn(async move { (id, reader.run().await) }),
-                ReaderKind::EnhancedFanOut(settings) => {
-                    let reader = EfoReader {
-                        reader,
-                        settings: settings.clone(),
-                    };
-                    tasks.spawn(async move { (id, reader.run().await) })
-                }
-            };
+            tasks.spawn(async move { (id, reader.await) });
         }
     }
 }

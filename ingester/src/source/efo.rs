@@ -89,7 +89,7 @@ impl EfoReader {
                 .sleep_until(last_subscribe + settings.min_subscribe_gap)
                 .await
             {
-                return ShardOutcome::Stopped;
+                return ShardOutcome::Stopped { last_sent };
             }
             last_subscribe = tokio::time::Instant::now();
             let start = resubscribe_at(continuation.as_ref(), last_sent.as_ref(), &reader.start);
@@ -99,7 +99,7 @@ impl EfoReader {
                 .subscribe(&settings.consumer_arn, &shard_id, &start);
             loop {
                 let next = tokio::select! {
-                    () = reader.cancel.cancelled() => return ShardOutcome::Stopped,
+                    () = reader.cancel.cancelled() => return ShardOutcome::Stopped { last_sent },
                     next = tokio::time::timeout(settings.stall_timeout, events.next()) => next,
                 };
                 let event = match next {
@@ -113,7 +113,7 @@ impl EfoReader {
                             .wait_after_error("SubscribeToShard", &e, &mut backoff)
                             .await
                         {
-                            return ShardOutcome::Stopped;
+                            return ShardOutcome::Stopped { last_sent };
                         }
                         break;
                     }
@@ -133,7 +133,7 @@ impl EfoReader {
                 match reader.send_records(event.records, &mut backoff).await {
                     Ok(Some(checkpoint)) => last_sent = Some(checkpoint),
                     Ok(None) => {}
-                    Err(Stopped) => return ShardOutcome::Stopped,
+                    Err(Stopped) => return ShardOutcome::Stopped { last_sent },
                 }
                 if ends_shard {
                     info!(children = ?event.child_shards.iter().map(|c| &c.shard_id).collect::<Vec<_>>(), "reached the end of the shard");

@@ -41,7 +41,11 @@ pub enum ShardOutcome {
         last_sent: Option<Position>,
     },
     /// Reading stopped for shutdown or a handoff.
-    Stopped,
+    Stopped {
+        /// Checkpoint of the last chunk handed to the sink, if any: a release waits until the
+        /// sink acknowledged it.
+        last_sent: Option<Position>,
+    },
 }
 
 /// The reader was cancelled, or the sink is gone.
@@ -95,7 +99,7 @@ impl ShardReader {
         info!(start = ?self.start, "reading shard");
         loop {
             if self.cancel.is_cancelled() {
-                return ShardOutcome::Stopped;
+                return ShardOutcome::Stopped { last_sent };
             }
             let it = match iterator.take() {
                 Some(it) => it,
@@ -115,7 +119,7 @@ impl ShardReader {
                                 .wait_after_error("GetShardIterator", &e, &mut backoff)
                                 .await
                             {
-                                return ShardOutcome::Stopped;
+                                return ShardOutcome::Stopped { last_sent };
                             }
                             continue;
                         }
@@ -127,7 +131,7 @@ impl ShardReader {
                 .sleep_until(last_call + self.settings.min_call_gap)
                 .await
             {
-                return ShardOutcome::Stopped;
+                return ShardOutcome::Stopped { last_sent };
             }
             last_call = tokio::time::Instant::now();
             let page = match self.api.get_records(&it, self.settings.max_records).await {
@@ -143,7 +147,7 @@ impl ShardReader {
                 Err(e) => {
                     iterator = Some(it);
                     if !self.wait_after_error("GetRecords", &e, &mut backoff).await {
-                        return ShardOutcome::Stopped;
+                        return ShardOutcome::Stopped { last_sent };
                     }
                     continue;
                 }
@@ -155,7 +159,7 @@ impl ShardReader {
             match self.send_records(page.records, &mut backoff).await {
                 Ok(Some(checkpoint)) => last_sent = Some(checkpoint),
                 Ok(None) => {}
-                Err(Stopped) => return ShardOutcome::Stopped,
+                Err(Stopped) => return ShardOutcome::Stopped { last_sent },
             }
             match page.next_iterator {
                 None => {
@@ -173,7 +177,7 @@ impl ShardReader {
                     .sleep_until(last_call + self.settings.poll_interval)
                     .await
             {
-                return ShardOutcome::Stopped;
+                return ShardOutcome::Stopped { last_sent };
             }
         }
     }

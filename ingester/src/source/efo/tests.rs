@@ -220,7 +220,7 @@ async fn sessions_are_renewed_after_an_end_an_error_and_a_stall_until_the_shard_
             assert_eq!(children, vec![child]);
             assert_eq!(last_sent, Some(Position::whole(seq(7))));
         }
-        ShardOutcome::Stopped => panic!("the shard should have ended"),
+        ShardOutcome::Stopped { .. } => panic!("the shard should have ended"),
     }
     let mut delivered = Vec::new();
     while let Ok(chunk) = rx.try_recv() {
@@ -254,5 +254,5 @@ async fn cancelling_stops_a_waiting_reader_at_once() {
         .await
         .expect("stops promptly")
         .expect("no panic");
-    assert!(matches!(outcome, ShardOutcome::Stopped));
+    assert!(matches!(outcome, ShardOutcome::Stopped { last_sent: None }));
 }

@@ -1,0 +1,803 @@
+//! The reader manager of a fleet worker: follows the shard table, starts one reader per owned shard, releases drained ones, stops revoked ones at once, and self-fences when its status cannot be written.
+
+use std::{
+    collections::BTreeMap,
+    sync::{Arc, Mutex, PoisonError, atomic::AtomicBool},
+    time::Duration,
+};
+
+use futures::{StreamExt, stream::BoxStream};
+use kinesis_ingester_api::{
+    KinesisShardAssignment, KinesisShardAssignmentSpec, KinesisWorkerSpec, WorkerShard,
+};
+use kube::runtime::watcher;
+use tokio::{
+    sync::{Notify, mpsc},
+    task::JoinSet,
+    time::Instant,
+};
+use tokio_util::sync::CancellationToken;
+use tracing::{error, info, warn};
+
+use super::{
+    FleetError,
+    owned::{Owned, Want, desired, start_position, to_position},
+    report::{EntryState, ReportEntry, Reporter, Written, build_status},
+};
+use crate::{
+    checkpoint::Tracker,
+    metrics::Metrics,
+    sequence::Position,
+    server,
+    source::{
+        api::StartAt,
+        coordinator::{ReaderKind, ReaderParts},
+        efo::EfoSettings,
+        shard::ShardOutcome,
+    },
+};
+
+/// The shard table's watch events.
+pub type TableEvents =
+    BoxStream<'static, Result<watcher::Event<KinesisShardAssignment>, watcher::Error>>;
+
+/// Everything the manager needs.
+pub struct Worker {
+    /// This worker's name (the table's `owner`).
+    pub me: String,
+    /// UID of the ingester: a table of another incarnation is ignored.
+    pub ingester_uid: String,
+    /// What readers share. With enhanced fan-out, `kind` is set from the table's consumer.
+    pub parts: ReaderParts,
+    /// Whether the spec asks for enhanced fan-out (readers wait for the table's consumer).
+    pub enhanced_fan_out: bool,
+    /// `read.startingPosition`.
+    pub default_start: StartAt,
+    /// Acknowledged positions (strict: only owned shards).
+    pub tracker: Arc<Tracker>,
+    /// Metrics.
+    pub metrics: Arc<Metrics>,
+    /// `/readyz`.
+    pub ready: Arc<AtomicBool>,
+    /// Asks the sink to deliver what it holds without waiting for `batch.maxAge`.
+    pub sink_flush: Arc<Notify>,
+    /// Cancels the sink (when another process took the worker over).
+    pub sink_cancel: CancellationToken,
+    /// The table watch.
+    pub tables: TableEvents,
+    /// Entries of the status at takeover: this worker's checkpoints.
+    pub carried: Vec<WorkerShard>,
+    /// How often the status is written.
+    pub report_interval: Duration,
+    /// Stop reading when no write succeeded for this long.
+    pub self_fence_after: Duration,
+    /// Time a release waits for the sink.
+    pub drain_timeout: Duration,
+    /// Start of the last successful write.
+    pub written_at: Instant,
+    /// Read nothing until the next successful write.
+    pub self_fenced: bool,
+}
+
+impl std::fmt::Debug for Worker {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Worker")
+            .field("me", &self.me)
+            .finish_non_exhaustive()
+    }
+}
+
+/// What is left when the worker stops: the writer, for the final write, and the entries to
+/// report in it.
+#[derive(Debug)]
+pub struct WorkerExit {
+    /// The status writer; `None` if its task failed.
+    pub reporter: Option<Reporter>,
+    /// Every shard held at the end.
+    pub entries: BTreeMap<String, ReportEntry>,
+}
+
+/// One shard held by this worker at one epoch.
+#[derive(Debug)]
+struct Held {
+    epoch: i64,
+    /// Identifies the reader task; outcomes of an older one are ignored.
+    generation: u64,
+    /// Where the reader started when there was no checkpoint.
+    start: StartAt,
+    phase: Phase,
+}
+
+#[derive(Debug)]
+enum Phase {
+    Reading(CancellationToken),
+    /// Self-fenced: not read, state kept.
+    Paused {
+        last_sent: Option<Position>,
+    },
+    /// Releasing: waiting for the reader to return.
+    Stopping {
+        cancel: CancellationToken,
+        deadline: Instant,
+    },
+    /// Releasing: waiting for the sink to acknowledge `last_sent`.
+    Draining {
+        last_sent: Option<Position>,
+        deadline: Instant,
+    },
+    /// Read to SHARD_END: waiting for the sink.
+    Ending,
+    /// Carried from the previous process (neither flag), released or finished.
+    Frozen {
+        position: Option<Position>,
+        released: bool,
+        finished: bool,
+    },
+}
+
+impl Phase {
+    fn cancel(&self) {
+        if let Self::Reading(c) | Self::Stopping { cancel: c, .. } = self {
+            c.cancel();
+        }
+    }
+
+    fn entry(&self) -> EntryState {
+        match self {
+            Self::Frozen {
+                position,
+                released,
+                finished,
+            } => EntryState::Frozen {
+                position: position.clone(),
+                released: *released,
+                finished: *finished,
+            },
+            _ => EntryState::Live,
+        }
+    }
+}
+
+/// What the writer task tells the manager.
+#[derive(Debug)]
+enum WriterEvent {
+    Written(Instant),
+    Fences(KinesisWorkerSpec),
+    Replaced(FleetError),
+}
+
+/// What the manager and the writer share.
+#[derive(Debug, Default)]
+struct Shared {
+    entries: Mutex<BTreeMap<String, ReportEntry>>,
+    urgent: Notify,
+}
+
+impl Shared {
+    fn entries(&self) -> BTreeMap<String, ReportEntry> {
+        self.entries
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+}
+
+/// Turns the entries held at shutdown into those of the final write: every shard still held is
+/// released at its acknowledged position, unless it turned out finished.
+pub fn final_entries(
+    entries: BTreeMap<String, ReportEntry>,
+    tracker: &Tracker,
+    metrics: &Metrics,
+) -> BTreeMap<String, ReportEntry> {
+    entries
+        .into_iter()
+        .map(|(id, e)| {
+            let state = match e.state {
+                EntryState::Live => {
+                    let finished = tracker.is_finished(&id);
+                    if !finished {
+                        metrics.fleet_released("shutdown");
+                    }
+                    EntryState::Frozen {
+                        position: tracker.acked(&id),
+                        released: !finished,
+                        finished,
+                    }
+                }
+                EntryState::Frozen {
+                    position,
+                    released,
+                    finished,
+                } => EntryState::Frozen {
+                    position,
+                    released: released || !finished,
+                    finished,
+                },
+            };
+            (
+                id,
+                ReportEntry {
+                    epoch: e.epoch,
+                    state,
+                },
+            )
+        })
+        .collect()
+}
+
+/// Writes the status every `interval` and at once when `shared.urgent` is notified, until
+/// `stop` fires or another process takes the worker over. Returns the writer.
+async fn write_loop(
+    mut reporter: Reporter,
+    shared: Arc<Shared>,
+    tracker: Arc<Tracker>,
+    metrics: Arc<Metrics>,
+    interval: Duration,
+    events: mpsc::UnboundedSender<WriterEvent>,
+    stop: CancellationToken,
+) -> Reporter {
+    let mut tick = tokio::time::interval(interval);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            biased;
+            () = stop.cancelled() => return reporter,
+            _ = tick.tick() => {}
+            () = shared.urgent.notified() => tick.reset(),
+        }
+        let result = reporter
+            .write(
+                false,
+                |holder, stopped, spec| {
+                    build_status(
+                        holder,
+                        jiff::Timestamp::now(),
+                        stopped,
+                        &shared.entries(),
+                        spec,
+                        |id| tracker.acked(id),
+                        |id| metrics.millis_behind(id),
+                    )
+                },
+                |spec| {
+                    let _ = events.send(WriterEvent::Fences(spec.clone()));
+                },
+            )
+            .await;
+        match result {
+            Ok(Written::Ok(started)) => {
+                let _ = events.send(WriterEvent::Written(started));
+            }
+            Ok(Written::Failed) => {}
+            Err(e) => {
+                let _ = events.send(WriterEvent::Replaced(e));
+                return reporter;
+            }
+        }
+    }
+}
+
+/// The manager's state while it runs.
+struct State {
+    w: Worker,
+    held: BTreeMap<String, Held>,
+    table: Option<KinesisShardAssignmentSpec>,
+    /// Whether a table snapshot (possibly empty) was applied.
+    table_seen: bool,
+    /// Table events received during a watch (re)start, applied at `InitDone`.
+    init: Option<KinesisShardAssignment>,
+    spec: KinesisWorkerSpec,
+    wanted: BTreeMap<String, Owned>,
+    tasks: JoinSet<(String, u64, ShardOutcome)>,
+    generation: u64,
+    shared: Arc<Shared>,
+    reads: bool,
+}
+
+impl Worker {
+    /// Runs until `stop` fires (then every reader has stopped when it returns) or until another
+    /// process takes the worker over. `reporter` is the status writer as the takeover left it.
+    pub async fn run(
+        self,
+        reporter: Reporter,
+        stop: CancellationToken,
+    ) -> Result<WorkerExit, FleetError> {
+        let shared = Arc::new(Shared::default());
+        let spec = reporter.spec().clone();
+        let mut held = BTreeMap::new();
+        for s in &self.carried {
+            if !spec.is_fenced(&s.shard_id, s.epoch) {
+                let phase = Phase::Frozen {
+                    position: s.position.as_ref().and_then(to_position),
+                    released: s.released,
+                    finished: s.finished,
+                };
+                held.insert(
+                    s.shard_id.clone(),
+                    Held {
+                        epoch: s.epoch,
+                        generation: 0,
+                        start: self.default_start.clone(),
+                        phase,
+                    },
+                );
+            }
+        }
+        let (events_tx, mut events) = mpsc::unbounded_channel();
+        let writer_stop = CancellationToken::new();
+        let writer = tokio::spawn(write_loop(
+            reporter,
+            shared.clone(),
+            self.tracker.clone(),
+            self.metrics.clone(),
+            self.report_interval,
+            events_tx,
+            writer_stop.clone(),
+        ));
+        self.metrics.set_fleet_self_fenced(self.self_fenced);
+        let reads = !self.enhanced_fan_out;
+        let mut s = State {
+            w: self,
+            held,
+            table: None,
+            table_seen: false,
+            init: None,
+            spec,
+            wanted: BTreeMap::new(),
+            tasks: JoinSet::new(),
+            generation: 0,
+            shared,
+            reads,
+        };
+        s.publish();
+        let mut check = tokio::time::interval(Duration::from_millis(200));
+        let result = loop {
+            tokio::select! {
+                biased;
+                () = stop.cancelled() => break Ok(()),
+                Some(event) = events.recv() => match event {
+                    WriterEvent::Written(started) => {
+                        s.w.written_at = started;
+                        if s.w.self_fenced {
+                            info!("a status write succeeded again; resuming from the acknowledged positions");
+                            s.w.self_fenced = false;
+                            s.w.metrics.set_fleet_self_fenced(false);
+                            s.reconcile();
+                        }
+                    }
+                    WriterEvent::Fences(spec) => {
+                        info!(fences = spec.fences.len(), "the operator changed this worker's fences");
+                        s.spec = spec;
+                        s.reconcile();
+                    }
+                    WriterEvent::Replaced(e) => {
+                        error!(error = %e, "stopping every reader and the sink");
+                        s.w.sink_cancel.cancel();
+                        break Err(e);
+                    }
+                },
+                event = s.w.tables.next() => match event {
+                    Some(event) => s.on_table(event),
+                    None => {
+                        warn!("the shard table watch ended");
+                        break Ok(());
+                    }
+                },
+                Some(joined) = s.tasks.join_next() => match joined {
+                    Ok((id, generation, outcome)) => s.on_outcome(&id, generation, outcome),
+                    Err(e) => warn!(error = %e, "a shard reader panicked"),
+                },
+                _ = check.tick() => {
+                    s.check_self_fence();
+                    s.progress();
+                }
+                () = s.w.tracker.changed.notified() => s.progress(),
+            }
+            s.update_ready();
+        };
+        server::set_ready(&s.w.ready, false);
+        for h in s.held.values() {
+            h.phase.cancel();
+        }
+        info!(readers = s.tasks.len(), "stopping the shard readers");
+        while let Some(joined) = s.tasks.join_next().await {
+            if let Ok((id, generation, ShardOutcome::Ended { last_sent, .. })) = joined
+                && s.held.get(&id).is_some_and(|h| h.generation == generation)
+            {
+                s.w.tracker.mark_end(&id, last_sent);
+            }
+        }
+        s.w.metrics.set_shards_reading(0);
+        writer_stop.cancel();
+        let reporter = match writer.await {
+            Ok(r) => Some(r),
+            Err(e) => {
+                error!(error = %e, "the status writer failed");
+                None
+            }
+        };
+        result?;
+        Ok(WorkerExit {
+            reporter,
+            entries: s.entries(),
+        })
+    }
+}
+
+impl State {
+    fn entries(&self) -> BTreeMap<String, ReportEntry> {
+        self.held
+            .iter()
+            .map(|(id, h)| {
+                (
+                    id.clone(),
+                    ReportEntry {
+                        epoch: h.epoch,
+                        state: h.phase.entry(),
+                    },
+                )
+            })
+            .collect()
+    }
+
+    /// Makes the held shards what the next write reports.
+    fn publish(&self) {
+        *self
+            .shared
+            .entries
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner) = self.entries();
+    }
+
+    fn on_table(&mut self, event: Result<watcher::Event<KinesisShardAssignment>, watcher::Error>) {
+        match event {
+            Ok(watcher::Event::Apply(t)) => self.set_table(Some(t)),
+            Ok(watcher::Event::Delete(_)) => self.set_table(None),
+            Ok(watcher::Event::Init) => self.init = None,
+            Ok(watcher::Event::InitApply(t)) => self.init = Some(t),
+            Ok(watcher::Event::InitDone) => {
+                let t = self.init.take();
+                self.set_table(t);
+            }
+            Err(e) => warn!(error = %e, "watching the shard table failed; retrying"),
+        }
+    }
+
+    fn set_table(&mut self, table: Option<KinesisShardAssignment>) {
+        let table = table.map(|t| t.spec).filter(|t| {
+            let ours = t.ingester_uid == self.w.ingester_uid;
+            if !ours {
+                warn!(uid = %t.ingester_uid, "ignoring a shard table of another incarnation of the ingester");
+            }
+            ours
+        });
+        if !self.reads
+            && let Some(arn) = table.as_ref().and_then(|t| t.consumer_arn.as_deref())
+        {
+            info!(consumer = %arn, "reading through the operator's enhanced fan-out consumer");
+            self.w.parts.kind = ReaderKind::EnhancedFanOut(EfoSettings::new(Arc::from(arn)));
+            self.reads = true;
+        }
+        if !self.reads {
+            info!(
+                "waiting for the operator to register the enhanced fan-out consumer (spec.consumerArn of the shard table)"
+            );
+        }
+        self.table = table;
+        self.table_seen = true;
+        self.reconcile();
+    }
+
+    fn check_self_fence(&mut self) {
+        if !self.w.self_fenced && self.w.written_at.elapsed() > self.w.self_fence_after {
+            warn!(after = ?self.w.self_fence_after, "no status write succeeded; self-fencing: every reader stops until a write succeeds");
+            self.w.self_fenced = true;
+            self.w.metrics.set_fleet_self_fenced(true);
+            self.reconcile();
+        }
+    }
+
+    /// Brings the held shards in line with the table, the fences and the self-fence.
+    fn reconcile(&mut self) {
+        self.wanted = match &self.table {
+            Some(t) => desired(t, &self.spec, &self.w.me, self.w.self_fenced),
+            None => BTreeMap::new(),
+        };
+        // Revoked (another owner, a higher epoch, fenced, or gone): stop at once, forget.
+        let revoked: Vec<String> = self
+            .held
+            .iter()
+            .filter(|(id, h)| self.wanted.get(*id).map(|o| o.epoch) != Some(h.epoch))
+            .map(|(id, _)| id.clone())
+            .collect();
+        for id in revoked {
+            if let Some(h) = self.held.remove(&id) {
+                h.phase.cancel();
+                if !matches!(h.phase, Phase::Frozen { .. }) {
+                    info!(shard = %id, epoch = h.epoch, "shard revoked; stopped reading it");
+                }
+            }
+            self.w.tracker.forget(&id);
+            self.w.metrics.clear_shard(&id);
+        }
+        let now = Instant::now();
+        let mut urgent = false;
+        let wanted: Vec<(String, Owned)> = self
+            .wanted
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+        for (id, o) in wanted {
+            let deadline = now + self.w.drain_timeout;
+            let Some(h) = self.held.get_mut(&id) else {
+                if o.want == Want::Pause || !self.reads {
+                    continue;
+                }
+                let (resume, start) = start_position(&o, None, &self.w.default_start);
+                self.start(&id, &o, resume, start);
+                if o.want == Want::Release {
+                    self.begin_release(&id, deadline);
+                }
+                continue;
+            };
+            match (o.want, &h.phase) {
+                (Want::Read, Phase::Paused { .. }) if self.reads => {
+                    let resume = self.w.tracker.acked(&id);
+                    let start = h.start.clone();
+                    self.spawn(&id, &o, resume, start);
+                }
+                (
+                    Want::Read,
+                    Phase::Frozen {
+                        position,
+                        released: false,
+                        finished: false,
+                    },
+                ) if self.reads => {
+                    let (resume, start) =
+                        start_position(&o, position.as_ref(), &self.w.default_start);
+                    self.start(&id, &o, resume, start);
+                }
+                (Want::Release, Phase::Reading(_) | Phase::Paused { .. }) => {
+                    self.begin_release(&id, deadline);
+                }
+                (
+                    Want::Release,
+                    Phase::Frozen {
+                        position,
+                        released: false,
+                        finished: false,
+                    },
+                ) => {
+                    let position = position.clone();
+                    info!(shard = %id, epoch = o.epoch, "released a shard never read by this process");
+                    h.phase = Phase::Frozen {
+                        position,
+                        released: true,
+                        finished: false,
+                    };
+                    self.w.metrics.fleet_released("handoff");
+                    urgent = true;
+                }
+                (Want::Pause, Phase::Reading(cancel)) => {
+                    cancel.cancel();
+                    h.phase = Phase::Paused { last_sent: None };
+                }
+                _ => {}
+            }
+        }
+        self.publish();
+        if urgent {
+            self.shared.urgent.notify_one();
+        }
+        self.progress();
+    }
+
+    /// Seeds the tracker for a newly owned shard and starts its reader.
+    fn start(&mut self, id: &str, o: &Owned, resume: Option<Position>, start: StartAt) {
+        self.w.tracker.seed(id, resume.clone());
+        self.spawn(id, o, resume, start);
+    }
+
+    fn spawn(&mut self, id: &str, o: &Owned, resume: Option<Position>, start: StartAt) {
+        self.generation += 1;
+        let generation = self.generation;
+        let cancel = CancellationToken::new();
+        info!(shard = %id, epoch = o.epoch, ?resume, ?start, "reading an owned shard");
+        let reader = self
+            .w
+            .parts
+            .reader(id, o.hash_range, resume, start.clone(), cancel.clone());
+        let owned_id = id.to_owned();
+        self.tasks
+            .spawn(async move { (owned_id, generation, reader.await) });
+        self.held.insert(
+            id.to_owned(),
+            Held {
+                epoch: o.epoch,
+                generation,
+                start,
+                phase: Phase::Reading(cancel),
+            },
+        );
+    }
+
+    /// Release step 2 (docs/design.md §3.5): stop the reader; the rest happens as it returns.
+    fn begin_release(&mut self, id: &str, deadline: Instant) {
+        let Some(h) = self.held.get_mut(id) else {
+            return;
+        };
+        info!(shard = %id, epoch = h.epoch, "releasing the shard: stop reading, flush, acknowledge");
+        h.phase = match std::mem::replace(&mut h.phase, Phase::Ending) {
+            Phase::Reading(cancel) => {
+                cancel.cancel();
+                Phase::Stopping { cancel, deadline }
+            }
+            Phase::Paused { last_sent } => {
+                self.w.sink_flush.notify_one();
+                Phase::Draining {
+                    last_sent,
+                    deadline,
+                }
+            }
+            other => other,
+        };
+    }
+
+    fn on_outcome(&mut self, id: &str, generation: u64, outcome: ShardOutcome) {
+        let Some(h) = self.held.get_mut(id).filter(|h| h.generation == generation) else {
+            return;
+        };
+        match outcome {
+            ShardOutcome::Ended { last_sent, .. } => {
+                // The operator assigns the children once this shard is finished.
+                self.w.tracker.mark_end(id, last_sent);
+                h.phase = Phase::Ending;
+            }
+            ShardOutcome::Stopped { last_sent } => {
+                h.phase = match std::mem::replace(&mut h.phase, Phase::Ending) {
+                    Phase::Stopping { deadline, .. } => {
+                        self.w.sink_flush.notify_one();
+                        Phase::Draining {
+                            last_sent,
+                            deadline,
+                        }
+                    }
+                    Phase::Reading(_) => {
+                        warn!(shard = %id, "the reader stopped on its own (the sink is gone)");
+                        Phase::Paused { last_sent }
+                    }
+                    Phase::Paused { .. } => Phase::Paused { last_sent },
+                    other => other,
+                };
+            }
+        }
+        self.progress();
+    }
+
+    /// Completes releases whose last chunk the sink acknowledged (or whose time is up) and
+    /// shards whose end was delivered; either triggers an immediate write.
+    fn progress(&mut self) {
+        let now = Instant::now();
+        let mut changed = false;
+        for (id, h) in &mut self.held {
+            let done = match &h.phase {
+                Phase::Draining {
+                    last_sent,
+                    deadline,
+                } => {
+                    let drained = self.w.tracker.drained(id, last_sent.as_ref());
+                    if !drained && now < *deadline {
+                        self.w.sink_flush.notify_one();
+                        continue;
+                    }
+                    if !drained {
+                        warn!(shard = %id, "the sink did not deliver the shard's last records in time; releasing at the last acknowledged position (they may be delivered twice)");
+                    }
+                    self.w.metrics.fleet_released("handoff");
+                    (true, false)
+                }
+                Phase::Ending if self.w.tracker.is_finished(id) => (false, true),
+                _ => continue,
+            };
+            let position = self.w.tracker.acked(id);
+            info!(shard = %id, epoch = h.epoch, ?position, released = done.0, finished = done.1, "shard handed back");
+            h.phase = Phase::Frozen {
+                position,
+                released: done.0,
+                finished: done.1,
+            };
+            self.w.tracker.forget(id);
+            self.w.metrics.clear_shard(id);
+            changed = true;
+        }
+        if changed {
+            self.publish();
+            self.shared.urgent.notify_one();
+        }
+    }
+
+    fn update_ready(&self) {
+        let reading = self
+            .held
+            .values()
+            .filter(|h| matches!(h.phase, Phase::Reading(_)))
+            .count();
+        self.w.metrics.set_shards_reading(reading);
+        let all_read = self.wanted.iter().all(|(id, o)| {
+            o.want != Want::Read
+                || self
+                    .held
+                    .get(id)
+                    .is_some_and(|h| matches!(h.phase, Phase::Reading(_)))
+        });
+        server::set_ready(
+            &self.w.ready,
+            self.table_seen && self.reads && !self.w.self_fenced && all_read,
+        );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pos(seq: &str) -> Position {
+        Position::whole(seq.parse().expect("seq"))
+    }
+
+    #[test]
+    fn the_final_write_releases_every_held_shard_at_its_acked_position() {
+        let tracker = Tracker::strict();
+        tracker.seed("a", Some(pos("5")));
+        tracker.ack("a", &pos("9"));
+        tracker.seed("e", None);
+        tracker.mark_end("e", None);
+        let metrics = Metrics::new(Arc::default());
+        let entries: BTreeMap<String, ReportEntry> = [
+            ("a", EntryState::Live),
+            ("e", EntryState::Live),
+            (
+                "f",
+                EntryState::Frozen {
+                    position: Some(pos("3")),
+                    released: false,
+                    finished: true,
+                },
+            ),
+        ]
+        .into_iter()
+        .map(|(id, state)| (id.to_owned(), ReportEntry { epoch: 1, state }))
+        .collect();
+        let out = final_entries(entries, &tracker, &metrics);
+        assert_eq!(
+            out["a"].state,
+            EntryState::Frozen {
+                position: Some(pos("9")),
+                released: true,
+                finished: false
+            }
+        );
+        assert!(matches!(
+            out["e"].state,
+            EntryState::Frozen {
+                finished: true,
+                released: false,
+                ..
+            }
+        ));
+        assert!(matches!(
+            out["f"].state,
+            EntryState::Frozen {
+                finished: true,
+                released: false,
+                ..
+            }
+        ));
+        assert!(
+            metrics
+                .encode()
+                .contains("kinesis_ingester_fleet_releases_total{reason=\"shutdown\"} 1")
+        );
+    }
+}
