@@ -204,8 +204,19 @@ where
     F: FnOnce(Arc<Fleet>) -> Fut,
     Fut: std::future::Future<Output = Result<()>>,
 {
+    use futures::FutureExt;
     let fleet = Arc::new(fleet);
-    let result = body(fleet.clone()).await;
+    let result = match std::panic::AssertUnwindSafe(body(fleet.clone())).catch_unwind().await {
+        Ok(r) => r,
+        Err(panic) => {
+            let msg = panic
+                .downcast_ref::<String>()
+                .cloned()
+                .or_else(|| panic.downcast_ref::<&str>().map(|s| (*s).to_owned()))
+                .unwrap_or_default();
+            Err(anyhow::anyhow!("assertion failed: {msg}"))
+        }
+    };
     let fleet = Arc::into_inner(fleet).context("the scenario kept the fleet")?;
     if let Err(e) = &result {
         eprintln!("scenario failed: {e:#}\nlogs:{}", fleet.logs());

@@ -344,8 +344,8 @@ async fn publish(
 }
 
 /// Liveness of every worker from the operator's own observations: a worker is live while its
-/// object changed within the lease duration, measured from when this replica first saw the
-/// current version.
+/// status changed within the lease duration, measured from when this replica first saw the
+/// current status.
 fn liveness(
     memory: &mut Memory,
     workers: &[kinesis_ingester_api::KinesisWorker],
@@ -358,7 +358,9 @@ fn liveness(
     workers
         .iter()
         .map(|w| {
-            let rv = w.resource_version().unwrap_or_default();
+            // Only the worker writes status; the operator's fences change the object's
+            // resourceVersion too, so they must not count as signs of life.
+            let rv = serde_json::to_string(&w.status).unwrap_or_default();
             let seen = memory
                 .seen
                 .entry(w.name_any())
