@@ -26,7 +26,7 @@ struct Cli {
 enum Command {
     /// Read the stream and deliver its records until SIGTERM or SIGINT, then deliver what was
     /// read, store the checkpoints and exit 0.
-    Run(RunArgs),
+    Run(Box<RunArgs>),
     /// Check a KinesisIngester file without reading anything: report every invalid field.
     Validate {
         /// Path of the KinesisIngester YAML file.
@@ -188,7 +188,7 @@ fn main() -> ExitCode {
                     return ExitCode::FAILURE;
                 }
             };
-            match rt.block_on(run(args)) {
+            match rt.block_on(run(*args)) {
                 Ok(RunOutcome::Clean) => ExitCode::SUCCESS,
                 Ok(RunOutcome::DeadlineExceeded) => {
                     eprintln!(

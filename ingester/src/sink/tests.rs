@@ -306,7 +306,7 @@ async fn a_flush_delivers_the_open_batch_without_waiting_for_its_age() {
     let (acks, stats) = (Acks::default(), Arc::new(SinkStats::default()));
     let flush = Arc::new(tokio::sync::Notify::new());
     let pipeline = SinkPipeline::new(
-        Box::new(FileDestination::new(&dir.path().join("out.ndjson"), false)),
+        Box::new(FileDestination::new(dir.path().join("out.ndjson"), false)),
         limits(1000, Duration::from_secs(3600)),
         Encoding::Ndjson,
         acks.ack_fn(|| 0),
