@@ -206,7 +206,10 @@ where
 {
     use futures::FutureExt;
     let fleet = Arc::new(fleet);
-    let result = match std::panic::AssertUnwindSafe(body(fleet.clone())).catch_unwind().await {
+    let result = match std::panic::AssertUnwindSafe(body(fleet.clone()))
+        .catch_unwind()
+        .await
+    {
         Ok(r) => r,
         Err(panic) => {
             let msg = panic

@@ -341,10 +341,12 @@ fn spawn_worker(pod: &Pod, bin: &Path, dir: &Path, ns: &str) -> Result<Child> {
     // The pod's own arguments, with the endpoints moved to the loopback.
     let mut args = container.args.clone().unwrap_or_default();
     for (flag, value) in [("--metrics-addr", "127.0.0.1:0"), ("--log-format", "text")] {
-        if let Some(i) = args.iter().position(|a| a == flag) {
-            if let Some(v) = args.get_mut(i + 1) {
-                *v = value.to_owned();
-            }
+        if let Some(v) = args
+            .iter()
+            .position(|a| a == flag)
+            .and_then(|i| args.get_mut(i + 1))
+        {
+            *v = value.to_owned();
         }
     }
     let sa = spec

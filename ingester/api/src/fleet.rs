@@ -15,6 +15,8 @@ pub const ORDINAL_LABEL: &str = "kinesis-operator.dev/ordinal";
 /// The shard table of one KinesisIngester: owner, epoch and start position of every shard that
 /// is not finished. Written only by the operator, with a `resourceVersion` precondition; every
 /// worker of the ingester watches it.
+// clippy reads the repeated `type_ = ...` of the printcolumns as duplicated attributes.
+#[allow(clippy::duplicated_attributes)]
 #[derive(CustomResource, KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
 #[kube(
     group = "kinesis-operator.dev",
@@ -115,6 +117,7 @@ pub struct CheckpointPosition {
 
 /// One worker of a KinesisIngester. The operator creates it before the pod and writes fences
 /// into `spec`; only the worker process writes `status`, with a `resourceVersion` precondition.
+#[allow(clippy::duplicated_attributes)]
 #[derive(CustomResource, KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
 #[kube(
     group = "kinesis-operator.dev",

@@ -189,7 +189,7 @@ async fn ensure_table(
             .filter(|t| t.spec.ingester_uid == uid)
             .and_then(|t| t.spec.consumer_arn.clone()),
     };
-    let consumer_arn = match (ki.spec.read.mode.clone(), consumer_arn) {
+    let consumer_arn = match (ki.spec.read.mode, consumer_arn) {
         (ReadMode::EnhancedFanOut, None) => {
             let consumer = kinesis_ingester::config::consumer_name(ki);
             use kinesis_ingester::source::api::KinesisApi;
