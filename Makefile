@@ -10,6 +10,7 @@ help: ## List the targets
 
 .PHONY: test
 test: crds-check tools ## Run every test: unit, CRD sync, and integration tests on a local cluster and Kinesis emulator
+	$(CARGO) build --workspace --bins --locked
 	tests/env/with-env.sh $(CARGO) test --workspace --locked
 
 .PHONY: unit
