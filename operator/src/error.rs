@@ -27,6 +27,9 @@ pub enum Error {
     /// The resource has no name or namespace (never for objects from the API).
     #[error("the KinesisIngester has no {0}")]
     MissingMetadata(&'static str),
+    /// Deletion waits for the workers to stop; the finalizer stays until they have.
+    #[error("waiting for {0} worker pods to stop before cleaning up")]
+    WaitingForWorkers(usize),
     /// The finalizer machinery failed.
     #[error("finalizer: {0}")]
     Finalizer(String),
@@ -50,6 +53,7 @@ impl Error {
             },
             Self::Conflict => "conflict",
             Self::MissingMetadata(_) => "invalid_object",
+            Self::WaitingForWorkers(_) => "waiting",
             Self::Finalizer(_) => "finalizer",
         }
     }

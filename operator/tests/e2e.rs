@@ -670,6 +670,35 @@ async fn s4_resizing_the_fleet_moves_shards_without_loss_or_duplicates() -> Resu
             "FIGURE scale 2 -> 1 workers, drained and Ready: {:.1}s",
             shrink.elapsed().as_secs_f64()
         );
+
+        // The scale subresource (what `kubectl scale`, an HPA or KEDA use) overrides the
+        // count derived from shardsPerWorker.
+        let out = std::process::Command::new("kubectl")
+            .args([
+                "scale",
+                "kinesisingester",
+                NAME,
+                "--replicas=2",
+                "-n",
+                f.ns.name(),
+            ])
+            .output()
+            .context("running kubectl scale")?;
+        assert!(
+            out.status.success(),
+            "kubectl scale: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        poll(
+            "kubectl scale --replicas=2 gives two balanced workers",
+            LONG,
+            || async {
+                let o = f.owners().await.ok()??;
+                (o.values().filter(|w| *w == "orders-worker-1").count() == 2).then_some(())
+            },
+        )
+        .await?;
+        assert_eq!(f.ingester().await?.spec.workers.replicas, Some(2));
         let n = producer.stop().await?;
         let got = wait_delivered(&f.out, n).await?;
         let dup = duplicates(&got);
@@ -685,55 +714,244 @@ async fn s4_resizing_the_fleet_moves_shards_without_loss_or_duplicates() -> Resu
     .await
 }
 
-/// Scenario 5: SIGKILL the operator mid-run and start another: the workers keep reading, the
-/// new operator takes the Lease over, and there are no duplicate workers and no loss.
+/// Scenario 5: two operator replicas; SIGKILL the leader mid-run. The standby takes the Lease
+/// over, the workers keep reading meanwhile, and there are no duplicate workers and no loss.
 #[tokio::test]
 async fn s5_operator_restart_keeps_the_fleet() -> Result<()> {
     let mut fleet = Fleet::start("e2e-restart", 4, "{shardsPerWorker: 2}").await?;
     produce(&fleet.kinesis, &fleet.stream, 0, 100).await?;
     wait_delivered(&fleet.out, 100).await?;
     fleet.wait_ready("Ready before the restart").await?;
-    if let Some(op) = fleet.operator.take() {
-        op.kill().await;
-    }
+    // A second replica stands by: it must not touch anything while the first leads.
+    let standby = OperatorProcess::start(fleet.dir.path(), fleet.ns.name(), &[]).await?;
+    let leader = fleet.operator.take().context("the first operator")?;
+    leader.kill().await;
+    let killed = Instant::now();
     // The workers do not need the operator at steady state.
     produce(&fleet.kinesis, &fleet.stream, 100, 200).await?;
     wait_delivered(&fleet.out, 200).await?;
-    let restarted = Instant::now();
-    fleet.operator = Some(OperatorProcess::start(fleet.dir.path(), fleet.ns.name(), &[]).await?);
+    fleet.operator = Some(standby);
     scenario(fleet, |f| async move {
-        // The new operator reconciles (status written again) once it holds the Lease.
-        let before = f.ingester().await?.resource_version();
-        produce(&f.kinesis, &f.stream, 200, 300).await?;
-        poll("the new operator writes status", LONG, || async {
-            let ki = f.ingester().await.ok()?;
-            (ki.resource_version() != before).then_some(())
+        let lease = Api::<k8s_openapi::api::coordination::v1::Lease>::namespaced(
+            f.client.clone(),
+            f.ns.name(),
+        );
+        let before = lease
+            .get("kinesis-operator-leader")
+            .await?
+            .spec
+            .and_then(|s| s.holder_identity);
+        poll("the standby takes the Lease over", LONG, || async {
+            let holder = lease
+                .get("kinesis-operator-leader")
+                .await
+                .ok()?
+                .spec?
+                .holder_identity;
+            (holder.is_some() && holder != before).then_some(())
         })
         .await?;
-        f.wait_ready("Ready after the restart").await?;
         eprintln!(
-            "FIGURE operator restart -> new leader reconciling: {:.1}s",
-            restarted.elapsed().as_secs_f64()
+            "FIGURE leader killed -> standby holds the Lease: {:.1}s",
+            killed.elapsed().as_secs_f64()
         );
+        // The new leader reconciles: a resize is carried out.
+        f.patch_workers(serde_json::json!({"shardsPerWorker": 4}))
+            .await?;
+        poll(
+            "the new leader shrinks the fleet to one worker",
+            LONG,
+            || async {
+                let o = f.owners().await.ok()??;
+                (o.len() == 4 && o.values().all(|w| w == "orders-worker-0")).then_some(())
+            },
+        )
+        .await?;
+        eprintln!(
+            "FIGURE leader killed -> new leader completed a rebalance: {:.1}s",
+            killed.elapsed().as_secs_f64()
+        );
+        produce(&f.kinesis, &f.stream, 200, 300).await?;
+        f.wait_ready("Ready after the failover").await?;
         let got = wait_delivered(&f.out, 300).await?;
         assert!(
             duplicates(&got).is_empty(),
-            "an operator restart must not re-deliver"
+            "a failover and a planned resize must not re-deliver"
         );
-        let workers = f.workers().await?;
-        assert_eq!(workers.len(), 2, "no duplicate worker objects");
         let sts = Api::<StatefulSet>::namespaced(f.client.clone(), f.ns.name())
             .list(&ListParams::default())
             .await?;
-        assert_eq!(sts.items.len(), 1);
-        assert_eq!(sts.items[0].spec.replicas, Some(2));
-        for pod in ["orders-worker-0", "orders-worker-1"] {
-            assert_eq!(
-                f.kubelet().starts(pod),
-                1,
-                "{pod}'s worker was never restarted"
-            );
-        }
+        assert_eq!(sts.items.len(), 1, "no duplicate workloads");
+        assert_eq!(sts.items[0].spec.replicas, Some(1));
+        poll("the removed worker's object is deleted", LONG, || async {
+            (f.workers().await.ok()?.len() == 1).then_some(())
+        })
+        .await?;
+        assert_eq!(
+            f.kubelet().starts("orders-worker-0"),
+            1,
+            "the remaining worker was never restarted"
+        );
+        Ok(())
+    })
+    .await
+}
+
+/// Bad input at runtime: a stream that does not exist is reported as Ready=False and
+/// Degraded=StreamNotFound with the stream's name, an event says so, and the operator keeps
+/// running (it reconciles a valid ingester created next to it).
+#[tokio::test]
+async fn s6_a_missing_stream_is_a_condition_not_a_crash() -> Result<()> {
+    let fleet = Fleet::start("e2e-missing", 1, "{shardsPerWorker: 2}").await?;
+    scenario(fleet, |f| async move {
+        let endpoint = std::env::var("KINESIS_ENDPOINT")?;
+        let ghost: KinesisIngester = serde_saphyr::from_str(&format!(
+            "apiVersion: kinesis-operator.dev/v1alpha1
+kind: KinesisIngester
+metadata: {{name: ghost}}
+spec:
+  stream: {{name: no-such-stream, region: us-east-1, endpoint: '{endpoint}'}}
+  sink: {{stdout: {{}}}}
+"
+        ))?;
+        let api = Api::<KinesisIngester>::namespaced(f.client.clone(), f.ns.name());
+        api.create(&PostParams::default(), &ghost).await?;
+        let status = poll("Degraded=StreamNotFound on the ghost", LONG, || async {
+            let ki = api.get("ghost").await.ok()?;
+            let s = ki.status?;
+            let d = s
+                .conditions
+                .iter()
+                .find(|c| c.type_ == "Degraded" && c.status == "True")?;
+            (d.reason == "StreamNotFound").then_some(s)
+        })
+        .await?;
+        let ready = status
+            .conditions
+            .iter()
+            .find(|c| c.type_ == "Ready")
+            .context("Ready")?;
+        assert_eq!(
+            (ready.status.as_str(), ready.reason.as_str()),
+            ("False", "StreamUnavailable")
+        );
+        assert!(
+            ready.message.contains("no-such-stream"),
+            "the message names the stream: {}",
+            ready.message
+        );
+        let events =
+            Api::<k8s_openapi::api::events::v1::Event>::namespaced(f.client.clone(), f.ns.name())
+                .list(&ListParams::default())
+                .await?;
+        assert!(
+            events
+                .items
+                .iter()
+                .any(|e| e.reason.as_deref() == Some("StreamNotFound")
+                    && e.regarding.as_ref().and_then(|r| r.name.as_deref()) == Some("ghost")),
+            "a StreamNotFound event on the ghost"
+        );
+        // The valid ingester beside it is unaffected.
+        produce(&f.kinesis, &f.stream, 0, 50).await?;
+        wait_delivered(&f.out, 50).await?;
+        f.wait_ready("the valid ingester is Ready").await?;
+        Ok(())
+    })
+    .await
+}
+
+/// Deletion with `retention: Retain`, then re-creation: the workers release their shards, the
+/// shard table outlives the ingester with the final checkpoints, and the new ingester resumes
+/// after them: nothing read twice, nothing lost.
+#[tokio::test]
+async fn s7_retained_checkpoints_survive_delete_and_recreate() -> Result<()> {
+    let fleet = Fleet::start("e2e-retain", 2, "{shardsPerWorker: 2}").await?;
+    scenario(fleet, |f| async move {
+        produce(&f.kinesis, &f.stream, 0, 100).await?;
+        wait_delivered(&f.out, 100).await?;
+        f.wait_ready("Ready before deletion").await?;
+        let api = Api::<KinesisIngester>::namespaced(f.client.clone(), f.ns.name());
+        let original = f.ingester().await?;
+        api.delete(NAME, &Default::default()).await?;
+        poll("the ingester is gone (finalizer done)", LONG, || async {
+            api.get_opt(NAME).await.ok()?.is_none().then_some(())
+        })
+        .await?;
+        let table = f.table().await?.context("the retained table")?;
+        assert_eq!(
+            table
+                .labels()
+                .get("kinesis-operator.dev/retained")
+                .map(String::as_str),
+            Some("true")
+        );
+        assert!(
+            table.metadata.owner_references.is_none(),
+            "garbage collection must not take it"
+        );
+        assert!(
+            table
+                .spec
+                .shards
+                .iter()
+                .all(|s| s.owner.is_none() && s.start_after.is_some()),
+            "final checkpoints consolidated: {:?}",
+            table.spec.shards
+        );
+        assert!(f.kubelet().running().is_empty(), "every worker stopped");
+
+        produce(&f.kinesis, &f.stream, 100, 200).await?;
+        let mut again: KinesisIngester = KinesisIngester::new(NAME, original.spec.clone());
+        again.metadata.namespace = Some(f.ns.name().to_owned());
+        api.create(&PostParams::default(), &again).await?;
+        let got = wait_delivered(&f.out, 200).await?;
+        let dup = duplicates(&got);
+        assert!(
+            dup.is_empty(),
+            "re-created ingester re-read {} records: {:?}",
+            dup.len(),
+            &dup[..dup.len().min(10)]
+        );
+        let adopted = f.table().await?.context("table")?;
+        assert_eq!(
+            Some(adopted.spec.ingester_uid.clone()),
+            f.ingester().await?.metadata.uid,
+            "adopted by the new ingester"
+        );
+        Ok(())
+    })
+    .await
+}
+
+/// Enhanced fan-out in a fleet with `retention: Delete`: the operator registers one consumer
+/// and hands its ARN to the workers; deleting the ingester deregisters it and removes the table.
+#[tokio::test]
+async fn s8_enhanced_fan_out_consumer_is_deregistered_on_delete() -> Result<()> {
+    let fleet = Fleet::start("e2e-efo", 2, "{shardsPerWorker: 2}").await?;
+    scenario(fleet, |f| async move {
+        let api = Api::<KinesisIngester>::namespaced(f.client.clone(), f.ns.name());
+        api.patch(
+            NAME,
+            &PatchParams::default(),
+            &Patch::Merge(serde_json::json!({"spec": {"read": {"mode": "EnhancedFanOut"}, "checkpoints": {"retention": "Delete"}}})),
+        )
+        .await?;
+        let arn = f.kinesis.describe_stream_summary().stream_name(&f.stream).send().await?
+            .stream_description_summary().map(|d| d.stream_arn().to_owned()).context("arn")?;
+        let consumers = || async {
+            let r = f.kinesis.list_stream_consumers().stream_arn(&arn).send().await.ok()?;
+            Some(r.consumers().iter().map(|c| c.consumer_name().to_owned()).collect::<Vec<_>>())
+        };
+        poll("the table names the consumer", LONG, || async { f.table().await.ok()??.spec.consumer_arn }).await?;
+        let registered = consumers().await.context("ListStreamConsumers")?;
+        assert_eq!(registered.len(), 1, "one consumer for the whole fleet: {registered:?}");
+        produce(&f.kinesis, &f.stream, 0, 100).await?;
+        wait_delivered(&f.out, 100).await?;
+        api.delete(NAME, &Default::default()).await?;
+        poll("the ingester is gone", LONG, || async { api.get_opt(NAME).await.ok()?.is_none().then_some(()) }).await?;
+        poll("the consumer is deregistered", LONG, || async { consumers().await?.is_empty().then_some(()) }).await?;
+        assert!(f.table().await?.is_none(), "retention: Delete removes the table");
         Ok(())
     })
     .await

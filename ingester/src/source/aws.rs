@@ -47,27 +47,66 @@ impl SdkKinesis {
     }
 
     /// A client from the default credential chain (env, profile, IRSA, Pod Identity, IMDS),
-    /// with the region and endpoint of `stream` applied.
+    /// with the region and endpoint of `stream` applied. With `stream.roleArn`, those
+    /// credentials assume the role through STS first (cross-account streams).
     pub async fn from_spec(stream: &StreamSpec) -> Self {
-        let http = aws_smithy_http_client::Builder::new()
-            .tls_provider(aws_smithy_http_client::tls::Provider::Rustls(
-                aws_smithy_http_client::tls::rustls_provider::CryptoMode::Ring,
-            ))
-            .build_https();
-        let mut loader =
-            aws_config::defaults(aws_config::BehaviorVersion::latest()).http_client(http);
-        if let Some(region) = stream
+        Self::from_spec_with(stream, ClientOptions::default()).await
+    }
+
+    /// [`SdkKinesis::from_spec`] with overrides for tests.
+    pub async fn from_spec_with(stream: &StreamSpec, options: ClientOptions) -> Self {
+        let region = stream
             .region
             .clone()
-            .or_else(|| region_of_arn(stream.arn.as_deref()?))
-        {
-            loader = loader.region(aws_config::Region::new(region));
-        }
-        if let Some(endpoint) = &stream.endpoint {
-            loader = loader.endpoint_url(endpoint);
-        }
-        Self::new(Client::new(&loader.load().await))
+            .or_else(|| region_of_arn(stream.arn.as_deref()?));
+        let loader = |endpoint: Option<&str>| {
+            let https = aws_smithy_http_client::Builder::new()
+                .tls_provider(aws_smithy_http_client::tls::Provider::Rustls(
+                    aws_smithy_http_client::tls::rustls_provider::CryptoMode::Ring,
+                ))
+                .build_https();
+            let mut loader =
+                aws_config::defaults(aws_config::BehaviorVersion::latest()).http_client(https);
+            if let Some(region) = region.clone() {
+                loader = loader.region(aws_config::Region::new(region));
+            }
+            if let Some(endpoint) = endpoint {
+                loader = loader.endpoint_url(endpoint);
+            }
+            if let Some(creds) = options.credentials.clone() {
+                loader = loader.credentials_provider(creds);
+            }
+            loader
+        };
+        let config = loader(stream.endpoint.as_deref()).load().await;
+        let Some(role) = &stream.role_arn else {
+            return Self::new(Client::new(&config));
+        };
+        // STS keeps its own endpoint: `spec.stream.endpoint` overrides Kinesis only
+        // (AWS_ENDPOINT_URL_STS still applies).
+        let sts = loader(options.sts_endpoint.as_deref()).load().await;
+        let provider = aws_config::sts::AssumeRoleProvider::builder(role)
+            .session_name("kinesis-operator")
+            .configure(&sts)
+            .build()
+            .await;
+        let config = config
+            .to_builder()
+            .credentials_provider(
+                aws_credential_types::provider::SharedCredentialsProvider::new(provider),
+            )
+            .build();
+        Self::new(Client::new(&config))
     }
+}
+
+/// Overrides of [`SdkKinesis::from_spec_with`].
+#[derive(Clone, Debug, Default)]
+pub struct ClientOptions {
+    /// STS endpoint for role assumption (default: the regional endpoint).
+    pub sts_endpoint: Option<String>,
+    /// Base credentials instead of the default chain.
+    pub credentials: Option<aws_credential_types::Credentials>,
 }
 
 fn region_of_arn(arn: &str) -> Option<String> {

@@ -5,14 +5,14 @@ use kinesis_ingester_api::{
     CheckpointRetention, INGESTER_LABEL, KinesisIngester, KinesisShardAssignment, KinesisWorker,
 };
 use kube::{
-    Api, ResourceExt,
-    api::{DeleteParams, ListParams, Patch, PatchParams, PostParams},
+    Api, Resource, ResourceExt,
+    api::{DeleteParams, ListParams, PostParams},
     runtime::controller::Action,
 };
 use tokio::time::Instant;
 use tracing::{info, warn};
 
-use super::{FIELD_MANAGER, key_of, labels, result_label, workload};
+use super::{handoff::Liveness, key_of, labels, liveness, result_label, ssa, workload};
 use crate::{
     context::Context,
     error::{Error, Result, is_not_found, kube as kerr},
@@ -21,7 +21,8 @@ use crate::{
 /// Label on a shard table kept after its ingester was deleted.
 pub const RETAINED_LABEL: &str = "kinesis-operator.dev/retained";
 
-/// Runs one step of the cleanup; requeues until the workers are gone.
+/// Runs one step of the cleanup; fails with `WaitingForWorkers` (retried soon) until the
+/// workers are gone, because only a successful cleanup removes the finalizer.
 pub async fn run(ki: &KinesisIngester, ctx: &Context) -> Result<Action> {
     let ns = ki.namespace().ok_or(Error::MissingMetadata("namespace"))?;
     let name = ki.name_any();
@@ -36,19 +37,13 @@ pub async fn run(ki: &KinesisIngester, ctx: &Context) -> Result<Action> {
         .map_err(kerr("reading the StatefulSet"))?
         .is_some()
     {
-        let patch = serde_json::json!({
-            "apiVersion": "apps/v1", "kind": "StatefulSet",
-            "spec": {"replicas": 0}
-        });
-        let res = sts
-            .patch(
-                &names.workload,
-                &PatchParams::apply(FIELD_MANAGER).force(),
-                &Patch::Apply(&patch),
-            )
-            .await;
-        ctx.metrics.write("statefulset", result_label(&res));
-        if let Some(e) = res.as_ref().err().filter(|e| !is_not_found(e)) {
+        // The whole object: an apply is the field manager's entire intent, so a partial one
+        // would drop the fields it leaves out.
+        let owner = ki
+            .controller_owner_ref(&())
+            .ok_or(Error::MissingMetadata("uid"))?;
+        let zero = workload::stateful_set(ki, &names, &owner, 0, &ctx.settings.workload);
+        if let Err(e) = ssa(&sts, &zero, ctx, "statefulset").await {
             warn!(error = %e, "cannot scale the workers down");
         }
     }
@@ -64,22 +59,30 @@ pub async fn run(ki: &KinesisIngester, ctx: &Context) -> Result<Action> {
         .or_default()
         .cleanup_since
         .get_or_insert_with(Instant::now);
-    if !pods.is_empty() && since.elapsed() < ctx.settings.cleanup_timeout {
-        info!(
-            pods = pods.len(),
-            "waiting for the workers to stop before cleaning up"
-        );
-        return Ok(Action::requeue(std::time::Duration::from_secs(2)));
-    }
-
-    // 3. Consolidate the final positions into the table.
-    let tables: Api<KinesisShardAssignment> = Api::namespaced(ctx.client.clone(), &ns);
     let workers: Api<KinesisWorker> = Api::namespaced(ctx.client.clone(), &ns);
     let reports = workers
         .list(&ListParams::default().labels(&format!("{INGESTER_LABEL}={name}")))
         .await
         .map_err(kerr("listing workers"))?
         .items;
+    // A pod that is gone may still have a process writing its last report (a force delete, or
+    // kwok): wait for every worker to say it stopped, or to expire.
+    let still_live = {
+        let mut memory = ctx.memory();
+        let m = memory.entry(key.clone()).or_default();
+        liveness(m, &reports, ctx.settings.worker_lease)
+            .into_iter()
+            .filter(|l| *l == Liveness::Live)
+            .count()
+    };
+    let waiting = pods.len().max(still_live);
+    if waiting > 0 && since.elapsed() < ctx.settings.cleanup_timeout {
+        // An error keeps the finalizer: returning Ok would let the ingester go now.
+        return Err(Error::WaitingForWorkers(waiting));
+    }
+
+    // 3. Consolidate the final positions into the table.
+    let tables: Api<KinesisShardAssignment> = Api::namespaced(ctx.client.clone(), &ns);
     if let Some(mut table) = tables
         .get_opt(&name)
         .await

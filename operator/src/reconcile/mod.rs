@@ -75,8 +75,16 @@ pub fn error_policy(ki: Arc<KinesisIngester>, error: &Error, ctx: Arc<Context>) 
         m.failures = m.failures.saturating_add(1);
         m.failures
     };
-    if matches!(error, Error::Conflict) {
-        return Action::requeue(Duration::from_millis(200));
+    match error {
+        Error::Conflict => return Action::requeue(Duration::from_millis(200)),
+        Error::WaitingForWorkers(n) => {
+            info!(
+                pods = n,
+                "waiting for the workers to stop before cleaning up"
+            );
+            return Action::requeue(Duration::from_secs(2));
+        }
+        _ => {}
     }
     let delay = backoff(failures);
     warn!(error = %error, ?delay, "reconcile failed; retrying");
