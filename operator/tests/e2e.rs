@@ -602,6 +602,32 @@ async fn s3_killed_worker_loses_its_shards_to_a_live_one() -> Result<()> {
         })
         .await?;
         eprintln!("FIGURE worker kill -> shards reassigned: {:.1}s", killed_at.elapsed().as_secs_f64());
+        // A marker put straight into one of the victim's shards: its delivery is the moment
+        // that shard is read again.
+        let range = f
+            .kinesis
+            .list_shards()
+            .stream_name(&f.stream)
+            .send()
+            .await?
+            .shards()
+            .iter()
+            .find(|s| s.shard_id() == victim_shards[0])
+            .and_then(|s| s.hash_key_range().map(|r| r.starting_hash_key().to_owned()))
+            .context("the victim shard's range")?;
+        f.kinesis
+            .put_record()
+            .stream_name(&f.stream)
+            .partition_key("marker")
+            .explicit_hash_key(range)
+            .data(Blob::new("marker-after-kill"))
+            .send()
+            .await?;
+        poll("the marker in the victim's shard is delivered", LONG, || async {
+            delivered(&f.out).iter().any(|p| p == "marker-after-kill").then_some(())
+        })
+        .await?;
+        eprintln!("FIGURE worker kill -> its shard read again (marker delivered): {:.1}s", killed_at.elapsed().as_secs_f64());
         poll("orders-worker-0 confirms them", LONG, || async {
             let t = f.table().await.ok()??;
             let w0 = f.workers().await.ok()?.into_iter().find(|w| w.name_any() == "orders-worker-0")?;
@@ -611,7 +637,7 @@ async fn s3_killed_worker_loses_its_shards_to_a_live_one() -> Result<()> {
             }).then_some(())
         })
         .await?;
-        eprintln!("FIGURE worker kill -> its shards read again: {:.1}s", killed_at.elapsed().as_secs_f64());
+        eprintln!("FIGURE worker kill -> orders-worker-0 reports the shards: {:.1}s", killed_at.elapsed().as_secs_f64());
         assert_eq!(owners.len(), 4);
         let n = producer.stop().await?;
         let got = wait_delivered(&f.out, n).await?;

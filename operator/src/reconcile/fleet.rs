@@ -39,6 +39,9 @@ pub struct InFlight {
     pub problem: bool,
     /// A shard finished: list the stream again.
     pub refresh_topology: bool,
+    /// When the next live worker would expire if it does not report again: the reconcile
+    /// after that moment fences it without waiting for the periodic requeue.
+    pub next_expiry: Option<std::time::Duration>,
 }
 
 /// Runs the fleet pass.
@@ -330,6 +333,20 @@ pub async fn run(
         now: Timestamp::now(),
     });
     ctx.metrics.set_fleet(&labels(ki), &gauges);
+    in_flight.next_expiry = {
+        let memory = ctx.memory();
+        memory.get(&key).and_then(|m| {
+            workers
+                .iter()
+                .filter(|(_, w)| w.liveness == Liveness::Live)
+                .filter_map(|(n, _)| m.seen.get(n))
+                .map(|(_, at)| {
+                    (*at + ctx.settings.worker_lease)
+                        .saturating_duration_since(tokio::time::Instant::now())
+                })
+                .min()
+        })
+    };
     in_flight.busy = next
         .conditions
         .iter()

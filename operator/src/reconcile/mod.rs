@@ -168,13 +168,20 @@ async fn apply(ki: &KinesisIngester, ctx: &Context) -> Result<Action> {
             t.at = Instant::now() - ki.spec.read.shard_sync_interval.get();
         }
     }
-    Ok(Action::requeue(if in_flight.problem {
+    let periodic = if in_flight.problem {
         backoff(m.failures + 2)
     } else if in_flight.busy {
         ctx.settings.busy_requeue
     } else {
         ctx.settings.requeue
-    }))
+    };
+    // Just after the next possible expiry, so a dead worker's shards move promptly.
+    let expiry = in_flight
+        .next_expiry
+        .map(|d| d + Duration::from_millis(100));
+    Ok(Action::requeue(
+        expiry.map_or(periodic, |e| e.min(periodic)),
+    ))
 }
 
 /// Creates the table, adopts a retained one, or reports a mismatch.
@@ -461,3 +468,4 @@ where
     ctx.metrics.write(what, result_label(&res));
     res.map_err(kerr(what))
 }
+mod budget;
