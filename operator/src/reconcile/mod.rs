@@ -161,7 +161,12 @@ async fn apply(ki: &KinesisIngester, ctx: &Context) -> Result<Action> {
 
     let mut memory = ctx.memory();
     let m = memory.entry(key).or_default();
-    m.failures = 0;
+    // A stream problem is reported in status and retried with growing backoff.
+    m.failures = if in_flight.problem {
+        m.failures.saturating_add(1)
+    } else {
+        0
+    };
     if m.topology.is_some() && in_flight.refresh_topology {
         // A finished parent means children may have appeared: list again on the next pass.
         if let Some(t) = m.topology.as_mut() {
@@ -169,7 +174,7 @@ async fn apply(ki: &KinesisIngester, ctx: &Context) -> Result<Action> {
         }
     }
     let periodic = if in_flight.problem {
-        backoff(m.failures + 2)
+        backoff(m.failures)
     } else if in_flight.busy {
         ctx.settings.busy_requeue
     } else {
