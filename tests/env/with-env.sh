@@ -41,4 +41,14 @@ else
   . "$state/cluster.env"
 fi
 export TEST_ENV_STATE=$state
-"$@"
+# Ctrl-C reaches the command too; if it then stops cleanly (exit 0, like `make demo`), so do we.
+interrupted=0
+trap 'interrupted=1' INT
+rc=0
+"$@" || rc=$?
+if [ "$rc" -ne 0 ]; then
+  exit "$rc"
+fi
+if [ "$interrupted" = 1 ]; then
+  log "interrupted; the command stopped cleanly"
+fi

@@ -29,18 +29,21 @@ use crate::FIELD_MANAGER;
 /// A binary of the workspace, built next to the running test executable
 /// (`target/<profile>/`). `cargo test --workspace` builds every binary first.
 pub fn workspace_bin(name: &str) -> Result<PathBuf> {
-    let exe = std::env::current_exe().context("locating the test executable")?;
-    let dir = exe
-        .parent()
-        .and_then(Path::parent)
-        .context("the test executable is not in target/<profile>/deps")?;
-    let path = dir.join(name);
-    anyhow::ensure!(
-        path.exists(),
-        "{} is missing: build it first with `cargo build --workspace --bins` (make test does)",
-        path.display()
-    );
-    Ok(path)
+    let exe = std::env::current_exe().context("locating the running executable")?;
+    // A test runs from target/<profile>/deps, a binary from target/<profile>.
+    let here = exe.parent().context("the executable has no directory")?;
+    let candidates = [Some(here), here.parent()];
+    candidates
+        .into_iter()
+        .flatten()
+        .map(|dir| dir.join(name))
+        .find(|p| p.exists())
+        .with_context(|| {
+            format!(
+                "{name} is missing next to {}: build it first with `cargo build --workspace --bins` (make test and make demo do)",
+                exe.display()
+            )
+        })
 }
 
 /// Writes a copy of `$KUBECONFIG` whose user impersonates `user` (e.g.
@@ -210,7 +213,16 @@ pub struct Kubelet {
 impl Kubelet {
     /// Starts watching the worker pods of `namespace` (polling every 300 ms).
     pub fn start(client: Client, dir: &Path, namespace: &str) -> Result<Self> {
-        let bin = workspace_bin("kinesis-ingester")?;
+        Self::start_for(client, dir, namespace, "app.kubernetes.io/component=worker")
+    }
+
+    /// Runs the pods of `namespace` that match `labels`: a container whose image names
+    /// `kinesis-operator` runs the operator binary, any other runs `kinesis-ingester`.
+    pub fn start_for(client: Client, dir: &Path, namespace: &str, labels: &str) -> Result<Self> {
+        let bins = Bins {
+            ingester: workspace_bin("kinesis-ingester")?,
+            operator: workspace_bin("kinesis-operator")?,
+        };
         let state = Arc::new(Mutex::new(KubeletState::default()));
         let stop = CancellationToken::new();
         let (s, st, dir, ns) = (
@@ -219,12 +231,12 @@ impl Kubelet {
             dir.to_owned(),
             namespace.to_owned(),
         );
+        let lp = ListParams::default().labels(labels);
         let task = tokio::spawn(async move {
             let pods: Api<Pod> = Api::namespaced(client, &ns);
-            let lp = ListParams::default().labels("app.kubernetes.io/component=worker");
             loop {
                 if let Ok(list) = pods.list(&lp).await {
-                    sync(&s, &list.items, &bin, &dir, &ns);
+                    sync(&s, &list.items, &bins, &dir, &ns);
                 }
                 tokio::select! {
                     () = st.cancelled() => break,
@@ -282,7 +294,14 @@ impl Kubelet {
     }
 }
 
-fn sync(state: &Mutex<KubeletState>, pods: &[Pod], bin: &Path, dir: &Path, ns: &str) {
+/// The binaries a pod may run.
+#[derive(Clone, Debug)]
+struct Bins {
+    ingester: PathBuf,
+    operator: PathBuf,
+}
+
+fn sync(state: &Mutex<KubeletState>, pods: &[Pod], bins: &Bins, dir: &Path, ns: &str) {
     let mut state = state.lock().unwrap_or_else(PoisonError::into_inner);
     // Pods being deleted or gone: SIGTERM (the grace period is the worker's own deadline).
     let live: HashMap<String, &Pod> = pods.iter().map(|p| (p.name_any(), p)).collect();
@@ -317,7 +336,7 @@ fn sync(state: &Mutex<KubeletState>, pods: &[Pod], bin: &Path, dir: &Path, ns: &
         {
             continue;
         }
-        match spawn_worker(pod, bin, dir, ns) {
+        match spawn_pod(pod, bins, dir, ns) {
             Ok(child) => {
                 *state.starts.entry(name.clone()).or_default() += 1;
                 state.running.insert(
@@ -334,10 +353,16 @@ fn sync(state: &Mutex<KubeletState>, pods: &[Pod], bin: &Path, dir: &Path, ns: &
     }
 }
 
-fn spawn_worker(pod: &Pod, bin: &Path, dir: &Path, ns: &str) -> Result<Child> {
+fn spawn_pod(pod: &Pod, bins: &Bins, dir: &Path, ns: &str) -> Result<Child> {
     let name = pod.name_any();
     let spec = pod.spec.as_ref().context("pod without spec")?;
     let container = spec.containers.first().context("pod without containers")?;
+    let image = container.image.clone().unwrap_or_default();
+    let bin = if image.contains("kinesis-operator") {
+        &bins.operator
+    } else {
+        &bins.ingester
+    };
     // The pod's own arguments, with the endpoints moved to the loopback.
     let mut args = container.args.clone().unwrap_or_default();
     for (flag, value) in [("--metrics-addr", "127.0.0.1:0"), ("--log-format", "text")] {
@@ -360,6 +385,12 @@ fn spawn_worker(pod: &Pod, bin: &Path, dir: &Path, ns: &str) -> Result<Child> {
     )?;
     let (out, err) = log_file(&dir.join(format!("{name}.log")))?;
     let mut cmd = Command::new(bin);
+    // Literal environment values of the container (downward-API ones are set below).
+    for e in container.env.iter().flatten() {
+        if let Some(v) = &e.value {
+            cmd.env(&e.name, v);
+        }
+    }
     cmd.args(&args)
         .env("KUBECONFIG", kubeconfig)
         .env("POD_NAME", &name)
@@ -370,5 +401,5 @@ fn spawn_worker(pod: &Pod, bin: &Path, dir: &Path, ns: &str) -> Result<Child> {
         .kill_on_drop(true);
     emulator_env(&mut cmd);
     cmd.spawn()
-        .with_context(|| format!("starting the worker for {name}"))
+        .with_context(|| format!("starting the process for pod {name}"))
 }
