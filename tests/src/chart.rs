@@ -72,7 +72,10 @@ pub fn documents(yaml: &str) -> Result<Vec<serde_json::Value>> {
 /// permissions of the operator (leader election aside, which the chart grants in its own
 /// namespace only).
 pub fn chart_cluster_role() -> Result<ClusterRole> {
-    let yaml = template("kinesis-operator", &["--show-only", "templates/clusterrole.yaml"])?;
+    let yaml = template(
+        "kinesis-operator",
+        &["--show-only", "templates/clusterrole.yaml"],
+    )?;
     let mut docs = documents(&yaml)?;
     if docs.len() != 1 {
         bail!(

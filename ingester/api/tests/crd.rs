@@ -28,7 +28,10 @@ fn stale_files(base: &Path, dir: &str, update: bool) -> Vec<String> {
             let diff = similar::TextDiff::from_lines(&have, &want)
                 .unified_diff()
                 .context_radius(2)
-                .header(&format!("{dir}/ (committed)"), "generated from ingester/api/src")
+                .header(
+                    &format!("{dir}/ (committed)"),
+                    "generated from ingester/api/src",
+                )
                 .to_string();
             let shown: String = diff.lines().take(60).collect::<Vec<_>>().join("\n");
             stale.push(format!("{dir}/{file}:\n{shown}"));
