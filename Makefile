@@ -23,11 +23,11 @@ lint: ## cargo fmt --check and clippy with warnings denied
 	$(CARGO) clippy --workspace --all-targets --locked -- -D warnings
 
 .PHONY: crds
-crds: ## Regenerate crds/ from the Rust types
-	$(CARGO) run --quiet --locked -p kinesis-ingester-api --bin crdgen -- crds
+crds: ## Regenerate crds/ and the chart's crds/ from the Rust types
+	$(CARGO) run --quiet --locked -p kinesis-ingester-api --bin crdgen -- crds charts/kinesis-operator/crds
 
 .PHONY: crds-check
-crds-check: ## Fail when crds/ is stale
+crds-check: ## Fail when crds/ or the chart's crds/ is stale
 	$(CARGO) test --quiet --locked -p kinesis-ingester-api --test crd
 
 .PHONY: tools

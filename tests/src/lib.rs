@@ -3,6 +3,7 @@
 //! The environment comes from `tests/env/with-env.sh` (run by `make test`), which exports
 //! `KUBECONFIG` and `KINESIS_ENDPOINT`.
 
+pub mod chart;
 pub mod fleet;
 
 use std::{future::Future, time::Duration};
