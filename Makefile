@@ -54,8 +54,9 @@ kinesis-down: ## Stop kinesis-local started by kinesis-up
 	tests/env/kinesis-local.sh stop $(CLUSTER_DIR)
 
 .PHONY: demo
-demo: ## Local demo with no cloud account (arrives with the Helm chart issue)
-	@echo "make demo is not built yet: it arrives with the Helm chart and quickstart work." >&2; exit 1
+demo: tools ## Local demo, no cloud account: control plane + Kinesis emulator + Helm chart + operator + workers; Ctrl-C stops it
+	$(CARGO) build --workspace --bins --locked
+	tests/env/with-env.sh "$${CARGO_TARGET_DIR:-target}/debug/kinesis-demo"
 
 .PHONY: bench
 bench: ## Release-build benchmarks: decode MB/s, end-to-end MB/s per core and RSS, 1,000 idle shards (prints figures)

@@ -15,7 +15,7 @@ use std::{
 use anyhow::{Context, Result};
 use k8s_openapi::api::{
     core::v1::{Pod, ServiceAccount},
-    rbac::v1::{ClusterRole, RoleBinding},
+    rbac::v1::{ClusterRole, Role, RoleBinding},
 };
 use kube::{
     Api, Client, ResourceExt,
@@ -69,12 +69,11 @@ pub fn service_account_user(namespace: &str, name: &str) -> String {
     format!("system:serviceaccount:{namespace}:{name}")
 }
 
-/// Installs the operator's ClusterRole (from `tests/manifests`) and binds it, in `namespace`
-/// only, to the ServiceAccount `kinesis-operator` there.
+/// Installs the operator's ClusterRole as the Helm chart renders it, and binds it, in
+/// `namespace` only, to the ServiceAccount `kinesis-operator` there, with a Role for the leader
+/// Lease in the same namespace (what a namespaced chart install grants).
 pub async fn install_operator_rbac(client: &Client, namespace: &str) -> Result<()> {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("manifests/operator-clusterrole.yaml");
-    let text = std::fs::read_to_string(&path)?;
-    let role: ClusterRole = serde_saphyr::from_str(&text)?;
+    let role = crate::chart::chart_cluster_role()?;
     let pp = PatchParams::apply(FIELD_MANAGER).force();
     Api::<ClusterRole>::all(client.clone())
         .patch(&role.name_any(), &pp, &Patch::Apply(&role))
@@ -87,15 +86,26 @@ pub async fn install_operator_rbac(client: &Client, namespace: &str) -> Result<(
     Api::<ServiceAccount>::namespaced(client.clone(), namespace)
         .patch("kinesis-operator", &pp, &Patch::Apply(&sa))
         .await?;
-    let binding: RoleBinding = serde_json::from_value(serde_json::json!({
-        "apiVersion": "rbac.authorization.k8s.io/v1", "kind": "RoleBinding",
-        "metadata": {"name": "kinesis-operator", "namespace": namespace},
-        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": role.name_any()},
-        "subjects": [{"kind": "ServiceAccount", "name": "kinesis-operator", "namespace": namespace}]
+    let subjects = serde_json::json!([{"kind": "ServiceAccount", "name": "kinesis-operator", "namespace": namespace}]);
+    let leases: Role = serde_json::from_value(serde_json::json!({
+        "apiVersion": "rbac.authorization.k8s.io/v1", "kind": "Role",
+        "metadata": {"name": "kinesis-operator-leader", "namespace": namespace},
+        "rules": [{"apiGroups": ["coordination.k8s.io"], "resources": ["leases"], "verbs": ["get", "create", "update"]}]
     }))?;
-    Api::<RoleBinding>::namespaced(client.clone(), namespace)
-        .patch("kinesis-operator", &pp, &Patch::Apply(&binding))
+    Api::<Role>::namespaced(client.clone(), namespace)
+        .patch("kinesis-operator-leader", &pp, &Patch::Apply(&leases))
         .await?;
+    for (name, kind) in [("kinesis-operator", "ClusterRole"), ("kinesis-operator-leader", "Role")] {
+        let binding: RoleBinding = serde_json::from_value(serde_json::json!({
+            "apiVersion": "rbac.authorization.k8s.io/v1", "kind": "RoleBinding",
+            "metadata": {"name": name, "namespace": namespace},
+            "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": kind, "name": if kind == "ClusterRole" { role.name_any() } else { name.to_owned() }},
+            "subjects": subjects,
+        }))?;
+        Api::<RoleBinding>::namespaced(client.clone(), namespace)
+            .patch(name, &pp, &Patch::Apply(&binding))
+            .await?;
+    }
     Ok(())
 }
 

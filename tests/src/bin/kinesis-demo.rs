@@ -1,0 +1,193 @@
+//! `make demo`: the quickstart on a laptop. Inside the local control plane and Kinesis emulator started by `tests/env/with-env.sh`, it installs the Helm chart, runs the operator and worker pods as local processes, creates a stream, applies an example ingester, produces records and shows the ingester's lag falling to 0 while records arrive in the sink, until Ctrl-C.
+//!
+//! `DEMO_SECONDS=N` stops it after N seconds (used to check the demo non-interactively).
+
+use std::{
+    path::{Path, PathBuf},
+    process::{Command, ExitCode},
+    sync::{
+        Arc,
+        atomic::{AtomicBool, AtomicUsize, Ordering},
+    },
+    time::{Duration, Instant},
+};
+
+use anyhow::{Context, Result};
+use aws_sdk_kinesis::primitives::Blob;
+use kinesis_ingester_api::KinesisIngester;
+use kinesis_operator_tests::{
+    create_stream,
+    fleet::Kubelet,
+    kinesis_client, kube_client, wait_until,
+};
+use kube::{
+    Api,
+    api::{Patch, PatchParams},
+};
+
+const OPERATOR_NS: &str = "kinesis-system";
+const DEMO_NS: &str = "demo";
+const PRODUCE_FOR: Duration = Duration::from_secs(40);
+
+fn step(n: u32, what: &str) {
+    println!("\n==> [{n}/5] {what}");
+}
+
+fn repo() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+fn run(cmd: &mut Command) -> Result<String> {
+    let out = cmd.output().with_context(|| format!("running {cmd:?}"))?;
+    anyhow::ensure!(
+        out.status.success(),
+        "{cmd:?} failed: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    match demo().await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("\ndemo failed: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn demo() -> Result<()> {
+    let state = PathBuf::from(std::env::var("TEST_ENV_STATE").context(
+        "run the demo with `make demo`, which starts the local control plane and the emulator",
+    )?);
+    let client = kube_client().await?;
+    let kinesis = kinesis_client()?;
+
+    step(1, "installing the Helm chart into namespace kinesis-system (CRDs, RBAC, operator Deployment)");
+    let chart = repo().join("charts/kinesis-operator");
+    run(Command::new("helm").args(["install", "kinesis-operator"]).arg(&chart).args([
+        "--namespace",
+        OPERATOR_NS,
+        "--create-namespace",
+        "--set",
+        "replicas=1",
+    ]))?;
+    run(Command::new("kubectl").args(["create", "namespace", DEMO_NS]))?;
+
+    step(2, "running the operator pod and the worker pods as local processes (kwok nodes run no containers)");
+    let operator = Kubelet::start_for(
+        client.clone(),
+        &state,
+        OPERATOR_NS,
+        "app.kubernetes.io/name=kinesis-operator",
+    )?;
+    let workers = Kubelet::start(client.clone(), &state, DEMO_NS)?;
+    let running = wait_until("the operator process", Duration::from_secs(60), || async {
+        Ok((!operator.running().is_empty()).then(|| operator.running()))
+    })
+    .await?;
+    println!("    operator pod {} is running (logs in {})", running.join(", "), state.display());
+
+    step(3, "creating the Kinesis stream and applying examples/polling-stdout.yaml with a file sink");
+    let stream = create_stream(&kinesis, "orders", 4).await?;
+    let sink = state.join("orders.ndjson");
+    let ki = example(&stream, &sink)?;
+    Api::<KinesisIngester>::namespaced(client.clone(), DEMO_NS)
+        .patch(
+            "orders",
+            &PatchParams::apply("kinesis-demo").force(),
+            &Patch::Apply(&ki),
+        )
+        .await
+        .context("applying the example ingester")?;
+    println!("    stream {stream} (4 shards); sink {}", sink.display());
+
+    step(4, "producing records for 40 s (20 per 100 ms across 16 keys)");
+    let produced = Arc::new(AtomicUsize::new(0));
+    let stop = Arc::new(AtomicBool::new(false));
+    let producer = {
+        let (produced, stop, kinesis, stream) = (produced.clone(), stop.clone(), kinesis.clone(), stream.clone());
+        tokio::spawn(async move {
+            let start = Instant::now();
+            while start.elapsed() < PRODUCE_FOR && !stop.load(Ordering::Relaxed) {
+                let from = produced.load(Ordering::Relaxed);
+                let mut req = kinesis.put_records().stream_name(&stream);
+                for i in from..from + 20 {
+                    let entry = aws_sdk_kinesis::types::PutRecordsRequestEntry::builder()
+                        .partition_key(format!("customer-{}", i % 16))
+                        .data(Blob::new(format!("{{\"order\":{i},\"customer\":{}}}", i % 16)))
+                        .build();
+                    if let Ok(e) = entry {
+                        req = req.records(e);
+                    }
+                }
+                if req.send().await.is_ok() {
+                    produced.store(from + 20, Ordering::Relaxed);
+                }
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        })
+    };
+
+    step(5, "watching `kubectl get kinesisingesters -n demo` and the sink (Ctrl-C to stop)");
+    let limit = std::env::var("DEMO_SECONDS").ok().and_then(|s| s.parse().ok()).map(Duration::from_secs);
+    let started = Instant::now();
+    let mut interrupted = std::pin::pin!(tokio::signal::ctrl_c());
+    loop {
+        let table = run(Command::new("kubectl").args(["get", "kinesisingesters", "-n", DEMO_NS]))
+            .unwrap_or_else(|e| format!("{e:#}\n"));
+        let lines = std::fs::read_to_string(&sink).unwrap_or_default();
+        let delivered = lines.lines().count();
+        let last = lines
+            .lines()
+            .last()
+            .and_then(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+            .map(|v| format!("{} (shard {})", v["data"].as_str().unwrap_or_default(), v["shardId"].as_str().unwrap_or_default()))
+            .unwrap_or_default();
+        println!(
+            "\n[{:>3}s] produced {:>5}, delivered to the sink {:>5}   last: {last}\n{}",
+            started.elapsed().as_secs(),
+            produced.load(Ordering::Relaxed),
+            delivered,
+            table.trim_end()
+        );
+        if limit.is_some_and(|l| started.elapsed() >= l) {
+            break;
+        }
+        tokio::select! {
+            _ = &mut interrupted => { println!("\nCtrl-C: stopping"); break; }
+            () = tokio::time::sleep(Duration::from_secs(3)) => {}
+        }
+    }
+    stop.store(true, Ordering::Relaxed);
+    let _ = producer.await;
+    println!("stopping the workers (they release their shards and store final checkpoints) and the operator");
+    workers.shutdown().await;
+    operator.shutdown().await;
+    let delivered = std::fs::read_to_string(&sink).unwrap_or_default().lines().count();
+    println!(
+        "done: {} records produced, {delivered} delivered to {}",
+        produced.load(Ordering::Relaxed),
+        sink.display()
+    );
+    Ok(())
+}
+
+/// The example a user would apply, pointed at the emulator and a file sink.
+fn example(stream: &str, sink: &Path) -> Result<KinesisIngester> {
+    let text = std::fs::read_to_string(repo().join("examples/polling-stdout.yaml"))?;
+    let mut v: serde_json::Value = serde_saphyr::from_str(&text)?;
+    v["metadata"] = serde_json::json!({"name": "orders", "namespace": DEMO_NS});
+    v["spec"]["stream"] = serde_json::json!({
+        "name": stream,
+        "region": "us-east-1",
+        "endpoint": std::env::var("KINESIS_ENDPOINT")?,
+    });
+    v["spec"]["sink"] = serde_json::json!({"file": {"path": sink}, "batch": {"maxAge": "200ms"}});
+    v["spec"]["read"]["pollInterval"] = serde_json::json!("500ms");
+    v["spec"]["workers"] = serde_json::json!({"shardsPerWorker": 2});
+    Ok(serde_json::from_value(v)?)
+}
