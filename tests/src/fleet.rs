@@ -226,8 +226,9 @@ impl Kubelet {
         Self::start_for(client, dir, namespace, "app.kubernetes.io/component=worker")
     }
 
-    /// Runs the pods of `namespace` that match `labels`: a container whose image names
-    /// `kinesis-operator` runs the operator binary, any other runs `kinesis-ingester`.
+    /// Runs the pods of `namespace` that match `labels`: a container whose image is named
+    /// `kinesis-operator` (any registry and tag) runs the operator binary, any other runs
+    /// `kinesis-ingester`.
     pub fn start_for(client: Client, dir: &Path, namespace: &str, labels: &str) -> Result<Self> {
         let bins = Bins {
             ingester: workspace_bin("kinesis-ingester")?,
@@ -367,8 +368,10 @@ fn spawn_pod(pod: &Pod, bins: &Bins, dir: &Path, ns: &str) -> Result<Child> {
     let name = pod.name_any();
     let spec = pod.spec.as_ref().context("pod without spec")?;
     let container = spec.containers.first().context("pod without containers")?;
+    // The image's own name, without registry, organisation or tag.
     let image = container.image.clone().unwrap_or_default();
-    let bin = if image.contains("kinesis-operator") {
+    let image_name = image.rsplit('/').next().unwrap_or_default();
+    let bin = if image_name.split([':', '@']).next() == Some("kinesis-operator") {
         &bins.operator
     } else {
         &bins.ingester
