@@ -42,7 +42,8 @@ async fn restrict(client: &kube::Client, ns: &str) -> Result<()> {
 }
 
 #[tokio::test]
-async fn the_chart_runs_the_operator_and_reconciles_a_sample_in_restricted_namespaces() -> Result<()> {
+async fn the_chart_runs_the_operator_and_reconciles_a_sample_in_restricted_namespaces() -> Result<()>
+{
     let client = kube_client().await?;
     let system = TestNamespace::create(&client, "chart-system").await?;
     let apps = TestNamespace::create(&client, "chart-apps").await?;
@@ -58,7 +59,12 @@ async fn the_chart_runs_the_operator_and_reconciles_a_sample_in_restricted_names
         .args(["--namespace", system.name(), "--set", "replicas=1"])
         .args(["--set", &format!("watchNamespace={}", apps.name())]))?;
 
-    let operator = Kubelet::start_for(client.clone(), dir.path(), system.name(), "app.kubernetes.io/name=kinesis-operator")?;
+    let operator = Kubelet::start_for(
+        client.clone(),
+        dir.path(),
+        system.name(),
+        "app.kubernetes.io/name=kinesis-operator",
+    )?;
     let workers = Kubelet::start(client.clone(), dir.path(), apps.name())?;
     let result = async {
         // The Deployment's pod was admitted by the restricted namespace and runs.
@@ -104,11 +110,17 @@ async fn the_chart_runs_the_operator_and_reconciles_a_sample_in_restricted_names
     .await;
     workers.shutdown().await;
     operator.shutdown().await;
-    let _ = Command::new("helm").args(["uninstall", &release, "--namespace", system.name()]).output();
+    let _ = Command::new("helm")
+        .args(["uninstall", &release, "--namespace", system.name()])
+        .output();
     if result.is_err() {
         for e in std::fs::read_dir(dir.path())?.flatten() {
             if e.path().extension().is_some_and(|x| x == "log") {
-                eprintln!("===== {}\n{}", e.path().display(), std::fs::read_to_string(e.path()).unwrap_or_default());
+                eprintln!(
+                    "===== {}\n{}",
+                    e.path().display(),
+                    std::fs::read_to_string(e.path()).unwrap_or_default()
+                );
             }
         }
     }

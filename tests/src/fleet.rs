@@ -95,7 +95,10 @@ pub async fn install_operator_rbac(client: &Client, namespace: &str) -> Result<(
     Api::<Role>::namespaced(client.clone(), namespace)
         .patch("kinesis-operator-leader", &pp, &Patch::Apply(&leases))
         .await?;
-    for (name, kind) in [("kinesis-operator", "ClusterRole"), ("kinesis-operator-leader", "Role")] {
+    for (name, kind) in [
+        ("kinesis-operator", "ClusterRole"),
+        ("kinesis-operator-leader", "Role"),
+    ] {
         let binding: RoleBinding = serde_json::from_value(serde_json::json!({
             "apiVersion": "rbac.authorization.k8s.io/v1", "kind": "RoleBinding",
             "metadata": {"name": name, "namespace": namespace},

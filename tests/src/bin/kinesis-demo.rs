@@ -16,9 +16,7 @@ use anyhow::{Context, Result};
 use aws_sdk_kinesis::primitives::Blob;
 use kinesis_ingester_api::KinesisIngester;
 use kinesis_operator_tests::{
-    create_stream,
-    fleet::Kubelet,
-    kinesis_client, kube_client, wait_until,
+    create_stream, fleet::Kubelet, kinesis_client, kube_client, wait_until,
 };
 use kube::{
     Api,
@@ -27,7 +25,9 @@ use kube::{
 
 const OPERATOR_NS: &str = "kinesis-system";
 const DEMO_NS: &str = "demo";
-const PRODUCE_FOR: Duration = Duration::from_secs(40);
+const PRODUCE_FOR: Duration = Duration::from_secs(60);
+/// The ingester is applied once this much data waits, so the lag starts high and falls.
+const BACKLOG: Duration = Duration::from_secs(15);
 
 fn step(n: u32, what: &str) {
     println!("\n==> [{n}/5] {what}");
@@ -66,50 +66,20 @@ async fn demo() -> Result<()> {
     let client = kube_client().await?;
     let kinesis = kinesis_client()?;
 
-    step(1, "installing the Helm chart into namespace kinesis-system (CRDs, RBAC, operator Deployment)");
-    let chart = repo().join("charts/kinesis-operator");
-    run(Command::new("helm").args(["install", "kinesis-operator"]).arg(&chart).args([
-        "--namespace",
-        OPERATOR_NS,
-        "--create-namespace",
-        "--set",
-        "replicas=1",
-    ]))?;
-    run(Command::new("kubectl").args(["create", "namespace", DEMO_NS]))?;
-
-    step(2, "running the operator pod and the worker pods as local processes (kwok nodes run no containers)");
-    let operator = Kubelet::start_for(
-        client.clone(),
-        &state,
-        OPERATOR_NS,
-        "app.kubernetes.io/name=kinesis-operator",
-    )?;
-    let workers = Kubelet::start(client.clone(), &state, DEMO_NS)?;
-    let running = wait_until("the operator process", Duration::from_secs(60), || async {
-        Ok((!operator.running().is_empty()).then(|| operator.running()))
-    })
-    .await?;
-    println!("    operator pod {} is running (logs in {})", running.join(", "), state.display());
-
-    step(3, "creating the Kinesis stream and applying examples/polling-stdout.yaml with a file sink");
+    step(
+        1,
+        "creating a 4-shard Kinesis stream in the emulator and producing 200 records/s into it",
+    );
     let stream = create_stream(&kinesis, "orders", 4).await?;
-    let sink = state.join("orders.ndjson");
-    let ki = example(&stream, &sink)?;
-    Api::<KinesisIngester>::namespaced(client.clone(), DEMO_NS)
-        .patch(
-            "orders",
-            &PatchParams::apply("kinesis-demo").force(),
-            &Patch::Apply(&ki),
-        )
-        .await
-        .context("applying the example ingester")?;
-    println!("    stream {stream} (4 shards); sink {}", sink.display());
-
-    step(4, "producing records for 40 s (20 per 100 ms across 16 keys)");
     let produced = Arc::new(AtomicUsize::new(0));
     let stop = Arc::new(AtomicBool::new(false));
     let producer = {
-        let (produced, stop, kinesis, stream) = (produced.clone(), stop.clone(), kinesis.clone(), stream.clone());
+        let (produced, stop, kinesis, stream) = (
+            produced.clone(),
+            stop.clone(),
+            kinesis.clone(),
+            stream.clone(),
+        );
         tokio::spawn(async move {
             let start = Instant::now();
             while start.elapsed() < PRODUCE_FOR && !stop.load(Ordering::Relaxed) {
@@ -118,7 +88,10 @@ async fn demo() -> Result<()> {
                 for i in from..from + 20 {
                     let entry = aws_sdk_kinesis::types::PutRecordsRequestEntry::builder()
                         .partition_key(format!("customer-{}", i % 16))
-                        .data(Blob::new(format!("{{\"order\":{i},\"customer\":{}}}", i % 16)))
+                        .data(Blob::new(format!(
+                            "{{\"order\":{i},\"customer\":{}}}",
+                            i % 16
+                        )))
                         .build();
                     if let Ok(e) = entry {
                         req = req.records(e);
@@ -131,9 +104,79 @@ async fn demo() -> Result<()> {
             }
         })
     };
+    let backlog_since = Instant::now();
+    println!(
+        "    stream {stream}; the producer runs for {} s",
+        PRODUCE_FOR.as_secs()
+    );
 
-    step(5, "watching `kubectl get kinesisingesters -n demo` and the sink (Ctrl-C to stop)");
-    let limit = std::env::var("DEMO_SECONDS").ok().and_then(|s| s.parse().ok()).map(Duration::from_secs);
+    step(
+        2,
+        "installing the Helm chart into namespace kinesis-system (CRDs, RBAC, operator Deployment)",
+    );
+    let chart = repo().join("charts/kinesis-operator");
+    run(Command::new("helm")
+        .args(["install", "kinesis-operator"])
+        .arg(&chart)
+        .args([
+            "--namespace",
+            OPERATOR_NS,
+            "--create-namespace",
+            "--set",
+            "replicas=1",
+        ]))?;
+    run(Command::new("kubectl").args(["create", "namespace", DEMO_NS]))?;
+
+    step(
+        3,
+        "running the operator pod and the worker pods as local processes (kwok nodes run no containers)",
+    );
+    let operator = Kubelet::start_for(
+        client.clone(),
+        &state,
+        OPERATOR_NS,
+        "app.kubernetes.io/name=kinesis-operator",
+    )?;
+    let workers = Kubelet::start(client.clone(), &state, DEMO_NS)?;
+    let running = wait_until("the operator process", Duration::from_secs(60), || async {
+        Ok((!operator.running().is_empty()).then(|| operator.running()))
+    })
+    .await?;
+    println!(
+        "    operator pod {} is running (logs in {})",
+        running.join(", "),
+        state.display()
+    );
+
+    step(
+        4,
+        "applying examples/polling-stdout.yaml (with a file sink) once a 15 s backlog has built up",
+    );
+    tokio::time::sleep(BACKLOG.saturating_sub(backlog_since.elapsed())).await;
+    let sink = state.join("orders.ndjson");
+    let ki = example(&stream, &sink)?;
+    Api::<KinesisIngester>::namespaced(client.clone(), DEMO_NS)
+        .patch(
+            "orders",
+            &PatchParams::apply("kinesis-demo").force(),
+            &Patch::Apply(&ki),
+        )
+        .await
+        .context("applying the example ingester")?;
+    println!(
+        "    {} records are waiting; the ingester reads from TRIM_HORIZON into {}",
+        produced.load(Ordering::Relaxed),
+        sink.display()
+    );
+
+    step(
+        5,
+        "watching `kubectl get kinesisingesters -n demo` and the sink (Ctrl-C to stop)",
+    );
+    let limit = std::env::var("DEMO_SECONDS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .map(Duration::from_secs);
     let started = Instant::now();
     let mut interrupted = std::pin::pin!(tokio::signal::ctrl_c());
     loop {
@@ -145,7 +188,13 @@ async fn demo() -> Result<()> {
             .lines()
             .last()
             .and_then(|l| serde_json::from_str::<serde_json::Value>(l).ok())
-            .map(|v| format!("{} (shard {})", v["data"].as_str().unwrap_or_default(), v["shardId"].as_str().unwrap_or_default()))
+            .map(|v| {
+                format!(
+                    "{} (shard {})",
+                    v["data"].as_str().unwrap_or_default(),
+                    v["shardId"].as_str().unwrap_or_default()
+                )
+            })
             .unwrap_or_default();
         println!(
             "\n[{:>3}s] produced {:>5}, delivered to the sink {:>5}   last: {last}\n{}",
@@ -164,10 +213,15 @@ async fn demo() -> Result<()> {
     }
     stop.store(true, Ordering::Relaxed);
     let _ = producer.await;
-    println!("stopping the workers (they release their shards and store final checkpoints) and the operator");
+    println!(
+        "stopping the workers (they release their shards and store final checkpoints) and the operator"
+    );
     workers.shutdown().await;
     operator.shutdown().await;
-    let delivered = std::fs::read_to_string(&sink).unwrap_or_default().lines().count();
+    let delivered = std::fs::read_to_string(&sink)
+        .unwrap_or_default()
+        .lines()
+        .count();
     println!(
         "done: {} records produced, {delivered} delivered to {}",
         produced.load(Ordering::Relaxed),
@@ -187,7 +241,9 @@ fn example(stream: &str, sink: &Path) -> Result<KinesisIngester> {
         "endpoint": std::env::var("KINESIS_ENDPOINT")?,
     });
     v["spec"]["sink"] = serde_json::json!({"file": {"path": sink}, "batch": {"maxAge": "200ms"}});
+    // Small reads, so catching up on the backlog takes a few seconds and the lag visibly falls.
     v["spec"]["read"]["pollInterval"] = serde_json::json!("500ms");
+    v["spec"]["read"]["maxRecordsPerCall"] = serde_json::json!(25);
     v["spec"]["workers"] = serde_json::json!({"shardsPerWorker": 2});
     Ok(serde_json::from_value(v)?)
 }
