@@ -58,6 +58,12 @@ demo: tools ## Local demo, no cloud account: control plane + Kinesis emulator + 
 	$(CARGO) build --workspace --bins --locked
 	tests/env/with-env.sh "$${CARGO_TARGET_DIR:-target}/debug/kinesis-demo"
 
+.PHONY: bench-fleet
+bench-fleet: tools ## Fleet figures on the local control plane: SplitShard->children read, worker kill->shards read again, API writes/s per worker, object sizes
+	$(CARGO) build --workspace --bins --locked
+	$(CARGO) test --locked -p kinesis-operator --lib budget -- --nocapture 2>&1 | grep FIGURE
+	tests/env/with-env.sh $(CARGO) test --locked -p kinesis-operator --test e2e -- --nocapture --test-threads 1 s1_ s2_ s3_ s5_ 2>&1 | grep -A3 FIGURE
+
 .PHONY: bench
 bench: ## Release-build benchmarks: decode MB/s, end-to-end MB/s per core and RSS, 1,000 idle shards (prints figures)
 	$(CARGO) bench --locked -p kinesis-ingester --bench decode
