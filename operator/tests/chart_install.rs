@@ -2,12 +2,12 @@
 
 use std::{process::Command, time::Duration};
 
-use anyhow::{Context, Result};
+use anyhow::Result;
 use k8s_openapi::api::core::v1::{Namespace, Pod};
 use kinesis_ingester_api::KinesisIngester;
 use kinesis_operator_tests::{
-    TestNamespace, create_stream, fleet::Kubelet, kinesis_client, kube_client, unique_name,
-    wait_until,
+    TestNamespace, chart::run, create_stream, fleet::Kubelet, kinesis_client, kube_client,
+    unique_name, wait_until,
 };
 use kube::{
     Api, ResourceExt,
@@ -15,17 +15,6 @@ use kube::{
 };
 
 const LONG: Duration = Duration::from_secs(180);
-
-fn run(cmd: &mut Command) -> Result<String> {
-    let out = cmd.output().with_context(|| format!("running {cmd:?}"))?;
-    anyhow::ensure!(
-        out.status.success(),
-        "{cmd:?} failed: {}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
-}
 
 async fn restrict(client: &kube::Client, ns: &str) -> Result<()> {
     Api::<Namespace>::all(client.clone())

@@ -16,7 +16,7 @@ use anyhow::{Context, Result};
 use aws_sdk_kinesis::primitives::Blob;
 use kinesis_ingester_api::KinesisIngester;
 use kinesis_operator_tests::{
-    create_stream, fleet::Kubelet, kinesis_client, kube_client, wait_until,
+    chart::run, create_stream, fleet::Kubelet, kinesis_client, kube_client, wait_until,
 };
 use kube::{
     Api,
@@ -35,17 +35,6 @@ fn step(n: u32, what: &str) {
 
 fn repo() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
-}
-
-fn run(cmd: &mut Command) -> Result<String> {
-    let out = cmd.output().with_context(|| format!("running {cmd:?}"))?;
-    anyhow::ensure!(
-        out.status.success(),
-        "{cmd:?} failed: {}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
 }
 
 #[tokio::main]
