@@ -407,7 +407,7 @@ pub fn plan_owners(
     out
 }
 
-/// Ordinals of workers that still own a shard in the table.
+/// Names of the workers that still own a shard in the table.
 pub fn owning_workers(table: &KinesisShardAssignmentSpec) -> BTreeSet<String> {
     table
         .shards

@@ -27,7 +27,7 @@ use tracing::{info, instrument, warn};
 
 use crate::{
     context::{Context, Memory},
-    error::{Error, Result, is_conflict, is_not_found, kube as kerr},
+    error::{Error, Result, is_conflict, kube as kerr},
     metrics::IngesterLabels,
     topology,
 };
@@ -439,17 +439,6 @@ fn describe(t: &Transition) -> (&'static str, String) {
             format!("{shard} → {owner} (epoch {epoch})"),
         ),
         Transition::Draining { shard, owner } => ("Rebalancing", format!("{owner} drains {shard}")),
-    }
-}
-
-#[allow(dead_code)]
-fn not_found_ok<T>(
-    r: std::result::Result<T, kube::Error>,
-) -> std::result::Result<Option<T>, kube::Error> {
-    match r {
-        Ok(v) => Ok(Some(v)),
-        Err(e) if is_not_found(&e) => Ok(None),
-        Err(e) => Err(e),
     }
 }
 
