@@ -1003,3 +1003,65 @@ async fn s8_enhanced_fan_out_consumer_is_deregistered_on_delete() -> Result<()> 
     })
     .await
 }
+
+/// UpdateShardCount 2 → 4 while producing: the operator finds the new shards on its own, the
+/// parents finish before their children are read, and nothing is lost or duplicated.
+#[tokio::test]
+async fn s9_update_shard_count_while_producing() -> Result<()> {
+    let fleet = Fleet::start("e2e-scale-stream", 2, "{shardsPerWorker: 2}").await?;
+    scenario(fleet, |f| async move {
+        produce(&f.kinesis, &f.stream, 0, 100).await?;
+        wait_delivered(&f.out, 100).await?;
+        f.wait_ready("Ready before UpdateShardCount").await?;
+        let before: Vec<String> = f.owners().await?.context("owners")?.into_keys().collect();
+        let producer = Producer::start(f.kinesis.clone(), f.stream.clone(), 100);
+        let started = Instant::now();
+        f.kinesis
+            .update_shard_count()
+            .stream_name(&f.stream)
+            .target_shard_count(4)
+            .scaling_type(aws_sdk_kinesis::types::ScalingType::UniformScaling)
+            .send()
+            .await?;
+        wait_stream_active(&f.kinesis, &f.stream).await?;
+        let ki = poll(
+            "4 open shards read by 2 workers, the old ones finished",
+            LONG,
+            || async {
+                let t = f.table().await.ok()??;
+                let parents_done = before.iter().all(|p| t.spec.finished.contains(p));
+                let owned = t
+                    .spec
+                    .shards
+                    .iter()
+                    .filter(|s| s.owner.is_some() && !s.draining)
+                    .count();
+                let ki = f.ingester().await.ok()?;
+                let open = ki.status.as_ref()?.open_shards;
+                (parents_done && owned >= 4 && open == Some(4)).then_some(ki)
+            },
+        )
+        .await?;
+        eprintln!(
+            "FIGURE UpdateShardCount 2 -> 4: every new shard owned after {:.1}s",
+            started.elapsed().as_secs_f64()
+        );
+        assert_eq!(
+            ki.status.as_ref().map(|s| s.replicas),
+            Some(2),
+            "ceil(4 / 2) workers"
+        );
+        let n = producer.stop().await?;
+        let got = wait_delivered(&f.out, n).await?;
+        assert_key_order(&got)?;
+        let dup = duplicates(&got);
+        assert!(
+            dup.is_empty(),
+            "UpdateShardCount re-delivered {} records: {:?}",
+            dup.len(),
+            &dup[..dup.len().min(10)]
+        );
+        Ok(())
+    })
+    .await
+}

@@ -54,7 +54,7 @@ pub async fn run(
     let Observed {
         names,
         table,
-        problem,
+        mut problem,
     } = observed;
     let ns = names.namespace.clone();
     let name = names.ingester.clone();
@@ -167,7 +167,18 @@ pub async fn run(
         }
         transitions.extend(planned_now);
         let mut next = table.clone();
-        if spec != table.spec {
+        let oversized = handoff::too_large(&spec);
+        if let Some(bytes) = oversized {
+            // Writing would fail at etcd's request limit, possibly mid-handoff: stop here.
+            problem = Some(status::StreamProblem {
+                reason: "AssignmentTooLarge",
+                message: format!(
+                    "the shard table would be {bytes} bytes, over the {} byte limit (about 3,000 active shards); split the stream across several ingesters",
+                    handoff::MAX_TABLE_BYTES
+                ),
+            });
+            in_flight.problem = true;
+        } else if spec != table.spec {
             next.spec = spec;
             let res = Api::<KinesisShardAssignment>::namespaced(ctx.client.clone(), &ns)
                 .replace(&name, &PostParams::default(), &next)

@@ -416,6 +416,16 @@ pub fn owning_workers(table: &KinesisShardAssignmentSpec) -> BTreeSet<String> {
         .collect()
 }
 
+/// The shard table is kept under this many bytes of JSON, well below etcd's 1.5 MiB request
+/// limit (about 3,000 active shards).
+pub const MAX_TABLE_BYTES: usize = 1 << 20;
+
+/// The serialized size of `table` when it is over [`MAX_TABLE_BYTES`].
+pub fn too_large(table: &KinesisShardAssignmentSpec) -> Option<usize> {
+    let bytes = serde_json::to_vec(table).map_or(usize::MAX, |b| b.len());
+    (bytes > MAX_TABLE_BYTES).then_some(bytes)
+}
+
 /// `max(1, 10 % of the eligible shards)`: how many shards may be draining at once.
 pub fn max_handoffs(eligible: usize) -> usize {
     (eligible / 10).max(1)

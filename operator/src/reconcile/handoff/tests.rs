@@ -327,3 +327,27 @@ fn handoffs_are_limited_to_a_tenth_of_the_shards() {
     assert_eq!(max_handoffs(9), 1);
     assert_eq!(max_handoffs(1000), 100);
 }
+
+#[test]
+fn a_table_over_a_mebibyte_is_too_large() {
+    let small = table(
+        (0..100)
+            .map(|i| shard(&format!("shardId-{i:012}"), Some("w0"), 1))
+            .collect(),
+    );
+    assert_eq!(too_large(&small), None);
+    let big = table(
+        (0..4000)
+            .map(|i| {
+                let mut s = shard(&format!("shardId-{i:012}"), Some("orders-worker-1"), 1);
+                s.start_after = Some(pos(
+                    "49655121380712095233960537406412683491498406931375063042",
+                ));
+                s.starting_hash_key = Some("170141183460469231731687303715884105728".into());
+                s.ending_hash_key = Some("173543007129678616366321049790201782271".into());
+                s
+            })
+            .collect(),
+    );
+    assert!(too_large(&big).is_some_and(|b| b > MAX_TABLE_BYTES));
+}
