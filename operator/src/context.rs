@@ -71,6 +71,8 @@ pub struct Memory {
     pub failures: u32,
     /// When status was last written.
     pub status_written: Option<Instant>,
+    /// Hash of the workload last applied, and when.
+    pub applied: Option<(u64, Instant)>,
     /// When deletion started waiting for workers.
     pub cleanup_since: Option<Instant>,
 }

@@ -232,29 +232,6 @@ pub async fn run(
         .max()
         .map_or(0, |o| o + 1);
     let replicas = desired.max(owning_max);
-    if let Some(sa) = workload::service_account(&names, &owner) {
-        ssa(
-            &Api::<ServiceAccount>::namespaced(ctx.client.clone(), &ns),
-            &sa,
-            ctx,
-            "serviceaccount",
-        )
-        .await?;
-    }
-    ssa(
-        &Api::<Role>::namespaced(ctx.client.clone(), &ns),
-        &workload::role(&names, &owner),
-        ctx,
-        "role",
-    )
-    .await?;
-    ssa(
-        &Api::<RoleBinding>::namespaced(ctx.client.clone(), &ns),
-        &workload::role_binding(&names, &owner),
-        ctx,
-        "rolebinding",
-    )
-    .await?;
     // Worker objects exist before their pods, so workers never need `create`.
     for n in 0..replicas {
         let wname = worker_name(&name, n);
@@ -288,9 +265,44 @@ pub async fn run(
         .get_opt(&names.workload)
         .await
         .map_err(kerr("reading the StatefulSet"))?
-        .and_then(|s| s.spec.replicas);
+        .map(|s| s.spec.replicas.unwrap_or(0));
     let sts = workload::stateful_set(ki, &names, &owner, replicas, &ctx.settings.workload);
-    ssa(&sts_api, &sts, ctx, "statefulset").await?;
+    // The workload is applied when it changed, when the StatefulSet is missing, and every
+    // REAPPLY_AFTER in case someone edited it; not on every worker report.
+    let desired_hash = workload_hash(&names, &owner, &sts);
+    let fresh = ctx
+        .memory()
+        .get(&key)
+        .and_then(|m| m.applied)
+        .is_some_and(|(h, at)| h == desired_hash && at.elapsed() < REAPPLY_AFTER);
+    if !(fresh && previous_replicas.is_some()) {
+        if let Some(sa) = workload::service_account(&names, &owner) {
+            ssa(
+                &Api::<ServiceAccount>::namespaced(ctx.client.clone(), &ns),
+                &sa,
+                ctx,
+                "serviceaccount",
+            )
+            .await?;
+        }
+        ssa(
+            &Api::<Role>::namespaced(ctx.client.clone(), &ns),
+            &workload::role(&names, &owner),
+            ctx,
+            "role",
+        )
+        .await?;
+        ssa(
+            &Api::<RoleBinding>::namespaced(ctx.client.clone(), &ns),
+            &workload::role_binding(&names, &owner),
+            ctx,
+            "rolebinding",
+        )
+        .await?;
+        ssa(&sts_api, &sts, ctx, "statefulset").await?;
+        ctx.memory().entry(key.clone()).or_default().applied =
+            Some((desired_hash, tokio::time::Instant::now()));
+    }
     if previous_replicas.is_some_and(|p| p != replicas) {
         publish(
             ctx,
@@ -464,4 +476,26 @@ async fn write_status(
         .or_default()
         .status_written = Some(tokio::time::Instant::now());
     Ok(())
+}
+
+/// How long an applied workload is trusted before it is applied again.
+const REAPPLY_AFTER: std::time::Duration = std::time::Duration::from_secs(300);
+
+/// A hash of everything the workload pass applies (ServiceAccount, Role, RoleBinding,
+/// StatefulSet), so an unchanged workload is not sent again.
+fn workload_hash(
+    names: &workload::Names,
+    owner: &k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference,
+    sts: &StatefulSet,
+) -> u64 {
+    use std::hash::{DefaultHasher, Hash, Hasher};
+    let objects = serde_json::json!([
+        workload::service_account(names, owner),
+        workload::role(names, owner),
+        workload::role_binding(names, owner),
+        sts,
+    ]);
+    let mut h = DefaultHasher::new();
+    objects.to_string().hash(&mut h);
+    h.finish()
 }
