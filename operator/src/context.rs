@@ -45,7 +45,7 @@ impl Default for Settings {
                 worker_args: Vec::new(),
                 grace_period_seconds: 45,
             },
-            worker_lease: Duration::from_secs(15),
+            worker_lease: Duration::from_secs(14),
             expiries: Expiries {
                 drain: Duration::from_secs(60),
                 start: Duration::from_secs(60),

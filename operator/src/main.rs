@@ -50,7 +50,7 @@ struct RunArgs {
     #[arg(long, env = "WORKER_IMAGE")]
     worker_image: Option<String>,
     /// A worker whose object has not changed for this long loses its shards.
-    #[arg(long, default_value = "15s")]
+    #[arg(long, default_value = "14s")]
     worker_lease: Duration,
     /// Workers write their report this often (at least 5s: 0.2 API writes/s per worker).
     #[arg(long, default_value = "6s")]
