@@ -1065,3 +1065,93 @@ async fn s9_update_shard_count_while_producing() -> Result<()> {
     })
     .await
 }
+
+/// A worker frozen (SIGSTOP) for longer than its lease, then thawed: the operator fences its
+/// shards and moves them; the thawed worker finds the fences on its next write, stops those
+/// shards without storing anything for them, rejoins, and the fleet rebalances. Nothing is lost.
+#[tokio::test]
+async fn s10_a_frozen_worker_is_fenced_and_rejoins() -> Result<()> {
+    let fleet = Fleet::start("e2e-freeze", 4, "{shardsPerWorker: 2}").await?;
+    scenario(fleet, |f| async move {
+        produce(&f.kinesis, &f.stream, 0, 100).await?;
+        wait_delivered(&f.out, 100).await?;
+        f.wait_ready("Ready before the freeze").await?;
+        let frozen_shards: BTreeMap<String, i64> = f
+            .table()
+            .await?
+            .context("table")?
+            .spec
+            .shards
+            .iter()
+            .filter(|s| s.owner.as_deref() == Some("orders-worker-1"))
+            .map(|s| (s.shard_id.clone(), s.epoch))
+            .collect();
+        assert_eq!(frozen_shards.len(), 2);
+        let producer = Producer::start(f.kinesis.clone(), f.stream.clone(), 100);
+        assert!(
+            f.kubelet().signal("orders-worker-1", "STOP"),
+            "the worker process was running"
+        );
+        poll(
+            "the frozen worker's shards move to orders-worker-0",
+            LONG,
+            || async {
+                let o = f.owners().await.ok()??;
+                (o.len() == 4 && o.values().all(|w| w == "orders-worker-0")).then_some(())
+            },
+        )
+        .await?;
+        let fenced = f
+            .workers()
+            .await?
+            .into_iter()
+            .find(|w| w.name_any() == "orders-worker-1")
+            .context("worker-1")?;
+        for (shard, epoch) in &frozen_shards {
+            assert!(
+                fenced.spec.is_fenced(shard, *epoch),
+                "{shard}@{epoch} is fenced on the frozen worker"
+            );
+        }
+        assert!(f.kubelet().signal("orders-worker-1", "CONT"), "thaw");
+        let thawed = Instant::now();
+        poll(
+            "the thawed worker rejoins and the fleet is balanced again",
+            LONG,
+            || async {
+                let o = f.owners().await.ok()??;
+                (o.values().filter(|w| *w == "orders-worker-1").count() == 2).then_some(())
+            },
+        )
+        .await?;
+        eprintln!(
+            "FIGURE thawed worker -> rebalanced onto it: {:.1}s",
+            thawed.elapsed().as_secs_f64()
+        );
+        // It never stored a checkpoint for the epochs taken from it.
+        let w1 = f
+            .workers()
+            .await?
+            .into_iter()
+            .find(|w| w.name_any() == "orders-worker-1")
+            .context("worker-1")?;
+        for (shard, epoch) in &frozen_shards {
+            assert!(
+                w1.status
+                    .as_ref()
+                    .and_then(|s| s.entry(shard, *epoch))
+                    .is_none(),
+                "{shard}@{epoch} must not be reported by the fenced worker any more"
+            );
+        }
+        f.wait_ready("Ready after the rejoin").await?;
+        let n = producer.stop().await?;
+        let got = wait_delivered(&f.out, n).await?;
+        eprintln!(
+            "FIGURE freeze scenario: {n} records, {} duplicates",
+            duplicates(&got).len()
+        );
+        Ok(())
+    })
+    .await
+}

@@ -276,6 +276,19 @@ impl Kubelet {
         }
     }
 
+    /// Sends `signal` (e.g. `STOP`, `CONT`) to the process of `pod`, as a paused VM or a
+    /// frozen node would; `false` when it has no running process.
+    pub fn signal(&self, pod: &str, signal: &str) -> bool {
+        let state = self.lock();
+        let Some(pid) = state.running.get(pod).and_then(|p| p.child.id()) else {
+            return false;
+        };
+        std::process::Command::new("kill")
+            .args([&format!("-{signal}"), &pid.to_string()])
+            .status()
+            .is_ok_and(|s| s.success())
+    }
+
     /// Pods with a live process.
     pub fn running(&self) -> Vec<String> {
         let mut state = self.lock();
