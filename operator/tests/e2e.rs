@@ -156,6 +156,33 @@ spec:
         .await
     }
 
+    /// Puts records `0..n`, waits until all are delivered and the ingester is Ready.
+    async fn settle(&self, n: usize, what: &str) -> Result<()> {
+        produce(&self.kinesis, &self.stream, 0, n).await?;
+        wait_delivered(&self.out, n).await?;
+        self.wait_ready(what).await?;
+        Ok(())
+    }
+
+    /// The worker object `name`.
+    async fn worker(&self, name: &str) -> Result<KinesisWorker> {
+        Ok(
+            Api::<KinesisWorker>::namespaced(self.client.clone(), self.ns.name())
+                .get(name)
+                .await?,
+        )
+    }
+
+    /// Deletes the ingester and waits until its finalizer has let it go.
+    async fn delete_ingester(&self) -> Result<()> {
+        let api = Api::<KinesisIngester>::namespaced(self.client.clone(), self.ns.name());
+        api.delete(NAME, &Default::default()).await?;
+        poll("the ingester is gone (finalizer done)", LONG, || async {
+            api.get_opt(NAME).await.ok()?.is_none().then_some(())
+        })
+        .await
+    }
+
     async fn patch_workers(&self, workers: serde_json::Value) -> Result<()> {
         Api::<KinesisIngester>::namespaced(self.client.clone(), self.ns.name())
             .patch(
@@ -331,6 +358,17 @@ fn duplicates(payloads: &[String]) -> Vec<String> {
     d
 }
 
+/// Fails when any payload was delivered more than once, naming `what` re-delivered them.
+fn assert_no_duplicates(payloads: &[String], what: &str) {
+    let dup = duplicates(payloads);
+    assert!(
+        dup.is_empty(),
+        "{what} re-delivered {} records: {:?}",
+        dup.len(),
+        &dup[..dup.len().min(10)]
+    );
+}
+
 /// Per key, records appear in the order they were written (so a child shard's records come
 /// after its parent's).
 fn assert_key_order(payloads: &[String]) -> Result<()> {
@@ -462,9 +500,7 @@ async fn s1_fleet_reads_every_shard_and_reports_lag() -> Result<()> {
 async fn s2_split_then_merge_while_producing() -> Result<()> {
     let fleet = Fleet::start("e2e-reshard", 2, "{shardsPerWorker: 1}").await?;
     scenario(fleet, |f| async move {
-        produce(&f.kinesis, &f.stream, 0, 200).await?;
-        wait_delivered(&f.out, 200).await?;
-        f.wait_ready("Ready before resharding").await?;
+        f.settle(200, "Ready before resharding").await?;
         let producer = Producer::start(f.kinesis.clone(), f.stream.clone(), 200);
 
         // Split shard 0 at the middle of its range.
@@ -583,13 +619,7 @@ async fn s2_split_then_merge_while_producing() -> Result<()> {
         let n = producer.stop().await?;
         let got = wait_delivered(&f.out, n).await?;
         assert_key_order(&got)?;
-        let dup = duplicates(&got);
-        assert!(
-            dup.is_empty(),
-            "resharding re-delivered {} records: {:?}",
-            dup.len(),
-            &dup[..dup.len().min(10)]
-        );
+        assert_no_duplicates(&got, "resharding");
         eprintln!(
             "FIGURE reshard scenario: {n} records produced, {} delivered, 0 lost, 0 duplicated",
             got.len()
@@ -605,9 +635,7 @@ async fn s2_split_then_merge_while_producing() -> Result<()> {
 async fn s3_killed_worker_loses_its_shards_to_a_live_one() -> Result<()> {
     let fleet = Fleet::start("e2e-kill", 4, "{shardsPerWorker: 2}").await?;
     scenario(fleet, |f| async move {
-        produce(&f.kinesis, &f.stream, 0, 200).await?;
-        wait_delivered(&f.out, 200).await?;
-        f.wait_ready("Ready before the kill").await?;
+        f.settle(200, "Ready before the kill").await?;
         let victim_shards: Vec<String> = f.owners().await?.context("owners")?
             .into_iter()
             .filter(|(_, w)| w == "orders-worker-1")
@@ -651,7 +679,7 @@ async fn s3_killed_worker_loses_its_shards_to_a_live_one() -> Result<()> {
         eprintln!("FIGURE worker kill -> its shard read again (marker delivered): {:.1}s", killed_at.elapsed().as_secs_f64());
         poll("orders-worker-0 confirms them", LONG, || async {
             let t = f.table().await.ok()??;
-            let w0 = f.workers().await.ok()?.into_iter().find(|w| w.name_any() == "orders-worker-0")?;
+            let w0 = f.worker("orders-worker-0").await.ok()?;
             let st = w0.status?;
             victim_shards.iter().all(|s| {
                 t.spec.shards.iter().any(|e| &e.shard_id == s && st.entry(s, e.epoch).is_some())
@@ -679,9 +707,7 @@ async fn s3_killed_worker_loses_its_shards_to_a_live_one() -> Result<()> {
 async fn s4_resizing_the_fleet_moves_shards_without_loss_or_duplicates() -> Result<()> {
     let fleet = Fleet::start("e2e-resize", 4, "{shardsPerWorker: 4}").await?;
     scenario(fleet, |f| async move {
-        produce(&f.kinesis, &f.stream, 0, 200).await?;
-        wait_delivered(&f.out, 200).await?;
-        f.wait_ready("Ready with one worker").await?;
+        f.settle(200, "Ready with one worker").await?;
         let producer = Producer::start(f.kinesis.clone(), f.stream.clone(), 200);
         let grow = Instant::now();
         f.patch_workers(serde_json::json!({"shardsPerWorker": 2}))
@@ -748,13 +774,7 @@ async fn s4_resizing_the_fleet_moves_shards_without_loss_or_duplicates() -> Resu
         assert_eq!(f.ingester().await?.spec.workers.replicas, Some(2));
         let n = producer.stop().await?;
         let got = wait_delivered(&f.out, n).await?;
-        let dup = duplicates(&got);
-        assert!(
-            dup.is_empty(),
-            "planned handoffs re-delivered {} records: {:?}",
-            dup.len(),
-            &dup[..dup.len().min(10)]
-        );
+        assert_no_duplicates(&got, "planned handoffs");
         assert_key_order(&got)?;
         Ok(())
     })
@@ -766,9 +786,7 @@ async fn s4_resizing_the_fleet_moves_shards_without_loss_or_duplicates() -> Resu
 #[tokio::test]
 async fn s5_operator_restart_keeps_the_fleet() -> Result<()> {
     let mut fleet = Fleet::start("e2e-restart", 4, "{shardsPerWorker: 2}").await?;
-    produce(&fleet.kinesis, &fleet.stream, 0, 100).await?;
-    wait_delivered(&fleet.out, 100).await?;
-    fleet.wait_ready("Ready before the restart").await?;
+    fleet.settle(100, "Ready before the restart").await?;
     // A second replica stands by: it must not touch anything while the first leads.
     let standby = OperatorProcess::start(fleet.dir.path(), fleet.ns.name(), &[]).await?;
     let leader = fleet.operator.take().context("the first operator")?;
@@ -900,9 +918,7 @@ spec:
             "a StreamNotFound event on the ghost"
         );
         // The valid ingester beside it is unaffected.
-        produce(&f.kinesis, &f.stream, 0, 50).await?;
-        wait_delivered(&f.out, 50).await?;
-        f.wait_ready("the valid ingester is Ready").await?;
+        f.settle(50, "the valid ingester is Ready").await?;
         Ok(())
     })
     .await
@@ -915,16 +931,10 @@ spec:
 async fn s7_retained_checkpoints_survive_delete_and_recreate() -> Result<()> {
     let fleet = Fleet::start("e2e-retain", 2, "{shardsPerWorker: 2}").await?;
     scenario(fleet, |f| async move {
-        produce(&f.kinesis, &f.stream, 0, 100).await?;
-        wait_delivered(&f.out, 100).await?;
-        f.wait_ready("Ready before deletion").await?;
+        f.settle(100, "Ready before deletion").await?;
         let api = Api::<KinesisIngester>::namespaced(f.client.clone(), f.ns.name());
         let original = f.ingester().await?;
-        api.delete(NAME, &Default::default()).await?;
-        poll("the ingester is gone (finalizer done)", LONG, || async {
-            api.get_opt(NAME).await.ok()?.is_none().then_some(())
-        })
-        .await?;
+        f.delete_ingester().await?;
         let table = f.table().await?.context("the retained table")?;
         assert_eq!(
             table
@@ -995,8 +1005,7 @@ async fn s8_enhanced_fan_out_consumer_is_deregistered_on_delete() -> Result<()> 
         assert_eq!(registered.len(), 1, "one consumer for the whole fleet: {registered:?}");
         produce(&f.kinesis, &f.stream, 0, 100).await?;
         wait_delivered(&f.out, 100).await?;
-        api.delete(NAME, &Default::default()).await?;
-        poll("the ingester is gone", LONG, || async { api.get_opt(NAME).await.ok()?.is_none().then_some(()) }).await?;
+        f.delete_ingester().await?;
         poll("the consumer is deregistered", LONG, || async { consumers().await?.is_empty().then_some(()) }).await?;
         assert!(f.table().await?.is_none(), "retention: Delete removes the table");
         Ok(())
@@ -1010,9 +1019,7 @@ async fn s8_enhanced_fan_out_consumer_is_deregistered_on_delete() -> Result<()> 
 async fn s9_update_shard_count_while_producing() -> Result<()> {
     let fleet = Fleet::start("e2e-scale-stream", 2, "{shardsPerWorker: 2}").await?;
     scenario(fleet, |f| async move {
-        produce(&f.kinesis, &f.stream, 0, 100).await?;
-        wait_delivered(&f.out, 100).await?;
-        f.wait_ready("Ready before UpdateShardCount").await?;
+        f.settle(100, "Ready before UpdateShardCount").await?;
         let before: Vec<String> = f.owners().await?.context("owners")?.into_keys().collect();
         let producer = Producer::start(f.kinesis.clone(), f.stream.clone(), 100);
         let started = Instant::now();
@@ -1054,13 +1061,7 @@ async fn s9_update_shard_count_while_producing() -> Result<()> {
         let n = producer.stop().await?;
         let got = wait_delivered(&f.out, n).await?;
         assert_key_order(&got)?;
-        let dup = duplicates(&got);
-        assert!(
-            dup.is_empty(),
-            "UpdateShardCount re-delivered {} records: {:?}",
-            dup.len(),
-            &dup[..dup.len().min(10)]
-        );
+        assert_no_duplicates(&got, "UpdateShardCount");
         Ok(())
     })
     .await
@@ -1073,9 +1074,7 @@ async fn s9_update_shard_count_while_producing() -> Result<()> {
 async fn s10_a_frozen_worker_is_fenced_and_rejoins() -> Result<()> {
     let fleet = Fleet::start("e2e-freeze", 4, "{shardsPerWorker: 2}").await?;
     scenario(fleet, |f| async move {
-        produce(&f.kinesis, &f.stream, 0, 100).await?;
-        wait_delivered(&f.out, 100).await?;
-        f.wait_ready("Ready before the freeze").await?;
+        f.settle(100, "Ready before the freeze").await?;
         let frozen_shards: BTreeMap<String, i64> = f
             .table()
             .await?
@@ -1101,12 +1100,7 @@ async fn s10_a_frozen_worker_is_fenced_and_rejoins() -> Result<()> {
             },
         )
         .await?;
-        let fenced = f
-            .workers()
-            .await?
-            .into_iter()
-            .find(|w| w.name_any() == "orders-worker-1")
-            .context("worker-1")?;
+        let fenced = f.worker("orders-worker-1").await?;
         for (shard, epoch) in &frozen_shards {
             assert!(
                 fenced.spec.is_fenced(shard, *epoch),
@@ -1129,12 +1123,7 @@ async fn s10_a_frozen_worker_is_fenced_and_rejoins() -> Result<()> {
             thawed.elapsed().as_secs_f64()
         );
         // It never stored a checkpoint for the epochs taken from it.
-        let w1 = f
-            .workers()
-            .await?
-            .into_iter()
-            .find(|w| w.name_any() == "orders-worker-1")
-            .context("worker-1")?;
+        let w1 = f.worker("orders-worker-1").await?;
         for (shard, epoch) in &frozen_shards {
             assert!(
                 w1.status
