@@ -1,4 +1,4 @@
-//! The HTTP endpoints of a running ingester: `/metrics` (Prometheus), `/healthz` and `/readyz`.
+//! The HTTP endpoints of a running ingester (and of the operator, which reuses them): `/metrics` (Prometheus), `/healthz` and `/readyz`.
 
 use std::{
     net::SocketAddr,
@@ -13,11 +13,23 @@ use tokio_util::sync::CancellationToken;
 
 use crate::metrics::Metrics;
 
+/// Anything that renders Prometheus' text exposition format.
+pub trait Encode: Send + Sync + 'static {
+    /// The current metrics, as text.
+    fn encode(&self) -> String;
+}
+
+impl Encode for Metrics {
+    fn encode(&self) -> String {
+        Metrics::encode(self)
+    }
+}
+
 /// What the endpoints report.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct Health {
     /// Metrics to expose.
-    pub metrics: Arc<Metrics>,
+    pub metrics: Arc<dyn Encode>,
     /// Set once the shard list was read and readers started; cleared on shutdown.
     pub ready: Arc<AtomicBool>,
 }
@@ -37,6 +49,14 @@ async fn ready(State(h): State<Health>) -> (StatusCode, &'static str) {
         (StatusCode::OK, "ready\n")
     } else {
         (StatusCode::SERVICE_UNAVAILABLE, "not ready\n")
+    }
+}
+
+impl std::fmt::Debug for Health {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Health")
+            .field("ready", &self.ready)
+            .finish()
     }
 }
 

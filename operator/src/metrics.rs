@@ -5,13 +5,9 @@
 
 use std::{
     net::SocketAddr,
-    sync::{
-        Arc,
-        atomic::{AtomicBool, Ordering},
-    },
+    sync::{Arc, atomic::AtomicBool},
 };
 
-use axum::{Router, extract::State, http::StatusCode, routing::get};
 use prometheus_client::{
     encoding::EncodeLabelSet,
     metrics::{counter::Counter, family::Family, gauge::Gauge, histogram::Histogram},
@@ -262,49 +258,22 @@ pub struct FleetGauges {
     pub max_millis_behind_latest: i64,
 }
 
-#[derive(Clone)]
-struct Health {
-    metrics: Arc<Metrics>,
-    ready: Arc<AtomicBool>,
+impl kinesis_ingester::server::Encode for Metrics {
+    fn encode(&self) -> String {
+        Metrics::encode(self)
+    }
 }
 
 /// Serves `/metrics`, `/healthz` and `/readyz` (ready while leading or standing by healthily)
-/// on `addr` until `cancel` fires; returns the bound address.
+/// on `addr` until `cancel` fires, with the ingester's endpoints; returns the bound address.
 pub async fn serve(
     addr: SocketAddr,
     metrics: Arc<Metrics>,
     ready: Arc<AtomicBool>,
     cancel: CancellationToken,
 ) -> std::io::Result<SocketAddr> {
-    let app = Router::new()
-        .route(
-            "/metrics",
-            get(|State(h): State<Health>| async move { h.metrics.encode() }),
-        )
-        .route("/healthz", get(|| async { "ok\n" }))
-        .route(
-            "/readyz",
-            get(|State(h): State<Health>| async move {
-                if h.ready.load(Ordering::Relaxed) {
-                    (StatusCode::OK, "ready\n")
-                } else {
-                    (StatusCode::SERVICE_UNAVAILABLE, "not ready\n")
-                }
-            }),
-        )
-        .with_state(Health { metrics, ready });
-    let listener = tokio::net::TcpListener::bind(addr).await?;
-    let bound = listener.local_addr()?;
-    tokio::spawn(async move {
-        let stop = async move { cancel.cancelled().await };
-        if let Err(e) = axum::serve(listener, app)
-            .with_graceful_shutdown(stop)
-            .await
-        {
-            tracing::warn!(error = %e, "metrics server stopped");
-        }
-    });
-    Ok(bound)
+    let health = kinesis_ingester::server::Health { metrics, ready };
+    kinesis_ingester::server::serve(addr, health, cancel).await
 }
 
 #[cfg(test)]
