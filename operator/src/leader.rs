@@ -153,6 +153,11 @@ async fn try_acquire(
 
 /// Renews the Lease until `stop` fires (then releases it) or renewal fails for the renew
 /// deadline (then fires `lost`).
+///
+/// Every renewal is bounded by what is left of the renew deadline, and a renewal counts from
+/// when it was sent, not when it returned: so a hung request never keeps a deposed leader
+/// acting, and `lost` fires before `lease_duration` has passed since the last renewal the API
+/// server could have stored, which is the earliest a standby may take the Lease.
 pub async fn keep(
     client: Client,
     cfg: LeaderConfig,
@@ -164,16 +169,21 @@ pub async fn keep(
     loop {
         tokio::select! {
             () = stop.cancelled() => break,
-            () = tokio::time::sleep(cfg.renew_period) => {}
+            () = tokio::time::sleep_until(next_renewal(&cfg, last_ok)) => {}
         }
-        match try_acquire(&api, &cfg, None).await {
-            Ok(Attempt::Held) => last_ok = Instant::now(),
-            Ok(Attempt::Other(_)) => {
+        let sent = Instant::now();
+        let left = cfg
+            .renew_deadline
+            .saturating_sub(sent.duration_since(last_ok));
+        match tokio::time::timeout(left, try_acquire(&api, &cfg, None)).await {
+            Ok(Ok(Attempt::Held)) => last_ok = sent,
+            Ok(Ok(Attempt::Other(_))) => {
                 warn!(lease = %cfg.name, "another replica took the leader Lease; stepping down");
                 lost.cancel();
                 return;
             }
-            Err(e) => warn!(error = %e, "cannot renew the leader Lease"),
+            Ok(Err(e)) => warn!(error = %e, "cannot renew the leader Lease"),
+            Err(_) => warn!(after = ?left, "renewing the leader Lease timed out"),
         }
         if last_ok.elapsed() >= cfg.renew_deadline {
             warn!(lease = %cfg.name, "could not renew the leader Lease in time; stepping down");
@@ -182,6 +192,13 @@ pub async fn keep(
         }
     }
     release(&api, &cfg).await;
+}
+
+/// When to renew next: a renew period after the last success, but never later than the renew
+/// deadline (so a failed renewal still leaves time to notice the deadline).
+fn next_renewal(cfg: &LeaderConfig, last_ok: Instant) -> Instant {
+    let now = Instant::now();
+    (now + cfg.renew_period).min((last_ok + cfg.renew_deadline).max(now))
 }
 
 /// Gives the Lease up so a standby takes over at once instead of after the lease duration.
@@ -206,4 +223,57 @@ async fn release(api: &Api<Lease>, cfg: &LeaderConfig) {
 
 fn secs(d: Duration) -> i32 {
     i32::try_from(d.as_secs()).unwrap_or(i32::MAX)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use tokio::net::TcpListener;
+
+    use super::*;
+
+    /// An API server that accepts connections and never answers.
+    async fn silent_api() -> (Client, tokio::task::JoinHandle<()>) {
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let url = format!("http://{}", listener.local_addr().expect("addr"));
+        let accept = tokio::spawn(async move {
+            let mut open = Vec::new();
+            while let Ok((conn, _)) = listener.accept().await {
+                open.push(conn);
+            }
+        });
+        let config = kube::Config::new(url.parse().expect("url"));
+        (Client::try_from(config).expect("client"), accept)
+    }
+
+    #[tokio::test]
+    async fn a_hung_renewal_steps_down_within_the_renew_deadline() {
+        let (client, accept) = silent_api().await;
+        let cfg = LeaderConfig {
+            renew_period: Duration::from_millis(50),
+            renew_deadline: Duration::from_millis(300),
+            lease_duration: Duration::from_millis(500),
+            ..LeaderConfig::new("default".into(), "me".into())
+        };
+        let (stop, lost) = (CancellationToken::new(), CancellationToken::new());
+        let keeper = tokio::spawn(keep(client, cfg.clone(), stop.clone(), lost.clone()));
+        // Without a bound on each renewal, the hung request holds `keep` for kube's own read
+        // timeout (minutes) and a deposed leader goes on acting.
+        tokio::time::timeout(Duration::from_secs(30), lost.cancelled())
+            .await
+            .expect("stepped down while the API server hangs");
+        stop.cancel();
+        keeper.abort();
+        accept.abort();
+    }
+
+    #[test]
+    fn the_next_renewal_never_passes_the_deadline() {
+        let cfg = LeaderConfig::new("ns".into(), "me".into());
+        let long_ago = Instant::now() - cfg.renew_deadline;
+        assert!(next_renewal(&cfg, long_ago) <= Instant::now() + Duration::from_millis(1));
+        let just_now = Instant::now();
+        assert!(next_renewal(&cfg, just_now) >= just_now + cfg.renew_period);
+    }
 }
