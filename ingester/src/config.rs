@@ -2,11 +2,7 @@
 
 use std::path::{Path, PathBuf};
 
-use kinesis_ingester_api::{
-    API_VERSION, FieldError, KIND, KinesisIngester, StartingPositionType, ValidationErrors,
-};
-
-use crate::source::api::{StartAt, StreamRef};
+use kinesis_ingester_api::{API_VERSION, FieldError, KIND, KinesisIngester, ValidationErrors};
 
 /// Why a config file was rejected; each names the file and the field or line.
 #[derive(Debug, thiserror::Error)]
@@ -121,7 +117,7 @@ pub fn parse(path: &Path, text: &str) -> Result<KinesisIngester, ConfigError> {
     }
     ingester.spec.validate().map_err(|e| invalid(e.0))?;
     // Checked here rather than in the API crate: admission checks the format with the schema.
-    start_at(&ingester).map_err(|message| {
+    ingester.start_at().map_err(|message| {
         invalid(vec![FieldError {
             field: "spec.read.startingPosition.timestamp".into(),
             message,
@@ -130,44 +126,10 @@ pub fn parse(path: &Path, text: &str) -> Result<KinesisIngester, ConfigError> {
     Ok(ingester)
 }
 
-/// The stream named by the spec.
-pub fn stream_ref(ingester: &KinesisIngester) -> StreamRef {
-    match (&ingester.spec.stream.arn, &ingester.spec.stream.name) {
-        (Some(arn), _) => StreamRef::Arn(arn.clone()),
-        (None, Some(name)) => StreamRef::Name(name.clone()),
-        // validate() guarantees one of them.
-        (None, None) => StreamRef::Name(String::new()),
-    }
-}
-
-/// Name of the enhanced fan-out consumer: `read.consumerName`, else `kinesis-ingester-<stream>`.
-pub fn consumer_name(ingester: &KinesisIngester) -> String {
-    ingester
-        .spec
-        .read
-        .consumer_name
-        .clone()
-        .unwrap_or_else(|| format!("kinesis-ingester-{}", stream_ref(ingester).name()))
-}
-
-/// The configured starting position.
-pub fn start_at(ingester: &KinesisIngester) -> Result<StartAt, String> {
-    let sp = &ingester.spec.read.starting_position;
-    Ok(match sp.kind {
-        StartingPositionType::TrimHorizon => StartAt::TrimHorizon,
-        StartingPositionType::Latest => StartAt::Latest,
-        StartingPositionType::AtTimestamp => {
-            let text = sp.timestamp.as_deref().unwrap_or_default();
-            let ts: jiff::Timestamp = text.parse().map_err(|e| {
-                format!("{text:?} is not an RFC 3339 time such as 2026-11-23T15:00:00Z: {e}")
-            })?;
-            StartAt::AtTimestamp(ts.as_millisecond())
-        }
-    })
-}
-
 #[cfg(test)]
 mod tests {
+    use kinesis_ingester_api::StartAt;
+
     use super::*;
 
     const BASE: &str = "apiVersion: kinesis-operator.dev/v1alpha1\nkind: KinesisIngester\nmetadata: {name: t}\nspec:\n  sink: {stdout: {}}\n";
@@ -178,9 +140,9 @@ mod tests {
             "{BASE}  stream: {{arn: 'arn:aws:kinesis:eu-west-1:123456789012:stream/orders'}}\n  read: {{startingPosition: {{type: AtTimestamp, timestamp: '2026-11-23T15:00:00Z'}}}}\n"
         );
         let ki = parse(Path::new("t.yaml"), &text).unwrap();
-        assert_eq!(stream_ref(&ki).name(), "orders");
+        assert_eq!(ki.stream_ref().name(), "orders");
         assert_eq!(
-            start_at(&ki).unwrap(),
+            ki.start_at().unwrap(),
             StartAt::AtTimestamp(1_795_446_000_000)
         );
     }
@@ -191,11 +153,11 @@ mod tests {
             "{BASE}  stream: {{name: orders}}\n  read: {{mode: EnhancedFanOut, consumerName: billing}}\n"
         );
         let ki = parse(Path::new("t.yaml"), &named).unwrap();
-        assert_eq!(consumer_name(&ki), "billing");
+        assert_eq!(ki.consumer_name(), "billing");
         let unnamed =
             format!("{BASE}  stream: {{name: orders}}\n  read: {{mode: EnhancedFanOut}}\n");
         let ki = parse(Path::new("t.yaml"), &unnamed).unwrap();
-        assert_eq!(consumer_name(&ki), "kinesis-ingester-orders");
+        assert_eq!(ki.consumer_name(), "kinesis-ingester-orders");
     }
 
     #[test]

@@ -1,6 +1,5 @@
 //! The shard-reading core of kinesis-operator: read shards, decode records, deliver them to sinks, checkpoint what was delivered.
 
-pub mod backoff;
 pub mod checkpoint;
 pub mod config;
 pub mod decode;
@@ -8,8 +7,5 @@ pub mod fleet;
 pub mod metrics;
 pub mod record;
 pub mod run;
-pub mod sequence;
-pub mod server;
 pub mod sink;
 pub mod source;
-pub mod telemetry;

@@ -3,14 +3,14 @@
 use std::{collections::HashSet, net::SocketAddr, path::PathBuf, process::ExitCode, sync::Arc};
 
 use clap::{Parser, Subcommand};
+use kinesis_client::SdkKinesis;
 use kinesis_ingester::{
     config,
     fleet::{self, FleetOptions},
     run::{RunOptions, RunOutcome},
-    source::aws::SdkKinesis,
-    telemetry::{self, LogFormat},
 };
 use kinesis_ingester_api::Duration;
+use kinesis_observability::telemetry::{self, LogFormat};
 use tokio_util::sync::CancellationToken;
 
 /// Reads every shard of a Kinesis data stream, decodes the records and delivers them to a sink.

@@ -319,6 +319,12 @@ impl Collector for SinkCollector {
     }
 }
 
+impl kinesis_observability::server::Encode for Metrics {
+    fn encode(&self) -> String {
+        Metrics::encode(self)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

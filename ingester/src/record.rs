@@ -4,20 +4,8 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 
-use crate::sequence::{Position, SequenceNumber};
-
-/// A record as Kinesis returned it, before decoding.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct RawRecord {
-    /// The payload.
-    pub data: Bytes,
-    /// Partition key the producer gave.
-    pub partition_key: String,
-    /// Kinesis sequence number.
-    pub sequence_number: SequenceNumber,
-    /// ApproximateArrivalTimestamp, in milliseconds since the Unix epoch.
-    pub approximate_arrival_ms: Option<i64>,
-}
+pub use kinesis_client::RawRecord;
+use kinesis_ingester_api::sequence::Position;
 
 /// Where a record comes from; shared by all records of one shard.
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -25,17 +25,19 @@ use tokio::{
 use tokio_util::sync::CancellationToken;
 use tracing::{error, info, warn};
 
-use crate::{
+use kinesis_client::{
+    api::{KinesisApi, SourceError, StreamRef},
     backoff::Backoff,
+};
+use kinesis_observability::server::{self, Health};
+
+use crate::{
     checkpoint::{CheckpointError, CheckpointStore, FileStore, Tracker},
-    config,
     decode::{DEFAULT_MAX_DECOMPRESSED_BYTES, Decoder},
     fleet::{self, FleetError},
     metrics::Metrics,
-    server::{self, Health},
     sink::{self, SinkError, SinkStats},
     source::{
-        api::{KinesisApi, SourceError, StreamRef},
         coordinator::{
             Coordinator, CoordinatorSettings, ReaderKind, ReaderParts, flush_checkpoints,
         },
@@ -133,8 +135,8 @@ pub async fn run(
     shutdown: CancellationToken,
 ) -> Result<RunOutcome, RunError> {
     let spec = &ingester.spec;
-    let stream = config::stream_ref(ingester);
-    let start = config::start_at(ingester).map_err(RunError::Config)?;
+    let stream = ingester.stream_ref();
+    let start = ingester.start_at().map_err(RunError::Config)?;
     let store: Arc<dyn CheckpointStore> =
         Arc::new(FileStore::open(&options.checkpoint_dir, stream.name())?);
     let stored = store.load().await?;
@@ -143,7 +145,7 @@ pub async fn run(
     let kind = match spec.read.mode {
         ReadMode::Polling => ReaderKind::Polling,
         ReadMode::EnhancedFanOut => {
-            let name = config::consumer_name(ingester);
+            let name = ingester.consumer_name();
             match register_consumer(api.as_ref(), &stream, &name, &shutdown).await? {
                 Some(arn) => ReaderKind::EnhancedFanOut(EfoSettings::new(Arc::from(arn))),
                 None => return Ok(RunOutcome::Clean),
@@ -200,7 +202,7 @@ pub async fn run_fleet(
         written_at,
         waited_for_twin,
     } = started;
-    let start = config::start_at(&ingester).map_err(RunError::Config)?;
+    let start = ingester.start_at().map_err(RunError::Config)?;
     let tracker = Arc::new(Tracker::strict());
     let (mut pipeline, parts) =
         Pipeline::start(&ingester, api, &tracker, &options, ReaderKind::Polling).await?;
@@ -249,7 +251,7 @@ pub async fn run_fleet(
                 let write = reporter.write(
                     true,
                     |holder, stopped, spec| {
-                        fleet::build_status(
+                        kinesis_protocol::report::build_status(
                             holder,
                             jiff::Timestamp::now(),
                             stopped,
@@ -318,7 +320,7 @@ impl Pipeline {
         kind: ReaderKind,
     ) -> Result<(Self, ReaderParts), RunError> {
         let spec = &ingester.spec;
-        let stream = config::stream_ref(ingester);
+        let stream = ingester.stream_ref();
         let sink_stats = Arc::new(SinkStats::default());
         let metrics = Arc::new(Metrics::new(sink_stats.clone()));
         let ready = Arc::new(AtomicBool::new(false));

@@ -4,9 +4,9 @@ use std::sync::{Arc, Mutex};
 
 use anyhow::Result;
 use axum::{Router, extract::State, routing::post};
-use kinesis_ingester::source::{
+use kinesis_client::{
     api::{KinesisApi, StreamRef},
-    aws::{ClientOptions, SdkKinesis},
+    sdk::{ClientOptions, SdkKinesis},
 };
 use kinesis_ingester_api::StreamSpec;
 
@@ -30,7 +30,7 @@ const ASSUMED: &str = r#"<AssumeRoleResponse xmlns="https://sts.amazonaws.com/do
 
 #[tokio::test]
 async fn a_role_arn_is_assumed_through_sts_before_kinesis_is_called() -> Result<()> {
-    let kinesis = kinesis_operator_tests::kinesis_client()?;
+    let kinesis = kinesis_testkit::kinesis_client()?;
     let stream = common::create_stream(&kinesis, 1).await?;
     let calls: Arc<Mutex<Vec<String>>> = Arc::default();
     let app = Router::new()

@@ -12,7 +12,7 @@ use kinesis_ingester_api::{
     AssignedShard, CheckpointPosition, Fence, KinesisIngester, KinesisShardAssignment,
     KinesisShardAssignmentSpec, KinesisWorker, KinesisWorkerSpec, WorkerShard,
 };
-use kinesis_operator_tests::{TestNamespace, install_kinesis_ingester_crd, kube_client};
+use kinesis_testkit::{TestNamespace, install_kinesis_ingester_crd, kube_client};
 use kube::{
     Api,
     api::{ObjectMeta, PostParams},
@@ -271,6 +271,7 @@ async fn a_worker_reads_releases_obeys_fences_resumes_and_stops() -> Result<()> 
         w.spec.fences.push(Fence {
             shard_id: id(0),
             epoch: 1,
+            position: None,
         });
         match workers
             .replace(&worker_name, &PostParams::default(), &w)

@@ -14,7 +14,7 @@ use std::{
 use anyhow::Result;
 use axum::{Router, body::Bytes, extract::State, http::StatusCode, routing::post};
 use common::*;
-use kinesis_ingester::source::{api::KinesisApi, faults::FaultyKinesis};
+use kinesis_client::{api::KinesisApi, faults::FaultyKinesis};
 use kinesis_ingester_api::ReadMode;
 
 const DEADLINE: Duration = Duration::from_secs(90);

@@ -9,14 +9,9 @@ use std::{
 use kube::{Client, runtime::events::Recorder};
 use tokio::time::Instant;
 
-use crate::{
-    metrics::Metrics,
-    reconcile::{
-        handoff::{Expiries, Timers},
-        workload::WorkloadSettings,
-    },
-    topology::Topology,
-};
+use kinesis_protocol::handoff::{Expiries, Timers};
+
+use crate::{metrics::Metrics, reconcile::workload::WorkloadSettings, topology::Topology};
 
 /// Operator settings from flags.
 #[derive(Clone, Debug)]
@@ -49,6 +44,7 @@ impl Default for Settings {
             expiries: Expiries {
                 drain: Duration::from_secs(60),
                 start: Duration::from_secs(60),
+                gone: Duration::from_secs(14),
             },
             requeue: Duration::from_secs(5),
             busy_requeue: Duration::from_secs(2),

@@ -1,6 +1,6 @@
 //! Errors of the operator, one enum per layer, each with a bounded metric label.
 
-use kinesis_ingester::source::api::SourceError;
+use kinesis_client::api::SourceError;
 
 /// Errors of one reconcile.
 #[derive(Debug, thiserror::Error)]
@@ -45,11 +45,13 @@ impl Error {
                 kube::Error::Api(_) => "kube_api",
                 _ => "kube_unavailable",
             },
-            Self::Kinesis { source, .. } => match source.category() {
-                "not_found" => "stream_not_found",
-                "access_denied" => "access_denied",
-                "throttled" => "kinesis_throttled",
-                _ => "kinesis_unavailable",
+            Self::Kinesis { source, .. } => match source {
+                SourceError::NotFound { .. } => "stream_not_found",
+                SourceError::AccessDenied { .. } => "access_denied",
+                SourceError::Throttled { .. } => "kinesis_throttled",
+                SourceError::ExpiredIterator(_)
+                | SourceError::InUse { .. }
+                | SourceError::Other { .. } => "kinesis_unavailable",
             },
             Self::Conflict => "conflict",
             Self::MissingMetadata(_) => "invalid_object",

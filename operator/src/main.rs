@@ -9,8 +9,8 @@ use kinesis_operator::{
     controller::{self, RunConfig, Stopped},
     leader::LeaderConfig,
     metrics::{self, Metrics},
-    reconcile::handoff::Expiries,
 };
+use kinesis_protocol::handoff::Expiries;
 use tokio_util::sync::CancellationToken;
 
 /// Runs fleets of Kinesis Data Streams ingesters on Kubernetes.
@@ -66,7 +66,7 @@ struct RunArgs {
     start_expiry: Duration,
     /// Log format.
     #[arg(long, value_enum, default_value = "text")]
-    log_format: kinesis_ingester::telemetry::LogFormat,
+    log_format: kinesis_observability::telemetry::LogFormat,
 }
 
 fn main() -> ExitCode {
@@ -88,7 +88,7 @@ fn main() -> ExitCode {
 }
 
 async fn run(args: RunArgs) -> ExitCode {
-    kinesis_ingester::telemetry::init(args.log_format);
+    kinesis_observability::telemetry::init(args.log_format);
     if args.self_fence_after.get() >= args.worker_lease.get() {
         eprintln!(
             "kinesis-operator: --self-fence-after must be shorter than --worker-lease, so a cut-off worker stops before its shards move"
@@ -115,6 +115,7 @@ async fn run(args: RunArgs) -> ExitCode {
         expiries: Expiries {
             drain: args.drain_expiry.get(),
             start: args.start_expiry.get(),
+            gone: args.worker_lease.get(),
         },
         ..Settings::default()
     };

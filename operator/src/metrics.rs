@@ -258,7 +258,7 @@ pub struct FleetGauges {
     pub max_millis_behind_latest: i64,
 }
 
-impl kinesis_ingester::server::Encode for Metrics {
+impl kinesis_observability::server::Encode for Metrics {
     fn encode(&self) -> String {
         Metrics::encode(self)
     }
@@ -272,8 +272,8 @@ pub async fn serve(
     ready: Arc<AtomicBool>,
     cancel: CancellationToken,
 ) -> std::io::Result<SocketAddr> {
-    let health = kinesis_ingester::server::Health { metrics, ready };
-    kinesis_ingester::server::serve(addr, health, cancel).await
+    let health = kinesis_observability::server::Health { metrics, ready };
+    kinesis_observability::server::serve(addr, health, cancel).await
 }
 
 #[cfg(test)]

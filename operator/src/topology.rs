@@ -1,15 +1,14 @@
-//! The operator's view of a stream: ListShards and DescribeStreamSummary through the ingester's Kinesis seam, cached per ingester and refreshed every `read.shardSyncInterval` (or early when a worker finished a shard).
+//! The operator's view of a stream: ListShards and DescribeStreamSummary through the shared Kinesis seam, cached per ingester and refreshed every `read.shardSyncInterval` (or early when a worker finished a shard).
 
 use std::sync::Arc;
 
-use kinesis_ingester::source::{
-    api::{KinesisApi, SourceError},
-    aws::SdkKinesis,
-};
+use kinesis_client::{KinesisApi, SdkKinesis, SourceError};
 use kinesis_ingester_api::{KinesisIngester, StreamSpec};
 use tokio::time::Instant;
 
-use crate::reconcile::{handoff::ListedShard, status::StreamProblem};
+use kinesis_protocol::handoff::ListedShard;
+
+use crate::reconcile::status::StreamProblem;
 
 /// One listing of a stream.
 #[derive(Clone, Debug)]
@@ -42,7 +41,7 @@ pub async fn list(
         Some(p) if p.stream == ki.spec.stream => p.api.clone(),
         _ => Arc::new(SdkKinesis::from_spec(&ki.spec.stream).await),
     };
-    let stream = kinesis_ingester::config::stream_ref(ki);
+    let stream = ki.stream_ref();
     let stream_arn = api.stream_arn(&stream).await?;
     let listed = api
         .list_shards(&stream)
@@ -66,7 +65,7 @@ pub async fn list(
 
 /// The condition reason and message for a Kinesis failure, with what to do.
 pub fn problem(ki: &KinesisIngester, e: &SourceError) -> StreamProblem {
-    let stream = kinesis_ingester::config::stream_ref(ki);
+    let stream = ki.stream_ref();
     let name = stream.name();
     let text = e.to_string();
     match e {

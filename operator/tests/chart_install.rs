@@ -5,7 +5,7 @@ use std::{process::Command, time::Duration};
 use anyhow::Result;
 use k8s_openapi::api::core::v1::{Namespace, Pod};
 use kinesis_ingester_api::KinesisIngester;
-use kinesis_operator_tests::{
+use kinesis_testkit::{
     TestNamespace, chart::run, create_stream, fleet::Kubelet, kinesis_client, kube_client,
     unique_name, wait_until,
 };

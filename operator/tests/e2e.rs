@@ -18,7 +18,7 @@ use anyhow::{Context, Result};
 use aws_sdk_kinesis::primitives::Blob;
 use k8s_openapi::api::apps::v1::StatefulSet;
 use kinesis_ingester_api::{KinesisIngester, KinesisShardAssignment, KinesisWorker};
-use kinesis_operator_tests::{
+use kinesis_testkit::{
     TestNamespace, create_stream,
     fleet::{Kubelet, OperatorProcess, install_operator_rbac},
     install_kinesis_ingester_crd, kinesis_client, kube_client, wait_stream_active, wait_until,

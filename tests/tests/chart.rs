@@ -20,7 +20,7 @@ use k8s_openapi::{
 };
 use kinesis_ingester_api::KinesisIngester;
 use kinesis_operator::reconcile::workload;
-use kinesis_operator_tests::{
+use kinesis_testkit::{
     TestNamespace,
     chart::{self, chart_cluster_role, chart_dir, documents, helm, run},
     install_crd, install_kinesis_ingester_crd, kube_client, unique_name, wait_until,

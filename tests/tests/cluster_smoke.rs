@@ -10,7 +10,7 @@ use k8s_openapi::{
     },
     apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition,
 };
-use kinesis_operator_tests::{TestNamespace, install_crd, kube_client, unique_name, wait_until};
+use kinesis_testkit::{TestNamespace, install_crd, kube_client, unique_name, wait_until};
 use kube::{
     Api,
     api::{DeleteParams, DynamicObject, ListParams, PostParams},

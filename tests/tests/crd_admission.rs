@@ -2,7 +2,7 @@
 
 use anyhow::Result;
 use kinesis_ingester_api::KinesisIngester;
-use kinesis_operator_tests::{TestNamespace, install_kinesis_ingester_crd, kube_client};
+use kinesis_testkit::{TestNamespace, install_kinesis_ingester_crd, kube_client};
 use kube::{
     Api,
     api::{DynamicObject, PostParams},

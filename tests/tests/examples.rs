@@ -4,7 +4,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
 use kinesis_ingester_api::KinesisIngester;
-use kinesis_operator_tests::{TestNamespace, install_kinesis_ingester_crd, kube_client};
+use kinesis_testkit::{TestNamespace, install_kinesis_ingester_crd, kube_client};
 use kube::{
     Api,
     api::{DynamicObject, PostParams},

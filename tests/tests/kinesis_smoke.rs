@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use anyhow::{Context, Result};
 use aws_sdk_kinesis::{primitives::Blob, types::ShardIteratorType};
-use kinesis_operator_tests::{create_stream, kinesis_client, wait_until};
+use kinesis_testkit::{create_stream, kinesis_client, wait_until};
 
 #[tokio::test]
 async fn records_put_into_the_emulator_are_read_back_in_order() -> Result<()> {

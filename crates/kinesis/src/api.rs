@@ -2,28 +2,21 @@
 
 use futures::{future::BoxFuture, stream::BoxStream};
 
-use crate::{
-    record::RawRecord,
-    sequence::{Position, SequenceNumber},
-};
+use bytes::Bytes;
+use kinesis_ingester_api::sequence::SequenceNumber;
+pub use kinesis_ingester_api::{StartAt, StreamRef};
 
-/// Names a stream by name or ARN, as every Kinesis call accepts either.
+/// A record as Kinesis returned it, before decoding.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub enum StreamRef {
-    /// Stream name (same account and region as the credentials).
-    Name(String),
-    /// Stream ARN.
-    Arn(String),
-}
-
-impl StreamRef {
-    /// The stream's name, from the name itself or the ARN's last segment.
-    pub fn name(&self) -> &str {
-        match self {
-            Self::Name(n) => n,
-            Self::Arn(a) => a.rsplit('/').next().unwrap_or(a),
-        }
-    }
+pub struct RawRecord {
+    /// The payload.
+    pub data: Bytes,
+    /// Partition key the producer gave.
+    pub partition_key: String,
+    /// Kinesis sequence number.
+    pub sequence_number: SequenceNumber,
+    /// ApproximateArrivalTimestamp, in milliseconds since the Unix epoch.
+    pub approximate_arrival_ms: Option<i64>,
 }
 
 /// A shard as ListShards describes it.
@@ -37,32 +30,6 @@ pub struct ShardInfo {
     pub hash_range: (u128, u128),
     /// Whether the shard is closed (has an ending sequence number).
     pub closed: bool,
-}
-
-/// Where a shard iterator starts.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum StartAt {
-    /// The oldest retained record.
-    TrimHorizon,
-    /// After the newest record.
-    Latest,
-    /// The first record at or after a time, in ms since the Unix epoch.
-    AtTimestamp(i64),
-    /// At a record (used to resume inside an aggregated record).
-    AtSequence(SequenceNumber),
-    /// Just after a record.
-    AfterSequence(SequenceNumber),
-}
-
-impl StartAt {
-    /// Where to resume after a checkpoint: after a whole record, or at an aggregated record
-    /// whose user records up to the checkpoint's sub-sequence number are then skipped.
-    pub fn resume(position: &Position) -> Self {
-        match position.sub_sequence {
-            None => Self::AfterSequence(position.sequence.clone()),
-            Some(_) => Self::AtSequence(position.sequence.clone()),
-        }
-    }
 }
 
 /// A child shard announced at the end of its parent.
@@ -175,7 +142,7 @@ impl SourceError {
 }
 
 /// The Kinesis calls a shard reader makes. Implemented over the AWS SDK by
-/// [`crate::source::aws::SdkKinesis`], and by fault-injecting wrappers in tests.
+/// [`crate::sdk::SdkKinesis`], and by fault-injecting wrappers in tests.
 pub trait KinesisApi: Send + Sync + 'static {
     /// All shards of the stream (every page of ListShards).
     fn list_shards<'a>(
@@ -211,6 +178,13 @@ pub trait KinesisApi: Send + Sync + 'static {
         stream_arn: &'a str,
         name: &'a str,
     ) -> BoxFuture<'a, Result<String, SourceError>>;
+
+    /// Deregisters the enhanced fan-out consumer `consumer_arn`. A consumer that does not exist
+    /// is [`SourceError::NotFound`], so a caller can treat it as already done.
+    fn deregister_consumer<'a>(
+        &'a self,
+        consumer_arn: &'a str,
+    ) -> BoxFuture<'a, Result<(), SourceError>>;
 
     /// One SubscribeToShard session: its events until the service ends it (after about 5
     /// minutes) or the shard ends. Errors end the stream.

@@ -7,7 +7,7 @@ use std::sync::{
 
 use futures::{FutureExt, future::BoxFuture, stream::BoxStream};
 
-use super::api::{
+use crate::api::{
     KinesisApi, RecordsPage, ShardInfo, SourceError, StartAt, StreamRef, SubscribeEvent,
 };
 
@@ -97,6 +97,13 @@ impl KinesisApi for FaultyKinesis {
         name: &'a str,
     ) -> BoxFuture<'a, Result<String, SourceError>> {
         self.inner.register_consumer(stream_arn, name)
+    }
+
+    fn deregister_consumer<'a>(
+        &'a self,
+        consumer_arn: &'a str,
+    ) -> BoxFuture<'a, Result<(), SourceError>> {
+        self.inner.deregister_consumer(consumer_arn)
     }
 
     fn subscribe(

@@ -13,7 +13,7 @@ use futures::{
 };
 use kinesis_ingester_api::StreamSpec;
 
-use super::api::{
+use crate::api::{
     KinesisApi, RecordsPage, ShardInfo, SourceError, StartAt, StreamRef, SubscribeEvent,
 };
 
@@ -39,11 +39,6 @@ impl SdkKinesis {
     /// Wraps a client.
     pub fn new(client: Client) -> Self {
         Self { client }
-    }
-
-    /// The SDK client, for calls outside the reader seam (the operator's consumer cleanup).
-    pub fn client(&self) -> &Client {
-        &self.client
     }
 
     /// A client from the default credential chain (env, profile, IRSA, Pod Identity, IMDS),
@@ -327,6 +322,22 @@ impl KinesisApi for SdkKinesis {
                 (arn, active) = self.describe_consumer(stream_arn, name).await?;
             }
             Ok(arn)
+        }
+        .boxed()
+    }
+
+    fn deregister_consumer<'a>(
+        &'a self,
+        consumer_arn: &'a str,
+    ) -> BoxFuture<'a, Result<(), SourceError>> {
+        async move {
+            self.client
+                .deregister_stream_consumer()
+                .consumer_arn(consumer_arn)
+                .send()
+                .await
+                .map(|_| ())
+                .map_err(|e| classify("DeregisterStreamConsumer", e))
         }
         .boxed()
     }

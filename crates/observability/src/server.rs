@@ -1,4 +1,4 @@
-//! The HTTP endpoints of a running ingester (and of the operator, which reuses them): `/metrics` (Prometheus), `/healthz` and `/readyz`.
+//! The HTTP endpoints both binaries serve: `/metrics` (Prometheus), `/healthz` and `/readyz`.
 
 use std::{
     net::SocketAddr,
@@ -11,18 +11,10 @@ use std::{
 use axum::{Router, extract::State, http::StatusCode, routing::get};
 use tokio_util::sync::CancellationToken;
 
-use crate::metrics::Metrics;
-
 /// Anything that renders Prometheus' text exposition format.
 pub trait Encode: Send + Sync + 'static {
     /// The current metrics, as text.
     fn encode(&self) -> String;
-}
-
-impl Encode for Metrics {
-    fn encode(&self) -> String {
-        Metrics::encode(self)
-    }
 }
 
 /// What the endpoints report.

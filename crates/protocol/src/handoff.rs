@@ -8,9 +8,9 @@ use std::{
     time::{Duration, Instant},
 };
 
-use kinesis_ingester_api::{AssignedShard, KinesisShardAssignmentSpec, KinesisWorker};
+use kinesis_ingester_api::{AssignedShard, Fence, KinesisShardAssignmentSpec, KinesisWorker};
 
-use super::plan::assign;
+use crate::plan::assign;
 
 /// How the operator sees a worker.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -105,6 +105,11 @@ pub struct Expiries {
     pub drain: Duration,
     /// A newly assigned shard must be confirmed within this.
     pub start: Duration,
+    /// A shard whose owner's object is missing (deleted by hand, or by a stale leader) moves
+    /// only after this long, the worker lease: no fence can be written to a missing object, so
+    /// the owner, which can no longer report, must have stopped itself first (it self-fences
+    /// before its lease would expire).
+    pub gone: Duration,
 }
 
 /// Timer kinds of one shard at one epoch.
@@ -112,6 +117,7 @@ pub struct Expiries {
 enum TimerKind {
     Drain,
     Start,
+    Gone,
 }
 
 /// When each handoff state was first seen, in the operator's own clock. Restarting the operator
@@ -130,30 +136,39 @@ impl Timers {
         now.saturating_duration_since(at)
     }
 
-    /// Forgets the timers of states that no longer exist.
-    fn retain(&mut self, live: &BTreeSet<(String, i64, TimerKind)>) {
-        self.since.retain(|k, _| live.contains(k));
+    /// Forgets the timers of `kinds` whose states no longer exist.
+    fn retain(&mut self, kinds: &[TimerKind], live: &BTreeSet<(String, i64, TimerKind)>) {
+        self.since
+            .retain(|k, _| !kinds.contains(&k.2) || live.contains(k));
     }
 }
 
 /// Step 1: apply what owners reported. Finished shards leave the table, released and already
-/// fenced ones lose their owner and keep the reported position as `startAfter`.
+/// fenced ones lose their owner and keep the reported position as `startAfter`. A shard whose
+/// owner's object is missing loses its owner once it has been missing for `expiries.gone`.
 pub fn absorb_reports(
     table: &mut KinesisShardAssignmentSpec,
     workers: &Workers,
+    timers: &mut Timers,
+    expiries: Expiries,
+    now: Instant,
 ) -> Vec<Transition> {
     let mut out = Vec::new();
     let mut finished = Vec::new();
+    let mut gone = BTreeSet::new();
     for shard in &mut table.shards {
         let Some(owner) = shard.owner.clone() else {
             continue;
         };
         let Some(worker) = workers.get(&owner) else {
-            out.push(Transition::OwnerGone {
-                shard: shard.shard_id.clone(),
-                owner,
-            });
-            release(shard, None);
+            gone.insert((shard.shard_id.clone(), shard.epoch, TimerKind::Gone));
+            if timers.age(&shard.shard_id, shard.epoch, TimerKind::Gone, now) >= expiries.gone {
+                out.push(Transition::OwnerGone {
+                    shard: shard.shard_id.clone(),
+                    owner,
+                });
+                release(shard, None);
+            }
             continue;
         };
         let entry = worker
@@ -168,12 +183,19 @@ pub fn absorb_reports(
         } else if entry.is_some_and(|e| e.released) {
             release(shard, entry.and_then(|e| e.position.clone()));
             out.push(Transition::Released { shard: id, owner });
-        } else if worker.object.spec.is_fenced(&shard.shard_id, shard.epoch) {
-            release(shard, entry.and_then(|e| e.position.clone()));
+        } else if let Some(fence) = worker.object.spec.fence(&shard.shard_id, shard.epoch) {
+            // The fence holds the position: the worker drops a fenced shard from its status at
+            // its next write, so a fence whose table write failed must not lose it.
+            let position = fence
+                .position
+                .clone()
+                .or_else(|| entry.and_then(|e| e.position.clone()));
+            release(shard, position);
             out.push(Transition::AlreadyFenced { shard: id, owner });
         }
     }
     finish(table, &finished);
+    timers.retain(&[TimerKind::Gone], &gone);
     out
 }
 
@@ -250,8 +272,46 @@ pub fn fence_candidates(
             }
         }
     }
-    timers.retain(&live_timers);
+    timers.retain(&[TimerKind::Drain, TimerKind::Start], &live_timers);
     out
+}
+
+/// The fences to write into `worker`'s spec (as just read) to fence `candidate`: the new fence,
+/// holding the last position the worker stored for that epoch, plus every earlier fence still
+/// needed. A fence is needed while the table still has its shard at the fenced epoch; once the
+/// shard has a higher epoch or has left the table, no write of the fenced epoch is ever read
+/// again (every reader matches the table's epoch), so it goes. A worker's fences are thus at
+/// most the shards of the table.
+pub fn fences_with(
+    worker: &KinesisWorker,
+    candidate: &FenceCandidate,
+    table: &KinesisShardAssignmentSpec,
+) -> Vec<Fence> {
+    let position = worker
+        .status
+        .as_ref()
+        .and_then(|s| s.entry(&candidate.shard, candidate.epoch))
+        .and_then(|e| e.position.clone());
+    let needed = |f: &Fence| {
+        f.shard_id != candidate.shard
+            && table
+                .shards
+                .iter()
+                .any(|s| s.shard_id == f.shard_id && s.epoch <= f.epoch)
+    };
+    let mut fences: Vec<Fence> = worker
+        .spec
+        .fences
+        .iter()
+        .filter(|f| needed(f))
+        .cloned()
+        .collect();
+    fences.push(Fence {
+        shard_id: candidate.shard.clone(),
+        epoch: candidate.epoch,
+        position,
+    });
+    fences
 }
 
 /// Step 3 (after a fence write succeeded): the shard loses its owner and resumes after the
@@ -424,6 +484,26 @@ pub const MAX_TABLE_BYTES: usize = 1 << 20;
 pub fn too_large(table: &KinesisShardAssignmentSpec) -> Option<usize> {
     let bytes = serde_json::to_vec(table).map_or(usize::MAX, |b| b.len());
     (bytes > MAX_TABLE_BYTES).then_some(bytes)
+}
+
+/// The size [`too_large`] would find after this pass, bounded from above before any fence is
+/// written: the table with the shards `listed` adds, every shard owned by a worker with the
+/// longest name a worker can have (`longest_owner`). Fences and releases only shrink it.
+pub fn too_large_after(
+    table: &KinesisShardAssignmentSpec,
+    listed: Option<&[ListedShard]>,
+    longest_owner: &str,
+) -> Option<usize> {
+    let mut bound = table.clone();
+    if let Some(listed) = listed {
+        merge_topology(&mut bound, listed);
+    }
+    for shard in &mut bound.shards {
+        shard.owner = Some(longest_owner.to_owned());
+        shard.draining = true;
+        shard.epoch = shard.epoch.max(i64::MAX / 2);
+    }
+    too_large(&bound)
 }
 
 /// `max(1, 10 % of the eligible shards)`: how many shards may be draining at once.

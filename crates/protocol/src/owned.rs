@@ -6,7 +6,7 @@ use kinesis_ingester_api::{
     AssignedShard, CheckpointPosition, KinesisShardAssignmentSpec, KinesisWorkerSpec,
 };
 
-use crate::{sequence::Position, source::api::StartAt};
+use kinesis_ingester_api::{StartAt, sequence::Position};
 
 /// What to do with an owned shard.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -152,6 +152,7 @@ mod tests {
             fences: vec![Fence {
                 shard_id: "s3".into(),
                 epoch: 2,
+                position: None,
             }],
         };
         let owned = desired(&t, &spec, "w0", false);

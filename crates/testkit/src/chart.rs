@@ -13,7 +13,7 @@ pub const RELEASE: &str = "kinesis-operator";
 
 /// The chart's directory.
 pub fn chart_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../charts/kinesis-operator")
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../charts/kinesis-operator")
 }
 
 /// `helm`, from `$HELM` or the `PATH` (`tests/env/with-env.sh` puts the pinned one there).

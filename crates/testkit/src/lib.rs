@@ -227,7 +227,7 @@ pub async fn install_crd(
 pub async fn install_kinesis_ingester_crd(client: &Client) -> Result<()> {
     for (file, _) in kinesis_ingester_api::all_crds() {
         let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-            .join("../crds")
+            .join("../../crds")
             .join(&file);
         let text = std::fs::read_to_string(&path)
             .with_context(|| format!("reading {}", path.display()))?;

@@ -163,6 +163,12 @@ pub struct Fence {
     pub shard_id: String,
     /// The epoch taken away (and every lower one).
     pub epoch: i64,
+    /// The last position the worker had stored for this epoch when the fence was written, read
+    /// in the same compare-and-swap: the worker can never store a later one, so the shard
+    /// resumes after this even when the worker's status no longer lists the shard. Absent when
+    /// the worker never stored a position for it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub position: Option<CheckpointPosition>,
 }
 
 /// What a worker reports, in one write every report interval.
@@ -236,9 +242,14 @@ impl KinesisWorkerStatus {
 impl KinesisWorkerSpec {
     /// Whether `shard_id` at `epoch` is fenced off this worker.
     pub fn is_fenced(&self, shard_id: &str, epoch: i64) -> bool {
+        self.fence(shard_id, epoch).is_some()
+    }
+
+    /// The fence that covers `shard_id` at `epoch`, if any.
+    pub fn fence(&self, shard_id: &str, epoch: i64) -> Option<&Fence> {
         self.fences
             .iter()
-            .any(|f| f.shard_id == shard_id && f.epoch >= epoch)
+            .find(|f| f.shard_id == shard_id && f.epoch >= epoch)
     }
 }
 
@@ -276,6 +287,7 @@ mod tests {
             fences: vec![Fence {
                 shard_id: "s".into(),
                 epoch: 4,
+                position: None,
             }],
         };
         assert!(spec.is_fenced("s", 4));

@@ -3,8 +3,10 @@
 mod crd;
 mod duration;
 mod fleet;
+pub mod sequence;
 mod spec;
 mod status;
+mod stream;
 mod validate;
 
 pub use crd::{API_VERSION, CRD_FILE_NAME, KIND, all_crds, crd_yaml};
@@ -12,4 +14,5 @@ pub use duration::{DURATION_PATTERN, Duration, ParseDurationError};
 pub use fleet::*;
 pub use spec::*;
 pub use status::*;
+pub use stream::{StartAt, StreamRef};
 pub use validate::{FieldError, ValidationErrors};

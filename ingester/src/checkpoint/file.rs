@@ -92,7 +92,7 @@ impl CheckpointStore for FileStore {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::sequence::Position;
+    use kinesis_ingester_api::sequence::Position;
 
     #[tokio::test]
     async fn saved_checkpoints_load_back() {

@@ -11,7 +11,7 @@ use serde::{Deserialize, Serialize};
 pub use file::FileStore;
 pub use tracker::Tracker;
 
-use crate::sequence::Position;
+use kinesis_ingester_api::sequence::Position;
 
 /// The stored state of one shard.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]

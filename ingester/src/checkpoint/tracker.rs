@@ -8,7 +8,7 @@ use std::{
 use tokio::sync::Notify;
 
 use super::ShardCheckpoint;
-use crate::sequence::Position;
+use kinesis_ingester_api::sequence::Position;
 
 #[derive(Debug, Default)]
 struct Progress {

@@ -17,10 +17,10 @@ use std::sync::Arc;
 use bytes::Bytes;
 use kinesis_ingester_api::{Compression, DecodeSpec, RecordFormat};
 
-use crate::{
-    record::{DeadLetter, RawRecord, Record, ShardContext},
-    sequence::Position,
-};
+use kinesis_client::RawRecord;
+use kinesis_ingester_api::sequence::Position;
+
+use crate::record::{DeadLetter, Record, ShardContext};
 use cloudwatch::LogEvent;
 use kpl::Deaggregated;
 

@@ -9,10 +9,10 @@ use super::{
     DecodeStats, Decoder,
     testing::{UserRecordSpec, encode_aggregated, gzip},
 };
-use crate::{
-    record::{DeadLetter, RawRecord, Record, ShardContext},
-    sequence::Position,
-};
+use kinesis_client::RawRecord;
+use kinesis_ingester_api::sequence::Position;
+
+use crate::record::{DeadLetter, Record, ShardContext};
 
 const CAP: usize = 1 << 20;
 

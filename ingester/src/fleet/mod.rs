@@ -1,18 +1,16 @@
 //! Fleet mode: one worker of a KinesisIngester run by kinesis-operator, reading the shards the operator's table gives it and reporting checkpoints in its `KinesisWorker` status (docs/design.md §3, §6).
 //!
-//! `startup` finds the ingester and the worker object and takes it over; `owned` decides, purely,
-//! which shards to read, release or pause; `worker` runs one reader per owned shard; `report`
-//! builds the status, purely, and is its only writer.
+//! `startup` finds the ingester and the worker object and takes it over; `worker` runs one reader
+//! per owned shard, as the pure `kinesis_protocol::owned` decides; `report` is the only writer of
+//! the status that `kinesis_protocol::report` builds.
 
-mod owned;
 mod report;
 mod startup;
 mod worker;
 
 use std::time::Duration;
 
-pub use owned::{Owned, Want, desired, hash_range, start_position, to_position};
-pub use report::{EntryState, ReportEntry, Reporter, Written, build_status, to_checkpoint};
+pub use report::{Reporter, Written};
 pub use startup::{Started, connect};
 pub use worker::{TableEvents, Worker, WorkerExit, final_entries};
 

@@ -9,7 +9,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
 use super::{FleetError, FleetOptions};
-use crate::{backoff::Backoff, config};
+use kinesis_client::backoff::Backoff;
 
 /// A worker that took its object over.
 pub struct Started {
@@ -100,7 +100,7 @@ pub async fn connect(
         name: name.clone(),
         message: e.to_string(),
     })?;
-    config::start_at(&ingester).map_err(|message| FleetError::Spec {
+    ingester.start_at().map_err(|message| FleetError::Spec {
         name: name.clone(),
         message,
     })?;

@@ -21,16 +21,19 @@ use tracing::{error, info, warn};
 
 use super::{
     FleetError,
-    owned::{Owned, Want, desired, start_position, to_position},
-    report::{EntryState, ReportEntry, Reporter, Written, build_status},
+    report::{Reporter, Written},
 };
+use kinesis_ingester_api::{StartAt, sequence::Position};
+use kinesis_observability::server;
+use kinesis_protocol::{
+    owned::{Owned, Want, desired, start_position, to_position},
+    report::{EntryState, ReportEntry, build_status},
+};
+
 use crate::{
     checkpoint::Tracker,
     metrics::Metrics,
-    sequence::Position,
-    server,
     source::{
-        api::StartAt,
         coordinator::{ReaderKind, ReaderParts},
         efo::EfoSettings,
         shard::ShardOutcome,
@@ -497,8 +500,14 @@ impl State {
         }
     }
 
-    /// Brings the held shards in line with the table, the fences and the self-fence.
+    /// Brings the held shards in line with the table, the fences and the self-fence. Nothing
+    /// happens before the first table snapshot: with no table every carried checkpoint would
+    /// look revoked and be dropped.
     fn reconcile(&mut self) {
+        if !self.table_seen {
+            self.publish();
+            return;
+        }
         self.wanted = match &self.table {
             Some(t) => desired(t, &self.spec, &self.w.me, self.w.self_fenced),
             None => BTreeMap::new(),

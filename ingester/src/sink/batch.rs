@@ -6,7 +6,9 @@ use kinesis_ingester_api::BatchSpec;
 use tokio::time::Instant;
 
 use super::ndjson::Encoding;
-use crate::{record::Chunk, sequence::Position};
+use kinesis_ingester_api::sequence::Position;
+
+use crate::record::Chunk;
 
 /// When a batch closes: whichever limit is reached first.
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -156,7 +156,9 @@ pub(crate) mod tests {
     use serde_json::{Value, json};
 
     use super::*;
-    use crate::{record::ShardContext, sequence::Position};
+    use kinesis_ingester_api::sequence::Position;
+
+    use crate::record::ShardContext;
 
     /// A record of shard `shard` at sequence number `seq`.
     pub(crate) fn record(shard: &str, seq: u64, data: &[u8]) -> Record {

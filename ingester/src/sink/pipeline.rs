@@ -8,11 +8,10 @@ use tokio::{
 };
 use tokio_util::sync::CancellationToken;
 
+use kinesis_client::backoff::Backoff;
+
 use super::{Batch, BatchLimits, Batcher, Destination, SinkError, SinkStats, ndjson::Encoding};
-use crate::{
-    backoff::Backoff,
-    record::{AckFn, Chunk},
-};
+use crate::record::{AckFn, Chunk};
 
 /// One destination fed by a bounded channel of chunks.
 ///

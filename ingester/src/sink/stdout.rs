@@ -61,10 +61,11 @@ impl<W: Write + Send + 'static> Destination for WriterDestination<W> {
 
 #[cfg(test)]
 mod tests {
+    use kinesis_ingester_api::sequence::Position;
+
     use super::*;
     use crate::{
         record::Chunk,
-        sequence::Position,
         sink::{BatchLimits, Batcher, ndjson::Encoding, ndjson::tests::record},
     };
 

@@ -14,7 +14,10 @@ use tokio::sync::{Semaphore, mpsc};
 use tokio_util::sync::CancellationToken;
 
 use super::{test_server::TestServer, *};
-use crate::{backoff::Backoff, record::Chunk, sequence::Position, sink::ndjson::tests::record};
+use kinesis_client::backoff::Backoff;
+use kinesis_ingester_api::sequence::Position;
+
+use crate::{record::Chunk, sink::ndjson::tests::record};
 
 const DEADLINE: Duration = Duration::from_secs(10);
 

@@ -12,17 +12,20 @@ use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
 use super::{
-    api::{KinesisApi, ShardInfo, StartAt, StreamRef},
     efo::{EfoReader, EfoSettings},
     shard::{DeadLetters, PollSettings, ShardOutcome, ShardReader},
 };
-use crate::{
+use kinesis_client::{
+    api::{KinesisApi, ShardInfo, StartAt, StreamRef},
     backoff::Backoff,
+};
+use kinesis_ingester_api::sequence::Position;
+
+use crate::{
     checkpoint::{CheckpointStore, Tracker},
     decode::Decoder,
     metrics::Metrics,
     record::{Chunk, ShardContext},
-    sequence::Position,
 };
 
 /// Settings of the coordinator, from the spec and the command line.
@@ -221,7 +224,7 @@ impl Coordinator {
                     Ok(shards) => {
                         backoff.reset();
                         listed = true;
-                        crate::server::set_ready(&self.ready, true);
+                        kinesis_observability::server::set_ready(&self.ready, true);
                         for s in shards {
                             known.insert(s.shard_id.clone(), s);
                         }

@@ -5,14 +5,12 @@ use std::{sync::Arc, time::Duration};
 use futures::StreamExt;
 use tracing::{debug, info, warn};
 
-use super::{
+use super::shard::{ShardOutcome, ShardReader, Stopped};
+use kinesis_client::{
     api::{ChildShard, StartAt},
-    shard::{ShardOutcome, ShardReader, Stopped},
-};
-use crate::{
     backoff::Backoff,
-    sequence::{Position, SequenceNumber},
 };
+use kinesis_ingester_api::sequence::{Position, SequenceNumber};
 
 /// Enhanced fan-out settings of a shard reader.
 #[derive(Clone, Debug)]

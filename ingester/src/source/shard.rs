@@ -6,13 +6,17 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
-use super::api::{ChildShard, KinesisApi, SourceError, StartAt, StreamRef};
-use crate::{
+use kinesis_client::{
+    RawRecord,
+    api::{ChildShard, KinesisApi, SourceError, StartAt, StreamRef},
     backoff::Backoff,
+};
+use kinesis_ingester_api::sequence::Position;
+
+use crate::{
     decode::{DecodeStats, Decoder},
     metrics::Metrics,
-    record::{Chunk, DeadLetter, RawRecord, ShardContext},
-    sequence::Position,
+    record::{Chunk, DeadLetter, ShardContext},
     sink::DeadLetterWriter,
 };
 

@@ -7,20 +7,20 @@ use std::{path::Path, sync::Arc, time::Duration};
 
 use anyhow::{Context, Result};
 use aws_sdk_kinesis::primitives::Blob;
+use kinesis_client::{KinesisApi, SdkKinesis};
 use kinesis_ingester::{
     config,
     run::{RunError, RunOptions, RunOutcome},
-    source::{api::KinesisApi, aws::SdkKinesis},
 };
 use kinesis_ingester_api::KinesisIngester;
-pub use kinesis_operator_tests::{kinesis_client, wait_stream_active, wait_until};
+pub use kinesis_testkit::{kinesis_client, wait_stream_active, wait_until};
 use serde_json::Value;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 /// Creates a stream with `shards` shards and waits until it is ACTIVE.
 pub async fn create_stream(kinesis: &aws_sdk_kinesis::Client, shards: i32) -> Result<String> {
-    kinesis_operator_tests::create_stream(kinesis, "it", shards).await
+    kinesis_testkit::create_stream(kinesis, "it", shards).await
 }
 
 /// Puts `payloads` with the given partition keys, one PutRecord each, in order.

@@ -12,7 +12,10 @@ use kube::{
 use tokio::time::Instant;
 use tracing::{info, warn};
 
-use super::{handoff::Liveness, key_of, labels, liveness, result_label, ssa, workload};
+use kinesis_client::{KinesisApi, SdkKinesis, SourceError};
+use kinesis_protocol::handoff::Liveness;
+
+use super::{key_of, labels, liveness, result_label, ssa, workload};
 use crate::{
     context::Context,
     error::{Error, Result, is_not_found, kube as kerr},
@@ -137,33 +140,20 @@ pub async fn run(ki: &KinesisIngester, ctx: &Context) -> Result<Action> {
 }
 
 async fn deregister(ki: &KinesisIngester, consumer_arn: &str) -> Result<()> {
-    let api = kinesis_ingester::source::aws::SdkKinesis::from_spec(&ki.spec.stream).await;
-    match api
-        .client()
-        .deregister_stream_consumer()
-        .consumer_arn(consumer_arn)
-        .send()
-        .await
-    {
-        Ok(_) => {
+    let api = SdkKinesis::from_spec(&ki.spec.stream).await;
+    match api.deregister_consumer(consumer_arn).await {
+        Ok(()) => {
             info!(
                 consumer = consumer_arn,
                 "deregistered the enhanced fan-out consumer"
             );
             Ok(())
         }
-        Err(e) => {
-            let text = format!("{e:?}");
-            if text.contains("ResourceNotFound") {
-                return Ok(());
-            }
-            Err(Error::Kinesis {
-                stream: consumer_arn.to_owned(),
-                source: kinesis_ingester::source::api::SourceError::Other {
-                    operation: "DeregisterStreamConsumer",
-                    message: e.to_string(),
-                },
-            })
-        }
+        // Already gone: nothing to clean up.
+        Err(SourceError::NotFound { .. }) => Ok(()),
+        Err(source) => Err(Error::Kinesis {
+            stream: consumer_arn.to_owned(),
+            source,
+        }),
     }
 }

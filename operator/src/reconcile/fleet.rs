@@ -9,20 +9,23 @@ use k8s_openapi::{
     jiff::Timestamp,
 };
 use kinesis_ingester_api::{
-    Fence, INGESTER_LABEL, KinesisIngester, KinesisShardAssignment, KinesisWorker,
-    KinesisWorkerSpec, ORDINAL_LABEL, worker_name,
+    INGESTER_LABEL, KinesisIngester, KinesisShardAssignment, KinesisWorker, KinesisWorkerSpec,
+    ORDINAL_LABEL, worker_name,
+};
+use kinesis_protocol::{
+    handoff::{self, Liveness, Transition, WorkerState, Workers},
+    plan,
 };
 use kube::{
     Api, Resource, ResourceExt,
-    api::{DeleteParams, ListParams, Patch, PatchParams, PostParams},
+    api::{DeleteParams, ListParams, Patch, PatchParams, PostParams, Preconditions},
     runtime::events::EventType,
 };
 use tracing::{info, warn};
 
 use super::{
-    FIELD_MANAGER, Observed, describe, handoff,
-    handoff::{Liveness, Transition, WorkerState, Workers},
-    labels, liveness, ordinal, plan, publish, result_label, ssa, status, workload,
+    FIELD_MANAGER, Observed, describe, labels, liveness, ordinal, publish, result_label, ssa,
+    status, workload,
 };
 use crate::{
     context::Context,
@@ -81,9 +84,7 @@ pub async fn run(
         if w.spec.ingester_uid == uid {
             objects.push(w);
         } else {
-            let _ = worker_api
-                .delete(&w.name_any(), &DeleteParams::default())
-                .await;
+            let _ = worker_api.delete(&w.name_any(), &delete_exactly(&w)).await;
         }
     }
     let lives = {
@@ -111,20 +112,31 @@ pub async fn run(
     let mut planned = None;
     if let Some(table) = &table {
         let mut spec = table.spec.clone();
-        transitions.extend(handoff::absorb_reports(&mut spec, &workers));
+        let now = std::time::Instant::now();
         let candidates = {
             let mut memory = ctx.memory();
             let m = memory.entry(key.clone()).or_default();
-            handoff::fence_candidates(
-                &spec,
+            transitions.extend(handoff::absorb_reports(
+                &mut spec,
                 &workers,
                 &mut m.timers,
                 ctx.settings.expiries,
-                std::time::Instant::now(),
-            )
+                now,
+            ));
+            handoff::fence_candidates(&spec, &workers, &mut m.timers, ctx.settings.expiries, now)
+        };
+        // The size check runs before any fence is written, so that no fence lands without its
+        // table write for this reason.
+        let longest_owner = worker_name(&name, ki.spec.workers.max_replicas.max(desired));
+        let oversized =
+            handoff::too_large_after(&spec, topology.map(|t| t.listed.as_slice()), &longest_owner);
+        let candidates = if oversized.is_some() {
+            Vec::new()
+        } else {
+            candidates
         };
         for c in candidates {
-            match fence(ctx, &worker_api, &c).await {
+            match fence(ctx, &worker_api, &c, &spec).await {
                 Ok(fenced) => {
                     ctx.metrics.fence(c.reason.label());
                     ctx.metrics.handoff(c.reason.label());
@@ -167,8 +179,7 @@ pub async fn run(
         }
         transitions.extend(planned_now);
         let mut next = table.clone();
-        let oversized = handoff::too_large(&spec);
-        if let Some(bytes) = oversized {
+        if let Some(bytes) = oversized.or_else(|| handoff::too_large(&spec)) {
             // Writing would fail at etcd's request limit, possibly mid-handoff: stop here.
             problem = Some(status::StreamProblem {
                 reason: "AssignmentTooLarge",
@@ -327,12 +338,12 @@ pub async fn run(
         .as_ref()
         .map(|t| handoff::owning_workers(&t.spec))
         .unwrap_or_default();
-    for (wname, _) in workers
+    for (wname, w) in workers
         .iter()
         .filter(|(n, _)| ordinal(&name, n) >= replicas)
     {
         if !owning.contains(wname) && !pod_names.contains(wname) {
-            let res = worker_api.delete(wname, &DeleteParams::default()).await;
+            let res = worker_api.delete(wname, &delete_exactly(&w.object)).await;
             if let Some(e) = res.as_ref().err().filter(|e| !is_not_found(e)) {
                 warn!(worker = %wname, error = %e, "cannot delete a removed worker's object");
             }
@@ -343,7 +354,7 @@ pub async fn run(
     let previous = ki.status.clone();
     let (next, gauges) = status::compute(&status::StatusInput {
         generation: ki.meta().generation,
-        stream_name: kinesis_ingester::config::stream_ref(ki).name().to_owned(),
+        stream_name: ki.stream_ref().name().to_owned(),
         table: planned.as_ref().map(|t| &t.spec),
         workers: &workers,
         desired,
@@ -396,6 +407,19 @@ pub async fn run(
     Ok(in_flight)
 }
 
+/// Deletes exactly the object as read: a stale leader, or a decision made on an old read, must
+/// not delete a worker object that was re-created or written since (its fences and
+/// checkpoints are what keep a handoff safe).
+fn delete_exactly(w: &KinesisWorker) -> DeleteParams {
+    DeleteParams {
+        preconditions: Some(Preconditions {
+            uid: w.metadata.uid.clone(),
+            resource_version: w.metadata.resource_version.clone(),
+        }),
+        ..DeleteParams::default()
+    }
+}
+
 fn pod_ready(p: &Pod) -> bool {
     p.status
         .as_ref()
@@ -411,6 +435,7 @@ async fn fence(
     ctx: &Context,
     api: &Api<KinesisWorker>,
     c: &handoff::FenceCandidate,
+    table: &kinesis_ingester_api::KinesisShardAssignmentSpec,
 ) -> Result<KinesisWorker> {
     for _ in 0..5 {
         let mut w = api
@@ -420,11 +445,7 @@ async fn fence(
         if w.spec.is_fenced(&c.shard, c.epoch) {
             return Ok(w);
         }
-        w.spec.fences.retain(|f| f.shard_id != c.shard);
-        w.spec.fences.push(Fence {
-            shard_id: c.shard.clone(),
-            epoch: c.epoch,
-        });
+        w.spec.fences = handoff::fences_with(&w, c, table);
         let res = api.replace(&c.worker, &PostParams::default(), &w).await;
         ctx.metrics.write("worker_fence", result_label(&res));
         match res {

@@ -1,7 +1,5 @@
-//! Reconciliation of one KinesisIngester: observe (topology, shard table, workers, pods) → plan (pure functions in `handoff`, `plan`, `status`, `workload`) → apply (fences first, then the table, then the workload) → status.
+//! Reconciliation of one KinesisIngester: observe (topology, shard table, workers, pods) → plan (pure functions in `kinesis_protocol::{handoff, plan}`, `status`, `workload`) → apply (fences first, then the table, then the workload) → status.
 
-pub mod handoff;
-pub mod plan;
 pub mod status;
 pub mod workload;
 
@@ -31,7 +29,8 @@ use crate::{
     metrics::IngesterLabels,
     topology,
 };
-use handoff::{Liveness, Transition};
+use kinesis_client::KinesisApi;
+use kinesis_protocol::handoff::{Liveness, Transition};
 use status::StreamProblem;
 use workload::Names;
 
@@ -211,8 +210,7 @@ async fn ensure_table(
     };
     let consumer_arn = match (ki.spec.read.mode, consumer_arn) {
         (ReadMode::EnhancedFanOut, None) => {
-            let consumer = kinesis_ingester::config::consumer_name(ki);
-            use kinesis_ingester::source::api::KinesisApi;
+            let consumer = ki.consumer_name();
             let arn = topology
                 .api
                 .register_consumer(&topology.stream_arn, &consumer)

@@ -8,8 +8,8 @@ use kinesis_ingester_api::{
     KinesisIngesterStatus, KinesisShardAssignmentSpec, ShardState, ShardStatus,
 };
 
-use super::handoff::{Liveness, Workers, eligible};
 use crate::metrics::FleetGauges;
+use kinesis_protocol::handoff::{Liveness, Workers, eligible};
 
 /// A failure that keeps the operator from knowing the stream.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -296,7 +296,7 @@ mod tests {
     };
 
     use super::*;
-    use crate::reconcile::handoff::WorkerState;
+    use kinesis_protocol::handoff::WorkerState;
 
     fn table(owners: &[Option<&str>]) -> KinesisShardAssignmentSpec {
         KinesisShardAssignmentSpec {

@@ -9,7 +9,7 @@ use std::{
 };
 
 use anyhow::{Context, Result, bail};
-use kinesis_operator_tests::replay::{self, ReplaySpec};
+use kinesis_testkit::replay::{self, ReplaySpec};
 use tokio::{
     io::{AsyncReadExt, AsyncWriteExt},
     net::TcpStream,

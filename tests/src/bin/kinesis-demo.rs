@@ -15,7 +15,7 @@ use std::{
 use anyhow::{Context, Result};
 use aws_sdk_kinesis::primitives::Blob;
 use kinesis_ingester_api::KinesisIngester;
-use kinesis_operator_tests::{
+use kinesis_testkit::{
     chart::run, create_stream, fleet::Kubelet, kinesis_client, kube_client, wait_until,
 };
 use kube::{

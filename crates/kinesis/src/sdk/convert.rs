@@ -7,10 +7,9 @@ use aws_sdk_kinesis::{
 use aws_smithy_types::event_stream::RawMessage;
 use bytes::Bytes;
 
-use crate::{
-    record::RawRecord,
-    source::api::{ChildShard, SourceError, StartAt, SubscribeEvent},
-};
+use kinesis_ingester_api::sequence::SequenceNumber;
+
+use crate::api::{ChildShard, RawRecord, SourceError, StartAt, SubscribeEvent};
 
 /// Classifies an SDK error by its error code, the same way for every operation.
 pub(super) fn classify<E, R>(operation: &'static str, err: SdkError<E, R>) -> SourceError
@@ -71,10 +70,7 @@ pub(super) fn parse_hash(operation: &'static str, key: &str) -> Result<u128, Sou
     })
 }
 
-fn parse_sequence(
-    operation: &'static str,
-    s: &str,
-) -> Result<crate::sequence::SequenceNumber, SourceError> {
+fn parse_sequence(operation: &'static str, s: &str) -> Result<SequenceNumber, SourceError> {
     s.parse().map_err(|e| SourceError::Other {
         operation,
         message: format!("{e}"),

@@ -67,7 +67,13 @@ fn entry(id: &str, epoch: i64, seq: Option<&str>) -> WorkerShard {
 const EXPIRIES: Expiries = Expiries {
     drain: Duration::from_secs(60),
     start: Duration::from_secs(60),
+    gone: Duration::from_secs(14),
 };
+
+/// `absorb_reports` at one instant with fresh timers.
+fn absorb(t: &mut KinesisShardAssignmentSpec, workers: &Workers) -> Vec<Transition> {
+    absorb_reports(t, workers, &mut Timers::default(), EXPIRIES, Instant::now())
+}
 
 #[test]
 fn a_release_clears_the_owner_and_keeps_the_final_position() {
@@ -76,7 +82,7 @@ fn a_release_clears_the_owner_and_keeps_the_final_position() {
     let mut e = entry("s0", 3, Some("42"));
     e.released = true;
     let workers: Workers = [worker("w0", Liveness::Live, vec![e])].into();
-    let out = absorb_reports(&mut t, &workers);
+    let out = absorb(&mut t, &workers);
     assert_eq!(
         out,
         vec![Transition::Released {
@@ -99,7 +105,7 @@ fn a_release_at_an_older_epoch_is_ignored() {
     let mut e = entry("s0", 3, Some("42"));
     e.released = true;
     let workers: Workers = [worker("w0", Liveness::Live, vec![e])].into();
-    assert!(absorb_reports(&mut t, &workers).is_empty());
+    assert!(absorb(&mut t, &workers).is_empty());
     assert_eq!(t.shards[0].owner.as_deref(), Some("w0"));
 }
 
@@ -112,7 +118,7 @@ fn a_finished_shard_leaves_the_table_and_unblocks_its_children() {
     let mut e = entry("s0", 1, Some("9"));
     e.finished = true;
     let workers: Workers = [worker("w0", Liveness::Live, vec![e])].into();
-    absorb_reports(&mut t, &workers);
+    absorb(&mut t, &workers);
     assert_eq!(t.finished, vec!["s0".to_owned()]);
     assert_eq!(eligible(&t, true), vec!["s1".to_owned()]);
     assert_eq!(eligible(&table(vec![]), true), Vec::<String>::new());
@@ -133,9 +139,10 @@ fn an_existing_fence_finishes_a_half_done_move() {
     w.object.spec.fences.push(Fence {
         shard_id: "s0".into(),
         epoch: 2,
+        position: None,
     });
     let workers: Workers = [(name, w)].into();
-    let out = absorb_reports(&mut t, &workers);
+    let out = absorb(&mut t, &workers);
     assert_eq!(
         out,
         vec![Transition::AlreadyFenced {
@@ -145,6 +152,67 @@ fn an_existing_fence_finishes_a_half_done_move() {
     );
     assert_eq!(t.shards[0].start_after, Some(pos("77")));
     assert_eq!(t.shards[0].owner, None);
+}
+
+/// Defect 9.1.1: the fence landed, the table write did not, and the fenced worker's next
+/// status write left the shard out. The next pass must resume after the position the fence
+/// holds, not after the table's older `startAfter`.
+#[test]
+fn a_fence_whose_table_write_failed_keeps_the_position() {
+    let mut t = table(vec![shard("s0", Some("w0"), 2)]);
+    t.shards[0].start_after = Some(pos("10"));
+    // The operator read the worker (checkpoint 77 for epoch 2) and fenced it in one write.
+    let (name, mut w) = worker("w0", Liveness::Expired, vec![entry("s0", 2, Some("77"))]);
+    let candidate = FenceCandidate {
+        worker: name.clone(),
+        shard: "s0".into(),
+        epoch: 2,
+        reason: FenceReason::Expired,
+    };
+    w.object.spec.fences = fences_with(&w.object, &candidate, &t);
+    // The table write failed; the worker wrote once more and dropped the fenced shard.
+    if let Some(status) = w.object.status.as_mut() {
+        status.shards.clear();
+    }
+    let workers: Workers = [(name, w)].into();
+    absorb(&mut t, &workers);
+    assert_eq!(t.shards[0].owner, None);
+    assert_eq!(t.shards[0].start_after, Some(pos("77")));
+}
+
+#[test]
+fn fences_are_pruned_once_their_shard_moved_on() {
+    let t = table(vec![shard("s0", None, 5), shard("s1", Some("w0"), 3)]);
+    let (name, mut w) = worker("w0", Liveness::Live, vec![entry("s1", 3, Some("9"))]);
+    w.object.spec.fences = vec![
+        // s0 was reassigned at a higher epoch: no longer needed.
+        Fence {
+            shard_id: "s0".into(),
+            epoch: 4,
+            position: None,
+        },
+        // s9 left the table (finished or past retention).
+        Fence {
+            shard_id: "s9".into(),
+            epoch: 1,
+            position: None,
+        },
+    ];
+    let candidate = FenceCandidate {
+        worker: name,
+        shard: "s1".into(),
+        epoch: 3,
+        reason: FenceReason::DrainTimeout,
+    };
+    let fences = fences_with(&w.object, &candidate, &t);
+    assert_eq!(
+        fences,
+        vec![Fence {
+            shard_id: "s1".into(),
+            epoch: 3,
+            position: Some(pos("9")),
+        }]
+    );
 }
 
 #[test]
@@ -311,11 +379,26 @@ fn shards_of_a_worker_that_is_not_live_are_never_drained() {
     assert!(!t.shards[0].draining);
 }
 
+/// Defect 9.1.5: a deleted KinesisWorker cannot be fenced, and its process may still be
+/// reading. The shard moves only after the lease, by which time that process has self-fenced.
 #[test]
-fn a_gone_owner_releases_at_the_table_position() {
+fn a_gone_owner_keeps_its_shard_for_the_lease_then_releases_at_the_table_position() {
     let mut t = table(vec![shard("s0", Some("ghost"), 1)]);
     t.shards[0].start_after = Some(pos("8"));
-    let out = absorb_reports(&mut t, &Workers::new());
+    let mut timers = Timers::default();
+    let t0 = Instant::now();
+    let out = absorb_reports(&mut t, &Workers::new(), &mut timers, EXPIRIES, t0);
+    assert!(out.is_empty(), "{out:?}");
+    assert_eq!(t.shards[0].owner.as_deref(), Some("ghost"));
+    let later = t0 + EXPIRIES.gone - Duration::from_millis(1);
+    assert!(absorb_reports(&mut t, &Workers::new(), &mut timers, EXPIRIES, later).is_empty());
+    let out = absorb_reports(
+        &mut t,
+        &Workers::new(),
+        &mut timers,
+        EXPIRIES,
+        t0 + EXPIRIES.gone,
+    );
     assert!(matches!(out[0], Transition::OwnerGone { .. }));
     assert_eq!(t.shards[0].owner, None);
     assert_eq!(t.shards[0].start_after, Some(pos("8")));
@@ -350,4 +433,40 @@ fn a_table_over_a_mebibyte_is_too_large() {
             .collect(),
     );
     assert!(too_large(&big).is_some_and(|b| b > MAX_TABLE_BYTES));
+}
+
+/// Defect 9.1.1, second half: the size check must run before any fence, so it bounds what
+/// owners will add. A table of unowned shards just under the limit is over it once each shard
+/// has an owner.
+#[test]
+fn the_size_bound_counts_the_owners_the_plan_will_add() {
+    let unowned = |n: usize| {
+        table(
+            (0..n)
+                .map(|i| {
+                    let mut s = shard(&format!("shardId-{i:012}"), None, 1);
+                    s.start_after = Some(pos(
+                        "49655121380712095233960537406412683491498406931375063042",
+                    ));
+                    s
+                })
+                .collect(),
+        )
+    };
+    // The largest n that fits, by bisection.
+    let (mut fits, mut over) = (1, 10_000);
+    assert!(too_large(&unowned(over)).is_some());
+    while over - fits > 1 {
+        let mid = (fits + over) / 2;
+        if too_large(&unowned(mid)).is_some() {
+            over = mid;
+        } else {
+            fits = mid;
+        }
+    }
+    let n = fits;
+    let t = unowned(n);
+    assert_eq!(too_large(&t), None);
+    assert!(too_large_after(&t, None, "orders-worker-99").is_some());
+    assert_eq!(too_large_after(&unowned(n / 2), None, "orders-worker-99"), None);
 }

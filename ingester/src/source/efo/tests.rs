@@ -13,15 +13,16 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use super::*;
+use kinesis_client::api::{
+    KinesisApi, RawRecord, RecordsPage, ShardInfo, SourceError, StreamRef, SubscribeEvent,
+};
+
 use crate::{
     decode::Decoder,
     metrics::Metrics,
-    record::{Chunk, RawRecord, ShardContext},
+    record::{Chunk, ShardContext},
     sink::{DeadLetterWriter, SinkStats},
-    source::{
-        api::{KinesisApi, RecordsPage, ShardInfo, SourceError, StreamRef, SubscribeEvent},
-        shard::PollSettings,
-    },
+    source::shard::PollSettings,
 };
 
 fn seq(n: u128) -> SequenceNumber {
@@ -83,6 +84,9 @@ impl KinesisApi for Scripted {
         _: &'a str,
         _: &'a str,
     ) -> BoxFuture<'a, Result<String, SourceError>> {
+        unused()
+    }
+    fn deregister_consumer<'a>(&'a self, _: &'a str) -> BoxFuture<'a, Result<(), SourceError>> {
         unused()
     }
     fn subscribe(

@@ -1,0 +1,10 @@
+//! The Kinesis client both binaries use: the small seam every Kinesis call goes through, its AWS SDK implementation, a fault-injecting wrapper for tests, and backoff.
+
+pub mod api;
+pub mod backoff;
+#[doc(hidden)]
+pub mod faults;
+pub mod sdk;
+
+pub use api::{KinesisApi, RawRecord, SourceError};
+pub use sdk::{ClientOptions, SdkKinesis};
