@@ -301,6 +301,11 @@ impl Collector for SinkCollector {
                 "Records that could not be decoded, dead-lettered",
                 s.dead_letters(),
             ),
+            (
+                "sink_revoked_records",
+                "Records dropped unsent and unacknowledged because this worker lost their shard",
+                s.revoked(),
+            ),
         ] {
             let counter = ConstCounter::new(value);
             let metric = encoder.encode_descriptor(name, help, None, counter.metric_type())?;

@@ -36,7 +36,7 @@ use crate::{
     decode::{DEFAULT_MAX_DECOMPRESSED_BYTES, Decoder},
     fleet::{self, FleetError},
     metrics::Metrics,
-    sink::{self, SinkError, SinkStats},
+    sink::{self, Deliverable, SinkError, SinkStats},
     source::{
         coordinator::{
             Coordinator, CoordinatorSettings, ReaderKind, ReaderParts, flush_checkpoints,
@@ -153,7 +153,8 @@ pub async fn run(
         }
     };
 
-    let (mut pipeline, parts) = Pipeline::start(ingester, api, &tracker, &options, kind).await?;
+    let (mut pipeline, parts) =
+        Pipeline::start(ingester, api, &tracker, &options, kind, Deliverable::all()).await?;
     let stop_reading = CancellationToken::new();
     let coordinator = Coordinator {
         api: parts.api,
@@ -204,8 +205,16 @@ pub async fn run_fleet(
     } = started;
     let start = ingester.start_at().map_err(RunError::Config)?;
     let tracker = Arc::new(Tracker::strict());
-    let (mut pipeline, parts) =
-        Pipeline::start(&ingester, api, &tracker, &options, ReaderKind::Polling).await?;
+    let deliverable = Deliverable::only_set();
+    let (mut pipeline, parts) = Pipeline::start(
+        &ingester,
+        api,
+        &tracker,
+        &options,
+        ReaderKind::Polling,
+        deliverable.clone(),
+    )
+    .await?;
     let namespace = fleet_options.namespace.as_str();
     let tables: Api<KinesisShardAssignment> = Api::namespaced(client.clone(), namespace);
     let selector = format!("metadata.name={}", fleet_options.ingester);
@@ -217,7 +226,7 @@ pub async fn run_fleet(
         holder,
         worker.clone(),
         pipeline.metrics.clone(),
-        fleet_options.report_interval,
+        fleet_options.timings.report_interval(),
     );
     let manager = fleet::Worker {
         me: fleet_options.pod_name.clone(),
@@ -230,10 +239,11 @@ pub async fn run_fleet(
         ready: pipeline.ready.clone(),
         sink_flush: pipeline.sink_flush.clone(),
         sink_cancel: pipeline.sink_cancel.clone(),
+        deliverable,
         tables,
         carried: worker.status.map(|s| s.shards).unwrap_or_default(),
-        report_interval: fleet_options.report_interval,
-        self_fence_after: fleet_options.self_fence_after,
+        report_interval: fleet_options.timings.report_interval(),
+        self_fence_after: fleet_options.timings.self_fence_after(),
         drain_timeout: options.shutdown_timeout,
         written_at,
         self_fenced: waited_for_twin,
@@ -318,6 +328,7 @@ impl Pipeline {
         tracker: &Arc<Tracker>,
         options: &RunOptions,
         kind: ReaderKind,
+        deliverable: Deliverable,
     ) -> Result<(Self, ReaderParts), RunError> {
         let spec = &ingester.spec;
         let stream = ingester.stream_ref();
@@ -347,9 +358,12 @@ impl Pipeline {
             stream.name(),
             chunks_rx,
             ack,
-            sink_cancel.clone(),
             sink_stats.clone(),
-            sink_flush.clone(),
+            sink::SinkControl {
+                cancel: sink_cancel.clone(),
+                flush: sink_flush.clone(),
+                deliverable,
+            },
         )?;
         let dead_letters = Arc::new(tokio::sync::Mutex::new(sink::dead_letter_writer(
             &spec.sink, sink_stats,

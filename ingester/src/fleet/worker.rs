@@ -1,7 +1,7 @@
 //! The reader manager of a fleet worker: follows the shard table, starts one reader per owned shard, releases drained ones, stops revoked ones at once, and self-fences when its status cannot be written.
 
 use std::{
-    collections::BTreeMap,
+    collections::{BTreeMap, HashSet},
     sync::{Arc, Mutex, PoisonError, atomic::AtomicBool},
     time::Duration,
 };
@@ -17,7 +17,7 @@ use tokio::{
     time::Instant,
 };
 use tokio_util::sync::CancellationToken;
-use tracing::{error, info, warn};
+use tracing::{debug, error, info, warn};
 
 use super::{
     FleetError,
@@ -33,6 +33,7 @@ use kinesis_protocol::{
 use crate::{
     checkpoint::Tracker,
     metrics::Metrics,
+    sink::Deliverable,
     source::{
         coordinator::{ReaderKind, ReaderParts},
         efo::EfoSettings,
@@ -66,6 +67,9 @@ pub struct Worker {
     pub sink_flush: Arc<Notify>,
     /// Cancels the sink (when another process took the worker over).
     pub sink_cancel: CancellationToken,
+    /// The shards the sink may deliver: kept equal to the held shards this worker may still
+    /// deliver (none while self-fenced).
+    pub deliverable: Deliverable,
     /// The table watch.
     pub tables: TableEvents,
     /// Entries of the status at takeover: this worker's checkpoints.
@@ -139,6 +143,15 @@ enum Phase {
 }
 
 impl Phase {
+    /// Whether the sink may deliver this shard's records: while it is read, and while a release
+    /// or a shard end waits for the sink.
+    fn delivers(&self) -> bool {
+        match self {
+            Self::Reading(_) | Self::Stopping { .. } | Self::Draining { .. } | Self::Ending => true,
+            Self::Paused { .. } | Self::Frozen { .. } => false,
+        }
+    }
+
     fn cancel(&self) {
         if let Self::Reading(c) | Self::Stopping { cancel: c, .. } = self {
             c.cancel();
@@ -397,6 +410,7 @@ impl Worker {
                 () = s.w.tracker.changed.notified() => s.progress(),
             }
             s.update_ready();
+            s.sync_deliverable();
         };
         server::set_ready(&s.w.ready, false);
         for h in s.held.values() {
@@ -723,6 +737,24 @@ impl State {
         if changed {
             self.publish();
             self.shared.urgent.notify_one();
+        }
+    }
+
+    /// Lets the sink deliver exactly the shards held in a delivering phase, and nothing while
+    /// self-fenced: a shard lost, paused or revoked is dropped from every batch before its next
+    /// send and never acknowledged.
+    fn sync_deliverable(&self) {
+        let shards = if self.w.self_fenced {
+            HashSet::new()
+        } else {
+            self.held
+                .iter()
+                .filter(|(_, h)| h.phase.delivers())
+                .map(|(id, _)| Arc::from(id.as_str()))
+                .collect()
+        };
+        if self.w.deliverable.set(shards) {
+            debug!("the sink's deliverable shards changed");
         }
     }
 

@@ -37,6 +37,8 @@ pub struct Batch {
     body: Vec<u8>,
     /// End offset in `body` of each item.
     ends: Vec<usize>,
+    /// The shard of each item.
+    shards: Vec<Arc<str>>,
     checkpoints: Vec<(Arc<str>, Position)>,
 }
 
@@ -62,6 +64,11 @@ impl Batch {
         &self.body[start..self.ends[i]]
     }
 
+    /// The shard of each item, in order.
+    pub fn shards(&self) -> &[Arc<str>] {
+        &self.shards
+    }
+
     /// `(shard_id, checkpoint)` pairs to acknowledge, in order, once every item is delivered.
     pub fn checkpoints(&self) -> &[(Arc<str>, Position)] {
         &self.checkpoints
@@ -72,12 +79,27 @@ impl Batch {
     pub fn retain_items(&mut self, keep: &[usize]) {
         let mut body = Vec::with_capacity(self.body.len());
         let mut ends = Vec::with_capacity(keep.len());
+        let mut shards = Vec::with_capacity(keep.len());
         for &i in keep.iter().filter(|&&i| i < self.len()) {
             body.extend_from_slice(self.item(i));
             ends.push(body.len());
+            shards.push(self.shards[i].clone());
         }
         self.body = body;
         self.ends = ends;
+        self.shards = shards;
+    }
+
+    /// Drops every item and checkpoint of a shard `keep` rejects (one the worker lost): such
+    /// records are never sent again and never acknowledged. Returns how many items went.
+    pub fn retain_shards(&mut self, keep: impl Fn(&str) -> bool) -> usize {
+        self.checkpoints.retain(|(shard, _)| keep(shard));
+        let kept: Vec<usize> = (0..self.len()).filter(|&i| keep(&self.shards[i])).collect();
+        let dropped = self.len() - kept.len();
+        if dropped > 0 {
+            self.retain_items(&kept);
+        }
+        dropped
     }
 }
 
@@ -121,6 +143,7 @@ impl Batcher {
                 self.open.body = next;
             }
             self.open.ends.push(self.open.body.len());
+            self.open.shards.push(chunk.shard_id.clone());
             self.opened_at.get_or_insert(now);
             if self.open.len() >= self.limits.max_records
                 || self.open.body.len() >= self.limits.max_bytes

@@ -6,6 +6,7 @@
 
 mod batch;
 mod dead_letter;
+mod deliverable;
 mod error;
 mod file;
 mod http;
@@ -32,6 +33,7 @@ use tracing::Instrument;
 pub use self::{
     batch::{Batch, BatchLimits, Batcher},
     dead_letter::DeadLetterWriter,
+    deliverable::Deliverable,
     error::SinkError,
     file::FileDestination,
     http::HttpDestination,
@@ -68,21 +70,31 @@ pub fn destination(spec: &SinkSpec) -> Result<(Box<dyn Destination>, Encoding), 
     }
 }
 
+/// How the rest of the process steers a running sink.
+#[derive(Clone, Debug, Default)]
+pub struct SinkControl {
+    /// Stops the sink promptly, leaving undelivered records unacknowledged.
+    pub cancel: CancellationToken,
+    /// Each notification delivers what was received so far without waiting for
+    /// `batch.maxAge`.
+    pub flush: Arc<Notify>,
+    /// The shards whose records may still be delivered and acknowledged.
+    pub deliverable: Deliverable,
+}
+
 /// Starts the sink task for `spec` on the current Tokio runtime.
 ///
 /// Chunks come in on `rx`; `ack(shard_id, checkpoint)` is called in shard order once every
 /// record of a chunk was delivered. The task returns `Ok` after `rx` is closed and everything
-/// received was delivered and acked, or promptly after `cancel` fires (leaving undelivered
-/// records unacked). Each notification of `flush` delivers what was received so far without
-/// waiting for `batch.maxAge`. Fails at once on an invalid spec.
+/// received was delivered and acked, or promptly after `control.cancel` fires. Fails at once on
+/// an invalid spec.
 pub fn spawn_sink(
     spec: &SinkSpec,
     stream_name: &str,
     rx: Receiver<Chunk>,
     ack: AckFn,
-    cancel: CancellationToken,
     stats: Arc<SinkStats>,
-    flush: Arc<Notify>,
+    control: SinkControl,
 ) -> Result<JoinHandle<Result<(), SinkError>>, SinkError> {
     let (destination, encoding) = destination(spec)?;
     let pipeline = SinkPipeline::new(
@@ -90,10 +102,11 @@ pub fn spawn_sink(
         BatchLimits::from(&spec.batch),
         encoding,
         ack,
-        cancel,
+        control.cancel,
         stats,
     )
-    .with_flush(flush);
+    .with_flush(control.flush)
+    .with_deliverable(control.deliverable);
     let span = tracing::info_span!("sink", stream = stream_name);
     Ok(tokio::spawn(pipeline.run(rx).instrument(span)))
 }

@@ -10,7 +10,9 @@ use tokio_util::sync::CancellationToken;
 
 use kinesis_client::backoff::Backoff;
 
-use super::{Batch, BatchLimits, Batcher, Destination, SinkError, SinkStats, ndjson::Encoding};
+use super::{
+    Batch, BatchLimits, Batcher, Deliverable, Destination, SinkError, SinkStats, ndjson::Encoding,
+};
 use crate::record::{AckFn, Chunk};
 
 /// One destination fed by a bounded channel of chunks.
@@ -31,6 +33,8 @@ pub struct SinkPipeline {
     /// When notified, everything received so far is delivered without waiting for
     /// `batch.maxAge` (a fleet release), as when the input closes.
     flush: Arc<Notify>,
+    /// Shards whose records may still be sent and acknowledged.
+    deliverable: Deliverable,
 }
 
 impl std::fmt::Debug for SinkPipeline {
@@ -62,7 +66,25 @@ impl SinkPipeline {
             backoff: Backoff::default(),
             in_flight: 0,
             flush: Arc::new(Notify::new()),
+            deliverable: Deliverable::all(),
         }
+    }
+
+    /// Delivers only records of shards `deliverable` allows, checked before every send and
+    /// retry and before every acknowledgement (a fleet worker's held shards).
+    pub fn with_deliverable(mut self, deliverable: Deliverable) -> Self {
+        self.deliverable = deliverable;
+        self
+    }
+
+    /// Takes a chunk into the open batch, unless its shard is no longer deliverable.
+    fn take(&mut self, chunk: Chunk) -> Result<(), SinkError> {
+        if !self.deliverable.allows(&chunk.shard_id) {
+            self.stats.dropped_revoked(chunk.records.len());
+            return Ok(());
+        }
+        self.batcher.push(chunk, Instant::now())?;
+        Ok(())
     }
 
     /// Delivers everything received so far, without waiting for `batch.maxAge`, each time
@@ -103,12 +125,12 @@ impl SinkPipeline {
                 () = aged => self.batcher.poll_age(Instant::now()),
                 () = flush.notified() => {
                     while let Ok(chunk) = rx.try_recv() {
-                        self.batcher.push(chunk, Instant::now())?;
+                        self.take(chunk)?;
                     }
                     self.batcher.flush();
                 }
                 chunk = rx.recv() => match chunk {
-                    Some(chunk) => self.batcher.push(chunk, Instant::now())?,
+                    Some(chunk) => self.take(chunk)?,
                     None => {
                         self.batcher.flush();
                         while let Some(batch) = self.batcher.pop_ready() {
@@ -130,10 +152,25 @@ impl SinkPipeline {
         let (records, bytes) = (batch.len(), batch.body().len());
         self.in_flight = records;
         let mut attempt = 0u32;
-        while !batch.is_empty() {
+        let mut revoked_total = 0;
+        loop {
+            let revoked = batch.retain_shards(|s| self.deliverable.allows(s));
+            if revoked > 0 {
+                self.stats.dropped_revoked(revoked);
+                revoked_total += revoked;
+                tracing::info!(
+                    records = revoked,
+                    "dropped records of shards this worker no longer holds; their new owner reads them again"
+                );
+            }
+            if batch.is_empty() {
+                break;
+            }
             let result = tokio::select! {
                 biased;
                 () = self.cancel.cancelled() => return false,
+                // Lost a shard of this batch mid-request: abandon the request, drop its records.
+                () = self.deliverable.lost_any(batch.shards()) => continue,
                 result = self.destination.send(&batch) => result,
             };
             let Err(error) = result else { break };
@@ -156,12 +193,16 @@ impl SinkPipeline {
             attempt = attempt.saturating_add(1);
             self.stats.retried();
         }
-        if records > 0 {
-            self.stats.delivered(records, bytes);
+        if records > revoked_total {
+            self.stats.delivered(records - revoked_total, bytes);
         }
         for (shard_id, checkpoint) in batch.checkpoints() {
-            (self.ack)(shard_id, checkpoint);
-            self.stats.acked();
+            // Delivered, but a shard lost meanwhile is never acknowledged: its new owner
+            // starts from the checkpoint the fence froze.
+            if self.deliverable.allows(shard_id) {
+                (self.ack)(shard_id, checkpoint);
+                self.stats.acked();
+            }
         }
         self.batcher.recycle(batch);
         self.in_flight = 0;

@@ -13,6 +13,7 @@ pub struct SinkStats {
     retries: AtomicU64,
     acks: AtomicU64,
     dead_letters: AtomicU64,
+    revoked: AtomicU64,
     errors: [AtomicU64; SinkError::CATEGORIES.len()],
 }
 
@@ -45,6 +46,11 @@ impl SinkStats {
     /// Records written to (or, without a path, logged for) the dead-letter file.
     pub fn dead_letters(&self) -> u64 {
         self.dead_letters.load(Relaxed)
+    }
+
+    /// Records dropped undelivered and unacknowledged because their shard was lost.
+    pub fn revoked(&self) -> u64 {
+        self.revoked.load(Relaxed)
     }
 
     /// Failed send attempts of one [`SinkError::category`]; 0 for an unknown category.
@@ -84,6 +90,10 @@ impl SinkStats {
 
     pub(crate) fn acked(&self) {
         self.acks.fetch_add(1, Relaxed);
+    }
+
+    pub(crate) fn dropped_revoked(&self, records: usize) {
+        self.revoked.fetch_add(records as u64, Relaxed);
     }
 
     pub(crate) fn dead_lettered(&self) {

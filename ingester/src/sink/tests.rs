@@ -283,9 +283,8 @@ async fn closing_the_channel_flushes_the_last_partial_batch() {
         "orders",
         rx,
         acks.ack_fn(|| 0),
-        CancellationToken::new(),
         stats.clone(),
-        Arc::new(tokio::sync::Notify::new()),
+        SinkControl::default(),
     )
     .expect("spawned");
     tx.send(chunk("a", 1..4, 3)).await.expect("send");
@@ -363,4 +362,150 @@ fn a_spec_without_exactly_one_sink_is_rejected() {
         destination(&none).map(|_| ()).map_err(|e| e.category()),
         Err("config")
     );
+}
+
+/// A destination that fails while `failing` is set and records the shard of every line it was
+/// asked to send, attempt by attempt.
+struct Flaky {
+    failing: Arc<std::sync::atomic::AtomicBool>,
+    attempts: Arc<Mutex<Vec<Vec<String>>>>,
+}
+
+impl Destination for Flaky {
+    fn send<'a>(&'a mut self, batch: &'a Batch) -> BoxFuture<'a, Result<(), SinkError>> {
+        async move {
+            let shards = String::from_utf8_lossy(batch.body())
+                .lines()
+                .map(|l| {
+                    let v: serde_json::Value = serde_json::from_str(l).expect("json line");
+                    v["shardId"].as_str().unwrap_or_default().to_owned()
+                })
+                .collect();
+            self.attempts.lock().expect("attempts").push(shards);
+            if self.failing.load(SeqCst) {
+                Err(SinkError::Status {
+                    status: 503,
+                    body: "busy".into(),
+                })
+            } else {
+                Ok(())
+            }
+        }
+        .boxed()
+    }
+}
+
+/// Defect 9.1.2: once the worker loses a shard (fenced, revoked or self-fenced), the sink must
+/// not deliver or acknowledge any more of it, even records already in a batch being retried.
+#[tokio::test]
+async fn a_lost_shard_is_dropped_from_the_batch_being_retried_and_never_acked() {
+    let failing = Arc::new(std::sync::atomic::AtomicBool::new(true));
+    let attempts = Arc::new(Mutex::new(Vec::new()));
+    let (acks, stats) = (Acks::default(), Arc::new(SinkStats::default()));
+    let deliverable = Deliverable::only_set();
+    deliverable.set([Arc::from("a"), Arc::from("b")].into());
+    let pipeline = SinkPipeline::new(
+        Box::new(Flaky {
+            failing: failing.clone(),
+            attempts: attempts.clone(),
+        }),
+        limits(100, Duration::from_secs(3600)),
+        Encoding::Ndjson,
+        acks.ack_fn(|| 0),
+        CancellationToken::new(),
+        stats.clone(),
+    )
+    .with_backoff(fast())
+    .with_deliverable(deliverable.clone());
+    let (tx, rx) = mpsc::channel(4);
+    tx.send(chunk("a", 1..3, 2)).await.expect("send");
+    tx.send(chunk("b", 1..2, 1)).await.expect("send");
+    drop(tx);
+    let task = tokio::spawn(pipeline.run(rx));
+    wait_until("the batch is being retried", || {
+        attempts.lock().expect("attempts").len() >= 2
+    })
+    .await;
+    // The worker lost shard a; the destination recovers.
+    deliverable.set([Arc::from("b")].into());
+    failing.store(false, SeqCst);
+    tokio::time::timeout(DEADLINE, task)
+        .await
+        .expect("finished")
+        .expect("joined")
+        .expect("ok");
+    let attempts = attempts.lock().expect("attempts").clone();
+    assert_eq!(attempts[0], ["a", "a", "b"]);
+    assert_eq!(
+        attempts.last().map(Vec::as_slice),
+        Some(&["b".to_owned()][..])
+    );
+    assert_eq!(acks.get(), [("b".into(), "1".into(), 0)]);
+    assert_eq!((stats.revoked(), stats.records_out()), (2, 1));
+}
+
+#[tokio::test]
+async fn chunks_of_a_lost_shard_are_not_even_batched() {
+    let attempts = Arc::new(Mutex::new(Vec::new()));
+    let acks = Acks::default();
+    let deliverable = Deliverable::only_set();
+    deliverable.set([Arc::from("b")].into());
+    let pipeline = SinkPipeline::new(
+        Box::new(Flaky {
+            failing: Arc::default(),
+            attempts: attempts.clone(),
+        }),
+        limits(100, Duration::from_secs(3600)),
+        Encoding::Ndjson,
+        acks.ack_fn(|| 0),
+        CancellationToken::new(),
+        Arc::new(SinkStats::default()),
+    )
+    .with_deliverable(deliverable);
+    let (tx, rx) = mpsc::channel(4);
+    tx.send(chunk("a", 1..3, 2)).await.expect("send");
+    tx.send(chunk("b", 1..2, 1)).await.expect("send");
+    drop(tx);
+    tokio::time::timeout(DEADLINE, pipeline.run(rx))
+        .await
+        .expect("finished")
+        .expect("ok");
+    assert_eq!(*attempts.lock().expect("attempts"), [["b".to_owned()]]);
+    assert_eq!(acks.get(), [("b".into(), "1".into(), 0)]);
+}
+
+/// Defect 9.1.2, in flight: a request that hangs when the worker loses its shard is abandoned
+/// at once, not after the sink's request timeout, so a self-fenced worker's last request
+/// cannot land long after its shards moved.
+#[tokio::test]
+async fn a_request_in_flight_is_abandoned_when_its_shard_is_lost() {
+    let (gate, calls) = (Arc::new(Semaphore::new(0)), Arc::new(AtomicUsize::new(0)));
+    let acks = Acks::default();
+    let deliverable = Deliverable::only_set();
+    deliverable.set([Arc::from("a")].into());
+    let pipeline = SinkPipeline::new(
+        Box::new(Gated {
+            gate,
+            calls: calls.clone(),
+        }),
+        limits(100, Duration::from_secs(3600)),
+        Encoding::Ndjson,
+        acks.ack_fn(|| 0),
+        CancellationToken::new(),
+        Arc::new(SinkStats::default()),
+    )
+    .with_deliverable(deliverable.clone());
+    let (tx, rx) = mpsc::channel(4);
+    tx.send(chunk("a", 1..3, 2)).await.expect("send");
+    drop(tx);
+    let task = tokio::spawn(pipeline.run(rx));
+    wait_until("the request is in flight", || calls.load(SeqCst) == 1).await;
+    deliverable.set(std::collections::HashSet::new());
+    tokio::time::timeout(DEADLINE, task)
+        .await
+        .expect("abandoned the hung request")
+        .expect("joined")
+        .expect("ok");
+    assert!(acks.get().is_empty());
+    assert_eq!(calls.load(SeqCst), 1, "not sent again");
 }
