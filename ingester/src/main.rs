@@ -9,7 +9,7 @@ use kinesis_ingester::{
     fleet::{self, FleetOptions},
     run::{RunOptions, RunOutcome},
 };
-use kinesis_ingester_api::Duration;
+use kinesis_ingester_api::{Duration, FleetTimings};
 use kinesis_observability::telemetry::{self, LogFormat};
 use tokio_util::sync::CancellationToken;
 
@@ -63,6 +63,10 @@ struct RunArgs {
     /// --report-interval).
     #[arg(long, default_value = "12s")]
     self_fence_after: Duration,
+    /// Fleet: the operator's --worker-lease (longer than --self-fence-after plus 1s); the
+    /// operator passes its own.
+    #[arg(long, default_value = "14s")]
+    worker_lease: Duration,
     /// Read only these shards (comma-separated shard ids); default: every shard.
     #[arg(long, value_delimiter = ',')]
     shards: Vec<String>,
@@ -118,8 +122,12 @@ async fn run(args: RunArgs) -> Result<RunOutcome, String> {
             ingester: args.ingester.unwrap_or_default(),
             pod_name: args.pod_name,
             pod_uid: args.pod_uid,
-            report_interval: args.report_interval.get(),
-            self_fence_after: args.self_fence_after.get(),
+            timings: FleetTimings::new(
+                args.report_interval.get(),
+                args.self_fence_after.get(),
+                args.worker_lease.get(),
+            )
+            .map_err(|e| e.to_string())?,
         };
         fleet.validate().map_err(|e| e.to_string())?;
         tokio::spawn(signals(shutdown.clone()));

@@ -3,7 +3,7 @@
 use std::{net::SocketAddr, process::ExitCode, sync::Arc};
 
 use clap::{Parser, Subcommand};
-use kinesis_ingester_api::Duration;
+use kinesis_ingester_api::{Duration, FleetTimings};
 use kinesis_operator::{
     context::Settings,
     controller::{self, RunConfig, Stopped},
@@ -89,18 +89,18 @@ fn main() -> ExitCode {
 
 async fn run(args: RunArgs) -> ExitCode {
     kinesis_observability::telemetry::init(args.log_format);
-    if args.self_fence_after.get() >= args.worker_lease.get() {
-        eprintln!(
-            "kinesis-operator: --self-fence-after must be shorter than --worker-lease, so a cut-off worker stops before its shards move"
-        );
-        return ExitCode::from(2);
-    }
-    if args.report_interval.get() < std::time::Duration::from_secs(5) {
-        eprintln!(
-            "kinesis-operator: --report-interval must be at least 5s (0.2 API writes/s per worker)"
-        );
-        return ExitCode::from(2);
-    }
+    // The same rules every worker checks, so a setting accepted here starts every worker.
+    let timings = match FleetTimings::new(
+        args.report_interval.get(),
+        args.self_fence_after.get(),
+        args.worker_lease.get(),
+    ) {
+        Ok(t) => t,
+        Err(e) => {
+            eprintln!("kinesis-operator: {e}");
+            return ExitCode::from(2);
+        }
+    };
     let client = match kube::Client::try_default().await {
         Ok(c) => c,
         Err(e) => {
@@ -122,12 +122,7 @@ async fn run(args: RunArgs) -> ExitCode {
     if let Some(image) = args.worker_image {
         settings.workload.default_image = image;
     }
-    settings.workload.worker_args = vec![
-        "--report-interval".into(),
-        args.report_interval.to_string(),
-        "--self-fence-after".into(),
-        args.self_fence_after.to_string(),
-    ];
+    settings.workload.worker_args = timings.worker_args();
     let metrics = Arc::new(Metrics::new());
     let ready = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let stop = CancellationToken::new();

@@ -7,6 +7,7 @@ pub mod sequence;
 mod spec;
 mod status;
 mod stream;
+mod timings;
 mod validate;
 
 pub use crd::{API_VERSION, CRD_FILE_NAME, KIND, all_crds, crd_yaml};
@@ -15,4 +16,5 @@ pub use fleet::*;
 pub use spec::*;
 pub use status::*;
 pub use stream::{StartAt, StreamRef};
+pub use timings::{FleetTimings, MIN_REPORT_INTERVAL, SELF_FENCE_MARGIN, TimingsError};
 pub use validate::{FieldError, ValidationErrors};

@@ -8,7 +8,7 @@ mod report;
 mod startup;
 mod worker;
 
-use std::time::Duration;
+use kinesis_ingester_api::FleetTimings;
 
 pub use report::{Reporter, Written};
 pub use startup::{Started, connect};
@@ -25,17 +25,12 @@ pub struct FleetOptions {
     pub pod_name: String,
     /// This pod's UID.
     pub pod_uid: String,
-    /// How often the status is written.
-    pub report_interval: Duration,
-    /// Stop reading when no status write succeeded for this long.
-    pub self_fence_after: Duration,
+    /// When to report and when to stop reading, checked against the lease.
+    pub timings: FleetTimings,
 }
 
-/// Least report interval: each worker may write its object at most 0.2 times per second.
-pub const MIN_REPORT_INTERVAL: Duration = Duration::from_secs(5);
-
 impl FleetOptions {
-    /// Checks the identity and the timing rules.
+    /// Checks the identity (the timings were checked when they were built).
     pub fn validate(&self) -> Result<(), FleetError> {
         let invalid = |m: String| Err(FleetError::Options(m));
         for (what, value) in [
@@ -47,19 +42,6 @@ impl FleetOptions {
             if value.is_empty() {
                 return invalid(format!("{what} is required in fleet mode"));
             }
-        }
-        if self.report_interval < MIN_REPORT_INTERVAL {
-            return invalid(format!(
-                "--report-interval {:?} is below {MIN_REPORT_INTERVAL:?}: the API write budget is 0.2 writes/s per worker",
-                self.report_interval
-            ));
-        }
-        // The defaults (6 s, 12 s) sit exactly on the limit, so equality is allowed.
-        if self.self_fence_after < self.report_interval * 2 {
-            return invalid(format!(
-                "--self-fence-after {:?} must be at least twice --report-interval {:?}, or one failed write would stop reading",
-                self.self_fence_after, self.report_interval
-            ));
         }
         Ok(())
     }
@@ -110,25 +92,16 @@ impl FleetError {
 mod tests {
     use super::*;
 
-    fn options(report: u64, fence: u64) -> FleetOptions {
-        FleetOptions {
+    #[test]
+    fn the_identity_is_required() {
+        let mut o = FleetOptions {
             namespace: "ns".into(),
             ingester: "orders".into(),
             pod_name: "orders-worker-0".into(),
             pod_uid: "uid".into(),
-            report_interval: Duration::from_secs(report),
-            self_fence_after: Duration::from_secs(fence),
-        }
-    }
-
-    #[test]
-    fn timing_rules_are_enforced() {
-        assert!(options(6, 12).validate().is_ok(), "the defaults");
-        let err = options(4, 30).validate().unwrap_err().to_string();
-        assert!(err.contains("0.2 writes/s"), "{err}");
-        let err = options(6, 11).validate().unwrap_err().to_string();
-        assert!(err.contains("--self-fence-after"), "{err}");
-        let mut o = options(6, 13);
+            timings: FleetTimings::default(),
+        };
+        assert!(o.validate().is_ok());
         o.pod_uid.clear();
         assert_eq!(o.validate().unwrap_err().category(), "options");
     }

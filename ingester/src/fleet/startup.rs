@@ -163,10 +163,10 @@ pub async fn connect(
         "took the worker over"
     );
     if twin {
-        warn!(wait = ?options.self_fence_after, "the previous holder ran in another pod and did not stop cleanly; waiting until it must have self-fenced");
+        warn!(wait = ?options.timings.self_fence_after(), "the previous holder ran in another pod and did not stop cleanly; waiting until it must have self-fenced");
         tokio::select! {
             () = shutdown.cancelled() => return Ok(None),
-            () = tokio::time::sleep(options.self_fence_after) => {}
+            () = tokio::time::sleep(options.timings.self_fence_after()) => {}
         }
     }
     Ok(Some(Started {

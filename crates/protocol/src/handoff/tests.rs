@@ -468,5 +468,8 @@ fn the_size_bound_counts_the_owners_the_plan_will_add() {
     let t = unowned(n);
     assert_eq!(too_large(&t), None);
     assert!(too_large_after(&t, None, "orders-worker-99").is_some());
-    assert_eq!(too_large_after(&unowned(n / 2), None, "orders-worker-99"), None);
+    assert_eq!(
+        too_large_after(&unowned(n / 2), None, "orders-worker-99"),
+        None
+    );
 }
