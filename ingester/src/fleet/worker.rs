@@ -174,6 +174,49 @@ impl Phase {
     }
 }
 
+/// The shutdown drain: its deadline, and when every shard was first seen handed back.
+#[derive(Debug)]
+struct Stopping {
+    deadline: Instant,
+    /// When every shard was handed back; a write started after it carries the releases.
+    written_after: Option<(Instant, bool)>,
+}
+
+#[derive(Debug, PartialEq, Eq)]
+enum StopStep {
+    Wait,
+    Done,
+    TimedOut,
+}
+
+impl Stopping {
+    fn step(&mut self, s: &State) -> StopStep {
+        if s.all_handed_back() {
+            match self.written_after {
+                None => {
+                    self.written_after = Some((Instant::now(), false));
+                    s.shared.urgent.notify_one();
+                }
+                Some((_, true)) => return StopStep::Done,
+                Some((_, false)) => {}
+            }
+        }
+        if Instant::now() >= self.deadline {
+            return StopStep::TimedOut;
+        }
+        StopStep::Wait
+    }
+
+    /// A write that started at `started` succeeded.
+    fn written(&mut self, started: Instant) {
+        if let Some((since, done)) = &mut self.written_after
+            && started >= *since
+        {
+            *done = true;
+        }
+    }
+}
+
 /// What the writer task tells the manager.
 #[derive(Debug)]
 enum WriterEvent {
@@ -308,6 +351,8 @@ struct State {
     generation: u64,
     shared: Arc<Shared>,
     reads: bool,
+    /// Shutting down: nothing new is read, held shards are being released.
+    stopping: bool,
 }
 
 impl Worker {
@@ -364,16 +409,41 @@ impl Worker {
             generation: 0,
             shared,
             reads,
+            stopping: false,
         };
         s.publish();
         let mut check = tokio::time::interval(Duration::from_millis(200));
+        // Set on SIGTERM: every shard is released as the sink drains it, while the status
+        // writer keeps renewing; the loop ends once the last release was written.
+        let mut stopping: Option<Stopping> = None;
         let result = loop {
+            if let Some(st) = &mut stopping {
+                match st.step(&s) {
+                    StopStep::Wait => {}
+                    StopStep::Done => break Ok(()),
+                    StopStep::TimedOut => {
+                        warn!(
+                            "the sink did not drain every released shard in time; stopping with the last acknowledged positions"
+                        );
+                        break Ok(());
+                    }
+                }
+            }
             tokio::select! {
                 biased;
-                () = stop.cancelled() => break Ok(()),
+                () = stop.cancelled(), if stopping.is_none() => {
+                    // Leave a fifth of the shutdown time for the final write.
+                    let deadline = Instant::now() + s.w.drain_timeout * 4 / 5;
+                    info!(shards = s.held.len(), "stopping: releasing every shard as the sink drains it, still reporting");
+                    s.release_all(deadline);
+                    stopping = Some(Stopping { deadline, written_after: None });
+                }
                 Some(event) = events.recv() => match event {
                     WriterEvent::Written(started) => {
                         s.w.written_at = started;
+                        if let Some(st) = &mut stopping {
+                            st.written(started);
+                        }
                         if s.w.self_fenced {
                             info!("a status write succeeded again; resuming from the acknowledged positions");
                             s.w.self_fenced = false;
@@ -551,6 +621,10 @@ impl State {
             .map(|(k, v)| (k.clone(), v.clone()))
             .collect();
         for (id, o) in wanted {
+            if self.stopping {
+                // Shutting down: release what is held, start nothing.
+                break;
+            }
             let deadline = now + self.w.drain_timeout;
             let Some(h) = self.held.get_mut(&id) else {
                 if o.want == Want::Pause || !self.reads {
@@ -643,6 +717,40 @@ impl State {
                 phase: Phase::Reading(cancel),
             },
         );
+    }
+
+    /// Releases every held shard (on SIGTERM): each is handed back as the sink drains it, so a
+    /// slow sink delays only its own shards, and the writer keeps renewing meanwhile.
+    fn release_all(&mut self, deadline: Instant) {
+        self.stopping = true;
+        let ids: Vec<String> = self.held.keys().cloned().collect();
+        for id in ids {
+            self.begin_release(&id, deadline);
+        }
+        // Carried shards never read by this process are released as they are.
+        for h in self.held.values_mut() {
+            if let Phase::Frozen {
+                released: released @ false,
+                finished: false,
+                ..
+            } = &mut h.phase
+            {
+                *released = true;
+            }
+        }
+        self.publish();
+        self.shared.urgent.notify_one();
+        self.progress();
+    }
+
+    /// Whether every held shard is handed back (released or finished).
+    fn all_handed_back(&self) -> bool {
+        self.held.values().all(|h| {
+            matches!(
+                h.phase,
+                Phase::Frozen { released: true, .. } | Phase::Frozen { finished: true, .. }
+            )
+        })
     }
 
     /// Release step 2 (docs/design.md §3.5): stop the reader; the rest happens as it returns.
