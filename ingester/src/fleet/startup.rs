@@ -96,7 +96,7 @@ pub async fn connect(
     else {
         return Ok(None);
     };
-    ingester.spec.validate().map_err(|e| FleetError::Spec {
+    ingester.validate_fleet().map_err(|e| FleetError::Spec {
         name: name.clone(),
         message: e.to_string(),
     })?;
