@@ -244,7 +244,7 @@ pub enum ReadMode {
 /// Where a shard without a checkpoint starts reading.
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
 #[serde(rename_all = "camelCase")]
-#[x_kube(validation = Rule::new("self.type == 'AtTimestamp' ? has(self.timestamp) : !has(self.timestamp)").message("read.startingPosition.timestamp is required when type is AtTimestamp, and allowed only then").reason(Reason::FieldValueInvalid))]
+#[x_kube(validation = Rule::new("self.type == 'AtTimestamp' ? has(self.timestamp) : !has(self.timestamp)").message("read.startingPosition.timestamp is required when type is AtTimestamp, and allowed only then").field_path(".timestamp").reason(Reason::FieldValueInvalid))]
 pub struct StartingPosition {
     /// `TrimHorizon` starts at the oldest record still retained, `Latest` just after the newest
     /// record, `AtTimestamp` at the first record at or after `timestamp`.
@@ -370,7 +370,7 @@ pub struct FileSink {
 /// An HTTP endpoint that receives POSTed batches.
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
 #[serde(rename_all = "camelCase")]
-#[x_kube(validation = Rule::new("self.format != 'ElasticsearchBulk' || has(self.index)").message("sink.http.index is required when format is ElasticsearchBulk").reason(Reason::FieldValueRequired))]
+#[x_kube(validation = Rule::new("self.format != 'ElasticsearchBulk' || has(self.index)").message("sink.http.index is required when format is ElasticsearchBulk").field_path(".index").reason(Reason::FieldValueRequired))]
 pub struct HttpSink {
     /// URL that batches are POSTed to, e.g. `https://search.example.com:9200/_bulk`.
     #[schemars(regex(pattern = r"^https?://[^\s/]+(/.*)?$"))]

@@ -83,7 +83,7 @@ fn cases() -> Vec<Case> {
             false,
         ),
         (
-            Box::new(|s| s["workers"] = json!({"podLabels": {"team": "a b"}})),
+            Box::new(|s| s["workers"] = json!({"podLabels": {"team a": "b"}})),
             "spec.workers.podLabels",
             false,
         ),
@@ -183,7 +183,10 @@ fn the_schema_check_names_the_field_and_the_broken_constraint() {
         "stream": {"name": "orders stream", "region": "Europe"},
         "read": {"mode": "Push", "maxRecordsPerCall": 0},
         "sink": {"stdout": {}, "tag": "t".repeat(257), "batch": {"maxRecords": "many"}},
-        "workers": {"podLabels": {"a": 1}, "scratch": {"type": "EmptyDir"}},
+        "workers": {
+            "podLabels": {"a": 1, "b": "c d"},
+            "scratch": {"type": "EmptyDir"},
+        },
     });
     let errors: Vec<String> = check_schema(&spec)
         .into_iter()
@@ -197,6 +200,7 @@ fn the_schema_check_names_the_field_and_the_broken_constraint() {
         "spec.sink.tag: must be at most 256 characters",
         "spec.sink.batch.maxRecords: must be of type integer",
         "spec.workers.podLabels[a]: must be of type string",
+        "spec.workers.podLabels[b]: \"c d\" must match",
         "spec.workers.scratch.size: is required",
     ];
     for w in want {
