@@ -104,7 +104,7 @@ fn cases() -> Vec<Case> {
             s["read"]["shardSyncInterval"] = json!("0s")
         }),
         case("sync-fast", "spec.read.shardSyncInterval", |s| {
-            s["read"]["shardSyncInterval"] = json!("5s")
+            s["read"]["shardSyncInterval"] = json!("999ms")
         }),
         case("sync-slow", "spec.read.shardSyncInterval", |s| {
             s["read"]["shardSyncInterval"] = json!("25h")
@@ -312,7 +312,7 @@ async fn example_is_admitted_and_invalid_specs_are_rejected_naming_the_field() -
     // Every bound is inclusive, and files below the scratch volume are fine for a fleet.
     let edge = with_spec(&base, "edges", |s| {
         s["read"]["pollInterval"] = json!("5m");
-        s["read"]["shardSyncInterval"] = json!("10s");
+        s["read"]["shardSyncInterval"] = json!("1s");
         s["sink"] = json!({
             "file": { "path": "/var/lib/kinesis-ingester/out/orders.ndjson" },
             "deadLetterPath": "/var/lib/kinesis-ingester/dead.ndjson",

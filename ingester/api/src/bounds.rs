@@ -31,12 +31,12 @@ pub const POLL_INTERVAL: DurationBounds = DurationBounds {
     why: "Kinesis allows 5 GetRecords calls per shard per second, and a shard iterator expires after 5 minutes",
 };
 
-/// `read.shardSyncInterval`: 10s to 24h.
+/// `read.shardSyncInterval`: 1s to 24h.
 pub const SHARD_SYNC_INTERVAL: DurationBounds = DurationBounds {
     field: "read.shardSyncInterval",
-    min: StdDuration::from_secs(10),
+    min: StdDuration::from_secs(1),
     max: StdDuration::from_secs(24 * 3600),
-    why: "ListShards is rate-limited per stream, and a reshard must be noticed within a day",
+    why: "each sync is a ListShards call, limited per stream, and a reshard must be noticed within a day",
 };
 
 /// `sink.batch.maxAge`: 10ms to 15m.
@@ -187,7 +187,7 @@ mod tests {
             texts,
             [
                 ("200ms", "5m"),
-                ("10s", "24h"),
+                ("1s", "24h"),
                 ("10ms", "15m"),
                 ("1s", "5m"),
             ]
@@ -207,7 +207,7 @@ mod tests {
         let d = |t: &str| t.parse::<Duration>().expect(t);
         assert_eq!(
             SHARD_SYNC_INTERVAL.clamp(&d("0s")),
-            StdDuration::from_secs(10)
+            StdDuration::from_secs(1)
         );
         assert_eq!(
             SHARD_SYNC_INTERVAL.clamp(&d("2562047h")),

@@ -189,7 +189,7 @@ pub struct ReadSpec {
     pub consumer_name: Option<String>,
 
     /// How often the shard list is refreshed to notice resharding (SplitShard, MergeShards,
-    /// UpdateShardCount) that no reader has reached yet. 10s to 24h.
+    /// UpdateShardCount) that no reader has reached yet. 1s to 24h.
     #[serde(default = "default_shard_sync_interval")]
     #[x_kube(validation = bounds::SHARD_SYNC_INTERVAL.rule())]
     pub shard_sync_interval: Duration,

@@ -223,7 +223,7 @@ mod tests {
             }
         });
         let spec: HttpSink = serde_json::from_value(serde_json::json!({
-            "url": format!("http://{addr}/"), "timeout": "100ms"
+            "url": format!("http://{addr}/"), "timeout": "1s"
         }))
         .expect("spec");
         let mut dest = HttpDestination::new(&spec).expect("destination");
