@@ -63,6 +63,10 @@ struct RunArgs {
     /// --report-interval).
     #[arg(long, default_value = "12s")]
     self_fence_after: Duration,
+    /// Fleet: where the scratch volume (`workers.scratch`, mounted at /var/lib/kinesis-ingester
+    /// in a worker pod) is on this machine; set it to run a worker outside a pod.
+    #[arg(long, env = "KINESIS_INGESTER_SCRATCH_DIR", default_value = kinesis_ingester_api::bounds::SCRATCH_MOUNT_PATH)]
+    scratch_dir: PathBuf,
     /// Read only these shards (comma-separated shard ids); default: every shard.
     #[arg(long, value_delimiter = ',')]
     shards: Vec<String>,
@@ -120,6 +124,7 @@ async fn run(args: RunArgs) -> Result<RunOutcome, String> {
             pod_uid: args.pod_uid,
             report_interval: args.report_interval.get(),
             self_fence_after: args.self_fence_after.get(),
+            scratch_dir: args.scratch_dir,
         };
         fleet.validate().map_err(|e| e.to_string())?;
         tokio::spawn(signals(shutdown.clone()));

@@ -9,7 +9,7 @@ mod report;
 mod startup;
 mod worker;
 
-use std::time::Duration;
+use std::{path::PathBuf, time::Duration};
 
 pub use owned::{Owned, Want, desired, hash_range, start_position, to_position};
 pub use report::{EntryState, ReportEntry, Reporter, Written, build_status, to_checkpoint};
@@ -31,6 +31,8 @@ pub struct FleetOptions {
     pub report_interval: Duration,
     /// Stop reading when no status write succeeded for this long.
     pub self_fence_after: Duration,
+    /// Where the scratch volume is on this machine: `/var/lib/kinesis-ingester` in a pod.
+    pub scratch_dir: PathBuf,
 }
 
 /// Least report interval: each worker may write its object at most 0.2 times per second.
@@ -120,6 +122,7 @@ mod tests {
             pod_uid: "uid".into(),
             report_interval: Duration::from_secs(report),
             self_fence_after: Duration::from_secs(fence),
+            scratch_dir: "/var/lib/kinesis-ingester".into(),
         }
     }
 
