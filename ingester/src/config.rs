@@ -2,7 +2,9 @@
 
 use std::path::{Path, PathBuf};
 
-use kinesis_ingester_api::{API_VERSION, FieldError, KIND, KinesisIngester, ValidationErrors};
+use kinesis_ingester_api::{
+    API_VERSION, FieldError, KIND, KinesisIngester, ValidationErrors, check_schema,
+};
 
 /// Why a config file was rejected; each names the file and the field or line.
 #[derive(Debug, thiserror::Error)]
@@ -86,7 +88,6 @@ pub fn parse(path: &Path, text: &str) -> Result<KinesisIngester, ConfigError> {
         path: path.to_owned(),
         source: Box::new(source),
     };
-    let ingester: KinesisIngester = serde_saphyr::from_str(text).map_err(parse_error)?;
     let invalid = |errors: Vec<FieldError>| ConfigError::Invalid {
         path: path.to_owned(),
         source: ValidationErrors(errors),
@@ -100,6 +101,12 @@ pub fn parse(path: &Path, text: &str) -> Result<KinesisIngester, ConfigError> {
             ),
         }]));
     }
+    // The CRD's schema first, so that a wrong type or enum value is named by its field path.
+    let schema_errors = check_schema(&given["spec"]);
+    if !schema_errors.is_empty() {
+        return Err(invalid(schema_errors));
+    }
+    let ingester: KinesisIngester = serde_saphyr::from_str(text).map_err(parse_error)?;
     let known = serde_json::to_value(&ingester).unwrap_or_default();
     let mut unknown = Vec::new();
     unknown_fields(&given, &known, "", &mut unknown);
@@ -173,7 +180,34 @@ mod tests {
 
         let text = format!("{BASE}  stream: {{name: s}}\n  read: {{mode: Push}}\n");
         let err = parse(Path::new("cfg.yaml"), &text).unwrap_err().to_string();
-        assert!(err.contains("line 7") && err.contains("Push"), "{err}");
+        assert!(
+            err.contains("spec.read.mode: \"Push\" is not one of Polling, EnhancedFanOut"),
+            "{err}"
+        );
+
+        let text = format!("{BASE}  stream: {{name: s}}\n  read: {{pollInterval: 1.5s}}\n");
+        let err = parse(Path::new("cfg.yaml"), &text).unwrap_err().to_string();
+        assert!(err.contains("spec.read.pollInterval"), "{err}");
+
+        let text = format!(
+            "{BASE}  stream: {{name: s}}\n  read: {{shardSyncInterval: 9999999999999999h}}\n"
+        );
+        let err = parse(Path::new("cfg.yaml"), &text).unwrap_err().to_string();
+        assert!(err.contains("spec.read.shardSyncInterval"), "{err}");
+
+        let text = format!("{BASE}  stream: {{name: s}}\n  read: {{mode: [Polling]}}\n");
+        let err = parse(Path::new("cfg.yaml"), &text).unwrap_err().to_string();
+        assert!(
+            err.contains("spec.read.mode: must be of type string"),
+            "{err}"
+        );
+
+        let text = format!("{BASE}  stream: {{name: s}}\n  read: {{mode: Polling\n");
+        let err = parse(Path::new("cfg.yaml"), &text).unwrap_err().to_string();
+        assert!(
+            err.contains("line 7"),
+            "broken YAML is reported by line: {err}"
+        );
 
         let text = format!("{BASE}  stream: {{name: s}}\n  read: {{pollIntervall: 1ms}}\n");
         let err = parse(Path::new("cfg.yaml"), &text).unwrap_err().to_string();

@@ -67,6 +67,10 @@ struct RunArgs {
     /// operator passes its own.
     #[arg(long, default_value = "14s")]
     worker_lease: Duration,
+    /// Fleet: where the scratch volume (`workers.scratch`, mounted at /var/lib/kinesis-ingester
+    /// in a worker pod) is on this machine; set it to run a worker outside a pod.
+    #[arg(long, env = "KINESIS_INGESTER_SCRATCH_DIR", default_value = kinesis_ingester_api::bounds::SCRATCH_MOUNT_PATH)]
+    scratch_dir: PathBuf,
     /// Read only these shards (comma-separated shard ids); default: every shard.
     #[arg(long, value_delimiter = ',')]
     shards: Vec<String>,
@@ -128,6 +132,7 @@ async fn run(args: RunArgs) -> Result<RunOutcome, String> {
                 args.worker_lease.get(),
             )
             .map_err(|e| e.to_string())?,
+            scratch_dir: args.scratch_dir,
         };
         fleet.validate().map_err(|e| e.to_string())?;
         tokio::spawn(signals(shutdown.clone()));

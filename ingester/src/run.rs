@@ -13,7 +13,7 @@ use std::{
 };
 
 use futures::StreamExt;
-use kinesis_ingester_api::{KinesisIngester, KinesisShardAssignment, ReadMode};
+use kinesis_ingester_api::{KinesisIngester, KinesisShardAssignment, ReadMode, bounds};
 use kube::{
     Api,
     runtime::{WatchStreamExt, watcher},
@@ -162,7 +162,7 @@ pub async fn run(
         settings: CoordinatorSettings {
             start,
             strict_order: spec.read.strict_order,
-            shard_sync_interval: spec.read.shard_sync_interval.get(),
+            shard_sync_interval: bounds::SHARD_SYNC_INTERVAL.clamp(&spec.read.shard_sync_interval),
             checkpoint_interval: options.checkpoint_interval,
             only_shards: options.only_shards.clone(),
             poll: parts.poll,
@@ -372,7 +372,7 @@ impl Pipeline {
             api,
             stream,
             poll: PollSettings {
-                poll_interval: spec.read.poll_interval.get(),
+                poll_interval: bounds::POLL_INTERVAL.clamp(&spec.read.poll_interval),
                 min_call_gap: Duration::from_millis(200),
                 max_records: spec.read.max_records_per_call,
             },

@@ -120,7 +120,11 @@ async fn a_worker_reads_releases_obeys_fences_resumes_and_stops() -> Result<()> 
         "spec": {
             "stream": {"name": stream, "region": "us-east-1", "endpoint": endpoint},
             "read": {"startingPosition": {"type": "TrimHorizon"}, "pollInterval": "200ms"},
-            "sink": {"file": {"path": out}, "batch": {"maxRecords": 50, "maxAge": "100ms"}},
+            "sink": {
+                "file": {"path": "/var/lib/kinesis-ingester/out.ndjson"},
+                "batch": {"maxRecords": 50, "maxAge": "100ms"},
+            },
+            "workers": {"scratch": {"size": "64Mi"}},
         },
     }))?;
     let ingesters: Api<KinesisIngester> = Api::namespaced(client.clone(), ns.name());
@@ -194,6 +198,8 @@ async fn a_worker_reads_releases_obeys_fences_resumes_and_stops() -> Result<()> 
         .env("POD_NAMESPACE", ns.name())
         .env("POD_NAME", &worker_name)
         .env("POD_UID", "pod-uid-1")
+        // Outside a pod, the scratch volume is the test's directory: the sink file is `out`.
+        .env("KINESIS_INGESTER_SCRATCH_DIR", dir.path())
         .env("AWS_ACCESS_KEY_ID", "000000000000")
         .env("AWS_SECRET_ACCESS_KEY", "test")
         .env("AWS_EC2_METADATA_DISABLED", "true")

@@ -63,6 +63,9 @@ pub struct Memory {
     pub timers: Timers,
     /// The last shard listing.
     pub topology: Option<Topology>,
+    /// List the stream on the next pass without waiting for `shardSyncInterval` (a parent
+    /// finished, so children may have appeared).
+    pub relist: bool,
     /// Consecutive failures, for backoff.
     pub failures: u32,
     /// When status was last written.

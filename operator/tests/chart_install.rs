@@ -70,7 +70,9 @@ async fn the_chart_runs_the_operator_and_reconciles_a_sample_in_restricted_names
         let mut v: serde_json::Value = serde_saphyr::from_str(&text)?;
         v["metadata"] = serde_json::json!({"name": "sample"});
         v["spec"]["stream"] = serde_json::json!({"name": stream, "region": "us-east-1", "endpoint": std::env::var("KINESIS_ENDPOINT")?});
-        v["spec"]["sink"] = serde_json::json!({"file": {"path": sink}, "batch": {"maxAge": "100ms"}});
+        // The worker writes on its scratch volume, which the harness keeps in `dir`.
+        v["spec"]["sink"] = serde_json::json!({"file": {"path": "/var/lib/kinesis-ingester/out.ndjson"}, "batch": {"maxAge": "100ms"}});
+        v["spec"]["workers"]["scratch"] = serde_json::json!({"size": "64Mi"});
         let ki: KinesisIngester = serde_json::from_value(v)?;
         let api = Api::<KinesisIngester>::namespaced(client.clone(), apps.name());
         api.create(&PostParams::default(), &ki).await?;

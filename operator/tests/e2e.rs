@@ -17,7 +17,10 @@ use std::{
 use anyhow::{Context, Result};
 use aws_sdk_kinesis::primitives::Blob;
 use k8s_openapi::api::apps::v1::StatefulSet;
-use kinesis_ingester_api::{KinesisIngester, KinesisShardAssignment, KinesisWorker};
+use kinesis_ingester_api::{
+    KinesisIngester, KinesisShardAssignment, KinesisWorker, ScratchSpec, ScratchType,
+    bounds::SCRATCH_MOUNT_PATH,
+};
 use kinesis_testkit::{
     TestNamespace, create_stream,
     fleet::{Kubelet, OperatorProcess, install_operator_rbac},
@@ -76,12 +79,19 @@ spec:
   stream: {{name: {stream}, region: us-east-1, endpoint: '{endpoint}'}}
   read: {{startingPosition: {{type: TrimHorizon}}, pollInterval: 200ms, shardSyncInterval: 5s}}
   sink:
-    file: {{path: '{}'}}
+    file: {{path: '{SCRATCH_MOUNT_PATH}/out.ndjson'}}
     batch: {{maxRecords: 100, maxAge: 100ms}}
   workers: {workers}
-",
-            out.display()
+"
         ))?;
+        // Worker pods write their files on the scratch volume, which the harness keeps in
+        // `dir`: the sink file is `out`.
+        let mut ki = ki;
+        ki.spec.workers.scratch = Some(ScratchSpec {
+            kind: ScratchType::EmptyDir,
+            size: "1Gi".into(),
+            storage_class_name: None,
+        });
         Api::<KinesisIngester>::namespaced(client.clone(), ns.name())
             .create(&PostParams::default(), &ki)
             .await

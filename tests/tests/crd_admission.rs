@@ -1,18 +1,19 @@
-//! The generated KinesisIngester CRD on a real API server: the example is admitted, and invalid specs are rejected with the field named.
+//! The generated KinesisIngester CRD on a real API server: the example is admitted, and invalid specs are rejected with the field named, by the API server and by the standalone validator alike.
+
+use std::path::Path;
 
 use anyhow::Result;
 use kinesis_ingester_api::KinesisIngester;
 use kinesis_testkit::{TestNamespace, install_kinesis_ingester_crd, kube_client};
 use kube::{
     Api,
-    api::{DynamicObject, PostParams},
+    api::{DynamicObject, Patch, PatchParams, PostParams},
     core::ApiResource,
 };
 use serde_json::{Value, json};
 
 fn example() -> Result<Value> {
-    let path =
-        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/polling-stdout.yaml");
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/polling-stdout.yaml");
     Ok(serde_saphyr::from_str(&std::fs::read_to_string(path)?)?)
 }
 
@@ -22,6 +23,271 @@ fn with_spec(base: &Value, name: &str, edit: impl FnOnce(&mut Value)) -> Value {
     v["metadata"] = json!({ "name": name });
     edit(&mut v["spec"]);
     v
+}
+
+/// A scratch volume, so that the fleet may write files.
+fn scratch() -> Value {
+    json!({ "size": "1Gi" })
+}
+
+/// An invalid spec: its name, the edit of the example's spec, the field both validators must
+/// name, and whether only a fleet rejects it (the standalone ingester accepts it).
+struct Case {
+    name: String,
+    edit: Box<dyn FnOnce(&mut Value)>,
+    field: &'static str,
+    fleet_only: bool,
+}
+
+fn case(name: &str, field: &'static str, edit: impl FnOnce(&mut Value) + 'static) -> Case {
+    Case {
+        name: name.to_owned(),
+        edit: Box::new(edit),
+        field,
+        fleet_only: false,
+    }
+}
+
+fn fleet_case(name: &str, field: &'static str, edit: impl FnOnce(&mut Value) + 'static) -> Case {
+    Case {
+        fleet_only: true,
+        ..case(name, field, edit)
+    }
+}
+
+fn cases() -> Vec<Case> {
+    let arn = "arn:aws:kinesis:us-east-1:123456789012:stream/orders";
+    let http = |extra: Value| {
+        let mut h = json!({ "url": "http://es:9200/_bulk" });
+        if let (Some(h), Value::Object(extra)) = (h.as_object_mut(), extra) {
+            h.extend(extra);
+        }
+        json!({ "http": h })
+    };
+    vec![
+        // stream
+        case("name-and-arn", "spec.stream", move |s| {
+            s["stream"]["arn"] = json!(arn)
+        }),
+        case("no-stream-name", "spec.stream", |s| {
+            s["stream"] = json!({ "region": "us-east-1" })
+        }),
+        case("bad-stream-name", "spec.stream.name", |s| {
+            s["stream"]["name"] = json!("orders stream")
+        }),
+        case("bad-arn", "spec.stream.arn", |s| {
+            s["stream"] = json!({ "arn": "arn:aws:s3:::bucket" })
+        }),
+        case("bad-region", "spec.stream.region", |s| {
+            s["stream"]["region"] = json!("Europe")
+        }),
+        case("bad-endpoint", "spec.stream.endpoint", |s| {
+            s["stream"]["endpoint"] = json!("localhost:4568")
+        }),
+        case("bad-role-arn", "spec.stream.roleArn", |s| {
+            s["stream"]["roleArn"] = json!("role/reader")
+        }),
+        // read
+        case("fast-poll", "spec.read.pollInterval", |s| {
+            s["read"]["pollInterval"] = json!("100ms")
+        }),
+        case("slow-poll", "spec.read.pollInterval", |s| {
+            s["read"]["pollInterval"] = json!("10m")
+        }),
+        case("bad-duration", "spec.read.pollInterval", |s| {
+            s["read"]["pollInterval"] = json!("1.5s")
+        }),
+        case("long-duration-text", "spec.read.pollInterval", |s| {
+            s["read"]["pollInterval"] = json!("1s".repeat(33))
+        }),
+        case("sync-zero", "spec.read.shardSyncInterval", |s| {
+            s["read"]["shardSyncInterval"] = json!("0s")
+        }),
+        case("sync-fast", "spec.read.shardSyncInterval", |s| {
+            s["read"]["shardSyncInterval"] = json!("999ms")
+        }),
+        case("sync-slow", "spec.read.shardSyncInterval", |s| {
+            s["read"]["shardSyncInterval"] = json!("25h")
+        }),
+        case("sync-overflow", "spec.read.shardSyncInterval", |s| {
+            s["read"]["shardSyncInterval"] = json!("9999999999999999h")
+        }),
+        case("bad-mode", "spec.read.mode", |s| {
+            s["read"]["mode"] = json!("Push")
+        }),
+        case("too-many-records", "spec.read.maxRecordsPerCall", |s| {
+            s["read"]["maxRecordsPerCall"] = json!(20000)
+        }),
+        case("zero-records", "spec.read.maxRecordsPerCall", |s| {
+            s["read"]["maxRecordsPerCall"] = json!(0)
+        }),
+        case("bad-consumer-name", "spec.read.consumerName", |s| {
+            s["read"]["consumerName"] = json!("my consumer")
+        }),
+        case(
+            "timestamp-missing",
+            "spec.read.startingPosition.timestamp",
+            |s| s["read"]["startingPosition"] = json!({ "type": "AtTimestamp" }),
+        ),
+        case(
+            "timestamp-not-allowed",
+            "spec.read.startingPosition.timestamp",
+            |s| {
+                s["read"]["startingPosition"] =
+                    json!({ "type": "Latest", "timestamp": "2026-11-23T15:00:00Z" })
+            },
+        ),
+        case(
+            "timestamp-not-a-time",
+            "spec.read.startingPosition.timestamp",
+            |s| {
+                s["read"]["startingPosition"] =
+                    json!({ "type": "AtTimestamp", "timestamp": "yesterday" })
+            },
+        ),
+        // decode
+        case("unknown-compression", "spec.decode.compression", |s| {
+            s["decode"] = json!({ "compression": "Zstd" })
+        }),
+        case("unknown-format", "spec.decode.format", |s| {
+            s["decode"] = json!({ "format": "Avro" })
+        }),
+        // sink
+        case("two-sinks", "spec.sink", |s| {
+            s["sink"]["file"] = json!({ "path": "/var/lib/kinesis-ingester/out.ndjson" })
+        }),
+        case("no-sink", "spec.sink", |s| {
+            s["sink"] = json!({ "tag": "t" })
+        }),
+        case("bulk-without-index", "spec.sink.http.index", move |s| {
+            s["sink"] = http(json!({ "format": "ElasticsearchBulk" }))
+        }),
+        case("long-index", "spec.sink.http.index", move |s| {
+            s["sink"] = http(json!({ "format": "ElasticsearchBulk", "index": "i".repeat(256) }))
+        }),
+        case("bad-url", "spec.sink.http.url", |s| {
+            s["sink"] = json!({ "http": { "url": "es:9200" } })
+        }),
+        case("timeout-zero", "spec.sink.http.timeout", move |s| {
+            s["sink"] = http(json!({ "timeout": "0s" }))
+        }),
+        case("timeout-long", "spec.sink.http.timeout", move |s| {
+            s["sink"] = http(json!({ "timeout": "10m" }))
+        }),
+        case("long-tag", "spec.sink.tag", |s| {
+            s["sink"]["tag"] = json!("t".repeat(257))
+        }),
+        case("empty-file-path", "spec.sink.file.path", |s| {
+            s["sink"] = json!({ "file": { "path": "" } })
+        }),
+        case("max-age-zero", "spec.sink.batch.maxAge", |s| {
+            s["sink"]["batch"] = json!({ "maxAge": "0s" })
+        }),
+        case("max-age-long", "spec.sink.batch.maxAge", |s| {
+            s["sink"]["batch"] = json!({ "maxAge": "1h" })
+        }),
+        case("zero-batch-records", "spec.sink.batch.maxRecords", |s| {
+            s["sink"]["batch"] = json!({ "maxRecords": 0 })
+        }),
+        case("huge-batch-records", "spec.sink.batch.maxRecords", |s| {
+            s["sink"]["batch"] = json!({ "maxRecords": 200_000 })
+        }),
+        case("tiny-batch-bytes", "spec.sink.batch.maxBytes", |s| {
+            s["sink"]["batch"] = json!({ "maxBytes": 100 })
+        }),
+        case("huge-batch-bytes", "spec.sink.batch.maxBytes", |s| {
+            s["sink"]["batch"] = json!({ "maxBytes": 1_i64 << 28 })
+        }),
+        // workers
+        case("min-above-max", "spec.workers.minReplicas", |s| {
+            s["workers"] = json!({ "minReplicas": 5, "maxReplicas": 2 })
+        }),
+        case(
+            "zero-shards-per-worker",
+            "spec.workers.shardsPerWorker",
+            |s| s["workers"]["shardsPerWorker"] = json!(0),
+        ),
+        case("zero-min-replicas", "spec.workers.minReplicas", |s| {
+            s["workers"]["minReplicas"] = json!(0)
+        }),
+        case("huge-max-replicas", "spec.workers.maxReplicas", |s| {
+            s["workers"]["maxReplicas"] = json!(20_000)
+        }),
+        case("negative-replicas", "spec.workers.replicas", |s| {
+            s["workers"]["replicas"] = json!(-1)
+        }),
+        case("image-with-space", "spec.workers.image", |s| {
+            s["workers"]["image"] = json!("kinesis ingester:1")
+        }),
+        case(
+            "bad-service-account",
+            "spec.workers.serviceAccountName",
+            |s| s["workers"]["serviceAccountName"] = json!("Irsa_Account"),
+        ),
+        case(
+            "bad-priority-class",
+            "spec.workers.priorityClassName",
+            |s| s["workers"]["priorityClassName"] = json!("High Priority"),
+        ),
+        case("bad-pod-label-value", "spec.workers.podLabels", |s| {
+            s["workers"]["podLabels"] = json!({ "team": "a b" })
+        }),
+        case("bad-node-selector-key", "spec.workers.nodeSelector", |s| {
+            s["workers"]["nodeSelector"] = json!({ "-zone": "a" })
+        }),
+        case("bad-annotation-key", "spec.workers.podAnnotations", |s| {
+            s["workers"]["podAnnotations"] = json!({ "a/b/c": "x" })
+        }),
+        case("scratch-without-size", "spec.workers.scratch.size", |s| {
+            s["workers"]["scratch"] = json!({ "type": "EmptyDir" })
+        }),
+        case("scratch-decimal-size", "spec.workers.scratch.size", |s| {
+            s["workers"]["scratch"] = json!({ "size": "1G" })
+        }),
+        case("scratch-too-large", "spec.workers.scratch.size", |s| {
+            s["workers"]["scratch"] = json!({ "size": "17Ti" })
+        }),
+        case("scratch-bad-type", "spec.workers.scratch.type", |s| {
+            s["workers"]["scratch"] = json!({ "type": "HostPath", "size": "1Gi" })
+        }),
+        case(
+            "scratch-class-without-claim",
+            "spec.workers.scratch.storageClassName",
+            |s| s["workers"]["scratch"] = json!({ "size": "1Gi", "storageClassName": "gp3" }),
+        ),
+        // Only a fleet: worker pods have a read-only root filesystem.
+        fleet_case("file-without-scratch", "spec.sink.file.path", |s| {
+            s["sink"] = json!({ "file": { "path": "/var/lib/kinesis-ingester/out.ndjson" } })
+        }),
+        fleet_case("file-outside-scratch", "spec.sink.file.path", |s| {
+            s["sink"] = json!({ "file": { "path": "/data/out.ndjson" } });
+            s["workers"]["scratch"] = scratch();
+        }),
+        fleet_case("relative-dead-letters", "spec.sink.deadLetterPath", |s| {
+            s["sink"]["deadLetterPath"] = json!("dead.ndjson");
+            s["workers"]["scratch"] = scratch();
+        }),
+        fleet_case("dead-letters-escape", "spec.sink.deadLetterPath", |s| {
+            s["sink"]["deadLetterPath"] = json!("/var/lib/kinesis-ingester/../../etc/dead");
+            s["workers"]["scratch"] = scratch();
+        }),
+    ]
+}
+
+/// What the standalone validator says about `doc`: `Ok(None)` when it accepts it.
+fn standalone(name: &str, doc: &Value) -> Result<Option<String>> {
+    // JSON is YAML: the same document, as a file for `kinesis-ingester validate -f`.
+    let text = serde_json::to_string_pretty(doc)?;
+    let path = Path::new(name).with_extension("yaml");
+    Ok(kinesis_ingester::config::parse(&path, &text)
+        .err()
+        .map(|e| e.to_string()))
+}
+
+/// What a fleet worker says about `doc` (which the standalone validator accepts).
+fn fleet(doc: &Value) -> Result<Option<String>> {
+    let ki: KinesisIngester = serde_json::from_value(doc.clone())?;
+    Ok(ki.validate_fleet().err().map(|e| e.to_string()))
 }
 
 #[tokio::test]
@@ -34,8 +300,7 @@ async fn example_is_admitted_and_invalid_specs_are_rejected_naming_the_field() -
 
     // The example, as users apply it, is admitted, and the API server fills in the defaults.
     let ok: KinesisIngester = serde_json::from_value(with_spec(&base, "valid", |_| {}))?;
-    ok.spec
-        .validate()
+    ok.validate_fleet()
         .expect("the example passes client-side validation too");
     let created = api.create(&PostParams::default(), &ok).await?;
     assert_eq!(
@@ -44,118 +309,102 @@ async fn example_is_admitted_and_invalid_specs_are_rejected_naming_the_field() -
     );
     assert_eq!(created.spec.sink.batch.max_records, 500);
 
-    // (name, edit, text the rejection must contain)
-    type Case = (&'static str, Box<dyn FnOnce(&mut Value)>, &'static str);
-    let cases: Vec<Case> = vec![
-        (
-            "name-and-arn",
-            Box::new(|s| {
-                s["stream"]["arn"] = json!("arn:aws:kinesis:us-east-1:123456789012:stream/orders")
-            }),
-            "set exactly one of name or arn",
-        ),
-        (
-            "no-stream-name",
-            Box::new(|s| s["stream"] = json!({ "region": "us-east-1" })),
-            "set exactly one of name or arn",
-        ),
-        (
-            "bad-stream-name",
-            Box::new(|s| s["stream"]["name"] = json!("orders stream")),
-            "spec.stream.name",
-        ),
-        (
-            "bad-arn",
-            Box::new(|s| s["stream"] = json!({ "arn": "arn:aws:s3:::bucket" })),
-            "spec.stream.arn",
-        ),
-        (
-            "bad-region",
-            Box::new(|s| s["stream"]["region"] = json!("Europe")),
-            "spec.stream.region",
-        ),
-        (
-            "fast-poll",
-            Box::new(|s| s["read"]["pollInterval"] = json!("100ms")),
-            "pollInterval must be at least 200ms",
-        ),
-        (
-            "bad-duration",
-            Box::new(|s| s["read"]["pollInterval"] = json!("1.5s")),
-            "spec.read.pollInterval",
-        ),
-        (
-            "bad-mode",
-            Box::new(|s| s["read"]["mode"] = json!("Push")),
-            "spec.read.mode",
-        ),
-        (
-            "too-many-records",
-            Box::new(|s| s["read"]["maxRecordsPerCall"] = json!(20000)),
-            "spec.read.maxRecordsPerCall",
-        ),
-        (
-            "timestamp-missing",
-            Box::new(|s| s["read"]["startingPosition"] = json!({ "type": "AtTimestamp" })),
-            "timestamp is required when type is AtTimestamp",
-        ),
-        (
-            "two-sinks",
-            Box::new(|s| s["sink"]["file"] = json!({ "path": "/tmp/out.ndjson" })),
-            "set exactly one of stdout, file or http",
-        ),
-        (
-            "bulk-without-index",
-            Box::new(
-                |s| s["sink"] = json!({ "http": { "url": "http://es:9200/_bulk", "format": "ElasticsearchBulk" } }),
-            ),
-            "sink.http.index is required",
-        ),
-        (
-            "bad-url",
-            Box::new(|s| s["sink"] = json!({ "http": { "url": "es:9200" } })),
-            "spec.sink.http.url",
-        ),
-        (
-            "min-above-max",
-            Box::new(|s| s["workers"] = json!({ "minReplicas": 5, "maxReplicas": 2 })),
-            "minReplicas must not be greater than workers.maxReplicas",
-        ),
-        (
-            "zero-shards-per-worker",
-            Box::new(|s| s["workers"]["shardsPerWorker"] = json!(0)),
-            "spec.workers.shardsPerWorker",
-        ),
-        (
-            "unknown-compression",
-            Box::new(|s| s["decode"] = json!({ "compression": "Zstd" })),
-            "spec.decode.compression",
-        ),
-    ];
+    // Every bound is inclusive, and files below the scratch volume are fine for a fleet.
+    let edge = with_spec(&base, "edges", |s| {
+        s["read"]["pollInterval"] = json!("5m");
+        s["read"]["shardSyncInterval"] = json!("1s");
+        s["sink"] = json!({
+            "file": { "path": "/var/lib/kinesis-ingester/out/orders.ndjson" },
+            "deadLetterPath": "/var/lib/kinesis-ingester/dead.ndjson",
+            "batch": { "maxAge": "10ms" },
+        });
+        s["workers"]["scratch"] = json!({ "type": "PersistentVolumeClaim", "size": "16Ti" });
+        s["workers"]["podLabels"] = json!({ "example.com/team": "a.b-c_d" });
+    });
+    assert_eq!(fleet(&edge)?, None);
+    let edge: KinesisIngester = serde_json::from_value(edge)?;
+    api.create(&PostParams::default(), &edge).await?;
+
+    let cases = cases();
     // Untyped, because some of these documents do not even parse into the Rust types.
     let raw = Api::<DynamicObject>::namespaced_with(
         client.clone(),
         ns.name(),
         &ApiResource::erase::<KinesisIngester>(&()),
     );
-    let count = cases.len();
+    let mut docs: Vec<(String, Value, &'static str, bool)> = cases
+        .into_iter()
+        .map(|c| {
+            let doc = with_spec(&base, &c.name, c.edit);
+            (c.name, doc, c.field, c.fleet_only)
+        })
+        .collect();
+    let long_name = "n".repeat(46);
+    docs.push((
+        long_name.clone(),
+        with_spec(&base, &long_name, |_| {}),
+        "metadata.name",
+        true,
+    ));
+    let count = docs.len();
+    assert!(count >= 40, "only {count} invalid specs");
     let mut failures = Vec::new();
-    for (name, edit, want) in cases {
-        let obj: DynamicObject = serde_json::from_value(with_spec(&base, name, edit))?;
+    for (name, doc, field, fleet_only) in &docs {
+        let obj: DynamicObject = serde_json::from_value(doc.clone())?;
         match raw.create(&PostParams::default(), &obj).await {
             Ok(_) => failures.push(format!(
-                "{name}: admitted, but must be rejected with {want:?}"
+                "{name}: admitted, but must be rejected naming {field}"
             )),
             Err(kube::Error::Api(status))
-                if status.code == 422 && status.message.contains(want) => {}
-            Err(e) => failures.push(format!("{name}: rejected without {want:?}: {e}")),
+                if status.code == 422 && status.message.contains(field) => {}
+            Err(e) => failures.push(format!("{name}: rejected without naming {field}: {e}")),
+        }
+        let (who, verdict) = match standalone(name, doc)? {
+            None if *fleet_only => ("a fleet worker", fleet(doc)?),
+            Some(e) if *fleet_only => {
+                failures.push(format!(
+                    "{name}: a fleet-only rule, but the standalone ingester rejects it: {e}"
+                ));
+                continue;
+            }
+            verdict => ("the standalone validator", verdict),
+        };
+        match verdict {
+            None => failures.push(format!("{name}: {who} accepts it")),
+            Some(e) if !e.contains(field) => failures.push(format!(
+                "{name}: {who} rejects it without naming {field}: {e}"
+            )),
+            Some(_) => {}
         }
     }
     assert!(
         failures.is_empty(),
-        "{} of {count} cases failed:\n{}",
+        "{} problems over {count} cases:\n{}",
         failures.len(),
         failures.join("\n")
     );
+
+    // A claim template cannot change: the transition rule is the API server's alone.
+    let patch =
+        |scratch: Value| Patch::Merge(json!({ "spec": { "workers": { "scratch": scratch } } }));
+    let params = PatchParams::default();
+    for (object, scratch) in [
+        (
+            "valid",
+            json!({ "type": "PersistentVolumeClaim", "size": "1Gi" }),
+        ),
+        (
+            "edges",
+            json!({ "type": "PersistentVolumeClaim", "size": "8Ti" }),
+        ),
+        ("edges", Value::Null),
+    ] {
+        match api.patch(object, &params, &patch(scratch.clone())).await {
+            Err(kube::Error::Api(s))
+                if s.code == 422 && s.message.contains("spec.workers.scratch") => {}
+            other => panic!("{object} -> {scratch}: must be refused, got {other:?}"),
+        }
+    }
+    api.patch("valid", &params, &patch(scratch())).await?;
     Ok(())
 }

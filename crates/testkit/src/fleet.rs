@@ -1,4 +1,4 @@
-//! The fleet harness: runs kinesis-operator as a process under its own ServiceAccount, and plays the kubelet for kwok's worker pods by running one `kinesis-ingester` process per Running pod, under the worker ServiceAccount, with the pod's own arguments.
+//! The fleet harness: runs kinesis-operator as a process under its own ServiceAccount, and plays the kubelet for kwok's worker pods by running one `kinesis-ingester` process per Running pod, under the worker ServiceAccount, with the pod's own arguments and its scratch volume in the harness's directory.
 //!
 //! kwok marks pods Running without running anything (see ../shared/docs/local-cluster.md), so
 //! this harness starts the real binaries. It also lets tests SIGKILL a "pod" or restart the
@@ -17,6 +17,7 @@ use k8s_openapi::api::{
     core::v1::{Pod, ServiceAccount},
     rbac::v1::{ClusterRole, Role, RoleBinding},
 };
+use kinesis_ingester_api::bounds::SCRATCH_MOUNT_PATH;
 use kube::{
     Api, Client, ResourceExt,
     api::{ListParams, Patch, PatchParams},
@@ -414,6 +415,15 @@ fn spawn_pod(pod: &Pod, bins: &Bins, dir: &Path, ns: &str) -> Result<Child> {
     )?;
     let (out, err) = log_file(&dir.join(format!("{name}.log")))?;
     let mut cmd = Command::new(bin);
+    // The scratch volume of every pod is this kubelet's directory, shared like one
+    // ReadWriteMany volume, so that a scenario reads a single sink file.
+    let mounts = container.volume_mounts.iter().flatten();
+    if mounts
+        .into_iter()
+        .any(|m| m.mount_path == SCRATCH_MOUNT_PATH)
+    {
+        cmd.env("KINESIS_INGESTER_SCRATCH_DIR", dir);
+    }
     // Literal environment values of the container (downward-API ones are set below).
     for e in container.env.iter().flatten() {
         if let Some(v) = &e.value {

@@ -11,6 +11,16 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 /// admission rules can compare durations.
 pub const DURATION_PATTERN: &str = r"^([0-9]+(ns|us|ms|s|m|h))+$";
 
+/// The largest duration that parses: `2562047h`, about 292 years.
+///
+/// Go, and so CEL's `duration()` in the API server, count durations in signed 64-bit
+/// nanoseconds; a longer text cannot be compared by an admission rule, so it is rejected here
+/// too. Each field has its own, much smaller bound (see [`crate::bounds`]).
+pub const MAX_DURATION: StdDuration = StdDuration::from_secs(2_562_047 * 3600);
+
+/// The longest duration text accepted, so that parsing and CEL's cost estimate stay small.
+pub const MAX_DURATION_TEXT_LEN: usize = 64;
+
 /// A duration written as a Go duration string.
 ///
 /// The original text is kept so that a resource read and written back is unchanged.
@@ -53,6 +63,9 @@ impl Duration {
     }
 }
 
+const TOO_LARGE: &str =
+    "it is longer than 2562047h (about 292 years), the most Kubernetes can compare";
+
 impl FromStr for Duration {
     type Err = ParseDurationError;
 
@@ -64,6 +77,9 @@ impl FromStr for Duration {
         if text.is_empty() {
             return Err(err("it is empty"));
         }
+        if text.len() > MAX_DURATION_TEXT_LEN {
+            return Err(err("it is longer than 64 characters"));
+        }
         let mut total = StdDuration::ZERO;
         let mut rest = text;
         while !rest.is_empty() {
@@ -71,9 +87,7 @@ impl FromStr for Duration {
             if digits == 0 {
                 return Err(err("each part must start with a whole number"));
             }
-            let number: u64 = rest[..digits]
-                .parse()
-                .map_err(|_| err("a number is too large"))?;
+            let number: u64 = rest[..digits].parse().map_err(|_| err(TOO_LARGE))?;
             rest = &rest[digits..];
             if rest.starts_with('.') {
                 return Err(err(
@@ -82,19 +96,20 @@ impl FromStr for Duration {
             }
             let unit_len = rest.bytes().take_while(u8::is_ascii_alphabetic).count();
             let part = match &rest[..unit_len] {
-                "ns" => StdDuration::from_nanos(number),
-                "us" => StdDuration::from_micros(number),
-                "ms" => StdDuration::from_millis(number),
-                "s" => StdDuration::from_secs(number),
-                "m" => StdDuration::from_secs(number.saturating_mul(60)),
-                "h" => StdDuration::from_secs(number.saturating_mul(3600)),
+                "ns" => Some(StdDuration::from_nanos(number)),
+                "us" => Some(StdDuration::from_micros(number)),
+                "ms" => Some(StdDuration::from_millis(number)),
+                "s" => Some(StdDuration::from_secs(number)),
+                "m" => number.checked_mul(60).map(StdDuration::from_secs),
+                "h" => number.checked_mul(3600).map(StdDuration::from_secs),
                 "" => return Err(err("a number has no unit")),
                 _ => return Err(err("the unit must be one of ns, us, ms, s, m, h")),
             };
             rest = &rest[unit_len..];
-            total = total
-                .checked_add(part)
-                .ok_or_else(|| err("it is too large"))?;
+            total = part
+                .and_then(|p| total.checked_add(p))
+                .filter(|t| *t <= MAX_DURATION)
+                .ok_or_else(|| err(TOO_LARGE))?;
         }
         Ok(Self {
             text: text.to_owned(),
@@ -135,6 +150,7 @@ impl JsonSchema for Duration {
         json_schema!({
             "type": "string",
             "pattern": DURATION_PATTERN,
+            "maxLength": MAX_DURATION_TEXT_LEN,
         })
     }
 }
@@ -174,6 +190,26 @@ mod tests {
             assert!(err.contains(reason), "{text:?}: {err}");
             assert!(err.contains("1m30s"), "the error shows an example: {err}");
         }
+    }
+
+    #[test]
+    fn rejects_durations_cel_cannot_compare_without_overflowing() {
+        let max: Duration = "2562047h".parse().expect("the stated maximum parses");
+        assert_eq!(max.get(), MAX_DURATION);
+        for text in [
+            "9999999999999999h",
+            "2562048h",
+            "2562047h1s",
+            "99999999999999999999s",
+            "18446744073709551615m",
+            "153722867281m1m",
+        ] {
+            let err = text.parse::<Duration>().expect_err(text).to_string();
+            assert!(err.contains("2562047h"), "{text:?}: {err}");
+        }
+        let long = "1s".repeat(33);
+        let err = long.parse::<Duration>().expect_err("too long").to_string();
+        assert!(err.contains("64 characters"), "{err}");
     }
 
     #[test]

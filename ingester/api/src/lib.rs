@@ -1,5 +1,6 @@
 //! The `KinesisIngester` custom resource: types shared by the operator and the ingester, and the CRD generator.
 
+pub mod bounds;
 mod crd;
 mod duration;
 mod fleet;
@@ -9,12 +10,14 @@ mod status;
 mod stream;
 mod timings;
 mod validate;
+mod workers;
 
 pub use crd::{API_VERSION, CRD_FILE_NAME, KIND, all_crds, crd_yaml};
-pub use duration::{DURATION_PATTERN, Duration, ParseDurationError};
+pub use duration::{DURATION_PATTERN, Duration, MAX_DURATION, ParseDurationError};
 pub use fleet::*;
 pub use spec::*;
 pub use status::*;
 pub use stream::{StartAt, StreamRef};
 pub use timings::{FleetTimings, MIN_REPORT_INTERVAL, SELF_FENCE_MARGIN, TimingsError};
-pub use validate::{FieldError, ValidationErrors};
+pub use validate::{FieldError, ValidationErrors, check_schema};
+pub use workers::*;

@@ -2,12 +2,15 @@
 
 use std::collections::BTreeMap;
 
-use k8s_openapi::api::core::v1::{Affinity, ResourceRequirements, Toleration};
 use kube::{CustomResource, KubeSchema};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use crate::{Duration, status::KinesisIngesterStatus};
+use crate::{
+    Duration, WorkersSpec,
+    bounds::{self, SCRATCH_MOUNT_PATH},
+    status::KinesisIngesterStatus,
+};
 
 /// Desired state of a KinesisIngester: read one Kinesis data stream and deliver its records to a
 /// sink. The same document is the standalone ingester's config file
@@ -24,6 +27,7 @@ use crate::{Duration, status::KinesisIngesterStatus};
     category = "kinesis",
     namespaced,
     status = "KinesisIngesterStatus",
+    validation = name_length_rule(),
     derive = "PartialEq",
     doc = "A KinesisIngester reads one Amazon Kinesis data stream with a fleet of worker pods and delivers its records to a sink.",
     scale(
@@ -67,6 +71,8 @@ use crate::{Duration, status::KinesisIngesterStatus};
     )
 )]
 #[serde(rename_all = "camelCase")]
+#[x_kube(validation = fleet_path_rule("sink.file", "sink.file.path"))]
+#[x_kube(validation = fleet_path_rule("sink.deadLetterPath", "sink.deadLetterPath"))]
 pub struct KinesisIngesterSpec {
     /// The Kinesis data stream to read.
     pub stream: StreamSpec,
@@ -153,7 +159,6 @@ pub struct StreamSpec {
 /// Reading mode and position.
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
 #[serde(rename_all = "camelCase")]
-#[x_kube(validation = Rule::new("duration(self.pollInterval) >= duration('200ms')").message("read.pollInterval must be at least 200ms: Kinesis allows 5 GetRecords calls per shard per second").reason(Reason::FieldValueInvalid))]
 pub struct ReadSpec {
     /// `Polling` calls GetRecords on each shard every `pollInterval` and shares the shard's
     /// 2 MB/s read limit with other consumers. `EnhancedFanOut` registers a stream consumer and
@@ -166,8 +171,10 @@ pub struct ReadSpec {
     pub starting_position: StartingPosition,
 
     /// Time between GetRecords calls on one shard when the previous call returned no backlog.
-    /// At least 200ms; Kinesis allows 5 calls per shard per second across all consumers.
+    /// 200ms to 5m: Kinesis allows 5 calls per shard per second across all consumers, and a
+    /// shard iterator expires after 5 minutes.
     #[serde(default = "default_poll_interval")]
+    #[x_kube(validation = bounds::POLL_INTERVAL.rule())]
     pub poll_interval: Duration,
 
     /// Largest number of records one GetRecords call returns (1 to 10000).
@@ -182,8 +189,9 @@ pub struct ReadSpec {
     pub consumer_name: Option<String>,
 
     /// How often the shard list is refreshed to notice resharding (SplitShard, MergeShards,
-    /// UpdateShardCount) that no reader has reached yet.
+    /// UpdateShardCount) that no reader has reached yet. 1s to 24h.
     #[serde(default = "default_shard_sync_interval")]
+    #[x_kube(validation = bounds::SHARD_SYNC_INTERVAL.rule())]
     pub shard_sync_interval: Duration,
 
     /// Read a child shard only after all of its parents have been read to their end, so records
@@ -236,7 +244,7 @@ pub enum ReadMode {
 /// Where a shard without a checkpoint starts reading.
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
 #[serde(rename_all = "camelCase")]
-#[x_kube(validation = Rule::new("self.type == 'AtTimestamp' ? has(self.timestamp) : !has(self.timestamp)").message("read.startingPosition.timestamp is required when type is AtTimestamp, and allowed only then").reason(Reason::FieldValueInvalid))]
+#[x_kube(validation = Rule::new("self.type == 'AtTimestamp' ? has(self.timestamp) : !has(self.timestamp)").message("read.startingPosition.timestamp is required when type is AtTimestamp, and allowed only then").field_path(".timestamp").reason(Reason::FieldValueInvalid))]
 pub struct StartingPosition {
     /// `TrimHorizon` starts at the oldest record still retained, `Latest` just after the newest
     /// record, `AtTimestamp` at the first record at or after `timestamp`.
@@ -338,9 +346,10 @@ pub struct SinkSpec {
     pub batch: BatchSpec,
 
     /// File that receives records that cannot be decoded, one NDJSON line each with the reason.
-    /// Without it, such records are logged and counted, then skipped.
+    /// Without it, such records are logged and counted, then skipped. In a fleet it must be
+    /// below `/var/lib/kinesis-ingester`, with `workers.scratch` set.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(length(min = 1))]
+    #[schemars(length(min = 1, max = 4096))]
     pub dead_letter_path: Option<String>,
 }
 
@@ -352,15 +361,16 @@ pub struct StdoutSink {}
 #[derive(JsonSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
 #[serde(rename_all = "camelCase")]
 pub struct FileSink {
-    /// Path of the file; it is created if missing and appended to.
-    #[schemars(length(min = 1))]
+    /// Path of the file; it is created if missing and appended to. In a fleet it must be below
+    /// `/var/lib/kinesis-ingester`, with `workers.scratch` set; each worker writes its own file.
+    #[schemars(length(min = 1, max = 4096))]
     pub path: String,
 }
 
 /// An HTTP endpoint that receives POSTed batches.
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
 #[serde(rename_all = "camelCase")]
-#[x_kube(validation = Rule::new("self.format != 'ElasticsearchBulk' || has(self.index)").message("sink.http.index is required when format is ElasticsearchBulk").reason(Reason::FieldValueRequired))]
+#[x_kube(validation = Rule::new("self.format != 'ElasticsearchBulk' || has(self.index)").message("sink.http.index is required when format is ElasticsearchBulk").field_path(".index").reason(Reason::FieldValueRequired))]
 pub struct HttpSink {
     /// URL that batches are POSTed to, e.g. `https://search.example.com:9200/_bulk`.
     #[schemars(regex(pattern = r"^https?://[^\s/]+(/.*)?$"))]
@@ -380,8 +390,9 @@ pub struct HttpSink {
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub headers: BTreeMap<String, String>,
 
-    /// Time allowed for one request before it is retried.
+    /// Time allowed for one request before it is retried. 1s to 5m.
     #[serde(default = "default_http_timeout")]
+    #[x_kube(validation = bounds::HTTP_TIMEOUT.rule())]
     pub timeout: Duration,
 }
 
@@ -400,7 +411,7 @@ pub enum HttpFormat {
 }
 
 /// Batch limits, like Firehose buffering hints. A batch is sent when any limit is reached.
-#[derive(JsonSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
 #[serde(rename_all = "camelCase")]
 pub struct BatchSpec {
     /// Most records in one batch.
@@ -414,8 +425,9 @@ pub struct BatchSpec {
     #[schemars(range(min = 1024, max = 134217728))]
     pub max_bytes: i64,
 
-    /// Longest time a record waits in an open batch.
+    /// Longest time a record waits in an open batch. 10ms to 15m.
     #[serde(default = "default_batch_age")]
+    #[x_kube(validation = bounds::BATCH_MAX_AGE.rule())]
     pub max_age: Duration,
 }
 
@@ -441,101 +453,45 @@ impl Default for BatchSpec {
     }
 }
 
-/// The worker fleet. The operator runs `ceil(openShards / shardsPerWorker)` workers, kept within
-/// `minReplicas..maxReplicas`, unless `replicas` is set (by hand, or by an autoscaler through the
-/// scale subresource).
-#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
-#[serde(rename_all = "camelCase")]
-#[x_kube(validation = Rule::new("self.minReplicas <= self.maxReplicas").message("workers.minReplicas must not be greater than workers.maxReplicas").reason(Reason::FieldValueInvalid))]
-pub struct WorkersSpec {
-    /// Shards each worker reads at most, used to size the fleet.
-    #[serde(default = "default_shards_per_worker")]
-    #[schemars(range(min = 1, max = 10000))]
-    pub shards_per_worker: i32,
-
-    /// Fewest workers.
-    #[serde(default = "default_min_replicas")]
-    #[schemars(range(min = 1, max = 10000))]
-    pub min_replicas: i32,
-
-    /// Most workers.
-    #[serde(default = "default_max_replicas")]
-    #[schemars(range(min = 1, max = 10000))]
-    pub max_replicas: i32,
-
-    /// Explicit worker count; overrides the count derived from `shardsPerWorker` (still kept
-    /// within the bounds). Set by `kubectl scale` or an autoscaler.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(range(min = 0, max = 10000))]
-    pub replicas: Option<i32>,
-
-    /// Worker container image. Defaults to the ingester image the operator was installed with.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub image: Option<String>,
-
-    /// Compute resources of the worker container.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub resources: Option<ResourceRequirements>,
-
-    /// Node labels a worker pod's node must have.
-    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
-    pub node_selector: BTreeMap<String, String>,
-
-    /// Tolerations of worker pods.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub tolerations: Vec<Toleration>,
-
-    /// Affinity rules of worker pods.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub affinity: Option<Affinity>,
-
-    /// PriorityClass of worker pods.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub priority_class_name: Option<String>,
-
-    /// ServiceAccount of worker pods, e.g. one annotated for IRSA. When unset the operator
-    /// creates `<name>-worker`. Either way it binds the account to a Role that may only read
-    /// this ingester and its shard table and write worker reports.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub service_account_name: Option<String>,
-
-    /// Extra labels on worker pods.
-    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
-    pub pod_labels: BTreeMap<String, String>,
-
-    /// Extra annotations on worker pods.
-    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
-    pub pod_annotations: BTreeMap<String, String>,
+/// Whether `path` names a file below [`SCRATCH_MOUNT_PATH`], without `.` or `..` parts: a path
+/// a worker pod can write to when `workers.scratch` is set. The twin of [`fleet_path_rule`].
+pub fn is_scratch_path(path: &str) -> bool {
+    path.strip_prefix(SCRATCH_MOUNT_PATH)
+        .and_then(|rest| rest.strip_prefix('/'))
+        .is_some_and(|rest| {
+            rest.split('/')
+                .all(|p| !p.is_empty() && p != "." && p != "..")
+        })
 }
 
-fn default_shards_per_worker() -> i32 {
-    4
+/// Why a fleet rejects a file path that [`is_scratch_path`] rejects.
+pub const FLEET_PATH_REQUIREMENT: &str = "must be a file below /var/lib/kinesis-ingester/ and workers.scratch must be set: worker pods have a read-only root filesystem; set workers.scratch and put the path under /var/lib/kinesis-ingester";
+
+/// The admission rule for a file the fleet writes: when `present` (a field path below `spec`)
+/// is set, `path` must be below the scratch mount and `workers.scratch` must be set. The
+/// standalone ingester does not apply it (see `validate_fleet`).
+fn fleet_path_rule(present: &str, path: &str) -> kube::core::Rule {
+    let rule = format!(
+        "!has(self.{present}) || (has(self.workers) && has(self.workers.scratch) \
+         && self.{path}.matches('^{SCRATCH_MOUNT_PATH}(/[^/]+)+$') \
+         && !self.{path}.matches('/[.][.]?(/|$)'))"
+    );
+    kube::core::Rule::new(rule)
+        .message(format!("{path} {FLEET_PATH_REQUIREMENT}").as_str())
+        .field_path(format!(".{path}"))
+        .reason(kube::core::Reason::FieldValueInvalid)
 }
 
-fn default_min_replicas() -> i32 {
-    1
-}
+/// Longest `metadata.name` of an ingester a fleet can run: its StatefulSet `<name>-worker` labels
+/// every pod with `<name>-worker-<revision hash>` (up to 10 characters), and a label value has at
+/// most 63 characters.
+pub const MAX_NAME_LEN: usize = 45;
 
-fn default_max_replicas() -> i32 {
-    10
-}
+/// Why a longer name is refused.
+pub const NAME_LENGTH_REQUIREMENT: &str = "must be at most 45 characters: the worker StatefulSet <name>-worker labels its pods with its name and a 10-character revision hash, 63 characters at most";
 
-impl Default for WorkersSpec {
-    fn default() -> Self {
-        Self {
-            shards_per_worker: default_shards_per_worker(),
-            min_replicas: default_min_replicas(),
-            max_replicas: default_max_replicas(),
-            replicas: None,
-            image: None,
-            resources: None,
-            node_selector: BTreeMap::new(),
-            tolerations: Vec::new(),
-            affinity: None,
-            priority_class_name: None,
-            service_account_name: None,
-            pod_labels: BTreeMap::new(),
-            pod_annotations: BTreeMap::new(),
-        }
-    }
+fn name_length_rule() -> kube::core::Rule {
+    kube::core::Rule::new(format!("self.metadata.name.size() <= {MAX_NAME_LEN}"))
+        .message(format!("metadata.name {NAME_LENGTH_REQUIREMENT}").as_str())
+        .reason(kube::core::Reason::FieldValueInvalid)
 }

@@ -1,8 +1,24 @@
-//! Client-side checks that mirror the CRD's admission rules, for the standalone ingester that has no API server.
+//! Client-side checks that mirror the CRD's admission rules (its schema and its CEL rules), for the standalone ingester that has no API server and for fleet workers.
+//!
+//! Two levels: [`KinesisIngesterSpec::validate`] is everything the API server checks that also
+//! matters to the standalone ingester; [`KinesisIngester::validate_fleet`] adds the rules that
+//! only a fleet needs (files below the scratch volume, a short enough name). The one rule not
+//! mirrored is the transition rule on `workers.scratch`, which needs the previous object.
+
+mod schema;
+#[cfg(test)]
+mod tests;
 
 use std::fmt;
 
-use crate::{HttpFormat, KinesisIngesterSpec, StartingPositionType};
+pub use schema::check_schema;
+
+use crate::{
+    HttpFormat, KinesisIngester, KinesisIngesterSpec, ScratchType, StartingPositionType,
+    bounds::{self, DurationBounds},
+    spec::{FLEET_PATH_REQUIREMENT, MAX_NAME_LEN, NAME_LENGTH_REQUIREMENT, is_scratch_path},
+    workers::{LABEL_KEY_PATTERN, LABEL_KEY_REQUIREMENT, MAX_LABEL_KEY_LEN},
+};
 
 /// One invalid field: its path (as in the YAML, e.g. `spec.sink.http.index`) and what is wrong.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -29,32 +45,59 @@ impl fmt::Display for ValidationErrors {
     }
 }
 
+/// Collects field errors.
+#[derive(Default)]
+struct Errors(Vec<FieldError>);
+
+impl Errors {
+    fn fail(&mut self, field: &str, message: impl Into<String>) {
+        self.0.push(FieldError {
+            field: field.to_owned(),
+            message: message.into(),
+        });
+    }
+
+    fn duration(&mut self, bounds: DurationBounds, value: &crate::Duration) {
+        if !bounds.contains(value) {
+            self.fail(&format!("spec.{}", bounds.field), bounds.requirement());
+        }
+    }
+
+    fn into_result(self) -> Result<(), ValidationErrors> {
+        if self.0.is_empty() {
+            Ok(())
+        } else {
+            Err(ValidationErrors(self.0))
+        }
+    }
+}
+
 impl KinesisIngesterSpec {
-    /// Checks the rules the API server enforces with CEL, so that a standalone config file fails
-    /// the same way a `kubectl apply` would.
+    /// Checks what the API server checks (the schema's types, patterns, lengths and ranges, and
+    /// the CEL rules), so that a standalone config file fails the way a `kubectl apply` would.
+    /// The fleet-only rules are left to [`KinesisIngester::validate_fleet`]: a standalone
+    /// ingester may write files anywhere.
     pub fn validate(&self) -> Result<(), ValidationErrors> {
-        let mut errors = Vec::new();
-        let mut fail = |field: &str, message: &str| {
-            errors.push(FieldError {
-                field: field.to_owned(),
-                message: message.to_owned(),
-            })
-        };
+        let mut errors = Errors::default();
+        match serde_json::to_value(self) {
+            Ok(json) => errors.0.extend(check_schema(&json)),
+            Err(e) => errors.fail("spec", format!("cannot be written as JSON: {e}")),
+        }
+        self.check_rules(&mut errors);
+        errors.into_result()
+    }
+
+    /// The twins of the CEL rules that apply everywhere.
+    fn check_rules(&self, errors: &mut Errors) {
         if self.stream.name.is_some() == self.stream.arn.is_some() {
-            fail("spec.stream", "set exactly one of name or arn");
+            errors.fail("spec.stream", "set exactly one of name or arn");
         }
-        if self.read.poll_interval.get() < std::time::Duration::from_millis(200) {
-            fail(
-                "spec.read.pollInterval",
-                "must be at least 200ms: Kinesis allows 5 GetRecords calls per shard per second",
-            );
-        }
-        if !(1..=10_000).contains(&self.read.max_records_per_call) {
-            fail("spec.read.maxRecordsPerCall", "must be between 1 and 10000");
-        }
+        errors.duration(bounds::POLL_INTERVAL, &self.read.poll_interval);
+        errors.duration(bounds::SHARD_SYNC_INTERVAL, &self.read.shard_sync_interval);
+        errors.duration(bounds::BATCH_MAX_AGE, &self.sink.batch.max_age);
         let at_timestamp = self.read.starting_position.kind == StartingPositionType::AtTimestamp;
         if at_timestamp != self.read.starting_position.timestamp.is_some() {
-            fail(
+            errors.fail(
                 "spec.read.startingPosition.timestamp",
                 "is required when type is AtTimestamp, and allowed only then",
             );
@@ -66,27 +109,90 @@ impl KinesisIngesterSpec {
             sink.http.is_some(),
         ];
         if sinks.iter().filter(|s| **s).count() != 1 {
-            fail("spec.sink", "set exactly one of stdout, file or http");
+            errors.fail("spec.sink", "set exactly one of stdout, file or http");
         }
-        if let Some(http) = &sink.http
-            && http.format == HttpFormat::ElasticsearchBulk
-            && http.index.is_none()
-        {
-            fail(
-                "spec.sink.http.index",
-                "is required when format is ElasticsearchBulk",
-            );
+        if let Some(http) = &sink.http {
+            if http.format == HttpFormat::ElasticsearchBulk && http.index.is_none() {
+                errors.fail(
+                    "spec.sink.http.index",
+                    "is required when format is ElasticsearchBulk",
+                );
+            }
+            errors.duration(bounds::HTTP_TIMEOUT, &http.timeout);
         }
-        if self.workers.min_replicas > self.workers.max_replicas {
-            fail(
+        self.check_workers(errors);
+    }
+
+    fn check_workers(&self, errors: &mut Errors) {
+        let w = &self.workers;
+        if w.min_replicas > w.max_replicas {
+            errors.fail(
                 "spec.workers.minReplicas",
                 "must not be greater than workers.maxReplicas",
             );
         }
-        if errors.is_empty() {
-            Ok(())
-        } else {
-            Err(ValidationErrors(errors))
+        if let Some(scratch) = &w.scratch {
+            // A size that does not match the pattern is reported by the schema check.
+            if bounds::bytes(&scratch.size).is_some()
+                && !bounds::SCRATCH_SIZE.contains(&scratch.size)
+            {
+                errors.fail(
+                    "spec.workers.scratch.size",
+                    bounds::SCRATCH_SIZE.requirement(),
+                );
+            }
+            if scratch.kind != ScratchType::PersistentVolumeClaim
+                && scratch.storage_class_name.is_some()
+            {
+                errors.fail(
+                    "spec.workers.scratch.storageClassName",
+                    "is allowed only when type is PersistentVolumeClaim",
+                );
+            }
         }
+        // Label values are checked by the schema.
+        for (field, map) in [
+            ("spec.workers.podLabels", &w.pod_labels),
+            ("spec.workers.nodeSelector", &w.node_selector),
+            ("spec.workers.podAnnotations", &w.pod_annotations),
+        ] {
+            if !map.keys().all(|k| label_key_ok(k)) {
+                errors.fail(field, LABEL_KEY_REQUIREMENT);
+            }
+        }
+    }
+}
+
+fn matches(pattern: &str, text: &str) -> bool {
+    regex::Regex::new(pattern).is_ok_and(|re| re.is_match(text))
+}
+
+fn label_key_ok(key: &str) -> bool {
+    key.len() <= MAX_LABEL_KEY_LEN && matches(LABEL_KEY_PATTERN, key)
+}
+
+impl KinesisIngester {
+    /// [`KinesisIngesterSpec::validate`] plus the rules of a fleet: `sink.file.path` and
+    /// `sink.deadLetterPath` below the scratch volume (worker pods have a read-only root
+    /// filesystem), and a name short enough for the worker StatefulSet.
+    pub fn validate_fleet(&self) -> Result<(), ValidationErrors> {
+        let mut errors = Errors(self.spec.validate().err().map(|e| e.0).unwrap_or_default());
+        let spec = &self.spec;
+        let writable = |path: &str| spec.workers.scratch.is_some() && is_scratch_path(path);
+        if let Some(file) = &spec.sink.file
+            && !writable(&file.path)
+        {
+            errors.fail("spec.sink.file.path", FLEET_PATH_REQUIREMENT);
+        }
+        if let Some(path) = &spec.sink.dead_letter_path
+            && !writable(path)
+        {
+            errors.fail("spec.sink.deadLetterPath", FLEET_PATH_REQUIREMENT);
+        }
+        let name = self.metadata.name.as_deref().unwrap_or_default();
+        if name.chars().count() > MAX_NAME_LEN {
+            errors.fail("metadata.name", NAME_LENGTH_REQUIREMENT);
+        }
+        errors.into_result()
     }
 }

@@ -8,6 +8,8 @@ mod report;
 mod startup;
 mod worker;
 
+use std::path::PathBuf;
+
 use kinesis_ingester_api::FleetTimings;
 
 pub use report::{Reporter, Written};
@@ -27,6 +29,8 @@ pub struct FleetOptions {
     pub pod_uid: String,
     /// When to report and when to stop reading, checked against the lease.
     pub timings: FleetTimings,
+    /// Where the scratch volume is on this machine: `/var/lib/kinesis-ingester` in a pod.
+    pub scratch_dir: PathBuf,
 }
 
 impl FleetOptions {
@@ -100,6 +104,7 @@ mod tests {
             pod_name: "orders-worker-0".into(),
             pod_uid: "uid".into(),
             timings: FleetTimings::default(),
+            scratch_dir: "/var/lib/kinesis-ingester".into(),
         };
         assert!(o.validate().is_ok());
         o.pod_uid.clear();

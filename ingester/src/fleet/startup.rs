@@ -1,8 +1,10 @@
 //! Start-up of a fleet worker: find its KinesisIngester and its KinesisWorker, and take the worker over with a new incarnation.
 
-use std::{future::Future, time::Duration};
+use std::{future::Future, path::Path, time::Duration};
 
-use kinesis_ingester_api::{Holder, KinesisIngester, KinesisWorker, KinesisWorkerStatus};
+use kinesis_ingester_api::{
+    Holder, KinesisIngester, KinesisWorker, KinesisWorkerStatus, bounds::SCRATCH_MOUNT_PATH,
+};
 use kube::{Api, Client, api::PostParams};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
@@ -96,10 +98,11 @@ pub async fn connect(
     else {
         return Ok(None);
     };
-    ingester.spec.validate().map_err(|e| FleetError::Spec {
+    ingester.validate_fleet().map_err(|e| FleetError::Spec {
         name: name.clone(),
         message: e.to_string(),
     })?;
+    let ingester = relocate(ingester, &options.scratch_dir);
     ingester.start_at().map_err(|message| FleetError::Spec {
         name: name.clone(),
         message,
@@ -177,4 +180,53 @@ pub async fn connect(
         written_at,
         waited_for_twin: twin,
     }))
+}
+
+/// The ingester with its files (validated to be below the scratch mount) moved to where the
+/// scratch volume is on this machine: unchanged in a pod, another directory outside one.
+pub fn relocate(mut ingester: KinesisIngester, scratch_dir: &Path) -> KinesisIngester {
+    let moved = |path: &mut String| {
+        if let Ok(rest) = Path::new(path.as_str()).strip_prefix(SCRATCH_MOUNT_PATH) {
+            *path = scratch_dir.join(rest).to_string_lossy().into_owned();
+        }
+    };
+    let sink = &mut ingester.spec.sink;
+    if let Some(file) = sink.file.as_mut() {
+        moved(&mut file.path);
+    }
+    if let Some(path) = sink.dead_letter_path.as_mut() {
+        moved(path);
+    }
+    ingester
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn files_move_to_where_the_scratch_volume_is() {
+        let ki: KinesisIngester = serde_json::from_value(serde_json::json!({
+            "apiVersion": "kinesis-operator.dev/v1alpha1", "kind": "KinesisIngester",
+            "metadata": {"name": "orders"},
+            "spec": {
+                "stream": {"name": "s"},
+                "sink": {
+                    "file": {"path": "/var/lib/kinesis-ingester/out/o.ndjson"},
+                    "deadLetterPath": "/var/lib/kinesis-ingester/dead.ndjson",
+                },
+                "workers": {"scratch": {"size": "1Gi"}},
+            },
+        }))
+        .unwrap();
+        let in_pod = relocate(ki.clone(), Path::new(SCRATCH_MOUNT_PATH));
+        assert_eq!(in_pod, ki, "unchanged in a pod");
+        let local = relocate(ki, Path::new("/tmp/w0"));
+        let sink = local.spec.sink;
+        assert_eq!(sink.file.unwrap().path, "/tmp/w0/out/o.ndjson");
+        assert_eq!(
+            sink.dead_letter_path.as_deref(),
+            Some("/tmp/w0/dead.ndjson")
+        );
+    }
 }

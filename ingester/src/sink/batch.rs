@@ -2,7 +2,7 @@
 
 use std::{collections::VecDeque, sync::Arc, time::Duration};
 
-use kinesis_ingester_api::BatchSpec;
+use kinesis_ingester_api::{BatchSpec, bounds};
 use tokio::time::Instant;
 
 use super::ndjson::Encoding;
@@ -26,7 +26,7 @@ impl From<&BatchSpec> for BatchLimits {
         Self {
             max_records: usize::try_from(spec.max_records).unwrap_or(1).max(1),
             max_bytes: usize::try_from(spec.max_bytes).unwrap_or(1).max(1),
-            max_age: spec.max_age.get(),
+            max_age: bounds::BATCH_MAX_AGE.clamp(&spec.max_age),
         }
     }
 }

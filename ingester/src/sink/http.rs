@@ -2,7 +2,7 @@
 
 use bytes::Bytes;
 use futures::{FutureExt, future::BoxFuture};
-use kinesis_ingester_api::{HttpFormat, HttpSink};
+use kinesis_ingester_api::{HttpFormat, HttpSink, bounds};
 use reqwest::header::{CONTENT_TYPE, HeaderMap, HeaderName, HeaderValue};
 use serde::Deserialize;
 
@@ -42,7 +42,7 @@ impl HttpDestination {
         let client = reqwest::Client::builder()
             .tls_backend_rustls()
             .default_headers(headers)
-            .timeout(spec.timeout.get())
+            .timeout(bounds::HTTP_TIMEOUT.clamp(&spec.timeout))
             .build()
             .map_err(|e| SinkError::Config(format!("cannot build the HTTP client: {e}")))?;
         Ok(Self {
@@ -223,7 +223,7 @@ mod tests {
             }
         });
         let spec: HttpSink = serde_json::from_value(serde_json::json!({
-            "url": format!("http://{addr}/"), "timeout": "100ms"
+            "url": format!("http://{addr}/"), "timeout": "1s"
         }))
         .expect("spec");
         let mut dest = HttpDestination::new(&spec).expect("destination");

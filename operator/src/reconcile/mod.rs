@@ -9,7 +9,8 @@ mod fleet;
 use std::{sync::Arc, time::Duration};
 
 use kinesis_ingester_api::{
-    KinesisIngester, KinesisShardAssignment, KinesisShardAssignmentSpec, ReadMode, worker_ordinal,
+    KinesisIngester, KinesisShardAssignment, KinesisShardAssignmentSpec, ReadMode, bounds,
+    worker_ordinal,
 };
 use kube::{
     Api, Resource, ResourceExt,
@@ -111,16 +112,17 @@ async fn apply(ki: &KinesisIngester, ctx: &Context) -> Result<Action> {
     let key = key_of(ki);
     let names = Names::of(ki, &ns, &name);
 
-    // Observe the stream, at most once per shardSyncInterval (or when asked to).
+    // Observe the stream, at most once per shardSyncInterval (or when asked to). The interval
+    // is clamped: a resource stored before its admission bounds existed may hold `0s`.
+    let sync_interval = bounds::SHARD_SYNC_INTERVAL.clamp(&ki.spec.read.shard_sync_interval);
     let due = {
         let memory = ctx.memory();
-        memory
-            .get(&key)
-            .and_then(|m| m.topology.as_ref())
-            .is_none_or(|t| {
-                t.at.elapsed() >= ki.spec.read.shard_sync_interval.get()
-                    || t.stream != ki.spec.stream
-            })
+        memory.get(&key).is_none_or(|m| {
+            m.relist
+                || m.topology
+                    .as_ref()
+                    .is_none_or(|t| t.at.elapsed() >= sync_interval || t.stream != ki.spec.stream)
+        })
     };
     let mut problem = None;
     if due {
@@ -130,6 +132,7 @@ async fn apply(ki: &KinesisIngester, ctx: &Context) -> Result<Action> {
                 let mut memory = ctx.memory();
                 let m = memory.entry(key.clone()).or_default();
                 m.topology = Some(t);
+                m.relist = false;
             }
             Err(e) => {
                 ctx.metrics.topology_error(e.category());
@@ -168,9 +171,7 @@ async fn apply(ki: &KinesisIngester, ctx: &Context) -> Result<Action> {
     };
     if m.topology.is_some() && in_flight.refresh_topology {
         // A finished parent means children may have appeared: list again on the next pass.
-        if let Some(t) = m.topology.as_mut() {
-            t.at = Instant::now() - ki.spec.read.shard_sync_interval.get();
-        }
+        m.relist = true;
     }
     let periodic = if in_flight.problem {
         backoff(m.failures)

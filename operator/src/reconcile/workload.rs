@@ -6,21 +6,31 @@ use k8s_openapi::{
     api::{
         apps::v1::{StatefulSet, StatefulSetSpec},
         core::v1::{
-            Capabilities, Container, ContainerPort, EnvVar, EnvVarSource, HTTPGetAction,
-            ObjectFieldSelector, PodSecurityContext, PodSpec, PodTemplateSpec, Probe,
-            SeccompProfile, SecurityContext, ServiceAccount,
+            Capabilities, Container, ContainerPort, EmptyDirVolumeSource, EnvVar, EnvVarSource,
+            HTTPGetAction, ObjectFieldSelector, PersistentVolumeClaim, PersistentVolumeClaimSpec,
+            PodSecurityContext, PodSpec, PodTemplateSpec, Probe, SeccompProfile, SecurityContext,
+            ServiceAccount, Volume, VolumeMount, VolumeResourceRequirements,
         },
         rbac::v1::{PolicyRule, Role, RoleBinding, RoleRef, Subject},
     },
     apimachinery::pkg::{
+        api::resource::Quantity,
         apis::meta::v1::{LabelSelector, ObjectMeta, OwnerReference},
         util::intstr::IntOrString,
     },
 };
-use kinesis_ingester_api::{INGESTER_LABEL, KinesisIngester};
+use kinesis_ingester_api::{
+    INGESTER_LABEL, KinesisIngester, ScratchSpec, ScratchType, bounds::SCRATCH_MOUNT_PATH,
+};
 
 /// Port of the worker's `/metrics`, `/healthz` and `/readyz`.
 pub const WORKER_METRICS_PORT: i32 = 9464;
+
+/// Name of the scratch volume (and of its claim template).
+pub const SCRATCH_VOLUME: &str = "scratch";
+
+/// The user and group worker containers run as; the group owns the scratch volume.
+const WORKER_UID: i64 = 65532;
 
 /// What the workload needs beyond the ingester.
 #[derive(Clone, Debug)]
@@ -227,6 +237,13 @@ pub fn stateful_set(
         readiness_probe: Some(probe("/readyz")),
         liveness_probe: Some(probe("/healthz")),
         resources: w.resources.clone(),
+        volume_mounts: w.scratch.as_ref().map(|_| {
+            vec![VolumeMount {
+                name: SCRATCH_VOLUME.into(),
+                mount_path: SCRATCH_MOUNT_PATH.into(),
+                ..Default::default()
+            }]
+        }),
         security_context: Some(SecurityContext {
             allow_privilege_escalation: Some(false),
             read_only_root_filesystem: Some(true),
@@ -260,7 +277,9 @@ pub fn stateful_set(
                     termination_grace_period_seconds: Some(settings.grace_period_seconds),
                     security_context: Some(PodSecurityContext {
                         run_as_non_root: Some(true),
-                        run_as_user: Some(65532),
+                        run_as_user: Some(WORKER_UID),
+                        // A claimed volume's root belongs to root: let the worker's group write.
+                        fs_group: w.scratch.as_ref().map(|_| WORKER_UID),
                         seccomp_profile: Some(SeccompProfile {
                             type_: "RuntimeDefault".into(),
                             ..Default::default()
@@ -268,6 +287,7 @@ pub fn stateful_set(
                         ..Default::default()
                     }),
                     containers: vec![container],
+                    volumes: scratch_volume(w.scratch.as_ref()).map(|v| vec![v]),
                     node_selector: (!w.node_selector.is_empty()).then(|| w.node_selector.clone()),
                     tolerations: (!w.tolerations.is_empty()).then(|| w.tolerations.clone()),
                     affinity: w.affinity.clone(),
@@ -275,10 +295,49 @@ pub fn stateful_set(
                     ..Default::default()
                 }),
             },
+            volume_claim_templates: scratch_claim(w.scratch.as_ref()).map(|c| vec![c]),
             ..Default::default()
         },
         ..Default::default()
     }
+}
+
+/// The pod volume of an `EmptyDir` scratch.
+fn scratch_volume(scratch: Option<&ScratchSpec>) -> Option<Volume> {
+    let s = scratch.filter(|s| s.kind == ScratchType::EmptyDir)?;
+    Some(Volume {
+        name: SCRATCH_VOLUME.into(),
+        empty_dir: Some(EmptyDirVolumeSource {
+            size_limit: Some(Quantity(s.size.clone())),
+            ..Default::default()
+        }),
+        ..Default::default()
+    })
+}
+
+/// The claim template of a `PersistentVolumeClaim` scratch: one claim per worker, kept by the
+/// StatefulSet's default retention policy.
+fn scratch_claim(scratch: Option<&ScratchSpec>) -> Option<PersistentVolumeClaim> {
+    let s = scratch.filter(|s| s.kind == ScratchType::PersistentVolumeClaim)?;
+    Some(PersistentVolumeClaim {
+        metadata: ObjectMeta {
+            name: Some(SCRATCH_VOLUME.into()),
+            ..Default::default()
+        },
+        spec: Some(PersistentVolumeClaimSpec {
+            access_modes: Some(vec!["ReadWriteOnce".into()]),
+            storage_class_name: s.storage_class_name.clone(),
+            resources: Some(VolumeResourceRequirements {
+                requests: Some(BTreeMap::from([(
+                    "storage".to_owned(),
+                    Quantity(s.size.clone()),
+                )])),
+                ..Default::default()
+            }),
+            ..Default::default()
+        }),
+        ..Default::default()
+    })
 }
 
 #[cfg(test)]
@@ -364,6 +423,71 @@ mod tests {
                 .as_deref(),
             Some("RuntimeDefault")
         );
+    }
+
+    #[test]
+    fn the_scratch_volume_is_mounted_where_fleet_files_must_be() {
+        let pod_of = |workers: &str| {
+            let ki = ingester(workers);
+            let names = Names::of(&ki, "ns", "orders");
+            stateful_set(&ki, &names, &owner(), 1, &settings()).spec
+        };
+        let mount = |pod: &PodSpec| {
+            pod.containers[0]
+                .volume_mounts
+                .clone()
+                .unwrap_or_default()
+                .into_iter()
+                .map(|m| (m.name, m.mount_path, m.read_only))
+                .collect::<Vec<_>>()
+        };
+        let want_mount = vec![(
+            "scratch".to_owned(),
+            "/var/lib/kinesis-ingester".to_owned(),
+            None,
+        )];
+
+        // Without scratch nothing is writable, and the pod template is as before.
+        let sts = pod_of("");
+        let pod = sts.template.spec.expect("pod");
+        assert!(mount(&pod).is_empty());
+        assert!(pod.volumes.is_none() && sts.volume_claim_templates.is_none());
+        assert_eq!(pod.security_context.and_then(|s| s.fs_group), None);
+
+        let sts = pod_of(r#"{"scratch": {"size": "2Gi"}}"#);
+        let pod = sts.template.spec.expect("pod");
+        assert_eq!(mount(&pod), want_mount);
+        let volumes = pod.volumes.clone().expect("volumes");
+        assert_eq!(volumes.len(), 1);
+        assert_eq!(volumes[0].name, "scratch");
+        let empty_dir = volumes[0].empty_dir.clone().expect("an emptyDir");
+        assert_eq!(empty_dir.size_limit, Some(Quantity("2Gi".into())));
+        assert!(sts.volume_claim_templates.is_none());
+        assert_eq!(pod.security_context.and_then(|s| s.fs_group), Some(65532));
+
+        let sts = pod_of(
+            r#"{"scratch": {"type": "PersistentVolumeClaim", "size": "10Gi", "storageClassName": "gp3"}}"#,
+        );
+        let pod = sts.template.spec.expect("pod");
+        assert_eq!(mount(&pod), want_mount);
+        assert!(
+            pod.volumes.is_none(),
+            "the claim template provides the volume"
+        );
+        let claims = sts.volume_claim_templates.expect("a claim template");
+        assert_eq!(claims.len(), 1);
+        assert_eq!(claims[0].metadata.name.as_deref(), Some("scratch"));
+        let spec = claims[0].spec.clone().expect("claim spec");
+        assert_eq!(spec.storage_class_name.as_deref(), Some("gp3"));
+        assert_eq!(spec.access_modes, Some(vec!["ReadWriteOnce".to_owned()]));
+        assert_eq!(
+            spec.resources
+                .and_then(|r| r.requests)
+                .and_then(|r| r.get("storage").cloned()),
+            Some(Quantity("10Gi".into()))
+        );
+        let sc = pod.containers[0].security_context.clone().expect("sc");
+        assert_eq!(sc.read_only_root_filesystem, Some(true), "still read-only");
     }
 
     #[test]

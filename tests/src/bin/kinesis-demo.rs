@@ -14,7 +14,7 @@ use std::{
 
 use anyhow::{Context, Result};
 use aws_sdk_kinesis::primitives::Blob;
-use kinesis_ingester_api::KinesisIngester;
+use kinesis_ingester_api::{KinesisIngester, bounds::SCRATCH_MOUNT_PATH};
 use kinesis_testkit::{
     chart::run, create_stream, fleet::Kubelet, kinesis_client, kube_client, wait_until,
 };
@@ -229,10 +229,13 @@ fn example(stream: &str, sink: &Path) -> Result<KinesisIngester> {
         "region": "us-east-1",
         "endpoint": std::env::var("KINESIS_ENDPOINT")?,
     });
-    v["spec"]["sink"] = serde_json::json!({"file": {"path": sink}, "batch": {"maxAge": "200ms"}});
+    // Workers write on their scratch volume, which the local kubelet keeps in the directory of
+    // `sink`.
+    let file = Path::new(SCRATCH_MOUNT_PATH).join(sink.file_name().unwrap_or_default());
+    v["spec"]["sink"] = serde_json::json!({"file": {"path": file}, "batch": {"maxAge": "200ms"}});
     // Small reads, so catching up on the backlog takes a few seconds and the lag visibly falls.
     v["spec"]["read"]["pollInterval"] = serde_json::json!("500ms");
     v["spec"]["read"]["maxRecordsPerCall"] = serde_json::json!(25);
-    v["spec"]["workers"] = serde_json::json!({"shardsPerWorker": 2});
+    v["spec"]["workers"] = serde_json::json!({"shardsPerWorker": 2, "scratch": {"size": "64Mi"}});
     Ok(serde_json::from_value(v)?)
 }

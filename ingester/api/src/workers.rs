@@ -1,0 +1,207 @@
+//! The `spec.workers` section: the size and pod settings of the worker fleet, and the scratch volume its pods write files to.
+
+use std::collections::BTreeMap;
+
+use k8s_openapi::api::core::v1::{Affinity, ResourceRequirements, Toleration};
+use kube::KubeSchema;
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+use crate::bounds;
+
+/// The worker fleet. The operator runs `ceil(openShards / shardsPerWorker)` workers, kept within
+/// `minReplicas..maxReplicas`, unless `replicas` is set (by hand, or by an autoscaler through the
+/// scale subresource).
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+#[x_kube(validation = Rule::new("self.minReplicas <= self.maxReplicas").message("workers.minReplicas must not be greater than workers.maxReplicas").field_path(".minReplicas").reason(Reason::FieldValueInvalid))]
+#[x_kube(validation = Rule::new(SCRATCH_CLAIM_IMMUTABLE).message(SCRATCH_CLAIM_MESSAGE).field_path(".scratch").reason(Reason::FieldValueForbidden))]
+pub struct WorkersSpec {
+    /// Shards each worker reads at most, used to size the fleet.
+    #[serde(default = "default_shards_per_worker")]
+    #[schemars(range(min = 1, max = 10000))]
+    pub shards_per_worker: i32,
+
+    /// Fewest workers.
+    #[serde(default = "default_min_replicas")]
+    #[schemars(range(min = 1, max = 10000))]
+    pub min_replicas: i32,
+
+    /// Most workers.
+    #[serde(default = "default_max_replicas")]
+    #[schemars(range(min = 1, max = 10000))]
+    pub max_replicas: i32,
+
+    /// Explicit worker count; overrides the count derived from `shardsPerWorker` (still kept
+    /// within the bounds). Set by `kubectl scale` or an autoscaler.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 0, max = 10000))]
+    pub replicas: Option<i32>,
+
+    /// Worker container image. Defaults to the ingester image the operator was installed with.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 512), regex(pattern = r"^\S+$"))]
+    pub image: Option<String>,
+
+    /// Compute resources of the worker container.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resources: Option<ResourceRequirements>,
+
+    /// Node labels a worker pod's node must have.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    #[schemars(extend("maxProperties" = MAX_LABELS, "additionalProperties" = label_value_schema()))]
+    #[x_kube(validation = label_keys_rule("workers.nodeSelector"))]
+    pub node_selector: BTreeMap<String, String>,
+
+    /// Tolerations of worker pods.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub tolerations: Vec<Toleration>,
+
+    /// Affinity rules of worker pods.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub affinity: Option<Affinity>,
+
+    /// PriorityClass of worker pods.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 253), regex(pattern = DNS_SUBDOMAIN_PATTERN))]
+    pub priority_class_name: Option<String>,
+
+    /// ServiceAccount of worker pods, e.g. one annotated for IRSA. When unset the operator
+    /// creates `<name>-worker`. Either way it binds the account to a Role that may only read
+    /// this ingester and its shard table and write worker reports.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 253), regex(pattern = DNS_SUBDOMAIN_PATTERN))]
+    pub service_account_name: Option<String>,
+
+    /// Extra labels on worker pods.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    #[schemars(extend("maxProperties" = MAX_LABELS, "additionalProperties" = label_value_schema()))]
+    #[x_kube(validation = label_keys_rule("workers.podLabels"))]
+    pub pod_labels: BTreeMap<String, String>,
+
+    /// Extra annotations on worker pods.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    #[schemars(extend("maxProperties" = MAX_LABELS))]
+    #[x_kube(validation = label_keys_rule("workers.podAnnotations"))]
+    pub pod_annotations: BTreeMap<String, String>,
+
+    /// A writable volume mounted at `/var/lib/kinesis-ingester` in every worker pod, where
+    /// `sink.file.path` and `sink.deadLetterPath` must be in a fleet: the rest of a worker's
+    /// filesystem is read-only. Each worker gets its own volume.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scratch: Option<ScratchSpec>,
+}
+
+/// The worker's scratch volume.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+#[x_kube(validation = Rule::new("self.type == 'PersistentVolumeClaim' || !has(self.storageClassName)").message("workers.scratch.storageClassName is allowed only when type is PersistentVolumeClaim").field_path(".storageClassName").reason(Reason::FieldValueForbidden))]
+pub struct ScratchSpec {
+    /// `EmptyDir` (default): a per-pod `emptyDir` limited to `size`, emptied when the pod is
+    /// deleted or moved. `PersistentVolumeClaim`: one claim of `size` per worker (the
+    /// StatefulSet's `volumeClaimTemplates`, claim `scratch-<name>-worker-<n>`), kept across
+    /// pod restarts, scale-down and deletion of the ingester; it cannot be changed later.
+    #[serde(default, rename = "type")]
+    pub kind: ScratchType,
+
+    /// Size of the volume, a whole number of `Mi`, `Gi` or `Ti` from 1Mi to 16Ti, e.g. `1Gi`:
+    /// the `emptyDir` size limit (the pod is evicted past it) or the claim's storage request.
+    #[schemars(length(max = 16), regex(pattern = bounds::SIZE_PATTERN))]
+    #[x_kube(validation = bounds::SCRATCH_SIZE.rule())]
+    pub size: String,
+
+    /// StorageClass of the claims (`PersistentVolumeClaim` only); the cluster's default class
+    /// when unset.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 253), regex(pattern = DNS_SUBDOMAIN_PATTERN))]
+    pub storage_class_name: Option<String>,
+}
+
+/// Kinds of scratch volume.
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum ScratchType {
+    /// An `emptyDir` per pod: gone with the pod.
+    #[default]
+    EmptyDir,
+    /// A PersistentVolumeClaim per worker, kept until deleted by hand.
+    PersistentVolumeClaim,
+}
+
+/// A DNS subdomain (RFC 1123), as names of ServiceAccounts and classes must be.
+pub const DNS_SUBDOMAIN_PATTERN: &str =
+    r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?([.][a-z0-9]([-a-z0-9]*[a-z0-9])?)*$";
+
+/// A label or annotation key: an optional DNS-subdomain prefix and `/`, then a name of at most
+/// 63 characters that starts and ends alphanumeric.
+pub const LABEL_KEY_PATTERN: &str = "^([a-z0-9]([-a-z0-9]*[a-z0-9])?([.][a-z0-9]([-a-z0-9]*[a-z0-9])?)*/)?[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?$";
+
+/// A label value: empty, or at most 63 characters that start and end alphanumeric.
+pub const LABEL_VALUE_PATTERN: &str = "^(([A-Za-z0-9][-A-Za-z0-9_.]{0,61})?[A-Za-z0-9])?$";
+
+/// Most entries in `podLabels`, `podAnnotations` and `nodeSelector`.
+pub const MAX_LABELS: usize = 64;
+
+/// Longest label or annotation key: a 253-character prefix, `/` and a 63-character name.
+pub const MAX_LABEL_KEY_LEN: usize = 317;
+
+/// What the keys of `podLabels`, `nodeSelector` and `podAnnotations` must be.
+pub const LABEL_KEY_REQUIREMENT: &str = "keys must be label keys: an optional DNS prefix and '/', then at most 63 characters of A-Z, a-z, 0-9, '-', '_' or '.', starting and ending alphanumeric";
+
+/// The admission rule on the keys of a label map: the API server would refuse the StatefulSet
+/// otherwise, and the operator would retry it forever. Values are checked by the schema (a
+/// pattern costs nothing in CEL's budget).
+fn label_keys_rule(field: &str) -> kube::core::Rule {
+    kube::core::Rule::new(format!(
+        "self.all(k, k.size() <= {MAX_LABEL_KEY_LEN} && k.matches('{LABEL_KEY_PATTERN}'))"
+    ))
+    .message(format!("{field}: {LABEL_KEY_REQUIREMENT}").as_str())
+    .reason(kube::core::Reason::FieldValueInvalid)
+}
+
+/// The schema of a label value.
+fn label_value_schema() -> serde_json::Value {
+    serde_json::json!({
+        "type": "string",
+        "maxLength": 63,
+        "pattern": LABEL_VALUE_PATTERN,
+    })
+}
+
+/// A claim template cannot change: adding, changing or removing a `PersistentVolumeClaim`
+/// scratch is refused (a transition rule: only the API server checks it).
+const SCRATCH_CLAIM_IMMUTABLE: &str = "((has(self.scratch) && self.scratch.type == 'PersistentVolumeClaim') || (has(oldSelf.scratch) && oldSelf.scratch.type == 'PersistentVolumeClaim')) ? (has(self.scratch) && has(oldSelf.scratch) && self.scratch == oldSelf.scratch) : true";
+
+const SCRATCH_CLAIM_MESSAGE: &str = "workers.scratch cannot be added, changed or removed while it is a PersistentVolumeClaim: a StatefulSet's volumeClaimTemplates cannot change; delete and re-create the ingester (with checkpoints.retention: Retain it resumes where it stopped)";
+
+fn default_shards_per_worker() -> i32 {
+    4
+}
+
+fn default_min_replicas() -> i32 {
+    1
+}
+
+fn default_max_replicas() -> i32 {
+    10
+}
+
+impl Default for WorkersSpec {
+    fn default() -> Self {
+        Self {
+            shards_per_worker: default_shards_per_worker(),
+            min_replicas: default_min_replicas(),
+            max_replicas: default_max_replicas(),
+            replicas: None,
+            image: None,
+            resources: None,
+            node_selector: BTreeMap::new(),
+            tolerations: Vec::new(),
+            affinity: None,
+            priority_class_name: None,
+            service_account_name: None,
+            pod_labels: BTreeMap::new(),
+            pod_annotations: BTreeMap::new(),
+            scratch: None,
+        }
+    }
+}
