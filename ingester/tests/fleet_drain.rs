@@ -119,6 +119,7 @@ async fn sigterm_keeps_renewing_while_a_slow_sink_drains_and_releases_at_the_las
                 epoch: 1,
                 draining: false,
                 start_after: None,
+                start_at_timestamp: None,
             }],
             ..KinesisShardAssignmentSpec::default()
         },

@@ -355,10 +355,13 @@ pub struct ListedShard {
 }
 
 /// Step 4: add shards the stream lists and the table does not know; forget finished ids and
-/// ownerless entries the stream no longer lists (past retention).
+/// ownerless entries the stream no longer lists (past retention). With `pin_latest` (the
+/// ingester starts at `Latest`; the time of this pass), every shard that has no position yet
+/// is pinned to that time, so each later owner reads from it instead of from "latest" again.
 pub fn merge_topology(
     table: &mut KinesisShardAssignmentSpec,
     listed: &[ListedShard],
+    pin_latest: Option<jiff::Timestamp>,
 ) -> Vec<Transition> {
     let ids: BTreeSet<&str> = listed.iter().map(|s| s.shard_id.as_str()).collect();
     table.finished.retain(|id| ids.contains(id.as_str()));
@@ -381,12 +384,20 @@ pub fn merge_topology(
             epoch: 0,
             draining: false,
             start_after: None,
+            start_at_timestamp: None,
         });
         out.push(Transition::Discovered {
             shard: s.shard_id.clone(),
         });
     }
     table.shards.sort_by(|a, b| a.shard_id.cmp(&b.shard_id));
+    if let Some(now) = pin_latest {
+        for s in &mut table.shards {
+            if s.start_after.is_none() && s.start_at_timestamp.is_none() {
+                s.start_at_timestamp = Some(now.to_string());
+            }
+        }
+    }
     out
 }
 
@@ -496,7 +507,7 @@ pub fn too_large_after(
 ) -> Option<usize> {
     let mut bound = table.clone();
     if let Some(listed) = listed {
-        merge_topology(&mut bound, listed);
+        merge_topology(&mut bound, listed, Some(jiff::Timestamp::MAX));
     }
     for shard in &mut bound.shards {
         shard.owner = Some(longest_owner.to_owned());

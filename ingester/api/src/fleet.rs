@@ -100,6 +100,12 @@ pub struct AssignedShard {
     /// The owner starts just after this position (the last checkpoint of the previous owner).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub start_after: Option<CheckpointPosition>,
+
+    /// For `startingPosition: Latest`: when the operator first recorded the shard (RFC 3339).
+    /// An owner without `startAfter` reads from this time rather than from "latest" again, so
+    /// the records put between one owner's start and the next owner's are not skipped.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub start_at_timestamp: Option<String>,
 }
 
 /// A position inside a shard.

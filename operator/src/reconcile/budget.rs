@@ -43,6 +43,7 @@ mod tests {
                     epoch: 12,
                     draining: false,
                     start_after: Some(pos()),
+                    start_at_timestamp: None,
                 })
                 .collect(),
             finished: (0..SHARDS).map(|i| id(i + 5000)).collect(),

@@ -10,7 +10,7 @@ use k8s_openapi::{
 };
 use kinesis_ingester_api::{
     INGESTER_LABEL, KinesisIngester, KinesisShardAssignment, KinesisWorker, KinesisWorkerSpec,
-    ORDINAL_LABEL, worker_name,
+    ORDINAL_LABEL, StartingPositionType, worker_name,
 };
 use kinesis_protocol::{
     handoff::{self, Liveness, Transition, WorkerState, Workers},
@@ -153,7 +153,9 @@ pub async fn run(
             }
         }
         if let Some(t) = topology {
-            transitions.extend(handoff::merge_topology(&mut spec, &t.listed));
+            let pin = (ki.spec.read.starting_position.kind == StartingPositionType::Latest)
+                .then(Timestamp::now);
+            transitions.extend(handoff::merge_topology(&mut spec, &t.listed, pin));
         }
         let eligible = handoff::eligible(&spec, ki.spec.read.strict_order);
         if problem.is_none() {

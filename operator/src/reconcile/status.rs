@@ -313,6 +313,7 @@ mod tests {
                     epoch: 1,
                     draining: false,
                     start_after: None,
+                    start_at_timestamp: None,
                 })
                 .collect(),
             ..Default::default()
