@@ -517,6 +517,18 @@ pub fn too_large_after(
     too_large(&bound)
 }
 
+/// Table writes are coalesced: at most one per this gap (docs/design.md §2.1), so a burst of
+/// reports (a rebalance, many shards finishing) costs one write, not one per report.
+pub const MIN_TABLE_WRITE_GAP: Duration = Duration::from_secs(2);
+
+/// How long a pass must wait before it may plan and write the table again, after a write at
+/// `last`; `None` when it may now. A waiting pass writes nothing, fences included, and comes
+/// back after the wait.
+pub fn table_write_wait(last: Option<Instant>, now: Instant) -> Option<Duration> {
+    let due = last? + MIN_TABLE_WRITE_GAP;
+    (due > now).then(|| due.saturating_duration_since(now))
+}
+
 /// `max(1, 10 % of the eligible shards)`: how many shards may be draining at once.
 pub fn max_handoffs(eligible: usize) -> usize {
     (eligible / 10).max(1)

@@ -45,6 +45,8 @@ pub struct InFlight {
     /// When the next live worker would expire if it does not report again: the reconcile
     /// after that moment fences it without waiting for the periodic requeue.
     pub next_expiry: Option<std::time::Duration>,
+    /// The table was written less than the coalescing gap ago: plan again after this.
+    pub table_wait: Option<std::time::Duration>,
 }
 
 /// Runs the fleet pass.
@@ -110,9 +112,16 @@ pub async fn run(
         .unwrap_or(0)
         .max(ki.spec.workers.min_replicas);
     let mut planned = None;
-    if let Some(table) = &table {
+    let now = std::time::Instant::now();
+    in_flight.table_wait = ctx
+        .memory()
+        .get(&key)
+        .and_then(|m| handoff::table_write_wait(m.table_written, now));
+    if let Some(table) = table.as_ref().filter(|_| in_flight.table_wait.is_some()) {
+        // Coalescing: nothing is planned or written until the gap has passed.
+        planned = Some(table.clone());
+    } else if let Some(table) = &table {
         let mut spec = table.spec.clone();
-        let now = std::time::Instant::now();
         let candidates = {
             let mut memory = ctx.memory();
             let m = memory.entry(key.clone()).or_default();
@@ -204,6 +213,7 @@ pub async fn run(
                     kerr("writing the shard table")(e)
                 }
             })?;
+            ctx.memory().entry(key.clone()).or_default().table_written = Some(now);
         }
         planned = Some(next);
     }

@@ -509,3 +509,19 @@ fn latest_shards_without_a_position_are_pinned_once() {
         "pinned once, at first sight"
     );
 }
+
+/// Defect 9.1.8: table writes are coalesced, at most one per `MIN_TABLE_WRITE_GAP`.
+#[test]
+fn table_writes_wait_out_the_coalescing_gap() {
+    let t0 = Instant::now();
+    assert_eq!(
+        table_write_wait(None, t0),
+        None,
+        "the first write goes at once"
+    );
+    assert_eq!(
+        table_write_wait(Some(t0), t0 + Duration::from_millis(500)),
+        Some(MIN_TABLE_WRITE_GAP - Duration::from_millis(500))
+    );
+    assert_eq!(table_write_wait(Some(t0), t0 + MIN_TABLE_WRITE_GAP), None);
+}
