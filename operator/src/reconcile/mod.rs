@@ -214,7 +214,7 @@ async fn ensure_table(
     };
     let consumer_arn = match (ki.spec.read.mode, consumer_arn) {
         (ReadMode::EnhancedFanOut, None) => {
-            let consumer = ki.consumer_name();
+            let consumer = ki.fleet_consumer_name();
             let arn = topology
                 .api
                 .register_consumer(&topology.stream_arn, &consumer)
