@@ -192,7 +192,7 @@ fn decoder(kpl_deaggregation: bool, compression: Compression, format: RecordForm
 fn raw(n: usize, data: Bytes) -> RawRecord {
     RawRecord {
         data,
-        partition_key: format!("key-{n}"),
+        partition_key: format!("key-{n}").into(),
         sequence_number: format!("4959033827149025660855969253836157109592157598913{n:07}")
             .parse()
             .expect("bench sequence number"),

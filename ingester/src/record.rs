@@ -11,8 +11,8 @@ use crate::sequence::{Position, SequenceNumber};
 pub struct RawRecord {
     /// The payload.
     pub data: Bytes,
-    /// Partition key the producer gave.
-    pub partition_key: String,
+    /// Partition key the producer gave; shared with the records decoded from this one.
+    pub partition_key: Arc<str>,
     /// Kinesis sequence number.
     pub sequence_number: SequenceNumber,
     /// ApproximateArrivalTimestamp, in milliseconds since the Unix epoch.
@@ -33,9 +33,9 @@ pub struct ShardContext {
     pub tag: Option<Arc<str>>,
 }
 
-/// CloudWatch Logs metadata of one log event.
+/// CloudWatch Logs metadata of one envelope, shared by all of its log events.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct CloudWatchMeta {
+pub struct CloudWatchEnvelope {
     /// AWS account that owns the log group.
     pub owner: String,
     /// Log group name.
@@ -44,6 +44,13 @@ pub struct CloudWatchMeta {
     pub log_stream: String,
     /// Subscription filters that matched.
     pub subscription_filters: Vec<String>,
+}
+
+/// CloudWatch Logs metadata of one log event.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CloudWatchMeta {
+    /// The envelope's metadata: one allocation for all of its events, not a copy per event.
+    pub envelope: Arc<CloudWatchEnvelope>,
     /// Log event id.
     pub id: String,
     /// Log event time, milliseconds since the Unix epoch.
@@ -60,8 +67,9 @@ pub struct Record {
     /// Position in the shard: the Kinesis sequence number, and the KPL sub-sequence number for a
     /// user record of an aggregated record.
     pub position: Position,
-    /// Partition key: the user record's own key for KPL user records.
-    pub partition_key: String,
+    /// Partition key: the user record's own key for KPL user records. Shared, not copied, by
+    /// every record decoded from one Kinesis record or KPL key-table entry.
+    pub partition_key: Arc<str>,
     /// ApproximateArrivalTimestamp of the Kinesis record, ms since the Unix epoch.
     pub approximate_arrival_ms: Option<i64>,
     /// Set for records unpacked from a CloudWatch Logs subscription envelope.
@@ -77,7 +85,7 @@ pub struct DeadLetter {
     pub shard: Arc<ShardContext>,
     /// Why decoding failed, e.g. `gzip: invalid header`.
     pub reason: String,
-    /// Bounded category for metric labels: `gzip` or `cloudwatch`.
+    /// Bounded category for metric labels: `gzip`, `cloudwatch` or `kpl`.
     pub category: &'static str,
 }
 
