@@ -38,7 +38,7 @@ both_modes!(a_cloudwatch_metadata_bomb_is_dead_lettered_in_bounded_memory);
 async fn a_cloudwatch_metadata_bomb_is_dead_lettered_in_bounded_memory(
     mode: ReadMode,
 ) -> Result<()> {
-    // A 2 MiB log group name and 50,000 one-character events: 4.5 MB of JSON, ~130 KB of gzip.
+    // A 2 MiB log group name and 50,000 one-character events: 4.8 MB of JSON, 132 KB of gzip.
     let next = json!({
         "messageType": "DATA_MESSAGE", "owner": "123456789012", "logGroup": "/app/web",
         "logStream": "i-1", "subscriptionFilters": ["all"],
