@@ -118,7 +118,12 @@ pub async fn run(
         .get(&key)
         .and_then(|m| handoff::table_write_wait(m.table_written, now));
     if let Some(table) = table.as_ref().filter(|_| in_flight.table_wait.is_some()) {
-        // Coalescing: nothing is planned or written until the gap has passed.
+        // Coalescing: nothing is planned or written until the gap has passed; the fleet's size
+        // still follows the table as it is.
+        if problem.is_none() {
+            let eligible = handoff::eligible(&table.spec, ki.spec.read.strict_order);
+            desired = plan::desired_workers(&ki.spec.workers, eligible.len());
+        }
         planned = Some(table.clone());
     } else if let Some(table) = &table {
         let mut spec = table.spec.clone();
