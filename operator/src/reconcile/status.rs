@@ -75,7 +75,7 @@ pub fn format_lag(ms: i64) -> String {
 /// The status and the fleet gauges.
 pub fn compute(input: &StatusInput<'_>) -> (KinesisIngesterStatus, FleetGauges) {
     let mut shards = Vec::new();
-    let mut max_lag: Option<i64> = None;
+    let mut lags: std::collections::BTreeMap<&str, i64> = Default::default();
     let (mut pending, mut reading, mut draining) = (0, 0, 0);
     let mut per_worker: std::collections::BTreeMap<&str, i64> = Default::default();
     let readable: Vec<String> = input
@@ -104,7 +104,7 @@ pub fn compute(input: &StatusInput<'_>) -> (KinesisIngesterStatus, FleetGauges) 
         }
         let lag = entry.and_then(|e| e.millis_behind_latest);
         if let Some(l) = lag {
-            max_lag = Some(max_lag.map_or(l, |m| m.max(l)));
+            lags.insert(s.shard_id.as_str(), l);
         }
         let checkpoint = entry
             .and_then(|e| e.position.as_ref())
@@ -122,6 +122,7 @@ pub fn compute(input: &StatusInput<'_>) -> (KinesisIngesterStatus, FleetGauges) 
             checkpoint,
         });
     }
+    let max_lag = max_known_lag(&lags, &readable);
     let live_workers = input
         .workers
         .values()
@@ -238,9 +239,19 @@ pub fn compute(input: &StatusInput<'_>) -> (KinesisIngesterStatus, FleetGauges) 
             ("expired", expired),
         ],
         max_shards_per_worker: per_worker.values().copied().max().unwrap_or(0),
-        max_millis_behind_latest: max_lag.unwrap_or(0),
+        max_millis_behind_latest: max_lag,
     };
     (status, gauges)
+}
+
+/// The largest lag, known only when every readable shard reports one: a shard not read yet, or
+/// whose reader never got an answer from Kinesis, may be any distance behind, so the maximum is
+/// unknown (absent), never 0.
+fn max_known_lag(lags: &std::collections::BTreeMap<&str, i64>, readable: &[String]) -> Option<i64> {
+    if readable.iter().any(|id| !lags.contains_key(id.as_str())) {
+        return None;
+    }
+    lags.values().copied().max()
 }
 
 fn condition(
@@ -394,6 +405,7 @@ mod tests {
         assert_eq!(s.observed_generation, Some(3));
         assert!(s.shards.iter().all(|e| e.state == ShardState::Reading));
         assert_eq!(g.max_shards_per_worker, 2);
+        assert_eq!(g.max_millis_behind_latest, Some(1200));
     }
 
     #[test]
@@ -436,6 +448,42 @@ mod tests {
             Time(Timestamp::UNIX_EPOCH)
         );
         assert!(!structurally_different(&first, &second));
+    }
+
+    #[test]
+    fn a_shard_with_unknown_lag_makes_the_largest_lag_unknown_not_zero() {
+        let t = table(&[Some("w0"), Some("w0")]);
+        let mut w = workers(Liveness::Live, &[(0, 0), (1, 0)]);
+        if let Some(st) = w.get_mut("w0").and_then(|w| w.object.status.as_mut()) {
+            for e in &mut st.shards {
+                e.millis_behind_latest = None;
+            }
+            st.shards[0].millis_behind_latest = Some(700);
+        }
+        let (s, g) = compute(&input(&t, &w));
+        assert_eq!(s.max_millis_behind_latest, None, "s1's lag is unknown");
+        assert_eq!(s.lag, None);
+        assert_eq!(g.max_millis_behind_latest, None);
+        assert_eq!(s.shards[0].millis_behind_latest, Some(700));
+        assert_eq!(s.shards[1].millis_behind_latest, None);
+    }
+
+    #[test]
+    fn a_worker_that_never_read_reports_no_lag() {
+        let t = table(&[Some("w0")]);
+        let mut w = workers(Liveness::Live, &[(0, 0)]);
+        if let Some(st) = w.get_mut("w0").and_then(|w| w.object.status.as_mut()) {
+            st.shards[0].millis_behind_latest = None;
+        }
+        let (s, g) = compute(&input(&t, &w));
+        assert_eq!(s.max_millis_behind_latest, None);
+        assert_eq!(g.max_millis_behind_latest, None);
+        let (s, g) = compute(&input(&table(&[None]), &w));
+        assert_eq!(
+            s.max_millis_behind_latest, None,
+            "a pending shard's lag is unknown"
+        );
+        assert_eq!(g.max_millis_behind_latest, None);
     }
 
     #[test]
