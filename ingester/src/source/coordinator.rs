@@ -80,6 +80,8 @@ pub struct ReaderParts {
     pub chunks: mpsc::Sender<Chunk>,
     /// Metrics.
     pub metrics: Arc<Metrics>,
+    /// What the sink acknowledged, and what waits for it.
+    pub tracker: Arc<Tracker>,
 }
 
 impl std::fmt::Debug for ReaderParts {
@@ -119,6 +121,7 @@ impl ReaderParts {
             dead_letters: self.dead_letters.clone(),
             chunks: self.chunks.clone(),
             metrics: self.metrics.clone(),
+            tracker: self.tracker.clone(),
             cancel,
         };
         match &self.kind {
@@ -264,6 +267,7 @@ impl Coordinator {
             dead_letters: self.dead_letters.clone(),
             chunks: self.chunks.clone(),
             metrics: self.metrics.clone(),
+            tracker: self.tracker.clone(),
         }
     }
 

@@ -352,6 +352,8 @@ mod tests {
                     millis_behind_latest: Some(*lag),
                     released: false,
                     finished: false,
+                    last_delivery: None,
+                    delivery_stuck: None,
                 })
                 .collect(),
             ..Default::default()
