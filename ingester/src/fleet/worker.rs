@@ -64,7 +64,7 @@ pub struct Worker {
     /// The sink's counters: its last error.
     pub sink_stats: Arc<SinkStats>,
     /// Records waiting for the sink with nothing acknowledged for longer than this make
-    /// delivery stuck: reported per shard.
+    /// delivery stuck: reported per shard, and `/readyz` false.
     pub stuck_after: Duration,
     /// `/readyz`.
     pub ready: Arc<AtomicBool>,
@@ -921,11 +921,24 @@ impl State {
                     .get(id)
                     .is_some_and(|h| matches!(h.phase, Phase::Reading(_)))
         });
+        let delivering = !self.w.tracker.any_stuck(Instant::now(), self.w.stuck_after);
         server::set_ready(
             &self.w.ready,
-            self.table_seen && self.reads && !self.w.self_fenced && all_read,
+            worker_ready(
+                self.table_seen && self.reads,
+                self.w.self_fenced,
+                all_read,
+                delivering,
+            ),
         );
     }
+}
+
+/// `/readyz` of a worker: it read the table (and has its consumer), is not self-fenced, reads
+/// every shard it should, and its sink is not stuck (records waiting, nothing acknowledged for
+/// longer than the threshold).
+fn worker_ready(reads: bool, self_fenced: bool, all_read: bool, delivering: bool) -> bool {
+    reads && !self_fenced && all_read && delivering
 }
 
 #[cfg(test)]
@@ -934,6 +947,36 @@ mod tests {
 
     fn pos(seq: &str) -> Position {
         Position::whole(seq.parse().expect("seq"))
+    }
+
+    #[test]
+    fn a_worker_whose_sink_is_stuck_is_not_ready() {
+        let tracker = Tracker::strict();
+        tracker.seed("a", Some(pos("5")));
+        let stuck_after = Duration::from_secs(30);
+        let now = Instant::now();
+        let delivering = |at: Instant| !tracker.any_stuck(at, stuck_after);
+        assert!(worker_ready(true, false, true, delivering(now)));
+        tracker.read("a", &pos("9"));
+        assert!(worker_ready(
+            true,
+            false,
+            true,
+            delivering(now + Duration::from_secs(29))
+        ));
+        assert!(
+            !worker_ready(true, false, true, delivering(now + Duration::from_secs(31))),
+            "records waited 31 s with nothing acknowledged"
+        );
+        tracker.ack("a", &pos("9"));
+        assert!(worker_ready(
+            true,
+            false,
+            true,
+            delivering(Instant::now() + Duration::from_secs(600))
+        ));
+        assert!(!worker_ready(true, true, true, true), "self-fenced");
+        assert!(!worker_ready(true, false, false, true), "a shard not read");
     }
 
     #[test]
