@@ -62,6 +62,8 @@ fn entry(id: &str, epoch: i64, seq: Option<&str>) -> WorkerShard {
         millis_behind_latest: None,
         released: false,
         finished: false,
+        last_delivery: None,
+        delivery_stuck: None,
     }
 }
 
