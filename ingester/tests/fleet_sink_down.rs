@@ -112,6 +112,7 @@ async fn a_refusing_sink_is_reported_stuck_and_not_ready_then_recovers() -> Resu
                 epoch: 1,
                 draining: false,
                 start_after: None,
+                start_at_timestamp: None,
             }],
             ..KinesisShardAssignmentSpec::default()
         },
