@@ -4,7 +4,6 @@
 mod common;
 
 use std::{
-    process::Stdio,
     sync::{
         Arc, Mutex,
         atomic::{AtomicBool, AtomicUsize, Ordering::SeqCst},
@@ -15,15 +14,6 @@ use std::{
 use anyhow::{Context, Result};
 use axum::{Router, extract::State, routing::post};
 use common::*;
-use kinesis_ingester_api::{
-    AssignedShard, KinesisIngester, KinesisShardAssignment, KinesisShardAssignmentSpec,
-    KinesisWorker, KinesisWorkerSpec,
-};
-use kinesis_testkit::{TestNamespace, install_kinesis_ingester_crd, kube_client};
-use kube::{
-    Api,
-    api::{ObjectMeta, PostParams},
-};
 use tokio::process::Command;
 
 const WAIT: Duration = Duration::from_secs(60);
@@ -62,104 +52,13 @@ async fn sigterm_keeps_renewing_while_a_slow_sink_drains_and_releases_at_the_las
         .with_state(sink.clone());
     tokio::spawn(async move { axum::serve(listener, app).await });
 
-    let client = kube_client().await?;
-    install_kinesis_ingester_crd(&client).await?;
-    let ns = TestNamespace::create(&client, "drain").await?;
-    let kinesis = kinesis_client()?;
-    let stream = create_stream(&kinesis, 1).await?;
-    let shard = open_shards(&kinesis, &stream)
-        .await?
-        .remove(0)
-        .shard_id()
-        .to_owned();
-    let endpoint = std::env::var("KINESIS_ENDPOINT")?;
-    let name = "orders";
-    let worker_name = format!("{name}-worker-0");
-    let ingester: KinesisIngester = serde_json::from_value(serde_json::json!({
-        "apiVersion": "kinesis-operator.dev/v1alpha1",
-        "kind": "KinesisIngester",
-        "metadata": {"name": name, "namespace": ns.name()},
-        "spec": {
-            "stream": {"name": stream, "region": "us-east-1", "endpoint": endpoint},
-            "read": {"startingPosition": {"type": "TrimHorizon"}, "pollInterval": "200ms"},
-            "sink": {"http": {"url": url, "timeout": "60s"}, "batch": {"maxRecords": 50, "maxAge": "100ms"}},
-        },
-    }))?;
-    let ingesters: Api<KinesisIngester> = Api::namespaced(client.clone(), ns.name());
-    let uid = ingesters
-        .create(&PostParams::default(), &ingester)
-        .await?
-        .metadata
-        .uid
-        .context("uid")?;
-    let workers: Api<KinesisWorker> = Api::namespaced(client.clone(), ns.name());
-    let mut worker = KinesisWorker::new(
-        &worker_name,
-        KinesisWorkerSpec {
-            ingester_uid: uid.clone(),
-            fences: vec![],
-        },
-    );
-    worker.metadata.namespace = Some(ns.name().to_owned());
-    workers.create(&PostParams::default(), &worker).await?;
-    let table = KinesisShardAssignment {
-        metadata: ObjectMeta {
-            name: Some(name.to_owned()),
-            namespace: Some(ns.name().to_owned()),
-            ..ObjectMeta::default()
-        },
-        spec: KinesisShardAssignmentSpec {
-            ingester_uid: uid,
-            shards: vec![AssignedShard {
-                shard_id: shard.clone(),
-                parents: vec![],
-                starting_hash_key: None,
-                ending_hash_key: None,
-                owner: Some(worker_name.clone()),
-                epoch: 1,
-                draining: false,
-                start_after: None,
-                start_at_timestamp: None,
-            }],
-            ..KinesisShardAssignmentSpec::default()
-        },
-    };
-    Api::<KinesisShardAssignment>::namespaced(client.clone(), ns.name())
-        .create(&PostParams::default(), &table)
-        .await?;
-
-    let mut child = Command::new(env!("CARGO_BIN_EXE_kinesis-ingester"))
-        .args([
-            "run",
-            "--fleet",
-            "--ingester",
-            name,
-            "--metrics-addr",
-            "off",
-        ])
-        .args(["--report-interval", "5s", "--self-fence-after", "10s"])
-        .args(["--worker-lease", "14s", "--shutdown-timeout", "40s"])
-        .env("KUBECONFIG", std::env::var("KUBECONFIG")?)
-        .env("POD_NAMESPACE", ns.name())
-        .env("POD_NAME", &worker_name)
-        .env("POD_UID", "pod-uid-1")
-        .env("AWS_ACCESS_KEY_ID", "000000000000")
-        .env("AWS_SECRET_ACCESS_KEY", "test")
-        .env("AWS_EC2_METADATA_DISABLED", "true")
-        .stdout(Stdio::null())
-        .kill_on_drop(true)
-        .spawn()?;
-    let status = || async {
-        let w = workers.get(&worker_name).await?;
-        Ok::<_, anyhow::Error>(w.status.unwrap_or_default())
-    };
-
-    let records = |from: usize, to: usize| {
-        (from..to)
-            .map(|i| ("k".to_owned(), format!("r-{i}").into_bytes()))
-            .collect::<Vec<_>>()
-    };
-    put(&kinesis, &stream, &records(0, 5)).await?;
+    let w = one_shard::OneShardWorker::start(
+        "drain",
+        serde_json::json!({"http": {"url": url, "timeout": "60s"}, "batch": {"maxRecords": 50, "maxAge": "100ms"}}),
+        &["--metrics-addr", "off", "--shutdown-timeout", "40s"],
+    )
+    .await?;
+    w.put_range(0, 5).await?;
     wait_until("the first records delivered", WAIT, || async {
         Ok((sink.lines.lock().expect("lines").len() == 5).then_some(()))
     })
@@ -167,13 +66,13 @@ async fn sigterm_keeps_renewing_while_a_slow_sink_drains_and_releases_at_the_las
 
     // The sink turns slow; the next batch is in flight when SIGTERM comes.
     sink.slow.store(true, SeqCst);
-    put(&kinesis, &stream, &records(5, 10)).await?;
+    w.put_range(5, 10).await?;
     wait_until("a slow request in flight", WAIT, || async {
         Ok((sink.in_flight.load(SeqCst) > 0).then_some(()))
     })
     .await?;
-    let before = status().await?.renew_time;
-    let pid = child.id().context("child pid")?;
+    let before = w.status().await?.renew_time;
+    let pid = w.child.id().context("child pid")?;
     assert!(
         Command::new("kill")
             .args(["-TERM", &pid.to_string()])
@@ -185,7 +84,7 @@ async fn sigterm_keeps_renewing_while_a_slow_sink_drains_and_releases_at_the_las
     // While the slow request is still running, the worker renews its status: the lease never
     // lapses during a clean stop.
     wait_until("a status write during the drain", WAIT, || async {
-        let s = status().await?;
+        let s = w.status().await?;
         let drained = sink.lines.lock().expect("lines").len() == 10;
         anyhow::ensure!(
             !drained || s.renew_time != before,
@@ -195,7 +94,8 @@ async fn sigterm_keeps_renewing_while_a_slow_sink_drains_and_releases_at_the_las
     })
     .await?;
 
-    let exit = tokio::time::timeout(WAIT, child.wait()).await??;
+    let mut w = w;
+    let exit = tokio::time::timeout(WAIT, w.child.wait()).await??;
     assert_eq!(exit.code(), Some(0), "exits 0 after SIGTERM");
     // Records put after the reader's last page before SIGTERM are not read: they stay for the
     // next owner. What was read is delivered once, the slow batch included.
@@ -207,9 +107,9 @@ async fn sigterm_keeps_renewing_while_a_slow_sink_drains_and_releases_at_the_las
         got.len() > 5,
         "the slow batch was delivered, not dropped: {got:?}"
     );
-    let s = status().await?;
+    let s = w.status().await?;
     assert!(s.stopped, "status.stopped");
-    let entry = s.entry(&shard, 1).context("the shard's entry")?;
+    let entry = s.entry(&w.shard, 1).context("the shard's entry")?;
     assert!(entry.released, "released");
     let last = lines
         .last()

@@ -4,24 +4,13 @@
 mod common;
 
 use std::{
-    process::Stdio,
     sync::{Arc, Mutex},
     time::{Duration, Instant},
 };
 
-use anyhow::{Context, Result};
+use anyhow::Result;
 use axum::{Router, extract::State, routing::post};
 use common::*;
-use kinesis_ingester_api::{
-    AssignedShard, KinesisIngester, KinesisShardAssignment, KinesisShardAssignmentSpec,
-    KinesisWorker, KinesisWorkerSpec, WorkerShard,
-};
-use kinesis_testkit::{TestNamespace, install_kinesis_ingester_crd, kube_client};
-use kube::{
-    Api,
-    api::{ObjectMeta, PostParams},
-};
-use tokio::process::Command;
 
 /// The worker's threshold with 5 s reports: 30 s.
 const STUCK_AFTER: Duration = Duration::from_secs(30);
@@ -55,92 +44,13 @@ async fn a_refusing_sink_is_reported_stuck_and_not_ready_then_recovers() -> Resu
     let metrics_addr = closed_port()?;
     let url = format!("http://{sink_addr}/");
 
-    let client = kube_client().await?;
-    install_kinesis_ingester_crd(&client).await?;
-    let ns = TestNamespace::create(&client, "sinkdown").await?;
-    let kinesis = kinesis_client()?;
-    let stream = create_stream(&kinesis, 1).await?;
-    let shard = open_shards(&kinesis, &stream)
-        .await?
-        .remove(0)
-        .shard_id()
-        .to_owned();
-    let endpoint = std::env::var("KINESIS_ENDPOINT")?;
-    let name = "orders";
-    let worker_name = format!("{name}-worker-0");
-    let ingester: KinesisIngester = serde_json::from_value(serde_json::json!({
-        "apiVersion": "kinesis-operator.dev/v1alpha1",
-        "kind": "KinesisIngester",
-        "metadata": {"name": name, "namespace": ns.name()},
-        "spec": {
-            "stream": {"name": stream, "region": "us-east-1", "endpoint": endpoint},
-            "read": {"startingPosition": {"type": "TrimHorizon"}, "pollInterval": "200ms"},
-            "sink": {"http": {"url": url, "timeout": "5s"}, "batch": {"maxRecords": 50, "maxAge": "100ms"}},
-        },
-    }))?;
-    let ingesters: Api<KinesisIngester> = Api::namespaced(client.clone(), ns.name());
-    let uid = ingesters
-        .create(&PostParams::default(), &ingester)
-        .await?
-        .metadata
-        .uid
-        .context("uid")?;
-    let workers: Api<KinesisWorker> = Api::namespaced(client.clone(), ns.name());
-    let mut worker = KinesisWorker::new(
-        &worker_name,
-        KinesisWorkerSpec {
-            ingester_uid: uid.clone(),
-            fences: vec![],
-        },
-    );
-    worker.metadata.namespace = Some(ns.name().to_owned());
-    workers.create(&PostParams::default(), &worker).await?;
-    let table = KinesisShardAssignment {
-        metadata: ObjectMeta {
-            name: Some(name.to_owned()),
-            namespace: Some(ns.name().to_owned()),
-            ..ObjectMeta::default()
-        },
-        spec: KinesisShardAssignmentSpec {
-            ingester_uid: uid,
-            shards: vec![AssignedShard {
-                shard_id: shard.clone(),
-                parents: vec![],
-                starting_hash_key: None,
-                ending_hash_key: None,
-                owner: Some(worker_name.clone()),
-                epoch: 1,
-                draining: false,
-                start_after: None,
-                start_at_timestamp: None,
-            }],
-            ..KinesisShardAssignmentSpec::default()
-        },
-    };
-    Api::<KinesisShardAssignment>::namespaced(client.clone(), ns.name())
-        .create(&PostParams::default(), &table)
-        .await?;
-
-    let _child = Command::new(env!("CARGO_BIN_EXE_kinesis-ingester"))
-        .args(["run", "--fleet", "--ingester", name])
-        .args(["--metrics-addr", &metrics_addr.to_string()])
-        .args(["--report-interval", "5s", "--self-fence-after", "10s"])
-        .args(["--worker-lease", "14s"])
-        .env("KUBECONFIG", std::env::var("KUBECONFIG")?)
-        .env("POD_NAMESPACE", ns.name())
-        .env("POD_NAME", &worker_name)
-        .env("POD_UID", "pod-uid-1")
-        .env("AWS_ACCESS_KEY_ID", "000000000000")
-        .env("AWS_SECRET_ACCESS_KEY", "test")
-        .env("AWS_EC2_METADATA_DISABLED", "true")
-        .stdout(Stdio::null())
-        .kill_on_drop(true)
-        .spawn()?;
-    let entry = || async {
-        let w = workers.get(&worker_name).await?;
-        let e: Option<WorkerShard> = w.status.and_then(|s| s.entry(&shard, 1).cloned());
-        Ok::<_, anyhow::Error>(e)
-    };
+    let w = one_shard::OneShardWorker::start(
+        "sinkdown",
+        serde_json::json!({"http": {"url": url, "timeout": "5s"}, "batch": {"maxRecords": 50, "maxAge": "100ms"}}),
+        &["--metrics-addr", &metrics_addr.to_string()],
+    )
+    .await?;
+    let entry = || w.entry();
     let http = reqwest::Client::new();
     let readyz = || async {
         let r = http
@@ -155,10 +65,7 @@ async fn a_refusing_sink_is_reported_stuck_and_not_ready_then_recovers() -> Resu
     })
     .await?;
 
-    let records: Vec<_> = (0..5)
-        .map(|i| ("k".to_owned(), format!("r-{i}").into_bytes()))
-        .collect();
-    put(&kinesis, &stream, &records).await?;
+    w.put_range(0, 5).await?;
     let put_at = Instant::now();
 
     let stuck = wait_until(

@@ -3,6 +3,8 @@
 // Each test file uses a different subset of these helpers.
 #![allow(dead_code, unused_imports, unused_macros)]
 
+pub mod one_shard;
+
 use std::{path::Path, process::Stdio, sync::Arc, time::Duration};
 
 use anyhow::{Context, Result};
