@@ -79,7 +79,9 @@ fuzz_target!(|input: Input| {
         .unwrap_or_else(|e| panic!("encoding failed: {e}"));
     let written = &buf[b"previous\n".len()..];
     assert_eq!(written.last(), Some(&b'\n'));
-    let lines: Vec<&[u8]> = written[..written.len() - 1].split(|&b| b == b'\n').collect();
+    let lines: Vec<&[u8]> = written[..written.len() - 1]
+        .split(|&b| b == b'\n')
+        .collect();
     let line = match (&input.bulk_index, lines.as_slice()) {
         (None, [line]) => *line,
         (Some(index), [action, line]) => {
@@ -97,13 +99,22 @@ fuzz_target!(|input: Input| {
         other => panic!("unknown encoding {other:?}"),
     };
     assert_eq!(decoded, record.data.as_ref());
-    assert_eq!(value["sequenceNumber"].as_str(), Some(record.position.sequence.as_str()));
-    assert_eq!(value["partitionKey"].as_str(), Some(record.partition_key.as_str()));
+    assert_eq!(
+        value["sequenceNumber"].as_str(),
+        Some(record.position.sequence.as_str())
+    );
+    assert_eq!(
+        value["partitionKey"].as_str(),
+        Some(record.partition_key.as_str())
+    );
     assert_eq!(value["stream"].as_str(), Some(&*record.shard.stream));
     assert_eq!(value["shardId"].as_str(), Some(&*record.shard.shard_id));
     assert_eq!(value["tag"].as_str(), record.shard.tag.as_deref());
     if let Some(meta) = &record.cloudwatch {
-        assert_eq!(value["cloudwatch"]["logGroup"].as_str(), Some(meta.log_group.as_str()));
+        assert_eq!(
+            value["cloudwatch"]["logGroup"].as_str(),
+            Some(meta.log_group.as_str())
+        );
         assert_eq!(value["cloudwatch"]["id"].as_str(), Some(meta.id.as_str()));
     }
 });
