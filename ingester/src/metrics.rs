@@ -35,6 +35,12 @@ struct Category {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct DecodeFailure {
+    category: &'static str,
+    reason: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct WriteResult {
     result: &'static str,
 }
@@ -54,7 +60,7 @@ pub struct Metrics {
     bytes_in: Counter,
     source_errors: Family<OperationError, Counter>,
     throttles: Family<OperationError, Counter>,
-    decode_failures: Family<Category, Counter>,
+    decode_failures: Family<DecodeFailure, Counter>,
     kpl_aggregated: Counter,
     kpl_invalid: Counter,
     kpl_outside_range: Counter,
@@ -118,7 +124,7 @@ impl Metrics {
         );
         r.register(
             "decode_failures",
-            "Records that could not be decoded, by category",
+            "Records that could not be decoded or are over a limit AWS enforces, by category and reason",
             m.decode_failures.clone(),
         );
         r.register(
@@ -251,10 +257,10 @@ impl Metrics {
         self.kpl_outside_range.inc_by(stats.kpl_outside_hash_range);
         self.cloudwatch_control
             .inc_by(stats.cloudwatch_control_messages);
-        for (category, n) in stats.dead_letters_by_category() {
+        for (category, reason, n) in stats.dead_letters_by_reason() {
             if n > 0 {
                 self.decode_failures
-                    .get_or_create(&Category { category })
+                    .get_or_create(&DecodeFailure { category, reason })
                     .inc_by(n);
             }
         }
@@ -375,5 +381,25 @@ mod tests {
         }
         m.clear_shard("shardId-000000000001");
         assert!(!m.encode().contains("shardId-000000000001"));
+    }
+
+    #[test]
+    fn decode_failures_are_counted_by_category_and_reason() {
+        let m = Metrics::new(Arc::new(SinkStats::default()));
+        let mut stats = DecodeStats::default();
+        let too_many = crate::decode::DecodeError::LABELS
+            .iter()
+            .position(|&l| l == ("cloudwatch", "too_many_log_events"))
+            .expect("label");
+        stats.dead_letters[too_many] = 2;
+        stats.dead_letters[0] = 1;
+        m.decoded(&stats);
+        let text = m.encode();
+        for line in [
+            "kinesis_ingester_decode_failures_total{category=\"cloudwatch\",reason=\"too_many_log_events\"} 2",
+            "kinesis_ingester_decode_failures_total{category=\"gzip\",reason=\"invalid_gzip\"} 1",
+        ] {
+            assert!(text.contains(line), "{line} in {text}");
+        }
     }
 }

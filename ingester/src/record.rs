@@ -21,9 +21,9 @@ pub struct ShardContext {
     pub tag: Option<Arc<str>>,
 }
 
-/// CloudWatch Logs metadata of one log event.
+/// CloudWatch Logs metadata of one envelope, shared by all of its log events.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct CloudWatchMeta {
+pub struct CloudWatchEnvelope {
     /// AWS account that owns the log group.
     pub owner: String,
     /// Log group name.
@@ -32,6 +32,13 @@ pub struct CloudWatchMeta {
     pub log_stream: String,
     /// Subscription filters that matched.
     pub subscription_filters: Vec<String>,
+}
+
+/// CloudWatch Logs metadata of one log event.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CloudWatchMeta {
+    /// The envelope's metadata: one allocation for all of its events, not a copy per event.
+    pub envelope: Arc<CloudWatchEnvelope>,
     /// Log event id.
     pub id: String,
     /// Log event time, milliseconds since the Unix epoch.
@@ -48,8 +55,9 @@ pub struct Record {
     /// Position in the shard: the Kinesis sequence number, and the KPL sub-sequence number for a
     /// user record of an aggregated record.
     pub position: Position,
-    /// Partition key: the user record's own key for KPL user records.
-    pub partition_key: String,
+    /// Partition key: the user record's own key for KPL user records. Shared, not copied, by
+    /// every record decoded from one Kinesis record or KPL key-table entry.
+    pub partition_key: Arc<str>,
     /// ApproximateArrivalTimestamp of the Kinesis record, ms since the Unix epoch.
     pub approximate_arrival_ms: Option<i64>,
     /// Set for records unpacked from a CloudWatch Logs subscription envelope.
@@ -65,7 +73,7 @@ pub struct DeadLetter {
     pub shard: Arc<ShardContext>,
     /// Why decoding failed, e.g. `gzip: invalid header`.
     pub reason: String,
-    /// Bounded category for metric labels: `gzip` or `cloudwatch`.
+    /// Bounded category for metric labels: `gzip`, `cloudwatch` or `kpl`.
     pub category: &'static str,
 }
 

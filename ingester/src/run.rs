@@ -236,6 +236,8 @@ pub async fn run_fleet(
         default_start: start,
         tracker: tracker.clone(),
         metrics: pipeline.metrics.clone(),
+        sink_stats: pipeline.sink_stats.clone(),
+        stuck_after: fleet_options.timings.delivery_stuck_after(),
         ready: pipeline.ready.clone(),
         sink_flush: pipeline.sink_flush.clone(),
         sink_cancel: pipeline.sink_cancel.clone(),
@@ -267,8 +269,12 @@ pub async fn run_fleet(
                             stopped,
                             &entries,
                             spec,
-                            |_| None,
-                            |_| None,
+                            // Every entry is frozen: released or finished.
+                            |_| kinesis_protocol::report::LiveShard::default(),
+                            &kinesis_protocol::report::SinkHealth {
+                                stuck_after: fleet_options.timings.delivery_stuck_after(),
+                                last_error: None,
+                            },
                         )
                     },
                     |_| {},
@@ -312,6 +318,7 @@ struct Stopped<T> {
 /// What standalone and fleet mode share: metrics, the HTTP endpoints and the sink.
 struct Pipeline {
     metrics: Arc<Metrics>,
+    sink_stats: Arc<SinkStats>,
     ready: Arc<AtomicBool>,
     server_stop: CancellationToken,
     sink_task: JoinHandle<Result<(), SinkError>>,
@@ -366,7 +373,8 @@ impl Pipeline {
             },
         )?;
         let dead_letters = Arc::new(tokio::sync::Mutex::new(sink::dead_letter_writer(
-            &spec.sink, sink_stats,
+            &spec.sink,
+            sink_stats.clone(),
         )));
         let parts = ReaderParts {
             api,
@@ -382,9 +390,11 @@ impl Pipeline {
             dead_letters,
             chunks: chunks_tx,
             metrics: metrics.clone(),
+            tracker: tracker.clone(),
         };
         let pipeline = Self {
             metrics,
+            sink_stats,
             ready,
             server_stop,
             sink_task,

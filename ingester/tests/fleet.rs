@@ -155,6 +155,7 @@ async fn a_worker_reads_releases_obeys_fences_resumes_and_stops() -> Result<()> 
         epoch: 1,
         draining: false,
         start_after: None,
+        start_at_timestamp: None,
     };
     let other = format!("{name}-worker-1");
     let table = KinesisShardAssignment {

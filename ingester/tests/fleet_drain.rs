@@ -119,6 +119,7 @@ async fn sigterm_keeps_renewing_while_a_slow_sink_drains_and_releases_at_the_las
                 epoch: 1,
                 draining: false,
                 start_after: None,
+                start_at_timestamp: None,
             }],
             ..KinesisShardAssignmentSpec::default()
         },
@@ -196,16 +197,27 @@ async fn sigterm_keeps_renewing_while_a_slow_sink_drains_and_releases_at_the_las
 
     let exit = tokio::time::timeout(WAIT, child.wait()).await??;
     assert_eq!(exit.code(), Some(0), "exits 0 after SIGTERM");
-    let got = payloads(&lines_of(&sink));
-    assert_eq!(got.len(), 10, "every record delivered once: {got:?}");
+    // Records put after the reader's last page before SIGTERM are not read: they stay for the
+    // next owner. What was read is delivered once, the slow batch included.
+    let lines = lines_of(&sink);
+    let got = payloads(&lines);
+    let want: Vec<String> = (0..got.len()).map(|i| format!("r-{i}")).collect();
+    assert_eq!(got, want, "a prefix, in order, each once");
+    assert!(
+        got.len() > 5,
+        "the slow batch was delivered, not dropped: {got:?}"
+    );
     let s = status().await?;
     assert!(s.stopped, "status.stopped");
     let entry = s.entry(&shard, 1).context("the shard's entry")?;
     assert!(entry.released, "released");
-    let tip = kinesis_tip(&kinesis, &stream, &shard).await?;
+    let last = lines
+        .last()
+        .and_then(|l| l["sequenceNumber"].as_str())
+        .map(str::to_owned);
     assert_eq!(
         entry.position.as_ref().map(|p| p.sequence.clone()),
-        Some(tip),
+        last,
         "released at the last delivered record"
     );
     Ok(())
@@ -218,26 +230,4 @@ fn lines_of(sink: &Sink) -> Vec<serde_json::Value> {
         .iter()
         .filter_map(|l| serde_json::from_str(l).ok())
         .collect()
-}
-
-/// The sequence number of the newest record of `shard`.
-async fn kinesis_tip(
-    kinesis: &aws_sdk_kinesis::Client,
-    stream: &str,
-    shard: &str,
-) -> Result<String> {
-    let it = kinesis
-        .get_shard_iterator()
-        .stream_name(stream)
-        .shard_id(shard)
-        .shard_iterator_type(aws_sdk_kinesis::types::ShardIteratorType::TrimHorizon)
-        .send()
-        .await?
-        .shard_iterator
-        .context("iterator")?;
-    let page = kinesis.get_records().shard_iterator(it).send().await?;
-    page.records()
-        .last()
-        .map(|r| r.sequence_number().to_owned())
-        .context("records")
 }

@@ -3,55 +3,12 @@
 #[macro_use]
 mod common;
 
-use std::{process::Stdio, time::Duration};
+use std::time::Duration;
 
 use anyhow::{Context, Result};
 use common::*;
 use kinesis_ingester_api::ReadMode;
-use tokio::{io::AsyncReadExt, io::AsyncWriteExt, net::TcpStream, process::Command};
-
-fn free_port() -> Result<u16> {
-    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
-        .local_addr()?
-        .port())
-}
-
-/// GET http://127.0.0.1:{port}/metrics.
-async fn metrics(port: u16) -> Result<String> {
-    let mut s = TcpStream::connect(("127.0.0.1", port)).await?;
-    s.write_all(b"GET /metrics HTTP/1.0\r\nHost: localhost\r\n\r\n")
-        .await?;
-    let mut body = String::new();
-    s.read_to_string(&mut body).await?;
-    Ok(body)
-}
-
-/// The value of a metric line that starts with `name` (a full name with labels, or none).
-fn value(text: &str, name: &str) -> Option<f64> {
-    text.lines()
-        .find(|l| l.starts_with(name) && l[name.len()..].starts_with(' '))
-        .and_then(|l| l.rsplit(' ').next()?.parse().ok())
-}
-
-fn binary(config: &std::path::Path, checkpoints: &std::path::Path, port: u16) -> Command {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_kinesis-ingester"));
-    cmd.args(["run", "-f"])
-        .arg(config)
-        .arg("--checkpoint-dir")
-        .arg(checkpoints)
-        .args([
-            "--metrics-addr",
-            &format!("127.0.0.1:{port}"),
-            "--shutdown-timeout",
-            "20s",
-        ])
-        .env("AWS_ACCESS_KEY_ID", "000000000000")
-        .env("AWS_SECRET_ACCESS_KEY", "test")
-        .env("AWS_EC2_METADATA_DISABLED", "true")
-        .stdout(Stdio::null())
-        .kill_on_drop(true);
-    cmd
-}
+use tokio::process::Command;
 
 both_modes!(sigterm_mid_batch_delivers_checkpoints_and_exits_zero);
 

@@ -70,6 +70,8 @@ pub struct Memory {
     pub failures: u32,
     /// When status was last written.
     pub status_written: Option<Instant>,
+    /// When the shard table was last written (writes are coalesced).
+    pub table_written: Option<std::time::Instant>,
     /// Hash of the workload last applied, and when.
     pub applied: Option<(u64, Instant)>,
     /// When deletion started waiting for workers.

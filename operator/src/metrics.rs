@@ -135,7 +135,7 @@ impl Metrics {
         );
         r.register(
             "max_millis_behind_latest",
-            "Largest MillisBehindLatest of an ingester",
+            "Largest MillisBehindLatest of an ingester; absent while any readable shard's lag is unknown",
             m.lag.clone(),
         );
         r.register(
@@ -219,9 +219,15 @@ impl Metrics {
         self.max_shards_per_worker
             .get_or_create(id)
             .set(fleet.max_shards_per_worker);
-        self.lag
-            .get_or_create(id)
-            .set(fleet.max_millis_behind_latest);
+        // An unknown lag is no series at all, never 0: alert on its absence.
+        match fleet.max_millis_behind_latest {
+            Some(ms) => {
+                self.lag.get_or_create(id).set(ms);
+            }
+            None => {
+                self.lag.remove(id);
+            }
+        }
     }
 
     /// Removes the series of a deleted ingester.
@@ -254,8 +260,8 @@ pub struct FleetGauges {
     pub workers: Vec<(&'static str, i64)>,
     /// Most shards owned by one worker.
     pub max_shards_per_worker: i64,
-    /// Largest MillisBehindLatest.
-    pub max_millis_behind_latest: i64,
+    /// Largest MillisBehindLatest; `None` while any readable shard's lag is unknown.
+    pub max_millis_behind_latest: Option<i64>,
 }
 
 impl kinesis_observability::server::Encode for Metrics {
@@ -296,7 +302,7 @@ mod tests {
                 shards: vec![("reading", 4)],
                 workers: vec![("live", 2)],
                 max_shards_per_worker: 2,
-                max_millis_behind_latest: 0,
+                max_millis_behind_latest: Some(1500),
             },
         );
         let text = m.encode();
@@ -306,9 +312,22 @@ mod tests {
             "kinesis_operator_fences_total{reason=\"expired\"} 1",
             "kinesis_operator_shards{namespace=\"ns\",name=\"orders\",state=\"reading\"} 4",
             "kinesis_operator_max_shards_per_worker{namespace=\"ns\",name=\"orders\"} 2",
+            "kinesis_operator_max_millis_behind_latest{namespace=\"ns\",name=\"orders\"} 1500",
         ] {
             assert!(text.contains(want), "missing {want} in\n{text}");
         }
+        m.set_fleet(
+            &id,
+            &FleetGauges {
+                max_millis_behind_latest: None,
+                ..FleetGauges::default()
+            },
+        );
+        assert!(
+            !m.encode()
+                .contains("kinesis_operator_max_millis_behind_latest{"),
+            "an unknown lag is no series, never 0"
+        );
         m.forget(&id);
         assert!(!m.encode().contains("state=\"reading\""));
     }

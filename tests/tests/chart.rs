@@ -330,7 +330,7 @@ fn exposed_metric_names() -> BTreeSet<String> {
             shards: vec![("reading", 1)],
             workers: vec![("live", 1)],
             max_shards_per_worker: 1,
-            max_millis_behind_latest: 1,
+            max_millis_behind_latest: Some(1),
         },
     );
     let ingester = kinesis_ingester::metrics::Metrics::new(std::sync::Arc::new(

@@ -2,6 +2,8 @@
 
 use futures::{future::BoxFuture, stream::BoxStream};
 
+use std::sync::Arc;
+
 use bytes::Bytes;
 use kinesis_ingester_api::sequence::SequenceNumber;
 pub use kinesis_ingester_api::{StartAt, StreamRef};
@@ -11,8 +13,8 @@ pub use kinesis_ingester_api::{StartAt, StreamRef};
 pub struct RawRecord {
     /// The payload.
     pub data: Bytes,
-    /// Partition key the producer gave.
-    pub partition_key: String,
+    /// Partition key the producer gave; shared with the records decoded from this one.
+    pub partition_key: Arc<str>,
     /// Kinesis sequence number.
     pub sequence_number: SequenceNumber,
     /// ApproximateArrivalTimestamp, in milliseconds since the Unix epoch.

@@ -355,10 +355,13 @@ pub struct ListedShard {
 }
 
 /// Step 4: add shards the stream lists and the table does not know; forget finished ids and
-/// ownerless entries the stream no longer lists (past retention).
+/// ownerless entries the stream no longer lists (past retention). With `pin_latest` (the
+/// ingester starts at `Latest`; the time of this pass), every shard that has no position yet
+/// is pinned to that time, so each later owner reads from it instead of from "latest" again.
 pub fn merge_topology(
     table: &mut KinesisShardAssignmentSpec,
     listed: &[ListedShard],
+    pin_latest: Option<jiff::Timestamp>,
 ) -> Vec<Transition> {
     let ids: BTreeSet<&str> = listed.iter().map(|s| s.shard_id.as_str()).collect();
     table.finished.retain(|id| ids.contains(id.as_str()));
@@ -381,12 +384,20 @@ pub fn merge_topology(
             epoch: 0,
             draining: false,
             start_after: None,
+            start_at_timestamp: None,
         });
         out.push(Transition::Discovered {
             shard: s.shard_id.clone(),
         });
     }
     table.shards.sort_by(|a, b| a.shard_id.cmp(&b.shard_id));
+    if let Some(now) = pin_latest {
+        for s in &mut table.shards {
+            if s.start_after.is_none() && s.start_at_timestamp.is_none() {
+                s.start_at_timestamp = Some(now.to_string());
+            }
+        }
+    }
     out
 }
 
@@ -496,7 +507,7 @@ pub fn too_large_after(
 ) -> Option<usize> {
     let mut bound = table.clone();
     if let Some(listed) = listed {
-        merge_topology(&mut bound, listed);
+        merge_topology(&mut bound, listed, Some(jiff::Timestamp::MAX));
     }
     for shard in &mut bound.shards {
         shard.owner = Some(longest_owner.to_owned());
@@ -504,6 +515,18 @@ pub fn too_large_after(
         shard.epoch = shard.epoch.max(i64::MAX / 2);
     }
     too_large(&bound)
+}
+
+/// Table writes are coalesced: at most one per this gap (docs/design.md §2.1), so a burst of
+/// reports (a rebalance, many shards finishing) costs one write, not one per report.
+pub const MIN_TABLE_WRITE_GAP: Duration = Duration::from_secs(2);
+
+/// How long a pass must wait before it may plan and write the table again, after a write at
+/// `last`; `None` when it may now. A waiting pass writes nothing, fences included, and comes
+/// back after the wait.
+pub fn table_write_wait(last: Option<Instant>, now: Instant) -> Option<Duration> {
+    let due = last? + MIN_TABLE_WRITE_GAP;
+    (due > now).then(|| due.saturating_duration_since(now))
 }
 
 /// `max(1, 10 % of the eligible shards)`: how many shards may be draining at once.

@@ -32,6 +32,8 @@ pub struct Owned {
     pub start_after: Option<Position>,
     /// Whether one of its parents is in the table or finished (it then starts at TRIM_HORIZON).
     pub known_parent: bool,
+    /// For `Latest`: when the operator pinned the shard, in ms since the Unix epoch.
+    pub pinned_at_ms: Option<i64>,
 }
 
 /// The shards `table` gives worker `me` at an epoch its fences do not cover. None while `me` is
@@ -60,6 +62,11 @@ pub fn desired(
                 hash_range: hash_range(s),
                 start_after: s.start_after.as_ref().and_then(to_position),
                 known_parent: s.parents.iter().any(known),
+                pinned_at_ms: s
+                    .start_at_timestamp
+                    .as_deref()
+                    .and_then(|t| t.parse::<jiff::Timestamp>().ok())
+                    .map(jiff::Timestamp::as_millisecond),
             };
             (s.shard_id.clone(), owned)
         })
@@ -86,18 +93,19 @@ pub fn to_position(p: &CheckpointPosition) -> Option<Position> {
 
 /// Where a newly owned shard starts (docs/design.md §2.3): after this worker's own checkpoint
 /// for that epoch (`stored`), else after the table's `startAfter`, else at TRIM_HORIZON when a
-/// parent is known, else at the spec's starting position. Returns the checkpoint to resume
-/// after, if any, and the start used without one.
+/// parent is known, else at the spec's starting position, where `Latest` means the time the
+/// operator pinned the shard (never "latest" again after a handoff). Returns the checkpoint to
+/// resume after, if any, and the start used without one.
 pub fn start_position(
     owned: &Owned,
     stored: Option<&Position>,
     default: &StartAt,
 ) -> (Option<Position>, StartAt) {
     let resume = stored.or(owned.start_after.as_ref()).cloned();
-    let start = if owned.known_parent {
-        StartAt::TrimHorizon
-    } else {
-        default.clone()
+    let start = match (owned.known_parent, default, owned.pinned_at_ms) {
+        (true, _, _) => StartAt::TrimHorizon,
+        (false, StartAt::Latest, Some(ms)) => StartAt::AtTimestamp(ms),
+        (false, default, _) => default.clone(),
     };
     (resume, start)
 }
@@ -118,6 +126,7 @@ mod tests {
             epoch,
             draining: false,
             start_after: None,
+            start_at_timestamp: None,
         }
     }
 
@@ -215,6 +224,25 @@ mod tests {
         assert_eq!(
             start_position(&o, Some(&pos("50")), &default).0,
             Some(pos("50"))
+        );
+    }
+
+    /// Defect 9.1.4: the next owner of a `Latest` shard without a position reads from when the
+    /// table pinned it, not from "latest" at its own start.
+    #[test]
+    fn a_pinned_latest_shard_starts_at_the_pin() {
+        let mut s = shard("s", "w0", 2);
+        s.start_at_timestamp = Some("2026-11-23T15:00:00Z".into());
+        let t = table(vec![s]);
+        let o = desired(&t, &KinesisWorkerSpec::default(), "w0", false)["s"].clone();
+        assert_eq!(
+            start_position(&o, None, &StartAt::Latest),
+            (None, StartAt::AtTimestamp(1_795_446_000_000))
+        );
+        // Other starting positions keep their meaning.
+        assert_eq!(
+            start_position(&o, None, &StartAt::TrimHorizon).1,
+            StartAt::TrimHorizon
         );
     }
 

@@ -1,9 +1,9 @@
 //! The worker's report, built purely from what it holds: one entry per shard, never one the operator fenced.
 
-use std::collections::BTreeMap;
+use std::{collections::BTreeMap, time::Duration};
 
 use kinesis_ingester_api::{
-    CheckpointPosition, Holder, KinesisWorkerSpec, KinesisWorkerStatus, WorkerShard,
+    CheckpointPosition, DeliveryStuck, Holder, KinesisWorkerSpec, KinesisWorkerStatus, WorkerShard,
     sequence::Position,
 };
 
@@ -32,6 +32,39 @@ pub enum EntryState {
     },
 }
 
+/// What the worker knows of a shard it reads, when the status is built.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct LiveShard {
+    /// The last position the sink acknowledged.
+    pub acked: Option<Position>,
+    /// MillisBehindLatest of the last read; `None` while unknown.
+    pub millis_behind_latest: Option<i64>,
+    /// When the sink last acknowledged records of the shard.
+    pub last_delivery: Option<jiff::Timestamp>,
+    /// While records wait for the sink: how long nothing was acknowledged.
+    pub stalled_for: Option<Duration>,
+}
+
+/// The sink as a whole, when the status is built.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SinkHealth {
+    /// Records waiting with nothing acknowledged for longer than this make delivery stuck.
+    pub stuck_after: Duration,
+    /// Category of the last failed send since the last delivery.
+    pub last_error: Option<&'static str>,
+}
+
+/// Whether records stalled for `stalled_for` make delivery stuck, and the report if so.
+pub fn delivery_stuck(stalled_for: Option<Duration>, sink: &SinkHealth) -> Option<DeliveryStuck> {
+    let stalled = stalled_for.filter(|d| *d > sink.stuck_after)?;
+    let secs = |d: Duration| i64::try_from(d.as_secs()).unwrap_or(i64::MAX);
+    Some(DeliveryStuck {
+        stalled_seconds: secs(stalled),
+        threshold_seconds: secs(sink.stuck_after),
+        sink_error: sink.last_error.map(str::to_owned),
+    })
+}
+
 /// A position as the CRDs store it.
 pub fn to_checkpoint(p: &Position) -> CheckpointPosition {
     CheckpointPosition {
@@ -41,36 +74,49 @@ pub fn to_checkpoint(p: &Position) -> CheckpointPosition {
 }
 
 /// The whole status: `holder`, `renew_time` and one entry per shard, leaving out any shard
-/// `spec` fences at its epoch (it must never be written again). `acked` gives a live shard's
-/// position and `lag` its MillisBehindLatest.
+/// `spec` fences at its epoch (it must never be written again). `live` tells what the worker
+/// knows of a shard it reads: position, lag and delivery; with `sink` it decides whether the
+/// shard's delivery is stuck.
 pub fn build_status(
     holder: &Holder,
     renew_time: jiff::Timestamp,
     stopped: bool,
     entries: &BTreeMap<String, ReportEntry>,
     spec: &KinesisWorkerSpec,
-    acked: impl Fn(&str) -> Option<Position>,
-    lag: impl Fn(&str) -> Option<i64>,
+    live: impl Fn(&str) -> LiveShard,
+    sink: &SinkHealth,
 ) -> KinesisWorkerStatus {
     let shards = entries
         .iter()
         .filter(|(id, e)| !spec.is_fenced(id, e.epoch))
         .map(|(id, e)| {
-            let (position, released, finished, millis) = match &e.state {
-                EntryState::Live => (acked(id), false, false, lag(id)),
+            let (live, released, finished) = match &e.state {
+                EntryState::Live => (live(id), false, false),
                 EntryState::Frozen {
                     position,
                     released,
                     finished,
-                } => (position.clone(), *released, *finished, None),
+                } => (
+                    LiveShard {
+                        acked: position.clone(),
+                        ..LiveShard::default()
+                    },
+                    *released,
+                    *finished,
+                ),
             };
             WorkerShard {
                 shard_id: id.clone(),
                 epoch: e.epoch,
-                position: position.as_ref().map(to_checkpoint),
-                millis_behind_latest: millis,
+                position: live.acked.as_ref().map(to_checkpoint),
+                millis_behind_latest: live.millis_behind_latest,
                 released,
                 finished,
+                // Whole seconds: shown to people, and 10 bytes less per shard in every write.
+                last_delivery: live
+                    .last_delivery
+                    .map(|t| t.round(jiff::Unit::Second).unwrap_or(t).to_string()),
+                delivery_stuck: delivery_stuck(live.stalled_for, sink),
             }
         })
         .collect();
@@ -124,14 +170,31 @@ mod tests {
             }],
         };
         let now: jiff::Timestamp = "2026-03-02T10:15:30Z".parse().expect("time");
+        let sink = SinkHealth {
+            stuck_after: Duration::from_secs(30),
+            last_error: Some("connect"),
+        };
+        let delivered: jiff::Timestamp = "2026-03-02T10:13:59.6Z".parse().expect("time");
         let status = build_status(
             &holder,
             now,
             false,
             &entries,
             &spec,
-            |id| (id == "a").then(|| pos("3")),
-            |id| (id == "a").then_some(1200),
+            |id| match id {
+                "a" => LiveShard {
+                    acked: Some(pos("3")),
+                    millis_behind_latest: Some(1200),
+                    last_delivery: Some(delivered),
+                    stalled_for: Some(Duration::from_secs(5)),
+                },
+                "d" => LiveShard {
+                    stalled_for: Some(Duration::from_secs(31)),
+                    ..LiveShard::default()
+                },
+                _ => LiveShard::default(),
+            },
+            &sink,
         );
         assert_eq!(status.renew_time.as_deref(), Some("2026-03-02T10:15:30Z"));
         assert_eq!(status.holder, Some(holder));
@@ -143,7 +206,33 @@ mod tests {
         let b = status.entry("b", 2).expect("b");
         assert!(b.released && !b.finished);
         assert_eq!(b.position.as_ref().map(|p| p.sequence.as_str()), Some("7"));
+        assert_eq!(a.last_delivery.as_deref(), Some("2026-03-02T10:14:00Z"));
+        assert_eq!(a.delivery_stuck, None, "waiting, but not for long");
+        assert_eq!(b.delivery_stuck, None);
+        assert_eq!(b.last_delivery, None);
         let d = status.entry("d", 5).expect("d");
         assert_eq!(d.position, None, "claimed, nothing delivered yet");
+        assert_eq!(d.millis_behind_latest, None, "unknown lag is absent");
+        assert_eq!(
+            d.delivery_stuck,
+            Some(DeliveryStuck {
+                stalled_seconds: 31,
+                threshold_seconds: 30,
+                sink_error: Some("connect".into()),
+            })
+        );
+    }
+
+    #[test]
+    fn delivery_is_stuck_only_while_records_wait_past_the_threshold() {
+        let sink = SinkHealth {
+            stuck_after: Duration::from_secs(30),
+            last_error: None,
+        };
+        assert_eq!(delivery_stuck(None, &sink), None, "nothing waits");
+        assert_eq!(delivery_stuck(Some(Duration::from_secs(30)), &sink), None);
+        let stuck = delivery_stuck(Some(Duration::from_secs(90)), &sink).expect("stuck");
+        assert_eq!(stuck.stalled_seconds, 90);
+        assert_eq!(stuck.sink_error, None, "no send failed: a hung sink");
     }
 }

@@ -100,6 +100,12 @@ pub struct AssignedShard {
     /// The owner starts just after this position (the last checkpoint of the previous owner).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub start_after: Option<CheckpointPosition>,
+
+    /// For `startingPosition: Latest`: when the operator first recorded the shard (RFC 3339).
+    /// An owner without `startAfter` reads from this time rather than from "latest" again, so
+    /// the records put between one owner's start and the next owner's are not skipped.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub start_at_timestamp: Option<String>,
 }
 
 /// A position inside a shard.
@@ -187,7 +193,8 @@ pub struct KinesisWorkerStatus {
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub stopped: bool,
 
-    /// Checkpoint, lag and handoff state of each shard the worker holds or just released.
+    /// Checkpoint, lag, delivery and handoff state of each shard the worker holds or just
+    /// released.
     #[serde(default)]
     #[x_kube(merge_strategy = ListMerge::Atomic)]
     pub shards: Vec<WorkerShard>,
@@ -228,6 +235,33 @@ pub struct WorkerShard {
     /// The shard was read to its end and everything in it delivered.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub finished: bool,
+
+    /// When this worker's sink last acknowledged records of the shard (the worker's clock;
+    /// shown, never compared). Absent while it acknowledged none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_delivery: Option<String>,
+
+    /// Set while records of the shard wait for the sink (read, not acknowledged) and none was
+    /// acknowledged for longer than the worker's threshold.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub delivery_stuck: Option<DeliveryStuck>,
+}
+
+/// A shard whose records the sink has not acknowledged for too long.
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct DeliveryStuck {
+    /// Seconds records have waited with no acknowledgement (since the last one, or since they
+    /// started waiting when that is later).
+    pub stalled_seconds: i64,
+
+    /// The threshold the worker applied, in seconds.
+    pub threshold_seconds: i64,
+
+    /// Category of the sink's last failed send (e.g. `connect`, `http_5xx`), when one failed
+    /// since the last delivery.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sink_error: Option<String>,
 }
 
 impl KinesisWorkerStatus {
@@ -278,6 +312,18 @@ mod tests {
         assert_eq!(worker_ordinal("orders", "orders-worker-3"), Some(3));
         assert_eq!(worker_ordinal("orders", "orders-eu-worker-3"), None);
         assert_eq!(worker_ordinal("orders", "orders-worker-x"), None);
+    }
+
+    #[test]
+    fn a_worker_shard_of_an_older_worker_still_parses() {
+        let old: WorkerShard = serde_json::from_value(serde_json::json!({
+            "shardId": "s", "epoch": 2, "millisBehindLatest": 5
+        }))
+        .expect("parses");
+        assert_eq!(old.last_delivery, None);
+        assert_eq!(old.delivery_stuck, None);
+        let back = serde_json::to_value(&old).expect("serializes");
+        assert!(back.get("deliveryStuck").is_none() && back.get("lastDelivery").is_none());
     }
 
     #[test]

@@ -18,6 +18,8 @@ pub use fleet::*;
 pub use spec::*;
 pub use status::*;
 pub use stream::{StartAt, StreamRef};
-pub use timings::{FleetTimings, MIN_REPORT_INTERVAL, SELF_FENCE_MARGIN, TimingsError};
+pub use timings::{
+    FleetTimings, MIN_DELIVERY_STUCK_AFTER, MIN_REPORT_INTERVAL, SELF_FENCE_MARGIN, TimingsError,
+};
 pub use validate::{FieldError, ValidationErrors, check_schema};
 pub use workers::*;

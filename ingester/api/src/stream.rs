@@ -78,6 +78,21 @@ impl KinesisIngester {
             .unwrap_or_else(|| format!("kinesis-ingester-{}", self.stream_ref().name()))
     }
 
+    /// Name of the enhanced fan-out consumer a fleet registers: `read.consumerName`, else
+    /// `kinesis-operator-<namespace>-<name>`. One per ingester, so two ingesters on one stream
+    /// (other teams, other sinks) never share, and never deregister, each other's consumer; the
+    /// same name again after the ingester is re-created, so a retained table's consumer is
+    /// adopted instead of leaked. At most 17 + 63 + 1 + 45 = 126 characters (namespace and name
+    /// limits), within the consumer name's 128.
+    pub fn fleet_consumer_name(&self) -> String {
+        if let Some(name) = &self.spec.read.consumer_name {
+            return name.clone();
+        }
+        let ns = self.metadata.namespace.as_deref().unwrap_or("default");
+        let name = self.metadata.name.as_deref().unwrap_or_default();
+        format!("kinesis-operator-{ns}-{name}")
+    }
+
     /// The configured starting position; an error names what is wrong with the timestamp.
     pub fn start_at(&self) -> Result<StartAt, String> {
         let sp = &self.spec.read.starting_position;
@@ -92,5 +107,39 @@ impl KinesisIngester {
                 StartAt::AtTimestamp(ts.as_millisecond())
             }
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ingester(ns: &str, name: &str) -> KinesisIngester {
+        serde_json::from_value(serde_json::json!({
+            "apiVersion": "kinesis-operator.dev/v1alpha1",
+            "kind": "KinesisIngester",
+            "metadata": {"name": name, "namespace": ns},
+            "spec": {"stream": {"name": "orders"}, "sink": {"stdout": {}}},
+        }))
+        .expect("an ingester")
+    }
+
+    /// Issue 10 §4: two fleets on one stream used to share `kinesis-ingester-<stream>`, so
+    /// deleting one deregistered the other's consumer.
+    #[test]
+    fn each_fleet_has_its_own_consumer_on_a_shared_stream() {
+        let a = ingester("team-a", "orders");
+        let b = ingester("team-b", "orders");
+        let c = ingester("team-a", "billing");
+        assert_eq!(a.fleet_consumer_name(), "kinesis-operator-team-a-orders");
+        assert_ne!(a.fleet_consumer_name(), b.fleet_consumer_name());
+        assert_ne!(a.fleet_consumer_name(), c.fleet_consumer_name());
+        assert_eq!(
+            a.fleet_consumer_name(),
+            ingester("team-a", "orders").fleet_consumer_name(),
+            "stable when re-created"
+        );
+        let longest = ingester(&"n".repeat(63), &"x".repeat(45)).fleet_consumer_name();
+        assert!(longest.len() <= 128, "{}", longest.len());
     }
 }

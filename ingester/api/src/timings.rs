@@ -9,6 +9,11 @@ pub const MIN_REPORT_INTERVAL: Duration = Duration::from_secs(5);
 /// abandon the sink request in flight; the lease must exceed the self-fence by more than this.
 pub const SELF_FENCE_MARGIN: Duration = Duration::from_secs(1);
 
+/// Least time records may wait for the sink, with nothing acknowledged, before delivery counts
+/// as stuck (`/readyz` false, `deliveryStuck` reported): longer than any sane batch age, so a
+/// quiet batch waiting to fill is never mistaken for a failing sink.
+pub const MIN_DELIVERY_STUCK_AFTER: Duration = Duration::from_secs(30);
+
 /// When workers report, stop themselves, and lose their shards.
 ///
 /// The rules, each checked by [`FleetTimings::new`]:
@@ -98,6 +103,15 @@ impl FleetTimings {
         self.worker_lease
     }
 
+    /// Records waiting for the sink with nothing acknowledged for longer than this make
+    /// delivery stuck: 2 × the report interval (so at least two reports see records waiting
+    /// before it is called stuck), and at least [`MIN_DELIVERY_STUCK_AFTER`].
+    pub fn delivery_stuck_after(&self) -> Duration {
+        self.report_interval
+            .saturating_mul(2)
+            .max(MIN_DELIVERY_STUCK_AFTER)
+    }
+
     /// The flags that give a worker the same timings.
     pub fn worker_args(&self) -> Vec<String> {
         let flag = |d: Duration| format!("{}ms", d.as_millis());
@@ -163,6 +177,16 @@ mod tests {
                 .to_string()
                 .contains("--worker-lease")
         );
+    }
+
+    #[test]
+    fn delivery_is_stuck_after_two_reports_and_never_before_30s() {
+        assert_eq!(
+            FleetTimings::default().delivery_stuck_after(),
+            Duration::from_secs(30)
+        );
+        let t = secs(20, 40, 50).expect("valid");
+        assert_eq!(t.delivery_stuck_after(), Duration::from_secs(40));
     }
 
     #[test]

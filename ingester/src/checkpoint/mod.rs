@@ -9,7 +9,7 @@ use futures::future::BoxFuture;
 use serde::{Deserialize, Serialize};
 
 pub use file::FileStore;
-pub use tracker::Tracker;
+pub use tracker::{DeliveryState, Tracker};
 
 use kinesis_ingester_api::sequence::Position;
 

@@ -3,9 +3,10 @@
 use std::{
     collections::HashMap,
     sync::{Arc, Mutex, PoisonError},
+    time::Duration,
 };
 
-use tokio::sync::Notify;
+use tokio::{sync::Notify, time::Instant};
 
 use super::ShardCheckpoint;
 use kinesis_ingester_api::sequence::Position;
@@ -20,9 +21,47 @@ struct Progress {
     /// Set when the reader reached SHARD_END: the position after the last record it sent
     /// (`None` when it sent none).
     end: Option<Option<Position>>,
+    /// Highest position handed (or being handed) to the sink.
+    read: Option<Position>,
+    /// When the sink last acknowledged records of the shard: monotonic, and the wall clock to show.
+    acked_at: Option<(Instant, jiff::Timestamp)>,
+    /// When records started waiting for the sink (read, not acknowledged) after none did.
+    waiting_since: Option<Instant>,
+}
+
+/// How the sink keeps up with one shard.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct DeliveryState {
+    /// When the sink last acknowledged records of the shard (wall clock); none yet when absent.
+    pub last_delivery: Option<jiff::Timestamp>,
+    /// While records wait for the sink: how long since the last acknowledgement, or since they
+    /// started waiting when that is later. `None` when nothing waits.
+    pub stalled_for: Option<Duration>,
 }
 
 impl Progress {
+    fn waiting(&self) -> bool {
+        match (&self.read, &self.acked) {
+            (None, _) => false,
+            (Some(_), None) => true,
+            (Some(r), Some(a)) => r > a,
+        }
+    }
+
+    fn delivery(&self, now: Instant) -> DeliveryState {
+        let stalled_for = self.waiting().then(|| {
+            let since = match (self.waiting_since, self.acked_at.map(|(i, _)| i)) {
+                (Some(w), Some(a)) => w.max(a),
+                (w, a) => w.or(a).unwrap_or(now),
+            };
+            now.saturating_duration_since(since)
+        });
+        DeliveryState {
+            last_delivery: self.acked_at.map(|(_, t)| t),
+            stalled_for,
+        }
+    }
+
     fn finished(&self) -> bool {
         match &self.end {
             None => false,
@@ -55,6 +94,7 @@ impl Tracker {
                     saved: cp.position,
                     saved_finished: cp.finished,
                     end: cp.finished.then_some(None),
+                    ..Progress::default()
                 };
                 (Arc::from(cp.shard_id), p)
             })
@@ -88,6 +128,46 @@ impl Tracker {
         self.lock().insert(Arc::from(shard), p);
     }
 
+    /// The reader of `shard` read records up to `position` and hands them to the sink: they
+    /// wait until it acknowledges them.
+    pub fn read(&self, shard: &str, position: &Position) {
+        let now = Instant::now();
+        let mut shards = self.lock();
+        let p = match shards.get_mut(shard) {
+            Some(p) => p,
+            None if self.strict => return,
+            None => shards.entry(Arc::from(shard)).or_default(),
+        };
+        if p.read.as_ref().is_none_or(|r| r < position) {
+            if !p.waiting() {
+                p.waiting_since = Some(now);
+            }
+            p.read = Some(position.clone());
+        }
+    }
+
+    /// Forgets what was handed to the sink for `shard` (it was dropped undelivered and is read
+    /// again from the acknowledged position); its last delivery is kept.
+    pub fn rewind(&self, shard: &str) {
+        if let Some(p) = self.lock().get_mut(shard) {
+            p.read = None;
+            p.waiting_since = None;
+        }
+    }
+
+    /// How the sink keeps up with `shard` at `now`; `None` for a shard not tracked.
+    pub fn delivery(&self, shard: &str, now: Instant) -> Option<DeliveryState> {
+        self.lock().get(shard).map(|p| p.delivery(now))
+    }
+
+    /// Whether records of any shard have waited for the sink, with no acknowledgement, for
+    /// longer than `threshold` at `now`.
+    pub fn any_stuck(&self, now: Instant, threshold: Duration) -> bool {
+        self.lock()
+            .values()
+            .any(|p| p.delivery(now).stalled_for.is_some_and(|d| d > threshold))
+    }
+
     /// Stops tracking `shard`: its state is dropped and, in a strict tracker, later acks for it
     /// are ignored until it is seeded again.
     pub fn forget(&self, shard: &str) {
@@ -119,6 +199,11 @@ impl Tracker {
         };
         if p.acked.as_ref().is_none_or(|a| a < position) {
             p.acked = Some(position.clone());
+            // Only a new acknowledgement is a delivery; a late one of an earlier ownership is not.
+            p.acked_at = Some((Instant::now(), jiff::Timestamp::now()));
+            if !p.waiting() {
+                p.waiting_since = None;
+            }
         }
         let wake = p.end.is_some();
         drop(shards);
@@ -261,6 +346,47 @@ mod tests {
         t.seed("a", None);
         assert_eq!(t.acked("a"), None, "seeding starts afresh");
         assert!(t.unsaved().is_empty());
+    }
+
+    #[test]
+    fn records_read_and_not_acknowledged_stall_until_the_sink_acknowledges_them() {
+        let t = Tracker::strict();
+        let start = Instant::now();
+        let later = |s: u64| start + Duration::from_secs(s);
+        t.read("a", &pos("1"));
+        assert_eq!(t.delivery("a", later(60)), None, "not seeded: not tracked");
+        t.seed("a", Some(pos("3")));
+        let idle = t.delivery("a", later(60)).unwrap();
+        assert_eq!(idle, DeliveryState::default(), "nothing waits");
+        assert!(!t.any_stuck(later(60), Duration::from_secs(30)));
+
+        t.read("a", &pos("9"));
+        let d = t.delivery("a", later(40)).unwrap();
+        assert_eq!(d.last_delivery, None, "nothing acknowledged yet");
+        assert!(d.stalled_for.unwrap() >= Duration::from_secs(39));
+        assert!(t.any_stuck(later(40), Duration::from_secs(30)));
+        assert!(!t.any_stuck(later(10), Duration::from_secs(30)));
+
+        t.ack("a", &pos("5"));
+        let d = t.delivery("a", Instant::now()).unwrap();
+        assert!(d.last_delivery.is_some());
+        assert!(
+            d.stalled_for.unwrap() < Duration::from_secs(30),
+            "an acknowledgement restarts the clock while records still wait"
+        );
+        t.ack("a", &pos("9"));
+        let d = t.delivery("a", later(600)).unwrap();
+        assert_eq!(d.stalled_for, None, "everything read was acknowledged");
+        assert!(!t.any_stuck(later(600), Duration::from_secs(30)));
+
+        t.read("a", &pos("12"));
+        let d = t
+            .delivery("a", Instant::now() + Duration::from_secs(5))
+            .unwrap();
+        assert!(
+            d.stalled_for.unwrap() <= Duration::from_secs(6),
+            "waiting starts when records are read, not at the last (old) acknowledgement"
+        );
     }
 
     #[test]

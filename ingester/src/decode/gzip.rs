@@ -21,19 +21,48 @@ pub fn is_gzip(data: &[u8]) -> bool {
     data.starts_with(&MAGIC)
 }
 
+/// Bytes the payloads of one Kinesis record may still decompress to, together.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Budget {
+    cap: usize,
+    left: usize,
+}
+
+impl Budget {
+    /// A budget of `cap` bytes.
+    pub fn new(cap: usize) -> Self {
+        Self { cap, left: cap }
+    }
+
+    /// Bytes left.
+    pub fn left(&self) -> usize {
+        self.left
+    }
+}
+
 /// Decompresses a gzip stream (concatenated members are read in turn). Fails if it is not valid
 /// gzip or if it decompresses to more than `max_bytes`.
 pub fn decompress(data: &[u8], max_bytes: usize) -> Result<Bytes, DecodeError> {
+    decompress_within(data, &mut Budget::new(max_bytes))
+}
+
+/// Like [`decompress`], with the cap taken from what is left of `budget`, and every byte
+/// inflated charged to it, whether or not the stream turns out valid: the payloads of one
+/// record together inflate at most the budget's cap (bounded work, not only bounded output).
+pub fn decompress_within(data: &[u8], budget: &mut Budget) -> Result<Bytes, DecodeError> {
+    let max_bytes = budget.left;
     let mut out = Vec::with_capacity(initial_capacity(data, max_bytes));
     let limit = u64::try_from(max_bytes)
         .unwrap_or(u64::MAX)
         .saturating_add(1);
-    MultiGzDecoder::new(data)
-        .take(limit)
-        .read_to_end(&mut out)
-        .map_err(|e| DecodeError::Gzip(e.to_string()))?;
+    let read = MultiGzDecoder::new(data).take(limit).read_to_end(&mut out);
+    // On an error, `out` still holds what was inflated before it.
+    budget.left = budget.left.saturating_sub(out.len());
+    read.map_err(|e| DecodeError::Gzip(e.to_string()))?;
     if out.len() > max_bytes {
-        return Err(DecodeError::GzipTooLarge { max_bytes });
+        return Err(DecodeError::GzipTooLarge {
+            max_bytes: budget.cap,
+        });
     }
     Ok(out.into())
 }
@@ -95,5 +124,32 @@ mod tests {
             decompress(&bomb, 4 << 20).expect("at the cap").len(),
             4 << 20
         );
+    }
+
+    #[test]
+    fn a_budget_bounds_the_total_of_several_payloads() {
+        let mut budget = Budget::new(10);
+        let six = gzip(b"sixsix");
+        assert_eq!(
+            &decompress_within(&six, &mut budget).expect("6 of 10")[..],
+            b"sixsix"
+        );
+        assert_eq!(budget.left(), 4);
+        let err = decompress_within(&six, &mut budget).expect_err("6 more is over");
+        assert_eq!(
+            err,
+            DecodeError::GzipTooLarge { max_bytes: 10 },
+            "names the whole cap"
+        );
+        assert_eq!(budget.left(), 0, "the work done is charged");
+
+        // A stream that inflates, then fails its CRC, is charged for what it inflated.
+        let mut corrupt = gzip(&[b'a'; 1000]).to_vec();
+        let crc = corrupt.len() - 8;
+        corrupt[crc] ^= 0xFF;
+        let mut budget = Budget::new(1 << 20);
+        let err = decompress_within(&corrupt, &mut budget).expect_err("bad CRC");
+        assert_eq!(err.category(), "gzip");
+        assert_eq!(budget.left(), (1 << 20) - 1000);
     }
 }

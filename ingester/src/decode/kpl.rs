@@ -2,10 +2,22 @@
 //!
 //! Wire format: 4 magic bytes, a protobuf `AggregatedRecord`, then the MD5 digest of the
 //! protobuf bytes. Like the KCL, a record that does not pass every check is not an error: it is
-//! delivered whole, as a plain record.
+//! delivered whole, as a plain record. One over a KPL limit (see [`super::limits`]) is an error.
+//!
+//! Costs are per key-table entry, not per user record: each key is copied once (user records
+//! share it) and hashed once, so a long key shared by many user records costs its size once.
+
+use std::sync::Arc;
 
 use bytes::Bytes;
 use md5::{Digest, Md5};
+
+use super::{
+    DecodeError, RecordRef,
+    limits::{
+        MAX_EXPLICIT_HASH_KEY_CHARS, MAX_KPL_USER_RECORDS, MAX_PARTITION_KEY_CHARS, over_chars,
+    },
+};
 
 /// The 4 bytes an aggregated record starts with.
 pub const MAGIC: [u8; 4] = [0xF3, 0x89, 0x9A, 0xC2];
@@ -24,7 +36,8 @@ pub(crate) struct AggregatedRecord {
     pub records: Vec<UserRecordMessage>,
 }
 
-/// One user record inside an [`AggregatedRecord`].
+/// One user record inside an [`AggregatedRecord`]. Its `tags` (field 4, written by some
+/// producers, unused here) are skipped by the decoder rather than allocated.
 #[derive(Clone, PartialEq, prost::Message)]
 pub(crate) struct UserRecordMessage {
     #[prost(uint64, required, tag = "1")]
@@ -33,17 +46,6 @@ pub(crate) struct UserRecordMessage {
     pub explicit_hash_key_index: Option<u64>,
     #[prost(bytes = "bytes", required, tag = "3")]
     pub data: Bytes,
-    #[prost(message, repeated, tag = "4")]
-    pub tags: Vec<Tag>,
-}
-
-/// A user-record tag (written by some producers, ignored here).
-#[derive(Clone, PartialEq, prost::Message)]
-pub(crate) struct Tag {
-    #[prost(string, required, tag = "1")]
-    pub key: String,
-    #[prost(string, optional, tag = "2")]
-    pub value: Option<String>,
 }
 
 /// What de-aggregation made of one Kinesis record.
@@ -53,6 +55,8 @@ pub(crate) enum Deaggregated {
     Plain,
     /// Starts with the magic but fails a check: use it whole, and count it.
     Invalid(Invalid),
+    /// A valid aggregated record over a limit of the KPL: dead-letter it whole.
+    OverLimit(DecodeError),
     /// A valid aggregated record with at least one user record outside the shard's hash key
     /// range. Like the KCL, all of its user records are dropped: the KPL put the record in the
     /// wrong shard (stale shard map) and retries every user record of it.
@@ -80,17 +84,18 @@ pub(crate) enum Invalid {
 /// The user records of a valid aggregated record, in order.
 #[derive(Debug)]
 pub(crate) struct UserRecords {
-    partition_keys: Vec<String>,
+    partition_keys: Vec<Arc<str>>,
     records: std::vec::IntoIter<UserRecordMessage>,
     next_index: u64,
 }
 
 /// One user record: its index in the aggregated record (the sub-sequence number), partition key
-/// and payload (a slice of the Kinesis record's payload, not a copy).
+/// (shared with the other user records of that key) and payload (a slice of the Kinesis
+/// record's payload, not a copy).
 #[derive(Debug, PartialEq, Eq)]
 pub(crate) struct UserRecord {
     pub sub_sequence: u64,
-    pub partition_key: String,
+    pub partition_key: Arc<str>,
     pub data: Bytes,
 }
 
@@ -122,9 +127,13 @@ impl Iterator for UserRecords {
     }
 }
 
-/// Splits `data` into user records if it is a valid aggregated record whose user records all
-/// hash into `hash_range` (inclusive).
-pub(crate) fn deaggregate(data: &Bytes, hash_range: (u128, u128)) -> Deaggregated {
+/// Splits `data`, the payload of `record`, into user records if it is a valid aggregated record
+/// within the KPL's limits whose user records all hash into `hash_range` (inclusive).
+pub(crate) fn deaggregate(
+    data: &Bytes,
+    hash_range: (u128, u128),
+    record: &RecordRef,
+) -> Deaggregated {
     if data.len() <= MAGIC.len() + DIGEST_LEN || !data.starts_with(&MAGIC) {
         return Deaggregated::Plain;
     }
@@ -133,15 +142,39 @@ pub(crate) fn deaggregate(data: &Bytes, hash_range: (u128, u128)) -> Deaggregate
     if Md5::digest(body).as_slice() != &data[body_end..] {
         return Deaggregated::Invalid(Invalid::Digest);
     }
+    // Counted before decoding, which allocates per entry.
+    let Some(counts) = count_entries(body) else {
+        return Deaggregated::Invalid(Invalid::Protobuf);
+    };
+    if counts.records > MAX_KPL_USER_RECORDS {
+        return Deaggregated::OverLimit(DecodeError::TooManyUserRecords {
+            record: record.clone(),
+            count: counts.records,
+        });
+    }
+    if counts.keys > MAX_KPL_USER_RECORDS {
+        return Deaggregated::OverLimit(DecodeError::TooManyKeys {
+            record: record.clone(),
+            count: counts.keys,
+        });
+    }
     // Decoding from a `Bytes` makes every user record's `data` a slice of `data`.
     let message =
         match <AggregatedRecord as prost::Message>::decode(data.slice(MAGIC.len()..body_end)) {
             Ok(message) => message,
             Err(_) => return Deaggregated::Invalid(Invalid::Protobuf),
         };
+    let keys = match KeyTables::new(
+        message.partition_key_table,
+        &message.explicit_hash_key_table,
+        record,
+    ) {
+        Ok(keys) => keys,
+        Err(error) => return Deaggregated::OverLimit(error),
+    };
     let mut outside = false;
-    for record in &message.records {
-        match effective_hash_key(&message, record) {
+    for user in &message.records {
+        match keys.effective_hash_key(user) {
             Ok(key) => outside |= key < hash_range.0 || key > hash_range.1,
             Err(invalid) => return Deaggregated::Invalid(invalid),
         }
@@ -152,32 +185,105 @@ pub(crate) fn deaggregate(data: &Bytes, hash_range: (u128, u128)) -> Deaggregate
         };
     }
     Deaggregated::Aggregated(UserRecords {
-        partition_keys: message.partition_key_table,
+        partition_keys: keys.partition_keys,
         records: message.records.into_iter(),
         next_index: 0,
     })
 }
 
-/// The key Kinesis hashes a user record by: its explicit hash key if it has one, else the MD5 of
-/// its partition key read as a big-endian 128-bit integer.
-fn effective_hash_key(
-    message: &AggregatedRecord,
-    record: &UserRecordMessage,
-) -> Result<u128, Invalid> {
-    let partition_key = lookup(&message.partition_key_table, record.partition_key_index)?;
-    match record.explicit_hash_key_index {
-        Some(index) => lookup(&message.explicit_hash_key_table, index)?
-            .parse::<u128>()
-            .map_err(|_| Invalid::ExplicitHashKey),
-        None => Ok(partition_key_hash(partition_key)),
+/// Entries of the repeated fields of an `AggregatedRecord`.
+#[derive(Debug, Default, PartialEq, Eq)]
+struct Counts {
+    /// Partition keys and explicit hash keys.
+    keys: usize,
+    /// User records.
+    records: usize,
+}
+
+/// Counts the entries of an `AggregatedRecord` from its wire format, allocating nothing; `None`
+/// if it is not well-formed (protobuf groups, never written by the KPL, count as malformed).
+fn count_entries(mut body: &[u8]) -> Option<Counts> {
+    let mut counts = Counts::default();
+    while !body.is_empty() {
+        let key = prost::encoding::decode_varint(&mut body).ok()?;
+        let skip = match key & 0b111 {
+            0 => {
+                prost::encoding::decode_varint(&mut body).ok()?;
+                0
+            }
+            1 => 8,
+            2 => usize::try_from(prost::encoding::decode_varint(&mut body).ok()?).ok()?,
+            5 => 4,
+            _ => return None,
+        };
+        body = body.get(skip..)?;
+        match key >> 3 {
+            1 | 2 => counts.keys += 1,
+            3 => counts.records += 1,
+            _ => {}
+        }
+    }
+    Some(counts)
+}
+
+/// The key tables of an aggregated record, each entry checked, shared and hashed once.
+struct KeyTables {
+    partition_keys: Vec<Arc<str>>,
+    /// MD5 of each partition key.
+    partition_hashes: Vec<u128>,
+    /// Each explicit hash key, `None` if it is not a decimal 128-bit integer.
+    explicit_hashes: Vec<Option<u128>>,
+}
+
+impl KeyTables {
+    fn new(
+        partition_keys: Vec<String>,
+        explicit_hash_keys: &[String],
+        record: &RecordRef,
+    ) -> Result<Self, DecodeError> {
+        for (index, key) in partition_keys.iter().enumerate() {
+            if let Some(chars) = over_chars(key, MAX_PARTITION_KEY_CHARS) {
+                return Err(DecodeError::PartitionKeyTooLong {
+                    record: record.clone(),
+                    index,
+                    chars,
+                });
+            }
+        }
+        for (index, key) in explicit_hash_keys.iter().enumerate() {
+            if let Some(chars) = over_chars(key, MAX_EXPLICIT_HASH_KEY_CHARS) {
+                return Err(DecodeError::ExplicitHashKeyTooLong {
+                    record: record.clone(),
+                    index,
+                    chars,
+                });
+            }
+        }
+        Ok(Self {
+            partition_hashes: partition_keys
+                .iter()
+                .map(|k| partition_key_hash(k))
+                .collect(),
+            partition_keys: partition_keys.into_iter().map(Arc::from).collect(),
+            explicit_hashes: explicit_hash_keys.iter().map(|k| k.parse().ok()).collect(),
+        })
+    }
+
+    /// The key Kinesis hashes a user record by: its explicit hash key if it has one, else the
+    /// MD5 of its partition key read as a big-endian 128-bit integer.
+    fn effective_hash_key(&self, user: &UserRecordMessage) -> Result<u128, Invalid> {
+        let partition_hash = *lookup(&self.partition_hashes, user.partition_key_index)?;
+        match user.explicit_hash_key_index {
+            Some(index) => (*lookup(&self.explicit_hashes, index)?).ok_or(Invalid::ExplicitHashKey),
+            None => Ok(partition_hash),
+        }
     }
 }
 
-fn lookup(table: &[String], index: u64) -> Result<&str, Invalid> {
+fn lookup<T>(table: &[T], index: u64) -> Result<&T, Invalid> {
     usize::try_from(index)
         .ok()
         .and_then(|i| table.get(i))
-        .map(String::as_str)
         .ok_or(Invalid::KeyIndex)
 }
 
@@ -187,160 +293,4 @@ pub fn partition_key_hash(partition_key: &str) -> u128 {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::decode::testing::{UserRecordSpec, encode_aggregated, frame};
-
-    const FULL: (u128, u128) = (0, u128::MAX);
-
-    fn user(partition_key: &'static str, data: &'static [u8]) -> UserRecordSpec<'static> {
-        UserRecordSpec {
-            partition_key,
-            explicit_hash_key: None,
-            data,
-        }
-    }
-
-    fn user_records(d: Deaggregated) -> Vec<UserRecord> {
-        match d {
-            Deaggregated::Aggregated(records) => records.collect(),
-            other => panic!("expected user records, got {other:?}"),
-        }
-    }
-
-    #[test]
-    fn round_trips_user_records_with_their_keys_and_sub_sequence_numbers() {
-        let data = encode_aggregated(&[user("a", b"one"), user("b", b"two"), user("a", b"")]);
-        let records = user_records(deaggregate(&data, FULL));
-        let got: Vec<_> = records
-            .iter()
-            .map(|r| (r.sub_sequence, r.partition_key.as_str(), &r.data[..]))
-            .collect();
-        assert_eq!(
-            got,
-            [
-                (0, "a", &b"one"[..]),
-                (1, "b", &b"two"[..]),
-                (2, "a", &b""[..])
-            ]
-        );
-    }
-
-    #[test]
-    fn user_record_payloads_are_slices_of_the_kinesis_payload() {
-        let data = encode_aggregated(&[user("k", &[7; 300])]);
-        let records = user_records(deaggregate(&data, FULL));
-        let range = data.as_ptr_range();
-        assert!(
-            range.contains(&records[0].data.as_ptr()),
-            "payload was copied"
-        );
-    }
-
-    #[test]
-    fn non_aggregated_and_truncated_records_are_plain() {
-        assert!(matches!(
-            deaggregate(&Bytes::from_static(b"{\"a\":1}"), FULL),
-            Deaggregated::Plain
-        ));
-        let short = Bytes::copy_from_slice(&[MAGIC.as_slice(), &[0; DIGEST_LEN]].concat());
-        assert!(matches!(deaggregate(&short, FULL), Deaggregated::Plain));
-        assert!(matches!(
-            deaggregate(&Bytes::new(), FULL),
-            Deaggregated::Plain
-        ));
-    }
-
-    #[test]
-    fn digest_mismatch_and_unparsable_bodies_are_invalid() {
-        let mut bad_digest = encode_aggregated(&[user("k", b"x")]).to_vec();
-        *bad_digest.last_mut().expect("not empty") ^= 1;
-        let d = deaggregate(&Bytes::from(bad_digest), FULL);
-        assert!(matches!(d, Deaggregated::Invalid(Invalid::Digest)), "{d:?}");
-
-        // A correct digest over bytes that are not a protobuf message (truncated varint).
-        let d = deaggregate(&frame(&[0x08, 0xFF]), FULL);
-        assert!(
-            matches!(d, Deaggregated::Invalid(Invalid::Protobuf)),
-            "{d:?}"
-        );
-    }
-
-    #[test]
-    fn key_index_out_of_range_is_invalid() {
-        let message = AggregatedRecord {
-            partition_key_table: vec!["k".into()],
-            explicit_hash_key_table: vec![],
-            records: vec![UserRecordMessage {
-                partition_key_index: 1,
-                explicit_hash_key_index: None,
-                data: Bytes::from_static(b"x"),
-                tags: vec![],
-            }],
-        };
-        let data = frame(&prost::Message::encode_to_vec(&message));
-        let d = deaggregate(&data, FULL);
-        assert!(
-            matches!(d, Deaggregated::Invalid(Invalid::KeyIndex)),
-            "{d:?}"
-        );
-
-        let mut message = message;
-        message.records[0].partition_key_index = 0;
-        message.records[0].explicit_hash_key_index = Some(0);
-        let d = deaggregate(&frame(&prost::Message::encode_to_vec(&message)), FULL);
-        assert!(
-            matches!(d, Deaggregated::Invalid(Invalid::KeyIndex)),
-            "{d:?}"
-        );
-    }
-
-    #[test]
-    fn explicit_hash_keys_decide_the_hash_range() {
-        let data = encode_aggregated(&[
-            UserRecordSpec {
-                explicit_hash_key: Some("100"),
-                ..user("a", b"1")
-            },
-            UserRecordSpec {
-                explicit_hash_key: Some("200"),
-                ..user("b", b"2")
-            },
-        ]);
-        assert_eq!(user_records(deaggregate(&data, (100, 200))).len(), 2);
-        let d = deaggregate(&data, (101, 300));
-        assert!(
-            matches!(d, Deaggregated::OutsideHashRange { user_records: 2 }),
-            "{d:?}"
-        );
-        let d = deaggregate(&data, (0, 199));
-        assert!(
-            matches!(d, Deaggregated::OutsideHashRange { user_records: 2 }),
-            "{d:?}"
-        );
-
-        let bad = encode_aggregated(&[UserRecordSpec {
-            explicit_hash_key: Some("0x10"),
-            ..user("a", b"1")
-        }]);
-        let d = deaggregate(&bad, FULL);
-        assert!(
-            matches!(d, Deaggregated::Invalid(Invalid::ExplicitHashKey)),
-            "{d:?}"
-        );
-    }
-
-    #[test]
-    fn partition_key_hashes_decide_the_hash_range_without_explicit_keys() {
-        // MD5("a") = 0cc175b9c0f1b6a831c399e269772661.
-        let hash_a = 0x0cc1_75b9_c0f1_b6a8_31c3_99e2_6977_2661_u128;
-        assert_eq!(partition_key_hash("a"), hash_a);
-        let data = encode_aggregated(&[user("a", b"1")]);
-        assert_eq!(user_records(deaggregate(&data, (hash_a, hash_a))).len(), 1);
-        let d = deaggregate(&data, (hash_a + 1, u128::MAX));
-        assert!(
-            matches!(d, Deaggregated::OutsideHashRange { user_records: 1 }),
-            "{d:?}"
-        );
-    }
-}
+mod tests;

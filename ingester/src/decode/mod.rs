@@ -2,11 +2,14 @@
 //!
 //! Each Kinesis record goes `kpl` (split into user records, if enabled) -> `gzip` (each user
 //! record, if enabled) -> format (`Raw` passes bytes through, `cloudwatch` unpacks envelopes).
-//! Undecodable payloads become [`DeadLetter`]s; nothing here fails the shard.
+//! Undecodable payloads, and records over a limit AWS itself enforces ([`limits`]), become
+//! [`DeadLetter`]s; nothing here fails the shard.
 
 mod cloudwatch;
+mod error;
 pub mod gzip;
 pub mod kpl;
+pub mod limits;
 #[doc(hidden)]
 pub mod testing;
 #[cfg(test)]
@@ -22,47 +25,12 @@ use kinesis_ingester_api::sequence::Position;
 
 use crate::record::{DeadLetter, Record, ShardContext};
 use cloudwatch::LogEvent;
-use kpl::Deaggregated;
+use gzip::Budget;
+use kpl::{Deaggregated, UserRecords};
+use limits::MAX_RECORDS_PER_KINESIS_RECORD;
 
+pub use error::{DecodeError, RecordRef};
 pub use gzip::DEFAULT_MAX_DECOMPRESSED_BYTES;
-
-/// Why a payload could not be decoded.
-#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
-pub enum DecodeError {
-    /// Not a valid gzip stream.
-    #[error("gzip: {0}")]
-    Gzip(String),
-    /// Decompresses to more than the cap.
-    #[error("gzip: decompressed size exceeds the cap of {max_bytes} bytes")]
-    GzipTooLarge {
-        /// The cap.
-        max_bytes: usize,
-    },
-    /// Not a CloudWatch Logs envelope (bad JSON, unknown messageType, missing field).
-    #[error("cloudwatch: {0}")]
-    CloudWatchJson(String),
-    /// A DATA_MESSAGE envelope without `logEvents`.
-    #[error("cloudwatch: DATA_MESSAGE without logEvents")]
-    CloudWatchMissingLogEvents,
-}
-
-impl DecodeError {
-    /// Every value [`DecodeError::category`] returns, in the order of
-    /// [`DecodeStats::dead_letters`].
-    pub const CATEGORIES: [&'static str; 2] = ["gzip", "cloudwatch"];
-
-    /// Bounded label for metrics and dead letters.
-    pub fn category(&self) -> &'static str {
-        Self::CATEGORIES[self.category_index()]
-    }
-
-    fn category_index(&self) -> usize {
-        match self {
-            Self::Gzip(_) | Self::GzipTooLarge { .. } => 0,
-            Self::CloudWatchJson(_) | Self::CloudWatchMissingLogEvents => 1,
-        }
-    }
-}
 
 /// Counters of what [`Decoder::decode`] did, for the caller to turn into metrics.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -81,16 +49,31 @@ pub struct DecodeStats {
     pub kpl_outside_hash_range: u64,
     /// CloudWatch Logs CONTROL_MESSAGE envelopes dropped.
     pub cloudwatch_control_messages: u64,
-    /// Dead letters, counted by category in the order of [`DecodeError::CATEGORIES`].
-    pub dead_letters: [u64; DecodeError::CATEGORIES.len()],
+    /// Dead letters, counted by `(category, reason)` in the order of [`DecodeError::LABELS`].
+    pub dead_letters: [u64; DecodeError::LABELS.len()],
 }
 
 impl DecodeStats {
-    /// Dead letters by category label.
+    /// Dead letters by category label, in the order of [`DecodeError::CATEGORIES`].
     pub fn dead_letters_by_category(&self) -> impl Iterator<Item = (&'static str, u64)> + '_ {
-        DecodeError::CATEGORIES
+        DecodeError::CATEGORIES.into_iter().map(|category| {
+            let n = self
+                .dead_letters_by_reason()
+                .filter(|&(c, _, _)| c == category)
+                .map(|(_, _, n)| n)
+                .sum();
+            (category, n)
+        })
+    }
+
+    /// Dead letters by `(category, reason)` labels.
+    pub fn dead_letters_by_reason(
+        &self,
+    ) -> impl Iterator<Item = (&'static str, &'static str, u64)> + '_ {
+        DecodeError::LABELS
             .into_iter()
             .zip(self.dead_letters.iter().copied())
+            .map(|((category, reason), n)| (category, reason, n))
     }
 
     /// Total dead letters.
@@ -143,6 +126,10 @@ impl Decoder {
     /// Decodes one Kinesis record of `shard`: appends its records to `out` in order and any
     /// payload that cannot be decoded to `dead`. Every output record of a KPL user record has
     /// that user record's sub-sequence number and partition key.
+    ///
+    /// Bounded: the payloads of one Kinesis record inflate at most `max_decompressed_bytes`
+    /// together and decode to at most [`MAX_RECORDS_PER_KINESIS_RECORD`] records, and a record
+    /// over a limit of [`limits`] is dead-lettered, so the cost follows the decoded size.
     pub fn decode(
         &self,
         shard: &Arc<ShardContext>,
@@ -152,8 +139,13 @@ impl Decoder {
         stats: &mut DecodeStats,
     ) {
         stats.kinesis_records += 1;
+        let record = RecordRef {
+            shard_id: Arc::clone(&shard.shard_id),
+            sequence: raw.sequence_number.clone(),
+            user_record: None,
+        };
         if self.kpl_deaggregation {
-            match kpl::deaggregate(&raw.data, shard.hash_range) {
+            match kpl::deaggregate(&raw.data, shard.hash_range, &record) {
                 Deaggregated::Plain => {}
                 Deaggregated::Invalid(check) => {
                     stats.kpl_invalid_as_plain += 1;
@@ -164,6 +156,11 @@ impl Decoder {
                         "KPL aggregated record failed a check; decoding it whole"
                     );
                 }
+                Deaggregated::OverLimit(error) => {
+                    let reason = error.to_string();
+                    dead_letter(shard, raw, &error, reason, dead, stats);
+                    return;
+                }
                 Deaggregated::OutsideHashRange { user_records } => {
                     stats.kpl_aggregated += 1;
                     stats.kpl_outside_hash_range += user_records;
@@ -171,40 +168,13 @@ impl Decoder {
                 }
                 Deaggregated::Aggregated(user_records) => {
                     stats.kpl_aggregated += 1;
-                    out.reserve(user_records.len());
-                    for user in user_records {
-                        let position = Position {
-                            sequence: raw.sequence_number.clone(),
-                            sub_sequence: Some(user.sub_sequence),
-                        };
-                        match self.decode_payload(user.data.clone()) {
-                            Ok(payload) => {
-                                let out_record = OutRecord {
-                                    shard,
-                                    position,
-                                    partition_key: user.partition_key,
-                                    approximate_arrival_ms: raw.approximate_arrival_ms,
-                                };
-                                out_record.emit(payload, out, stats);
-                            }
-                            Err(error) => {
-                                let reason =
-                                    format!("{error} (KPL user record {})", user.sub_sequence);
-                                let user_raw = RawRecord {
-                                    data: user.data,
-                                    partition_key: user.partition_key,
-                                    sequence_number: raw.sequence_number.clone(),
-                                    approximate_arrival_ms: raw.approximate_arrival_ms,
-                                };
-                                dead_letter(shard, user_raw, &error, reason, dead, stats);
-                            }
-                        }
-                    }
+                    self.decode_aggregate(shard, raw, user_records, out, dead, stats);
                     return;
                 }
             }
         }
-        match self.decode_payload(raw.data.clone()) {
+        let mut budget = Budget::new(self.max_decompressed_bytes);
+        match self.decode_payload(raw.data.clone(), &record, &mut budget) {
             Ok(payload) => {
                 let out_record = OutRecord {
                     shard,
@@ -221,20 +191,100 @@ impl Decoder {
         }
     }
 
-    /// Decompression, then format decoding, of one (user) record's payload.
-    fn decode_payload(&self, data: Bytes) -> Result<Payload, DecodeError> {
+    /// Decodes the user records of a valid aggregated record. A user record that cannot be
+    /// decoded is dead-lettered alone; but if together they are over a limit (decompressed size,
+    /// records), none of them is delivered: the Kinesis record is dead-lettered whole.
+    fn decode_aggregate(
+        &self,
+        shard: &Arc<ShardContext>,
+        raw: RawRecord,
+        user_records: UserRecords,
+        out: &mut Vec<Record>,
+        dead: &mut Vec<DeadLetter>,
+        stats: &mut DecodeStats,
+    ) {
+        let record = RecordRef {
+            shard_id: Arc::clone(&shard.shard_id),
+            sequence: raw.sequence_number.clone(),
+            user_record: None,
+        };
+        let (out_start, dead_start, stats_start) = (out.len(), dead.len(), stats.clone());
+        let mut budget = Budget::new(self.max_decompressed_bytes);
+        out.reserve(user_records.len());
+        for user in user_records {
+            let user_ref = RecordRef {
+                user_record: Some(user.sub_sequence),
+                ..record.clone()
+            };
+            let over = match self.decode_payload(user.data.clone(), &user_ref, &mut budget) {
+                Ok(payload) => {
+                    let out_record = OutRecord {
+                        shard,
+                        position: Position {
+                            sequence: raw.sequence_number.clone(),
+                            sub_sequence: Some(user.sub_sequence),
+                        },
+                        partition_key: user.partition_key,
+                        approximate_arrival_ms: raw.approximate_arrival_ms,
+                    };
+                    out_record.emit(payload, out, stats);
+                    (out.len() - out_start > MAX_RECORDS_PER_KINESIS_RECORD).then(|| {
+                        DecodeError::TooManyRecords {
+                            record: record.clone(),
+                        }
+                    })
+                }
+                // The user records share the cap: any over it is the aggregate over it.
+                Err(DecodeError::GzipTooLarge { max_bytes }) => {
+                    Some(DecodeError::AggregateTooLarge {
+                        record: record.clone(),
+                        max_bytes,
+                    })
+                }
+                Err(error) => {
+                    let reason = match error.record() {
+                        Some(_) => error.to_string(),
+                        None => format!("{error} (KPL user record {})", user.sub_sequence),
+                    };
+                    let user_raw = RawRecord {
+                        data: user.data,
+                        partition_key: user.partition_key,
+                        sequence_number: raw.sequence_number.clone(),
+                        approximate_arrival_ms: raw.approximate_arrival_ms,
+                    };
+                    dead_letter(shard, user_raw, &error, reason, dead, stats);
+                    None
+                }
+            };
+            if let Some(error) = over {
+                out.truncate(out_start);
+                out.shrink_to(out_start);
+                dead.truncate(dead_start);
+                *stats = stats_start;
+                let reason = error.to_string();
+                dead_letter(shard, raw, &error, reason, dead, stats);
+                return;
+            }
+        }
+    }
+
+    /// Decompression, then format decoding, of one (user) record's payload, within `budget`.
+    fn decode_payload(
+        &self,
+        data: Bytes,
+        record: &RecordRef,
+        budget: &mut Budget,
+    ) -> Result<Payload, DecodeError> {
         let data = match self.compression {
             Compression::None => data,
-            Compression::Gzip => gzip::decompress(&data, self.max_decompressed_bytes)?,
+            Compression::Gzip => gzip::decompress_within(&data, budget)?,
         };
         Ok(match self.format {
             RecordFormat::Raw => Payload::Raw(data),
-            RecordFormat::CloudWatchLogs => {
-                match cloudwatch::unpack(&data, self.max_decompressed_bytes)? {
-                    Some(events) => Payload::LogEvents(events),
-                    None => Payload::Control,
-                }
-            }
+            RecordFormat::CloudWatchLogs => match cloudwatch::unpack(&data, budget, record)? {
+                Some(events) => Payload::LogEvents(events),
+                None => Payload::Control,
+            },
         })
     }
 }
@@ -243,7 +293,7 @@ impl Decoder {
 struct OutRecord<'a> {
     shard: &'a Arc<ShardContext>,
     position: Position,
-    partition_key: String,
+    partition_key: Arc<str>,
     approximate_arrival_ms: Option<i64>,
 }
 
@@ -267,7 +317,7 @@ impl OutRecord<'_> {
                     data: event.message,
                     shard: Arc::clone(self.shard),
                     position: self.position.clone(),
-                    partition_key: self.partition_key.clone(),
+                    partition_key: Arc::clone(&self.partition_key),
                     approximate_arrival_ms: self.approximate_arrival_ms,
                     cloudwatch: Some(Box::new(event.meta)),
                 }));
@@ -285,7 +335,7 @@ fn dead_letter(
     dead: &mut Vec<DeadLetter>,
     stats: &mut DecodeStats,
 ) {
-    stats.dead_letters[error.category_index()] += 1;
+    stats.dead_letters[error.label_index()] += 1;
     dead.push(DeadLetter {
         raw,
         shard: Arc::clone(shard),

@@ -1,4 +1,4 @@
-//! Producers of encoded payloads (KPL aggregated records, gzip) for tests and benchmarks.
+//! Producers of encoded payloads (KPL aggregated records, gzip, CloudWatch envelopes, hostile inputs) for tests and benchmarks.
 
 use std::io::Write;
 
@@ -32,7 +32,6 @@ pub fn encode_aggregated(records: &[UserRecordSpec<'_>]) -> Bytes {
             partition_key_index,
             explicit_hash_key_index,
             data: Bytes::copy_from_slice(record.data),
-            tags: Vec::new(),
         });
     }
     frame(&prost::Message::encode_to_vec(&message))
@@ -53,6 +52,44 @@ pub fn gzip(data: &[u8]) -> Bytes {
     // Writing to a Vec cannot fail.
     let _ = encoder.write_all(data);
     encoder.finish().unwrap_or_default().into()
+}
+
+/// A KPL aggregated record whose partition key table holds one key of `key_bytes` bytes, shared
+/// by `user_records` one-byte user records: the "key bomb" that once cost a copy and an MD5 of
+/// the key per user record. (460,800 and 80,000 fit in a 1 MiB Kinesis record.)
+pub fn kpl_key_bomb(key_bytes: usize, user_records: usize) -> Bytes {
+    let message = AggregatedRecord {
+        partition_key_table: vec!["k".repeat(key_bytes)],
+        explicit_hash_key_table: Vec::new(),
+        records: (0..user_records)
+            .map(|_| UserRecordMessage {
+                partition_key_index: 0,
+                explicit_hash_key_index: None,
+                data: Bytes::from_static(b"x"),
+            })
+            .collect(),
+    };
+    frame(&prost::Message::encode_to_vec(&message))
+}
+
+/// A gzipped CloudWatch Logs DATA_MESSAGE envelope with a log group name of `log_group_bytes`
+/// bytes and `events` one-character log events: the "metadata bomb" that once cost a copy of
+/// the log group per event. (2 MiB and 50,000 give 4.8 MB of JSON in 132 KB.)
+pub fn cloudwatch_bomb(log_group_bytes: usize, events: usize) -> Bytes {
+    let mut json = String::with_capacity(log_group_bytes + events * 64 + 256);
+    json.push_str(r#"{"messageType":"DATA_MESSAGE","owner":"123456789012","logGroup":""#);
+    json.push_str(&"g".repeat(log_group_bytes));
+    json.push_str(r#"","logStream":"s","subscriptionFilters":["f"],"logEvents":["#);
+    for i in 0..events {
+        if i > 0 {
+            json.push(',');
+        }
+        json.push_str(&format!(
+            r#"{{"id":"{i}","timestamp":1700000000000,"message":"x"}}"#
+        ));
+    }
+    json.push_str("]}");
+    gzip(json.as_bytes())
 }
 
 fn table_index(table: &mut Vec<String>, key: &str) -> u64 {

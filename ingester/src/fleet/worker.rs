@@ -27,13 +27,13 @@ use kinesis_ingester_api::{StartAt, sequence::Position};
 use kinesis_observability::server;
 use kinesis_protocol::{
     owned::{Owned, Want, desired, start_position, to_position},
-    report::{EntryState, ReportEntry, build_status},
+    report::{EntryState, LiveShard, ReportEntry, SinkHealth, build_status},
 };
 
 use crate::{
     checkpoint::Tracker,
     metrics::Metrics,
-    sink::Deliverable,
+    sink::{Deliverable, SinkStats},
     source::{
         coordinator::{ReaderKind, ReaderParts},
         efo::EfoSettings,
@@ -61,6 +61,11 @@ pub struct Worker {
     pub tracker: Arc<Tracker>,
     /// Metrics.
     pub metrics: Arc<Metrics>,
+    /// The sink's counters: its last error.
+    pub sink_stats: Arc<SinkStats>,
+    /// Records waiting for the sink with nothing acknowledged for longer than this make
+    /// delivery stuck: reported per shard, and `/readyz` false.
+    pub stuck_after: Duration,
     /// `/readyz`.
     pub ready: Arc<AtomicBool>,
     /// Asks the sink to deliver what it holds without waiting for `batch.maxAge`.
@@ -284,17 +289,43 @@ pub fn final_entries(
         .collect()
 }
 
+/// What a live shard's entry reports at `now`: the acknowledged position, the lag (absent while
+/// unknown) and how delivery keeps up.
+fn live_shard(tracker: &Tracker, metrics: &Metrics, id: &str, now: Instant) -> LiveShard {
+    let delivery = tracker.delivery(id, now).unwrap_or_default();
+    LiveShard {
+        acked: tracker.acked(id),
+        millis_behind_latest: metrics.millis_behind(id),
+        last_delivery: delivery.last_delivery,
+        stalled_for: delivery.stalled_for,
+    }
+}
+
+/// What the writer reads besides the entries.
+struct Sources {
+    tracker: Arc<Tracker>,
+    metrics: Arc<Metrics>,
+    sink_stats: Arc<SinkStats>,
+    stuck_after: Duration,
+}
+
 /// Writes the status every `interval` and at once when `shared.urgent` is notified, until
-/// `stop` fires or another process takes the worker over. Returns the writer.
+/// `stop` fires or another process takes the worker over. Returns the writer. Delivery health
+/// rides on these writes: it never causes one.
 async fn write_loop(
     mut reporter: Reporter,
     shared: Arc<Shared>,
-    tracker: Arc<Tracker>,
-    metrics: Arc<Metrics>,
+    sources: Sources,
     interval: Duration,
     events: mpsc::UnboundedSender<WriterEvent>,
     stop: CancellationToken,
 ) -> Reporter {
+    let Sources {
+        tracker,
+        metrics,
+        sink_stats,
+        stuck_after,
+    } = sources;
     let mut tick = tokio::time::interval(interval);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
@@ -308,14 +339,18 @@ async fn write_loop(
             .write(
                 false,
                 |holder, stopped, spec| {
+                    let now = Instant::now();
                     build_status(
                         holder,
                         jiff::Timestamp::now(),
                         stopped,
                         &shared.entries(),
                         spec,
-                        |id| tracker.acked(id),
-                        |id| metrics.millis_behind(id),
+                        |id| live_shard(&tracker, &metrics, id, now),
+                        &SinkHealth {
+                            stuck_after,
+                            last_error: sink_stats.last_error(),
+                        },
                     )
                 },
                 |spec| {
@@ -389,8 +424,12 @@ impl Worker {
         let writer = tokio::spawn(write_loop(
             reporter,
             shared.clone(),
-            self.tracker.clone(),
-            self.metrics.clone(),
+            Sources {
+                tracker: self.tracker.clone(),
+                metrics: self.metrics.clone(),
+                sink_stats: self.sink_stats.clone(),
+                stuck_after: self.stuck_after,
+            },
             self.report_interval,
             events_tx,
             writer_stop.clone(),
@@ -639,6 +678,8 @@ impl State {
             };
             match (o.want, &h.phase) {
                 (Want::Read, Phase::Paused { .. }) if self.reads => {
+                    // What was read before the pause was dropped undelivered and is read again.
+                    self.w.tracker.rewind(&id);
                     let resume = self.w.tracker.acked(&id);
                     let start = h.start.clone();
                     self.spawn(&id, &o, resume, start);
@@ -880,11 +921,24 @@ impl State {
                     .get(id)
                     .is_some_and(|h| matches!(h.phase, Phase::Reading(_)))
         });
+        let delivering = !self.w.tracker.any_stuck(Instant::now(), self.w.stuck_after);
         server::set_ready(
             &self.w.ready,
-            self.table_seen && self.reads && !self.w.self_fenced && all_read,
+            worker_ready(
+                self.table_seen && self.reads,
+                self.w.self_fenced,
+                all_read,
+                delivering,
+            ),
         );
     }
+}
+
+/// `/readyz` of a worker: it read the table (and has its consumer), is not self-fenced, reads
+/// every shard it should, and its sink is not stuck (records waiting, nothing acknowledged for
+/// longer than the threshold).
+fn worker_ready(reads: bool, self_fenced: bool, all_read: bool, delivering: bool) -> bool {
+    reads && !self_fenced && all_read && delivering
 }
 
 #[cfg(test)]
@@ -893,6 +947,62 @@ mod tests {
 
     fn pos(seq: &str) -> Position {
         Position::whole(seq.parse().expect("seq"))
+    }
+
+    #[test]
+    fn a_worker_whose_sink_is_stuck_is_not_ready() {
+        let tracker = Tracker::strict();
+        tracker.seed("a", Some(pos("5")));
+        let stuck_after = Duration::from_secs(30);
+        let now = Instant::now();
+        let delivering = |at: Instant| !tracker.any_stuck(at, stuck_after);
+        assert!(worker_ready(true, false, true, delivering(now)));
+        tracker.read("a", &pos("9"));
+        assert!(worker_ready(
+            true,
+            false,
+            true,
+            delivering(now + Duration::from_secs(29))
+        ));
+        assert!(
+            !worker_ready(true, false, true, delivering(now + Duration::from_secs(31))),
+            "records waited 31 s with nothing acknowledged"
+        );
+        tracker.ack("a", &pos("9"));
+        assert!(worker_ready(
+            true,
+            false,
+            true,
+            delivering(Instant::now() + Duration::from_secs(600))
+        ));
+        assert!(!worker_ready(true, true, true, true), "self-fenced");
+        assert!(!worker_ready(true, false, false, true), "a shard not read");
+    }
+
+    #[test]
+    fn a_live_entry_reports_delivery_and_an_unknown_lag_as_absent() {
+        let tracker = Tracker::strict();
+        let metrics = Metrics::new(Arc::default());
+        tracker.seed("a", None);
+        tracker.read("a", &pos("9"));
+        let later = Instant::now() + Duration::from_secs(45);
+        let live = live_shard(&tracker, &metrics, "a", later);
+        assert_eq!(
+            live.millis_behind_latest, None,
+            "never read: unknown, not 0"
+        );
+        assert_eq!(live.last_delivery, None);
+        assert!(
+            live.stalled_for
+                .is_some_and(|d| d >= Duration::from_secs(44))
+        );
+        tracker.ack("a", &pos("9"));
+        metrics.set_millis_behind("a", 0);
+        let live = live_shard(&tracker, &metrics, "a", later);
+        assert_eq!(live.millis_behind_latest, Some(0));
+        assert!(live.last_delivery.is_some());
+        assert_eq!(live.stalled_for, None);
+        assert_eq!(live.acked, Some(pos("9")));
     }
 
     #[test]

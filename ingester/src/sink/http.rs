@@ -11,6 +11,20 @@ use super::{Batch, Destination, SinkError, ndjson::Encoding};
 /// Longest part of an error response body kept for the log.
 const ERROR_BODY_LIMIT: usize = 512;
 
+/// Most bytes read of a response that is not a `_bulk` answer (an error body, or a 2xx one that
+/// is ignored). Read rather than dropped so that the connection can be reused; past this it is
+/// dropped instead.
+const OTHER_BODY_READ_LIMIT: usize = 64 << 10;
+
+/// A `_bulk` response may be this large plus [`BULK_RESPONSE_PER_ITEM`] bytes per item of the
+/// request, up to [`BULK_RESPONSE_MAX`]; a larger one is not read (a retryable
+/// `bulk_response` error). An item answer is about 200 bytes, 500 with an error and its cause.
+const BULK_RESPONSE_BASE: usize = 64 << 10;
+/// See [`BULK_RESPONSE_BASE`].
+const BULK_RESPONSE_PER_ITEM: usize = 2 << 10;
+/// See [`BULK_RESPONSE_BASE`]: 128 MiB, the largest batch body `maxBytes` allows.
+const BULK_RESPONSE_MAX: usize = 128 << 20;
+
 /// POSTs batches to one URL.
 #[derive(Debug)]
 pub struct HttpDestination {
@@ -72,19 +86,27 @@ impl HttpDestination {
             .await
             .map_err(SinkError::Request)?;
         let status = response.status();
-        let body = response.bytes().await.map_err(SinkError::Request)?;
         if !status.is_success() {
-            let end = body.len().min(ERROR_BODY_LIMIT);
+            let body = read_body(response, OTHER_BODY_READ_LIMIT).await?;
+            let end = body.bytes.len().min(ERROR_BODY_LIMIT);
             return Err(SinkError::Status {
                 status: status.as_u16(),
-                body: String::from_utf8_lossy(&body[..end]).into_owned(),
+                body: String::from_utf8_lossy(&body.bytes[..end]).into_owned(),
             });
         }
-        if self.bulk {
-            bulk_result(&body, batch.len())
-        } else {
-            Ok(())
+        if !self.bulk {
+            read_body(response, OTHER_BODY_READ_LIMIT).await?;
+            return Ok(());
         }
+        let limit = bulk_response_limit(batch.len());
+        let body = read_body(response, limit).await?;
+        if body.truncated {
+            return Err(SinkError::BulkResponse(format!(
+                "larger than {limit} bytes, the most read for {} items",
+                batch.len()
+            )));
+        }
+        bulk_result(&body.bytes, batch.len())
     }
 }
 
@@ -92,6 +114,45 @@ impl Destination for HttpDestination {
     fn send<'a>(&'a mut self, batch: &'a Batch) -> BoxFuture<'a, Result<(), SinkError>> {
         self.post(batch).boxed()
     }
+}
+
+/// The most of a `_bulk` response read for a request of `items` items.
+fn bulk_response_limit(items: usize) -> usize {
+    items
+        .saturating_mul(BULK_RESPONSE_PER_ITEM)
+        .saturating_add(BULK_RESPONSE_BASE)
+        .min(BULK_RESPONSE_MAX)
+}
+
+/// The start of a response body.
+struct BodyStart {
+    bytes: Vec<u8>,
+    /// Whether the body goes on past `bytes` (the rest is not read).
+    truncated: bool,
+}
+
+/// Reads at most `limit` bytes of `response`'s body, chunk by chunk: a body announced or found
+/// larger costs `limit` bytes of memory, not its size.
+async fn read_body(mut response: reqwest::Response, limit: usize) -> Result<BodyStart, SinkError> {
+    let announced = response
+        .content_length()
+        .and_then(|n| usize::try_from(n).ok());
+    let mut bytes = Vec::with_capacity(announced.unwrap_or(0).min(limit));
+    while let Some(chunk) = response.chunk().await.map_err(SinkError::Request)? {
+        let room = limit - bytes.len();
+        if chunk.len() > room {
+            bytes.extend_from_slice(&chunk[..room]);
+            return Ok(BodyStart {
+                bytes,
+                truncated: true,
+            });
+        }
+        bytes.extend_from_slice(&chunk);
+    }
+    Ok(BodyStart {
+        bytes,
+        truncated: false,
+    })
 }
 
 #[derive(Deserialize)]
@@ -153,7 +214,14 @@ fn bulk_result(body: &[u8], total: usize) -> Result<(), SinkError> {
 
 #[cfg(test)]
 mod tests {
+    use std::time::Duration;
+
     use super::*;
+    use crate::sink::test_server::TestServer;
+
+    /// Long enough for a bounded read of a local endless body; an unbounded one reads for
+    /// the whole client timeout (and gigabytes) instead.
+    const DEADLINE: Duration = Duration::from_secs(10);
 
     #[test]
     fn bulk_response_names_the_failed_items() {
@@ -231,5 +299,67 @@ mod tests {
         assert_eq!(err.category(), "timeout");
         assert!(err.is_retryable());
         held.abort();
+    }
+
+    #[test]
+    fn the_bulk_response_bound_grows_with_the_items_up_to_a_cap() {
+        assert_eq!(bulk_response_limit(0), 64 << 10);
+        assert_eq!(bulk_response_limit(500), (64 << 10) + 500 * 2048);
+        assert_eq!(bulk_response_limit(100_000), 128 << 20);
+        assert_eq!(bulk_response_limit(usize::MAX), 128 << 20);
+    }
+
+    async fn send_to(server: &TestServer, extra: serde_json::Value) -> Result<(), SinkError> {
+        let spec: HttpSink = server.spec(extra);
+        let mut dest = HttpDestination::new(&spec).expect("destination");
+        let batch = Batch::default();
+        tokio::time::timeout(DEADLINE, dest.send(&batch))
+            .await
+            .expect("a bounded read returns at once")
+    }
+
+    #[tokio::test]
+    async fn an_endless_error_body_is_read_only_in_part() {
+        let server = TestServer::start(vec![]).await;
+        server.answer_endlessly(503);
+        let err = send_to(&server, serde_json::json!({}))
+            .await
+            .expect_err("503");
+        match err {
+            SinkError::Status { status, body } => {
+                assert_eq!(status, 503);
+                assert_eq!(body.len(), ERROR_BODY_LIMIT);
+            }
+            other => panic!("expected a status error, got {other:?}"),
+        }
+    }
+
+    #[tokio::test]
+    async fn an_endless_or_oversized_bulk_response_is_a_retryable_error_not_read_whole() {
+        let server = TestServer::start(vec![]).await;
+        server.answer_endlessly(200);
+        let bulk = serde_json::json!({ "format": "ElasticsearchBulk", "index": "logs" });
+        let err = send_to(&server, bulk.clone()).await.expect_err("endless");
+        assert_eq!(err.category(), "bulk_response");
+        assert!(err.is_retryable());
+        assert!(err.to_string().contains("larger than 65536 bytes"), "{err}");
+
+        // A finite body past the bound, with its length announced.
+        let big = format!(
+            r#"{{"errors":false,"items":[],"pad":"{}"}}"#,
+            "x".repeat(1 << 20)
+        );
+        let server = TestServer::start(vec![(200, &big)]).await;
+        let err = send_to(&server, bulk).await.expect_err("too large");
+        assert_eq!(err.category(), "bulk_response");
+    }
+
+    #[tokio::test]
+    async fn an_endless_body_of_an_ndjson_success_is_not_read_whole() {
+        let server = TestServer::start(vec![]).await;
+        server.answer_endlessly(200);
+        send_to(&server, serde_json::json!({}))
+            .await
+            .expect("a 2xx is a success whatever its body");
     }
 }

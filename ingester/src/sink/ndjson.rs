@@ -116,10 +116,10 @@ struct CloudWatch<'a> {
 impl<'a> From<&'a CloudWatchMeta> for CloudWatch<'a> {
     fn from(m: &'a CloudWatchMeta) -> Self {
         Self {
-            owner: &m.owner,
-            log_group: &m.log_group,
-            log_stream: &m.log_stream,
-            subscription_filters: &m.subscription_filters,
+            owner: &m.envelope.owner,
+            log_group: &m.envelope.log_group,
+            log_stream: &m.envelope.log_stream,
+            subscription_filters: &m.envelope.subscription_filters,
             id: &m.id,
             timestamp: Millis(m.timestamp_ms),
         }
@@ -158,7 +158,7 @@ pub(crate) mod tests {
     use super::*;
     use kinesis_ingester_api::sequence::Position;
 
-    use crate::record::ShardContext;
+    use crate::record::{CloudWatchEnvelope, ShardContext};
 
     /// A record of shard `shard` at sequence number `seq`.
     pub(crate) fn record(shard: &str, seq: u64, data: &[u8]) -> Record {
@@ -208,10 +208,12 @@ pub(crate) mod tests {
         r.approximate_arrival_ms = Some(1_700_000_000_123);
         Arc::make_mut(&mut r.shard).tag = Some("billing".into());
         r.cloudwatch = Some(Box::new(CloudWatchMeta {
-            owner: "123456789012".into(),
-            log_group: "/aws/lambda/f".into(),
-            log_stream: "2026/01/01".into(),
-            subscription_filters: vec!["all".into()],
+            envelope: Arc::new(CloudWatchEnvelope {
+                owner: "123456789012".into(),
+                log_group: "/aws/lambda/f".into(),
+                log_stream: "2026/01/01".into(),
+                subscription_filters: vec!["all".into()],
+            }),
             id: "3719".into(),
             timestamp_ms: 1_700_000_000_000,
         }));

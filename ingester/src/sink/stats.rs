@@ -1,6 +1,6 @@
 //! Counters the sink updates once per batch, for the metrics layer to read.
 
-use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering::Relaxed};
 
 use super::SinkError;
 
@@ -15,6 +15,8 @@ pub struct SinkStats {
     dead_letters: AtomicU64,
     revoked: AtomicU64,
     errors: [AtomicU64; SinkError::CATEGORIES.len()],
+    /// 1 + the category index of the last failed send since the last delivery; 0 for none.
+    last_error: AtomicUsize,
 }
 
 impl SinkStats {
@@ -69,7 +71,16 @@ impl SinkStats {
             .map(|(c, n)| (*c, n.load(Relaxed)))
     }
 
+    /// The [`SinkError::category`] of the last failed send, unless a batch was delivered since.
+    pub fn last_error(&self) -> Option<&'static str> {
+        self.last_error
+            .load(Relaxed)
+            .checked_sub(1)
+            .and_then(|i| SinkError::CATEGORIES.get(i).copied())
+    }
+
     pub(crate) fn delivered(&self, records: usize, bytes: usize) {
+        self.last_error.store(0, Relaxed);
         self.records_out.fetch_add(records as u64, Relaxed);
         self.bytes_out.fetch_add(bytes as u64, Relaxed);
         self.batches.fetch_add(1, Relaxed);
@@ -81,6 +92,7 @@ impl SinkStats {
             .position(|c| *c == error.category())
         {
             self.errors[i].fetch_add(1, Relaxed);
+            self.last_error.store(i + 1, Relaxed);
         }
     }
 
@@ -98,5 +110,24 @@ impl SinkStats {
 
     pub(crate) fn dead_lettered(&self) {
         self.dead_letters.fetch_add(1, Relaxed);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_last_error_is_forgotten_once_a_batch_is_delivered() {
+        let stats = SinkStats::default();
+        assert_eq!(stats.last_error(), None);
+        stats.failed(&SinkError::Config("x".into()));
+        stats.failed(&SinkError::Status {
+            status: 503,
+            body: String::new(),
+        });
+        assert_eq!(stats.last_error(), Some("http_5xx"));
+        stats.delivered(1, 10);
+        assert_eq!(stats.last_error(), None);
     }
 }

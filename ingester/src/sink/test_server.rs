@@ -2,48 +2,60 @@
 
 use std::{
     collections::VecDeque,
+    convert::Infallible,
     net::SocketAddr,
     sync::{Arc, Mutex},
 };
 
 use axum::{
     Router,
-    body::Bytes,
+    body::{Body, Bytes},
     extract::State,
     http::{HeaderMap, StatusCode},
+    response::{IntoResponse, Response},
 };
 use kinesis_ingester_api::HttpSink;
 
-/// An HTTP server on 127.0.0.1 that answers with scripted responses, then 200 `{}`.
+/// An HTTP server on 127.0.0.1 that answers with scripted responses, then 200 `{}` (or, once
+/// told to, with a status and a body that never ends).
 pub(crate) struct TestServer {
     url: String,
     pub(crate) script: Arc<Mutex<VecDeque<(u16, String)>>>,
     pub(crate) requests: Arc<Mutex<Vec<(HeaderMap, Bytes)>>>,
+    endless: Arc<Mutex<Option<u16>>>,
 }
 
 type ServerState = (
     Arc<Mutex<VecDeque<(u16, String)>>>,
     Arc<Mutex<Vec<(HeaderMap, Bytes)>>>,
+    Arc<Mutex<Option<u16>>>,
 );
 
 async fn answer(
-    State((script, requests)): State<ServerState>,
+    State((script, requests, endless)): State<ServerState>,
     headers: HeaderMap,
     body: Bytes,
-) -> (StatusCode, String) {
+) -> Response {
     requests.lock().expect("requests").push((headers, body));
+    if let Some(status) = *endless.lock().expect("endless") {
+        // 64 KiB chunks of spaces (valid JSON whitespace), forever, without a length.
+        let chunk = Bytes::from(vec![b' '; 64 << 10]);
+        let forever = futures::stream::repeat_with(move || Ok::<_, Infallible>(chunk.clone()));
+        let status = StatusCode::from_u16(status).expect("status");
+        return (status, Body::from_stream(forever)).into_response();
+    }
     let (status, text) = script
         .lock()
         .expect("script")
         .pop_front()
         .unwrap_or((200, "{}".into()));
-    (StatusCode::from_u16(status).expect("status"), text)
+    (StatusCode::from_u16(status).expect("status"), text).into_response()
 }
 
 impl TestServer {
     pub(crate) async fn start(script: Vec<(u16, &str)>) -> Self {
         let script: VecDeque<_> = script.into_iter().map(|(s, t)| (s, t.to_owned())).collect();
-        let state: ServerState = (Arc::new(Mutex::new(script)), Arc::default());
+        let state: ServerState = (Arc::new(Mutex::new(script)), Arc::default(), Arc::default());
         let app = Router::new()
             .route("/ingest", axum::routing::post(answer))
             .with_state(state.clone());
@@ -56,7 +68,13 @@ impl TestServer {
             url: format!("http://{addr}/ingest"),
             script: state.0,
             requests: state.1,
+            endless: state.2,
         }
+    }
+
+    /// From now on, answers every request with `status` and a body that never ends.
+    pub(crate) fn answer_endlessly(&self, status: u16) {
+        *self.endless.lock().expect("endless") = Some(status);
     }
 
     pub(crate) fn request_count(&self) -> usize {

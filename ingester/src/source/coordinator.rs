@@ -19,7 +19,7 @@ use kinesis_client::{
     api::{KinesisApi, ShardInfo, StartAt, StreamRef},
     backoff::Backoff,
 };
-use kinesis_ingester_api::sequence::Position;
+use kinesis_ingester_api::{MIN_DELIVERY_STUCK_AFTER, sequence::Position};
 
 use crate::{
     checkpoint::{CheckpointStore, Tracker},
@@ -80,6 +80,8 @@ pub struct ReaderParts {
     pub chunks: mpsc::Sender<Chunk>,
     /// Metrics.
     pub metrics: Arc<Metrics>,
+    /// What the sink acknowledged, and what waits for it.
+    pub tracker: Arc<Tracker>,
 }
 
 impl std::fmt::Debug for ReaderParts {
@@ -119,6 +121,7 @@ impl ReaderParts {
             dead_letters: self.dead_letters.clone(),
             chunks: self.chunks.clone(),
             metrics: self.metrics.clone(),
+            tracker: self.tracker.clone(),
             cancel,
         };
         match &self.kind {
@@ -154,7 +157,7 @@ pub struct Coordinator {
     pub chunks: mpsc::Sender<Chunk>,
     /// Metrics.
     pub metrics: Arc<Metrics>,
-    /// Set once the shard list was read and readers started (`/readyz`).
+    /// `/readyz`: set while the shard list was read and the sink is not stuck.
     pub ready: Arc<std::sync::atomic::AtomicBool>,
 }
 
@@ -185,6 +188,12 @@ pub async fn flush_checkpoints(tracker: &Tracker, store: &dyn CheckpointStore, m
     }
 }
 
+/// `/readyz` of the standalone ingester: the shard list was read, and the sink is not stuck
+/// (records waiting with nothing acknowledged for longer than [`MIN_DELIVERY_STUCK_AFTER`]).
+fn standalone_ready(listed: bool, stuck: bool) -> bool {
+    listed && !stuck
+}
+
 impl Coordinator {
     /// Reads until `stop` fires, then waits for every reader to stop. Acknowledged checkpoints
     /// are stored periodically and as soon as a shard is finished; the caller stores the last
@@ -196,6 +205,7 @@ impl Coordinator {
         let mut backoff = Backoff::new(Duration::from_millis(200), Duration::from_secs(30));
         let mut sync = tokio::time::interval(self.settings.shard_sync_interval);
         let mut flush = tokio::time::interval(self.settings.checkpoint_interval);
+        let mut health = tokio::time::interval(Duration::from_secs(1));
         let mut listed = false;
         loop {
             if listed {
@@ -224,7 +234,6 @@ impl Coordinator {
                     Ok(shards) => {
                         backoff.reset();
                         listed = true;
-                        kinesis_observability::server::set_ready(&self.ready, true);
                         for s in shards {
                             known.insert(s.shard_id.clone(), s);
                         }
@@ -240,8 +249,18 @@ impl Coordinator {
                 () = self.tracker.changed.notified() => {
                     flush_checkpoints(&self.tracker, self.store.as_ref(), &self.metrics).await;
                 }
+                _ = health.tick() => {}
             }
             self.metrics.set_shards_reading(running.len());
+            if !stop.is_cancelled() {
+                let stuck = self
+                    .tracker
+                    .any_stuck(tokio::time::Instant::now(), MIN_DELIVERY_STUCK_AFTER);
+                kinesis_observability::server::set_ready(
+                    &self.ready,
+                    standalone_ready(listed, stuck),
+                );
+            }
         }
         info!(readers = running.len(), "stopping the shard readers");
         while let Some(joined) = tasks.join_next().await {
@@ -264,6 +283,7 @@ impl Coordinator {
             dead_letters: self.dead_letters.clone(),
             chunks: self.chunks.clone(),
             metrics: self.metrics.clone(),
+            tracker: self.tracker.clone(),
         }
     }
 

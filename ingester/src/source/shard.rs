@@ -14,6 +14,7 @@ use kinesis_client::{
 use kinesis_ingester_api::sequence::Position;
 
 use crate::{
+    checkpoint::Tracker,
     decode::{DecodeStats, Decoder},
     metrics::Metrics,
     record::{Chunk, DeadLetter, ShardContext},
@@ -78,6 +79,8 @@ pub struct ShardReader {
     pub chunks: mpsc::Sender<Chunk>,
     /// Metrics.
     pub metrics: Arc<Metrics>,
+    /// Told what is handed to the sink, to know what waits for it.
+    pub tracker: Arc<Tracker>,
     /// Stops reading.
     pub cancel: CancellationToken,
 }
@@ -219,6 +222,7 @@ impl ShardReader {
             shard_id: self.shard.shard_id.clone(),
             checkpoint: checkpoint.clone(),
         };
+        self.tracker.read(&self.shard.shard_id, &checkpoint);
         tokio::select! {
             sent = self.chunks.send(chunk) => if sent.is_err() {
                 warn!("the sink stopped; stopping the reader");

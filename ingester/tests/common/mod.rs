@@ -3,7 +3,7 @@
 // Each test file uses a different subset of these helpers.
 #![allow(dead_code, unused_imports, unused_macros)]
 
-use std::{path::Path, sync::Arc, time::Duration};
+use std::{path::Path, process::Stdio, sync::Arc, time::Duration};
 
 use anyhow::{Context, Result};
 use aws_sdk_kinesis::primitives::Blob;
@@ -15,7 +15,12 @@ use kinesis_ingester::{
 use kinesis_ingester_api::KinesisIngester;
 pub use kinesis_testkit::{kinesis_client, wait_stream_active, wait_until};
 use serde_json::Value;
-use tokio::task::JoinHandle;
+use tokio::{
+    io::{AsyncReadExt, AsyncWriteExt},
+    net::TcpStream,
+    process::Command,
+    task::JoinHandle,
+};
 use tokio_util::sync::CancellationToken;
 
 /// Creates a stream with `shards` shards and waits until it is ACTIVE.
@@ -124,6 +129,65 @@ impl Running {
         );
         Ok(())
     }
+}
+
+/// A free TCP port on 127.0.0.1.
+pub fn free_port() -> Result<u16> {
+    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port())
+}
+
+/// GET http://127.0.0.1:{port}/metrics.
+pub async fn metrics(port: u16) -> Result<String> {
+    let mut s = TcpStream::connect(("127.0.0.1", port)).await?;
+    s.write_all(b"GET /metrics HTTP/1.0\r\nHost: localhost\r\n\r\n")
+        .await?;
+    let mut body = String::new();
+    s.read_to_string(&mut body).await?;
+    Ok(body)
+}
+
+/// The value of a metric line that starts with `name` (a full name with labels, or none).
+pub fn value(text: &str, name: &str) -> Option<f64> {
+    text.lines()
+        .find(|l| l.starts_with(name) && l[name.len()..].starts_with(' '))
+        .and_then(|l| l.rsplit(' ').next()?.parse().ok())
+}
+
+/// The `kinesis-ingester` binary running `config`, with checkpoints in `checkpoints` and
+/// metrics on `port`, killed when dropped.
+pub fn binary(config: &Path, checkpoints: &Path, port: u16) -> Command {
+    binary_under(&[], config, checkpoints, port)
+}
+
+/// [`binary`], run by the command `prefix` (e.g. `prlimit --as=…`), which must exec it.
+pub fn binary_under(prefix: &[&str], config: &Path, checkpoints: &Path, port: u16) -> Command {
+    let ingester = env!("CARGO_BIN_EXE_kinesis-ingester");
+    let mut cmd = match prefix.split_first() {
+        Some((program, args)) => {
+            let mut cmd = Command::new(program);
+            cmd.args(args).arg(ingester);
+            cmd
+        }
+        None => Command::new(ingester),
+    };
+    cmd.args(["run", "-f"])
+        .arg(config)
+        .arg("--checkpoint-dir")
+        .arg(checkpoints)
+        .args([
+            "--metrics-addr",
+            &format!("127.0.0.1:{port}"),
+            "--shutdown-timeout",
+            "20s",
+        ])
+        .env("AWS_ACCESS_KEY_ID", "000000000000")
+        .env("AWS_SECRET_ACCESS_KEY", "test")
+        .env("AWS_EC2_METADATA_DISABLED", "true")
+        .stdout(Stdio::null())
+        .kill_on_drop(true);
+    cmd
 }
 
 /// The NDJSON lines of `path` (none if it does not exist yet).

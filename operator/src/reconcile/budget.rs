@@ -3,7 +3,7 @@
 #[cfg(test)]
 mod tests {
     use kinesis_ingester_api::{
-        AssignedShard, CheckpointPosition, Holder, KinesisIngesterStatus,
+        AssignedShard, CheckpointPosition, DeliveryStuck, Holder, KinesisIngesterStatus,
         KinesisShardAssignmentSpec, KinesisWorkerSpec, KinesisWorkerStatus, ShardState,
         ShardStatus, WorkerShard,
     };
@@ -43,6 +43,7 @@ mod tests {
                     epoch: 12,
                     draining: false,
                     start_after: Some(pos()),
+                    start_at_timestamp: None,
                 })
                 .collect(),
             finished: (0..SHARDS).map(|i| id(i + 5000)).collect(),
@@ -66,6 +67,8 @@ mod tests {
                     millis_behind_latest: Some(1200),
                     released: false,
                     finished: false,
+                    last_delivery: Some("2026-03-02T10:15:29Z".into()),
+                    delivery_stuck: None,
                 })
                 .collect(),
         };
@@ -90,6 +93,18 @@ mod tests {
         println!(
             "FIGURE object sizes for {SHARDS} shards / {WORKERS} workers: shard table {t} B, one KinesisWorker {w} B (spec+status), ingester status {s} B"
         );
+        // The worst case: the sink is down and every shard reports its delivery stuck.
+        let mut stuck_status = worker_status.clone();
+        for e in &mut stuck_status.shards {
+            e.delivery_stuck = Some(DeliveryStuck {
+                stalled_seconds: 86_400,
+                threshold_seconds: 30,
+                sink_error: Some("bulk_response".into()),
+            });
+        }
+        let stuck = size(&worker_spec) + size(&stuck_status);
+        println!("FIGURE one KinesisWorker with every shard delivery-stuck: {stuck} B");
+        assert!(stuck < 4_000, "a stuck worker object grew to {stuck} bytes");
         // etcd's request limit is 1.5 MiB; the operator keeps the table under 1 MiB.
         assert!(t < 450_000, "the shard table grew to {t} bytes");
         assert!(w < 3_000, "a worker object grew to {w} bytes");

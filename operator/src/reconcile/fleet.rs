@@ -10,7 +10,7 @@ use k8s_openapi::{
 };
 use kinesis_ingester_api::{
     INGESTER_LABEL, KinesisIngester, KinesisShardAssignment, KinesisWorker, KinesisWorkerSpec,
-    ORDINAL_LABEL, worker_name,
+    ORDINAL_LABEL, StartingPositionType, worker_name,
 };
 use kinesis_protocol::{
     handoff::{self, Liveness, Transition, WorkerState, Workers},
@@ -45,6 +45,8 @@ pub struct InFlight {
     /// When the next live worker would expire if it does not report again: the reconcile
     /// after that moment fences it without waiting for the periodic requeue.
     pub next_expiry: Option<std::time::Duration>,
+    /// The table was written less than the coalescing gap ago: plan again after this.
+    pub table_wait: Option<std::time::Duration>,
 }
 
 /// Runs the fleet pass.
@@ -110,9 +112,21 @@ pub async fn run(
         .unwrap_or(0)
         .max(ki.spec.workers.min_replicas);
     let mut planned = None;
-    if let Some(table) = &table {
+    let now = std::time::Instant::now();
+    in_flight.table_wait = ctx
+        .memory()
+        .get(&key)
+        .and_then(|m| handoff::table_write_wait(m.table_written, now));
+    if let Some(table) = table.as_ref().filter(|_| in_flight.table_wait.is_some()) {
+        // Coalescing: nothing is planned or written until the gap has passed; the fleet's size
+        // still follows the table as it is.
+        if problem.is_none() {
+            let eligible = handoff::eligible(&table.spec, ki.spec.read.strict_order);
+            desired = plan::desired_workers(&ki.spec.workers, eligible.len());
+        }
+        planned = Some(table.clone());
+    } else if let Some(table) = &table {
         let mut spec = table.spec.clone();
-        let now = std::time::Instant::now();
         let candidates = {
             let mut memory = ctx.memory();
             let m = memory.entry(key.clone()).or_default();
@@ -153,7 +167,9 @@ pub async fn run(
             }
         }
         if let Some(t) = topology {
-            transitions.extend(handoff::merge_topology(&mut spec, &t.listed));
+            let pin = (ki.spec.read.starting_position.kind == StartingPositionType::Latest)
+                .then(Timestamp::now);
+            transitions.extend(handoff::merge_topology(&mut spec, &t.listed, pin));
         }
         let eligible = handoff::eligible(&spec, ki.spec.read.strict_order);
         if problem.is_none() {
@@ -202,6 +218,7 @@ pub async fn run(
                     kerr("writing the shard table")(e)
                 }
             })?;
+            ctx.memory().entry(key.clone()).or_default().table_written = Some(now);
         }
         planned = Some(next);
     }

@@ -184,9 +184,12 @@ async fn apply(ki: &KinesisIngester, ctx: &Context) -> Result<Action> {
     let expiry = in_flight
         .next_expiry
         .map(|d| d + Duration::from_millis(100));
-    Ok(Action::requeue(
-        expiry.map_or(periodic, |e| e.min(periodic)),
-    ))
+    let coalesced = in_flight.table_wait.map(|d| d + Duration::from_millis(10));
+    let next = [expiry, coalesced]
+        .into_iter()
+        .flatten()
+        .fold(periodic, Duration::min);
+    Ok(Action::requeue(next))
 }
 
 /// Creates the table, adopts a retained one, or reports a mismatch.
@@ -211,7 +214,7 @@ async fn ensure_table(
     };
     let consumer_arn = match (ki.spec.read.mode, consumer_arn) {
         (ReadMode::EnhancedFanOut, None) => {
-            let consumer = ki.consumer_name();
+            let consumer = ki.fleet_consumer_name();
             let arn = topology
                 .api
                 .register_consumer(&topology.stream_arn, &consumer)

@@ -5,7 +5,7 @@ use k8s_openapi::{
     jiff::Timestamp,
 };
 use kinesis_ingester_api::{
-    KinesisIngesterStatus, KinesisShardAssignmentSpec, ShardState, ShardStatus,
+    DeliveryStuck, KinesisIngesterStatus, KinesisShardAssignmentSpec, ShardState, ShardStatus,
 };
 
 use crate::metrics::FleetGauges;
@@ -72,12 +72,66 @@ pub fn format_lag(ms: i64) -> String {
     format!("{}h{}m", s / 3600, (s % 3600) / 60)
 }
 
+/// Shards whose live owner reports their delivery stuck: records waiting for the sink and
+/// nothing acknowledged for longer than the worker's threshold.
+#[derive(Debug, Default, PartialEq, Eq)]
+struct Stuck {
+    shards: usize,
+    /// Longest stall reported, in seconds.
+    stalled_seconds: i64,
+    /// The smallest threshold applied, in seconds.
+    threshold_seconds: i64,
+    /// Categories of the sinks' last errors, as reported.
+    errors: std::collections::BTreeSet<String>,
+}
+
+impl Stuck {
+    fn add(&mut self, d: &DeliveryStuck) {
+        self.threshold_seconds = if self.shards == 0 {
+            d.threshold_seconds
+        } else {
+            self.threshold_seconds.min(d.threshold_seconds)
+        };
+        self.shards += 1;
+        self.stalled_seconds = self.stalled_seconds.max(d.stalled_seconds);
+        if let Some(e) = &d.sink_error {
+            self.errors.insert(e.clone());
+        }
+    }
+
+    /// The error categories for a message: at most three, each a short label, whatever a
+    /// worker wrote.
+    fn errors(&self) -> String {
+        const SHOWN: usize = 3;
+        let label = |e: &String| -> String {
+            e.chars()
+                .filter(|c| c.is_ascii_alphanumeric() || *c == '_')
+                .take(32)
+                .collect()
+        };
+        let mut out: Vec<String> = self.errors.iter().take(SHOWN).map(label).collect();
+        if self.errors.len() > SHOWN {
+            out.push(format!("{} more", self.errors.len() - SHOWN));
+        }
+        if out.is_empty() {
+            "none (the sink hangs without failing)".to_owned()
+        } else {
+            out.join(", ")
+        }
+    }
+
+    fn stalled(&self) -> String {
+        format_lag(self.stalled_seconds.saturating_mul(1000))
+    }
+}
+
 /// The status and the fleet gauges.
 pub fn compute(input: &StatusInput<'_>) -> (KinesisIngesterStatus, FleetGauges) {
     let mut shards = Vec::new();
-    let mut max_lag: Option<i64> = None;
+    let mut lags: std::collections::BTreeMap<&str, i64> = Default::default();
     let (mut pending, mut reading, mut draining) = (0, 0, 0);
     let mut per_worker: std::collections::BTreeMap<&str, i64> = Default::default();
+    let mut stuck = Stuck::default();
     let readable: Vec<String> = input
         .table
         .map(|t| eligible(t, input.strict_order))
@@ -89,6 +143,9 @@ pub fn compute(input: &StatusInput<'_>) -> (KinesisIngesterStatus, FleetGauges) 
             .and_then(|o| input.workers.get(o).map(|w| (o, w)));
         let entry = owner.and_then(|(_, w)| w.object.status.as_ref()?.entry(&s.shard_id, s.epoch));
         let live = owner.is_some_and(|(_, w)| w.liveness == Liveness::Live);
+        if live && let Some(d) = entry.and_then(|e| e.delivery_stuck.as_ref()) {
+            stuck.add(d);
+        }
         let state = match (entry, s.draining) {
             (Some(_), true) => ShardState::Draining,
             (Some(_), false) if live => ShardState::Reading,
@@ -104,7 +161,7 @@ pub fn compute(input: &StatusInput<'_>) -> (KinesisIngesterStatus, FleetGauges) 
         }
         let lag = entry.and_then(|e| e.millis_behind_latest);
         if let Some(l) = lag {
-            max_lag = Some(max_lag.map_or(l, |m| m.max(l)));
+            lags.insert(s.shard_id.as_str(), l);
         }
         let checkpoint = entry
             .and_then(|e| e.position.as_ref())
@@ -122,6 +179,7 @@ pub fn compute(input: &StatusInput<'_>) -> (KinesisIngesterStatus, FleetGauges) 
             checkpoint,
         });
     }
+    let max_lag = max_known_lag(&lags, &readable);
     let live_workers = input
         .workers
         .values()
@@ -151,6 +209,17 @@ pub fn compute(input: &StatusInput<'_>) -> (KinesisIngesterStatus, FleetGauges) 
             format!(
                 "{reading} of {} readable shards are being read",
                 readable.len()
+            ),
+        )
+    } else if stuck.shards > 0 {
+        (
+            false,
+            "NotDelivering",
+            format!(
+                "{} shards have records waiting and nothing delivered for {} (threshold {}s)",
+                stuck.shards,
+                stuck.stalled(),
+                stuck.threshold_seconds
             ),
         )
     } else {
@@ -187,6 +256,17 @@ pub fn compute(input: &StatusInput<'_>) -> (KinesisIngesterStatus, FleetGauges) 
     };
     let (degraded, deg_reason, deg_msg) = if let Some(p) = &input.problem {
         (true, p.reason, p.message.clone())
+    } else if stuck.shards > 0 {
+        (
+            true,
+            "SinkFailing",
+            format!(
+                "the sink delivered nothing of {} shards for up to {}; last sink errors: {}",
+                stuck.shards,
+                stuck.stalled(),
+                stuck.errors()
+            ),
+        )
     } else if expired > 0 {
         (
             true,
@@ -238,9 +318,19 @@ pub fn compute(input: &StatusInput<'_>) -> (KinesisIngesterStatus, FleetGauges) 
             ("expired", expired),
         ],
         max_shards_per_worker: per_worker.values().copied().max().unwrap_or(0),
-        max_millis_behind_latest: max_lag.unwrap_or(0),
+        max_millis_behind_latest: max_lag,
     };
     (status, gauges)
+}
+
+/// The largest lag, known only when every readable shard reports one: a shard not read yet, or
+/// whose reader never got an answer from Kinesis, may be any distance behind, so the maximum is
+/// unknown (absent), never 0.
+fn max_known_lag(lags: &std::collections::BTreeMap<&str, i64>, readable: &[String]) -> Option<i64> {
+    if readable.iter().any(|id| !lags.contains_key(id.as_str())) {
+        return None;
+    }
+    lags.values().copied().max()
 }
 
 fn condition(
@@ -313,6 +403,7 @@ mod tests {
                     epoch: 1,
                     draining: false,
                     start_after: None,
+                    start_at_timestamp: None,
                 })
                 .collect(),
             ..Default::default()
@@ -341,6 +432,8 @@ mod tests {
                     millis_behind_latest: Some(*lag),
                     released: false,
                     finished: false,
+                    last_delivery: None,
+                    delivery_stuck: None,
                 })
                 .collect(),
             ..Default::default()
@@ -394,6 +487,7 @@ mod tests {
         assert_eq!(s.observed_generation, Some(3));
         assert!(s.shards.iter().all(|e| e.state == ShardState::Reading));
         assert_eq!(g.max_shards_per_worker, 2);
+        assert_eq!(g.max_millis_behind_latest, Some(1200));
     }
 
     #[test]
@@ -436,6 +530,148 @@ mod tests {
             Time(Timestamp::UNIX_EPOCH)
         );
         assert!(!structurally_different(&first, &second));
+    }
+
+    #[test]
+    fn a_shard_with_unknown_lag_makes_the_largest_lag_unknown_not_zero() {
+        let t = table(&[Some("w0"), Some("w0")]);
+        let mut w = workers(Liveness::Live, &[(0, 0), (1, 0)]);
+        if let Some(st) = w.get_mut("w0").and_then(|w| w.object.status.as_mut()) {
+            for e in &mut st.shards {
+                e.millis_behind_latest = None;
+            }
+            st.shards[0].millis_behind_latest = Some(700);
+        }
+        let (s, g) = compute(&input(&t, &w));
+        assert_eq!(s.max_millis_behind_latest, None, "s1's lag is unknown");
+        assert_eq!(s.lag, None);
+        assert_eq!(g.max_millis_behind_latest, None);
+        assert_eq!(s.shards[0].millis_behind_latest, Some(700));
+        assert_eq!(s.shards[1].millis_behind_latest, None);
+    }
+
+    #[test]
+    fn a_worker_that_never_read_reports_no_lag() {
+        let t = table(&[Some("w0")]);
+        let mut w = workers(Liveness::Live, &[(0, 0)]);
+        if let Some(st) = w.get_mut("w0").and_then(|w| w.object.status.as_mut()) {
+            st.shards[0].millis_behind_latest = None;
+        }
+        let (s, g) = compute(&input(&t, &w));
+        assert_eq!(s.max_millis_behind_latest, None);
+        assert_eq!(g.max_millis_behind_latest, None);
+        let (s, g) = compute(&input(&table(&[None]), &w));
+        assert_eq!(
+            s.max_millis_behind_latest, None,
+            "a pending shard's lag is unknown"
+        );
+        assert_eq!(g.max_millis_behind_latest, None);
+    }
+
+    fn stuck(w: &mut Workers, shard: usize, error: Option<&str>) {
+        if let Some(e) = w
+            .get_mut("w0")
+            .and_then(|w| w.object.status.as_mut())
+            .and_then(|s| s.shards.get_mut(shard))
+        {
+            e.delivery_stuck = Some(DeliveryStuck {
+                stalled_seconds: 95,
+                threshold_seconds: 30,
+                sink_error: error.map(str::to_owned),
+            });
+        }
+    }
+
+    #[test]
+    fn a_stuck_sink_is_not_ready_and_degraded_with_its_error_category() {
+        let t = table(&[Some("w0"), Some("w0")]);
+        let mut w = workers(Liveness::Live, &[(0, 0), (1, 0)]);
+        stuck(&mut w, 1, Some("connect"));
+        let (s, _) = compute(&input(&t, &w));
+        let ready = cond(&s, "Ready");
+        assert_eq!(
+            (ready.status.as_str(), ready.reason.as_str()),
+            ("False", "NotDelivering")
+        );
+        assert!(
+            ready.message.contains("1 shards") && ready.message.contains("1m35s"),
+            "{}",
+            ready.message
+        );
+        let degraded = cond(&s, "Degraded");
+        assert_eq!(
+            (degraded.status.as_str(), degraded.reason.as_str()),
+            ("True", "SinkFailing")
+        );
+        assert!(degraded.message.contains("connect"), "{}", degraded.message);
+        assert_eq!(
+            s.lag.as_deref(),
+            Some("0s"),
+            "the lag is still what was read"
+        );
+    }
+
+    #[test]
+    fn a_sink_stuck_without_errors_says_so() {
+        let t = table(&[Some("w0")]);
+        let mut w = workers(Liveness::Live, &[(0, 0)]);
+        stuck(&mut w, 0, None);
+        let (s, _) = compute(&input(&t, &w));
+        assert_eq!(cond(&s, "Degraded").reason, "SinkFailing");
+        assert!(
+            cond(&s, "Degraded")
+                .message
+                .contains("hangs without failing")
+        );
+    }
+
+    #[test]
+    fn sink_error_labels_in_the_message_are_bounded() {
+        let t = table(&[Some("w0"), Some("w0"), Some("w0"), Some("w0"), Some("w0")]);
+        let mut w = workers(Liveness::Live, &[(0, 0), (1, 0), (2, 0), (3, 0), (4, 0)]);
+        let long = "x".repeat(5000);
+        for (i, e) in ["a", "b", "c", "d", long.as_str()].iter().enumerate() {
+            stuck(&mut w, i, Some(e));
+        }
+        let (s, _) = compute(&input(&t, &w));
+        let msg = &cond(&s, "Degraded").message;
+        assert!(msg.len() < 200, "{msg}");
+        assert!(msg.contains("2 more"), "{msg}");
+    }
+
+    #[test]
+    fn the_stuck_report_of_an_expired_worker_is_not_trusted() {
+        let t = table(&[Some("w0")]);
+        let mut w = workers(Liveness::Expired, &[(0, 0)]);
+        stuck(&mut w, 0, Some("connect"));
+        let (s, _) = compute(&input(&t, &w));
+        assert_eq!(cond(&s, "Degraded").reason, "WorkerExpired");
+        assert_ne!(cond(&s, "Ready").reason, "NotDelivering");
+    }
+
+    #[test]
+    fn a_stream_problem_outranks_a_stuck_sink_and_recovery_is_ready_again() {
+        let t = table(&[Some("w0")]);
+        let mut w = workers(Liveness::Live, &[(0, 0)]);
+        stuck(&mut w, 0, Some("http_5xx"));
+        let mut i = input(&t, &w);
+        i.problem = Some(StreamProblem {
+            reason: "StreamNotFound",
+            message: "gone".into(),
+        });
+        let (s, _) = compute(&i);
+        assert_eq!(cond(&s, "Degraded").reason, "StreamNotFound");
+        let (stuck_status, _) = compute(&input(&t, &w));
+        let healthy = workers(Liveness::Live, &[(0, 0)]);
+        let mut i = input(&t, &healthy);
+        i.previous = Some(&stuck_status);
+        let (s, _) = compute(&i);
+        assert_eq!(cond(&s, "Ready").reason, "AllShardsReading");
+        assert_eq!(cond(&s, "Degraded").reason, "AsExpected");
+        assert!(
+            structurally_different(&stuck_status, &s),
+            "the change is written"
+        );
     }
 
     #[test]

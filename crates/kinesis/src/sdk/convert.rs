@@ -86,7 +86,7 @@ pub(super) fn raw_record(
         approximate_arrival_ms: r
             .approximate_arrival_timestamp
             .and_then(|t| t.to_millis().ok()),
-        partition_key: r.partition_key.unwrap_or_default(),
+        partition_key: r.partition_key.unwrap_or_default().into(),
         data: Bytes::from(r.data.into_inner()),
     })
 }

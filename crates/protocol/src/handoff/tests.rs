@@ -23,6 +23,7 @@ fn shard(id: &str, owner: Option<&str>, epoch: i64) -> AssignedShard {
         epoch,
         draining: false,
         start_after: None,
+        start_at_timestamp: None,
     }
 }
 
@@ -61,6 +62,8 @@ fn entry(id: &str, epoch: i64, seq: Option<&str>) -> WorkerShard {
         millis_behind_latest: None,
         released: false,
         finished: false,
+        last_delivery: None,
+        delivery_stuck: None,
     }
 }
 
@@ -310,7 +313,11 @@ fn listed(id: &str, parents: &[&str]) -> ListedShard {
 fn topology_adds_new_shards_and_forgets_what_the_stream_no_longer_lists() {
     let mut t = table(vec![shard("s0", None, 2)]);
     t.finished = vec!["old".into()];
-    let out = merge_topology(&mut t, &[listed("s1", &["s0"]), listed("s2", &["s0"])]);
+    let out = merge_topology(
+        &mut t,
+        &[listed("s1", &["s0"]), listed("s2", &["s0"])],
+        None,
+    );
     assert_eq!(out.len(), 2);
     let ids: Vec<_> = t.shards.iter().map(|s| s.shard_id.as_str()).collect();
     assert_eq!(ids, vec!["s1", "s2"], "s0 (ownerless, unlisted) is gone");
@@ -318,7 +325,14 @@ fn topology_adds_new_shards_and_forgets_what_the_stream_no_longer_lists() {
     assert_eq!(t.shards[0].parents, vec!["s0".to_owned()]);
     // Merging again changes nothing.
     let before = t.clone();
-    assert!(merge_topology(&mut t, &[listed("s1", &["s0"]), listed("s2", &["s0"])]).is_empty());
+    assert!(
+        merge_topology(
+            &mut t,
+            &[listed("s1", &["s0"]), listed("s2", &["s0"])],
+            None
+        )
+        .is_empty()
+    );
     assert_eq!(t, before);
 }
 
@@ -472,4 +486,44 @@ fn the_size_bound_counts_the_owners_the_plan_will_add() {
         too_large_after(&unowned(n / 2), None, "orders-worker-99"),
         None
     );
+}
+
+/// Defect 9.1.4: with `Latest`, a shard handed over before any position was stored must not be
+/// read from "latest" again by the next owner: the table pins it to when it was first seen.
+#[test]
+fn latest_shards_without_a_position_are_pinned_once() {
+    let mut t = table(vec![shard("s0", Some("w0"), 1)]);
+    t.shards[0].start_after = Some(pos("5"));
+    let first: jiff::Timestamp = "2026-11-26T08:00:00Z".parse().expect("time");
+    let later: jiff::Timestamp = "2026-11-26T09:00:00Z".parse().expect("time");
+    merge_topology(&mut t, &[listed("s0", &[]), listed("s1", &[])], Some(first));
+    merge_topology(&mut t, &[listed("s0", &[]), listed("s1", &[])], Some(later));
+    let pin = |id: &str| {
+        t.shards
+            .iter()
+            .find(|s| s.shard_id == id)
+            .and_then(|s| s.start_at_timestamp.clone())
+    };
+    assert_eq!(pin("s0"), None, "a shard with a position needs no pin");
+    assert_eq!(
+        pin("s1"),
+        Some(first.to_string()),
+        "pinned once, at first sight"
+    );
+}
+
+/// Defect 9.1.8: table writes are coalesced, at most one per `MIN_TABLE_WRITE_GAP`.
+#[test]
+fn table_writes_wait_out_the_coalescing_gap() {
+    let t0 = Instant::now();
+    assert_eq!(
+        table_write_wait(None, t0),
+        None,
+        "the first write goes at once"
+    );
+    assert_eq!(
+        table_write_wait(Some(t0), t0 + Duration::from_millis(500)),
+        Some(MIN_TABLE_WRITE_GAP - Duration::from_millis(500))
+    );
+    assert_eq!(table_write_wait(Some(t0), t0 + MIN_TABLE_WRITE_GAP), None);
 }

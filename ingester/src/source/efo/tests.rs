@@ -157,6 +157,7 @@ fn reader(api: Arc<Scripted>, chunks: mpsc::Sender<Chunk>, cancel: CancellationT
             ))),
             chunks,
             metrics: Arc::new(Metrics::new(stats)),
+            tracker: Arc::default(),
             cancel,
         },
         settings: EfoSettings {
