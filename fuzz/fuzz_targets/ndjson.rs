@@ -7,7 +7,7 @@ use arbitrary::Arbitrary;
 use base64::{Engine, engine::general_purpose::STANDARD};
 use bytes::Bytes;
 use kinesis_ingester::{
-    record::{CloudWatchMeta, Record, ShardContext},
+    record::{CloudWatchEnvelope, CloudWatchMeta, Record, ShardContext},
     sink::ndjson::Encoding,
 };
 use kinesis_ingester_api::sequence::Position;
@@ -55,14 +55,16 @@ fuzz_target!(|input: Input| {
                 .unwrap_or_else(|_| unreachable!()),
             sub_sequence: input.sub_sequence,
         },
-        partition_key: input.partition_key,
+        partition_key: input.partition_key.as_str().into(),
         approximate_arrival_ms: input.approximate_arrival_ms,
         cloudwatch: input.cloudwatch.map(|c| {
             Box::new(CloudWatchMeta {
-                owner: c.owner,
-                log_group: c.log_group,
-                log_stream: c.log_stream,
-                subscription_filters: c.subscription_filters,
+                envelope: Arc::new(CloudWatchEnvelope {
+                    owner: c.owner,
+                    log_group: c.log_group,
+                    log_stream: c.log_stream,
+                    subscription_filters: c.subscription_filters,
+                }),
                 id: c.id,
                 timestamp_ms: c.timestamp_ms,
             })
@@ -105,7 +107,7 @@ fuzz_target!(|input: Input| {
     );
     assert_eq!(
         value["partitionKey"].as_str(),
-        Some(record.partition_key.as_str())
+        Some(&*record.partition_key)
     );
     assert_eq!(value["stream"].as_str(), Some(&*record.shard.stream));
     assert_eq!(value["shardId"].as_str(), Some(&*record.shard.shard_id));
@@ -113,7 +115,7 @@ fuzz_target!(|input: Input| {
     if let Some(meta) = &record.cloudwatch {
         assert_eq!(
             value["cloudwatch"]["logGroup"].as_str(),
-            Some(meta.log_group.as_str())
+            Some(meta.envelope.log_group.as_str())
         );
         assert_eq!(value["cloudwatch"]["id"].as_str(), Some(meta.id.as_str()));
     }
