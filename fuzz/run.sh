@@ -33,7 +33,10 @@ for target in "${targets[@]}"; do
   log="$logs/$target.log"
   echo "==> fuzz $target for ${seconds}s (log: $log)"
   # -a: debug assertions and overflow checks on, as in tests.
-  "${cargo[@]}" fuzz run -a "$target" "fuzz/target/corpus/$target" "fuzz/corpus/$target" -- \
+  # The regressions are read as corpus too, so every run replays them first.
+  inputs=("fuzz/target/corpus/$target" "fuzz/corpus/$target")
+  [ -d "fuzz/regressions/$target" ] && inputs+=("fuzz/regressions/$target")
+  "${cargo[@]}" fuzz run -a "$target" "${inputs[@]}" -- \
     -max_total_time="$seconds" -rss_limit_mb=512 -malloc_limit_mb=256 \
     -print_final_stats=1 >"$log" 2>&1
   status=$?
