@@ -3,6 +3,7 @@ SHELL := bash
 .DEFAULT_GOAL := help
 CARGO ?= cargo
 CLUSTER_DIR ?= $(CURDIR)/.cache/cluster
+FUZZ_SECONDS ?= 600
 
 .PHONY: help
 help: ## List the targets
@@ -69,3 +70,11 @@ bench: ## Release-build benchmarks: decode MB/s, end-to-end MB/s per core and RS
 	$(CARGO) bench --locked -p kinesis-ingester --bench decode
 	$(CARGO) build --release --locked -p kinesis-ingester -p kinesis-operator-tests --bin kinesis-ingester --bin ingester-bench
 	$(or $(CARGO_TARGET_DIR),target)/release/ingester-bench $(or $(CARGO_TARGET_DIR),target)/release/kinesis-ingester
+
+.PHONY: fuzz
+fuzz: ## Run every cargo-fuzz target FUZZ_SECONDS (default 600) each, one at a time; prints executions per target (needs nightly and cargo-fuzz)
+	fuzz/run.sh $(FUZZ_SECONDS)
+
+.PHONY: fuzz-smoke
+fuzz-smoke: ## Run every cargo-fuzz target for 25 s (CI)
+	fuzz/run.sh 25
