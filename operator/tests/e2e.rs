@@ -1043,7 +1043,7 @@ async fn s9_update_shard_count_while_producing() -> Result<()> {
             .send()
             .await?;
         wait_stream_active(&f.kinesis, &f.stream).await?;
-        let ki = poll(
+        poll(
             "4 open shards read by 2 workers, the old ones finished",
             LONG,
             || async {
@@ -1065,11 +1065,13 @@ async fn s9_update_shard_count_while_producing() -> Result<()> {
             "FIGURE UpdateShardCount 2 -> 4: every new shard owned after {:.1}s",
             started.elapsed().as_secs_f64()
         );
-        assert_eq!(
-            ki.status.as_ref().map(|s| s.replicas),
-            Some(2),
-            "ceil(4 / 2) workers"
-        );
+        // The table and the status are two writes of one pass: wait for the status to size
+        // the fleet to ceil(4 / 2) rather than read it in between.
+        poll("ceil(4 / 2) workers in status", LONG, || async {
+            let ki = f.ingester().await.ok()?;
+            (ki.status.as_ref()?.replicas == 2).then_some(())
+        })
+        .await?;
         let n = producer.stop().await?;
         let got = wait_delivered(&f.out, n).await?;
         assert_key_order(&got)?;
