@@ -11,3 +11,6 @@ CACHE_ROOT=${KINESIS_OPERATOR_CACHE:-$HOME/.cache/kinesis-operator}
 K8S_BIN=$CACHE_ROOT/k8s/$K8S_VERSION-etcd$ETCD_VERSION-kwok$KWOK_VERSION-helm$HELM_VERSION/bin
 KINESIS_LOCAL_DIR=$CACHE_ROOT/kinesis-local/$KINESIS_LOCAL_VERSION
 export GOTOOLCHAIN=local
+# promtool checks the chart's PrometheusRule (`promtool check rules`, `promtool test rules`).
+PROMETHEUS_VERSION=${PROMETHEUS_VERSION:-v0.316.0}
+PROMTOOL=$CACHE_ROOT/promtool/$PROMETHEUS_VERSION/promtool

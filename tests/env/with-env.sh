@@ -9,6 +9,8 @@
 # KEEP_ENV=1 keeps the state directory (logs, kubeconfig) after a successful run too.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
+# shellcheck source=versions.sh
+. "$here/versions.sh"
 . "$here/lib.sh"
 [ $# -gt 0 ] || die "usage: with-env.sh COMMAND [ARGS...]"
 
@@ -41,6 +43,8 @@ else
   . "$state/cluster.env"
 fi
 export TEST_ENV_STATE=$state
+# The chart's alert rules are checked with the pinned promtool (tests/env/build-promtool.sh).
+export PROMTOOL
 # Ctrl-C reaches the command too; if it then stops cleanly (exit 0, like `make demo`), so do we.
 interrupted=0
 trap 'interrupted=1' INT

@@ -1,4 +1,4 @@
-//! The Helm chart: it lints and renders, rejects misspelt values, installs, grants the operator and the workers exactly their RBAC, and its pods pass the `restricted` Pod Security Standard; plus the Dockerfiles and the Grafana dashboard it points to.
+//! The Helm chart: it lints and renders, rejects misspelt values, installs, grants the operator and the workers exactly their RBAC, and its pods pass the `restricted` Pod Security Standard; plus the Dockerfiles. The dashboard and alerts are in `monitoring.rs`.
 
 use std::{
     collections::BTreeSet,
@@ -309,136 +309,6 @@ fn the_dockerfiles_build_one_binary_into_a_non_root_image_the_chart_uses() -> Re
     Ok(())
 }
 
-/// The metric names the binaries expose, from their own text exposition after one event of
-/// every kind (families without a label set print nothing).
-fn exposed_metric_names() -> BTreeSet<String> {
-    use kinesis_operator::metrics::{FleetGauges, IngesterLabels};
-    let operator = kinesis_operator::metrics::Metrics::new();
-    operator.reconciled(0.1, Some("transient"));
-    operator.write("assignment", "ok");
-    operator.handoff("rebalance");
-    operator.fence("expired");
-    operator.rebalanced();
-    operator.topology_error("throttled");
-    operator.set_leader(true);
-    operator.set_fleet(
-        &IngesterLabels {
-            namespace: "ns".into(),
-            name: "orders".into(),
-        },
-        &FleetGauges {
-            shards: vec![("reading", 1)],
-            workers: vec![("live", 1)],
-            max_shards_per_worker: 1,
-            max_millis_behind_latest: Some(1),
-        },
-    );
-    let ingester = kinesis_ingester::metrics::Metrics::new(std::sync::Arc::new(
-        kinesis_ingester::sink::SinkStats::default(),
-    ));
-    ingester.set_millis_behind("shardId-000000000000", 1);
-    ingester.records_in(1, 1);
-    ingester.source_error("GetRecords", "throttled");
-    ingester.checkpoint_written(Some("conflict"));
-    ingester.fleet_report_written("ok");
-    ingester.fleet_released("handoff");
-    let text = operator.encode() + &ingester.encode();
-    text.lines()
-        .filter(|l| !l.starts_with('#') && !l.is_empty())
-        .filter_map(|l| l.split(['{', ' ']).next())
-        .map(str::to_owned)
-        .collect()
-}
-
-/// Metric names in a PromQL expression: the identifiers of our two prefixes.
-fn metrics_in(expr: &str) -> Vec<String> {
-    let mut out = Vec::new();
-    let mut rest = expr;
-    while let Some(i) = rest.find("kinesis_") {
-        let tail = &rest[i..];
-        let end = tail
-            .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
-            .unwrap_or(tail.len());
-        out.push(tail[..end].to_owned());
-        rest = &tail[end..];
-    }
-    out
-}
-
-#[test]
-fn every_dashboard_query_names_metrics_the_binaries_expose() -> Result<()> {
-    let exposed = exposed_metric_names();
-    assert!(
-        exposed.contains("kinesis_ingester_sink_errors_total")
-            && exposed.contains("kinesis_operator_reconcile_duration_seconds_bucket"),
-        "the exposition was read: {exposed:?}"
-    );
-    let text = std::fs::read_to_string(chart_dir().join("dashboards/kinesis.json"))?;
-    let dashboard: Value = serde_json::from_str(&text).context("the dashboard is not JSON")?;
-    let mut used = BTreeSet::new();
-    let mut unknown = Vec::new();
-    let mut ids = BTreeSet::new();
-    for panel in dashboard["panels"].as_array().context("no panels")? {
-        assert!(ids.insert(panel["id"].to_string()), "duplicate panel id");
-        let title = panel["title"].as_str().unwrap_or_default();
-        let targets = panel["targets"]
-            .as_array()
-            .context("a panel without targets")?;
-        assert!(!targets.is_empty(), "{title}: no queries");
-        for target in targets {
-            let expr = target["expr"].as_str().context("a target without expr")?;
-            let names = metrics_in(expr);
-            assert!(!names.is_empty(), "{title}: {expr} names no metric");
-            for name in names {
-                if !exposed.contains(&name) {
-                    unknown.push(format!("{title}: {name}"));
-                }
-                used.insert(name);
-            }
-        }
-    }
-    assert!(
-        unknown.is_empty(),
-        "the dashboard queries metrics no binary exposes: {unknown:#?}"
-    );
-    for wanted in [
-        "kinesis_operator_max_millis_behind_latest",
-        "kinesis_ingester_millis_behind_latest",
-        "kinesis_ingester_records_in_total",
-        "kinesis_ingester_bytes_in_total",
-        "kinesis_ingester_sink_errors_total",
-        "kinesis_operator_rebalances_total",
-        "kinesis_operator_handoffs_total",
-    ] {
-        assert!(
-            used.contains(wanted),
-            "the dashboard does not show {wanted}"
-        );
-    }
-    assert!(
-        text.contains("kinesis_ingester_millis_behind_latest") && text.contains("shard"),
-        "lag per shard"
-    );
-    // The ConfigMap carries the file unchanged.
-    let docs = documents(&chart::template(
-        "monitoring",
-        &[
-            "--set",
-            "grafanaDashboard.enabled=true",
-            "--show-only",
-            "templates/dashboard.yaml",
-        ],
-    )?)?;
-    assert_eq!(docs[0]["metadata"]["labels"]["grafana_dashboard"], "1");
-    let embedded: Value = serde_json::from_str(
-        docs[0]["data"]["kinesis.json"]
-            .as_str()
-            .context("no kinesis.json")?,
-    )?;
-    assert_eq!(embedded, dashboard);
-    Ok(())
-}
-
 // ---------------------------------------------------------------------------------------------
 // Against the test cluster.
 // ---------------------------------------------------------------------------------------------
@@ -491,6 +361,7 @@ async fn the_rendered_chart_passes_a_server_side_dry_run() -> Result<()> {
     install_kinesis_ingester_crd(&client).await?;
     ensure_monitoring_crd(&client, "ServiceMonitor", "servicemonitors").await?;
     ensure_monitoring_crd(&client, "PodMonitor", "podmonitors").await?;
+    ensure_monitoring_crd(&client, "PrometheusRule", "prometheusrules").await?;
     let release = TestNamespace::create(&client, "chart-dry-run").await?;
     let watched = TestNamespace::create(&client, "chart-watched").await?;
 
@@ -516,6 +387,7 @@ async fn the_rendered_chart_passes_a_server_side_dry_run() -> Result<()> {
     for kind in [
         "ServiceMonitor",
         "PodMonitor",
+        "PrometheusRule",
         "ConfigMap",
         "ValidatingAdmissionPolicy",
         "ValidatingAdmissionPolicyBinding",

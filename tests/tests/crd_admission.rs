@@ -225,6 +225,20 @@ fn cases() -> Vec<Case> {
             |s| s["workers"]["serviceAccountName"] = json!("Irsa_Account"),
         ),
         case(
+            "annotations-of-a-given-account",
+            "spec.workers.serviceAccountAnnotations",
+            |s| {
+                s["workers"]["serviceAccountName"] = json!("irsa");
+                s["workers"]["serviceAccountAnnotations"] =
+                    json!({ "eks.amazonaws.com/role-arn": "arn:aws:iam::123456789012:role/r" });
+            },
+        ),
+        case(
+            "bad-service-account-annotation-key",
+            "spec.workers.serviceAccountAnnotations",
+            |s| s["workers"]["serviceAccountAnnotations"] = json!({ "a/b/c": "x" }),
+        ),
+        case(
             "bad-priority-class",
             "spec.workers.priorityClassName",
             |s| s["workers"]["priorityClassName"] = json!("High Priority"),

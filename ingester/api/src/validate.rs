@@ -125,6 +125,12 @@ impl KinesisIngesterSpec {
 
     fn check_workers(&self, errors: &mut Errors) {
         let w = &self.workers;
+        if w.service_account_name.is_some() && !w.service_account_annotations.is_empty() {
+            errors.fail(
+                "spec.workers.serviceAccountAnnotations",
+                "applies to the ServiceAccount the operator creates: with workers.serviceAccountName, annotate that account yourself",
+            );
+        }
         if w.min_replicas > w.max_replicas {
             errors.fail(
                 "spec.workers.minReplicas",
@@ -155,6 +161,10 @@ impl KinesisIngesterSpec {
             ("spec.workers.podLabels", &w.pod_labels),
             ("spec.workers.nodeSelector", &w.node_selector),
             ("spec.workers.podAnnotations", &w.pod_annotations),
+            (
+                "spec.workers.serviceAccountAnnotations",
+                &w.service_account_annotations,
+            ),
         ] {
             if !map.keys().all(|k| label_key_ok(k)) {
                 errors.fail(field, LABEL_KEY_REQUIREMENT);

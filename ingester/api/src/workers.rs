@@ -15,6 +15,7 @@ use crate::bounds;
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
 #[serde(rename_all = "camelCase")]
 #[x_kube(validation = Rule::new("self.minReplicas <= self.maxReplicas").message("workers.minReplicas must not be greater than workers.maxReplicas").field_path(".minReplicas").reason(Reason::FieldValueInvalid))]
+#[x_kube(validation = Rule::new("!has(self.serviceAccountName) || !has(self.serviceAccountAnnotations)").message("workers.serviceAccountAnnotations applies to the ServiceAccount the operator creates: with workers.serviceAccountName, annotate that account yourself").field_path(".serviceAccountAnnotations").reason(Reason::FieldValueForbidden))]
 #[x_kube(validation = Rule::new(SCRATCH_CLAIM_IMMUTABLE).message(SCRATCH_CLAIM_MESSAGE).field_path(".scratch").reason(Reason::FieldValueForbidden))]
 pub struct WorkersSpec {
     /// Shards each worker reads at most, used to size the fleet.
@@ -72,6 +73,15 @@ pub struct WorkersSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(min = 1, max = 253), regex(pattern = DNS_SUBDOMAIN_PATTERN))]
     pub service_account_name: Option<String>,
+
+    /// Annotations of the ServiceAccount the operator creates (`<name>-worker`), which is how
+    /// workers get an AWS identity: `eks.amazonaws.com/role-arn: arn:aws:iam::…:role/…` for
+    /// IRSA. (EKS Pod Identity needs none: associate the role with `<name>-worker`.) Not with
+    /// `serviceAccountName`.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    #[schemars(extend("maxProperties" = MAX_LABELS))]
+    #[x_kube(validation = label_keys_rule("workers.serviceAccountAnnotations"))]
+    pub service_account_annotations: BTreeMap<String, String>,
 
     /// Extra labels on worker pods.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
@@ -199,6 +209,7 @@ impl Default for WorkersSpec {
             affinity: None,
             priority_class_name: None,
             service_account_name: None,
+            service_account_annotations: BTreeMap::new(),
             pod_labels: BTreeMap::new(),
             pod_annotations: BTreeMap::new(),
             scratch: None,

@@ -46,7 +46,7 @@ pub async fn run(ki: &KinesisIngester, ctx: &Context) -> Result<Action> {
             .controller_owner_ref(&())
             .ok_or(Error::MissingMetadata("uid"))?;
         let zero = workload::stateful_set(ki, &names, &owner, 0, &ctx.settings.workload);
-        if let Err(e) = ssa(&sts, &zero, ctx, "statefulset").await {
+        if let Err(e) = ssa(ki, &sts, &zero, ctx, "statefulset").await {
             warn!(error = %e, "cannot scale the workers down");
         }
     }
@@ -116,7 +116,8 @@ pub async fn run(ki: &KinesisIngester, ctx: &Context) -> Result<Action> {
                         .get_or_insert_with(Default::default)
                         .insert(RETAINED_LABEL.into(), "true".into());
                     let res = tables.replace(&name, &PostParams::default(), &table).await;
-                    ctx.metrics.write("assignment", result_label(&res));
+                    ctx.metrics
+                        .write(&labels(ki), "assignment", result_label(&res));
                     res.map_err(kerr("retaining the shard table"))?;
                     info!("kept the shard table with the final checkpoints (retention: Retain)");
                 }

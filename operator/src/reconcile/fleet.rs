@@ -30,6 +30,7 @@ use super::{
 use crate::{
     context::Context,
     error::{Error, Result, is_conflict, is_not_found, kube as kerr},
+    metrics::IngesterLabels,
     topology::Topology,
 };
 
@@ -68,6 +69,7 @@ pub async fn run(
         .controller_owner_ref(&())
         .ok_or(Error::MissingMetadata("uid"))?;
     let key = super::key_of(ki);
+    let id = labels(ki);
     let mut in_flight = InFlight {
         problem: problem.is_some(),
         ..InFlight::default()
@@ -150,10 +152,10 @@ pub async fn run(
             candidates
         };
         for c in candidates {
-            match fence(ctx, &worker_api, &c, &spec).await {
+            match fence(ctx, &id, &worker_api, &c, &spec).await {
                 Ok(fenced) => {
-                    ctx.metrics.fence(c.reason.label());
-                    ctx.metrics.handoff(c.reason.label());
+                    ctx.metrics.fence(&id, c.reason.label());
+                    ctx.metrics.handoff(&id, c.reason.label());
                     handoff::apply_fence(&mut spec, &fenced, &c.shard, c.epoch);
                     warn!(worker = %c.worker, shard = %c.shard, epoch = c.epoch, reason = c.reason.label(), "fenced a shard off its worker");
                     transitions.push(Transition::AlreadyFenced {
@@ -191,7 +193,7 @@ pub async fn run(
             .iter()
             .any(|t| matches!(t, Transition::Draining { .. }))
         {
-            ctx.metrics.rebalanced();
+            ctx.metrics.rebalanced(&id);
         }
         transitions.extend(planned_now);
         let mut next = table.clone();
@@ -210,7 +212,7 @@ pub async fn run(
             let res = Api::<KinesisShardAssignment>::namespaced(ctx.client.clone(), &ns)
                 .replace(&name, &PostParams::default(), &next)
                 .await;
-            ctx.metrics.write("assignment", result_label(&res));
+            ctx.metrics.write(&id, "assignment", result_label(&res));
             next = res.map_err(|e| {
                 if is_conflict(&e) {
                     Error::Conflict
@@ -226,7 +228,7 @@ pub async fn run(
         let (reason, note) = describe(t);
         info!(reason, %note, "shard transition");
         match t {
-            Transition::Released { .. } => ctx.metrics.handoff("rebalance"),
+            Transition::Released { .. } => ctx.metrics.handoff(&id, "rebalance"),
             Transition::Finished { .. } => in_flight.refresh_topology = true,
             _ => {}
         }
@@ -280,7 +282,7 @@ pub async fn run(
                 .into(),
             );
             let res = worker_api.create(&PostParams::default(), &w).await;
-            ctx.metrics.write("worker", result_label(&res));
+            ctx.metrics.write(&id, "worker", result_label(&res));
             match res {
                 Ok(_) => {}
                 Err(e) if is_conflict(&e) => {}
@@ -306,6 +308,7 @@ pub async fn run(
     if !(fresh && previous_replicas.is_some()) {
         if let Some(sa) = workload::service_account(&names, &owner) {
             ssa(
+                ki,
                 &Api::<ServiceAccount>::namespaced(ctx.client.clone(), &ns),
                 &sa,
                 ctx,
@@ -314,6 +317,7 @@ pub async fn run(
             .await?;
         }
         ssa(
+            ki,
             &Api::<Role>::namespaced(ctx.client.clone(), &ns),
             &workload::role(&names, &owner),
             ctx,
@@ -321,13 +325,14 @@ pub async fn run(
         )
         .await?;
         ssa(
+            ki,
             &Api::<RoleBinding>::namespaced(ctx.client.clone(), &ns),
             &workload::role_binding(&names, &owner),
             ctx,
             "rolebinding",
         )
         .await?;
-        ssa(&sts_api, &sts, ctx, "statefulset").await?;
+        ssa(ki, &sts_api, &sts, ctx, "statefulset").await?;
         ctx.memory().entry(key.clone()).or_default().applied =
             Some((desired_hash, tokio::time::Instant::now()));
     }
@@ -383,7 +388,7 @@ pub async fn run(
         previous: previous.as_ref(),
         now: Timestamp::now(),
     });
-    ctx.metrics.set_fleet(&labels(ki), &gauges);
+    ctx.metrics.set_fleet(&id, &gauges);
     in_flight.next_expiry = {
         let memory = ctx.memory();
         memory.get(&key).and_then(|m| {
@@ -450,6 +455,7 @@ fn pod_ready(p: &Pod) -> bool {
 /// last checkpoint the worker can ever store for that epoch.
 async fn fence(
     ctx: &Context,
+    id: &IngesterLabels,
     api: &Api<KinesisWorker>,
     c: &handoff::FenceCandidate,
     table: &kinesis_ingester_api::KinesisShardAssignmentSpec,
@@ -464,7 +470,7 @@ async fn fence(
         }
         w.spec.fences = handoff::fences_with(&w, c, table);
         let res = api.replace(&c.worker, &PostParams::default(), &w).await;
-        ctx.metrics.write("worker_fence", result_label(&res));
+        ctx.metrics.write(id, "worker_fence", result_label(&res));
         match res {
             Ok(fenced) => return Ok(fenced),
             Err(e) if is_conflict(&e) => continue,
@@ -507,7 +513,7 @@ async fn write_status(
             &Patch::Apply(&patch),
         )
         .await;
-    ctx.metrics.write("status", result_label(&res));
+    ctx.metrics.write(&labels(ki), "status", result_label(&res));
     res.map_err(kerr("writing status"))?;
     ctx.memory()
         .entry(key.to_owned())

@@ -47,6 +47,7 @@ pub async fn reconcile(ki: Arc<KinesisIngester>, ctx: Arc<Context>) -> Result<Ac
     let started = std::time::Instant::now();
     let ns = ki.namespace().ok_or(Error::MissingMetadata("namespace"))?;
     let api: Api<KinesisIngester> = Api::namespaced(ctx.client.clone(), &ns);
+    let id = labels(&ki);
     let result = finalizer(&api, FINALIZER, ki, |event| async {
         match event {
             Finalizer::Apply(ki) => apply(&ki, &ctx).await,
@@ -60,6 +61,7 @@ pub async fn reconcile(ki: Arc<KinesisIngester>, ctx: Arc<Context>) -> Result<Ac
         other => Error::Finalizer(other.to_string()),
     });
     ctx.metrics.reconciled(
+        &id,
         started.elapsed().as_secs_f64(),
         result.as_ref().err().map(Error::category),
     );
@@ -135,7 +137,7 @@ async fn apply(ki: &KinesisIngester, ctx: &Context) -> Result<Action> {
                 m.relist = false;
             }
             Err(e) => {
-                ctx.metrics.topology_error(e.category());
+                ctx.metrics.topology_error(&labels(ki), e.category());
                 let p = topology::problem(ki, &e);
                 warn!(reason = p.reason, message = %p.message, "cannot read the stream");
                 problem = Some(p);
@@ -233,7 +235,7 @@ async fn ensure_table(
             if t.spec.consumer_arn != consumer_arn && consumer_arn.is_some() {
                 let mut next = t.clone();
                 next.spec.consumer_arn = consumer_arn;
-                return replace_table(ctx, tables, &next).await;
+                return replace_table(ki, ctx, tables, &next).await;
             }
             Ok(t)
         }
@@ -270,7 +272,7 @@ async fn ensure_table(
                 s.owner = None;
                 s.draining = false;
             }
-            let adopted = replace_table(ctx, tables, &next).await?;
+            let adopted = replace_table(ki, ctx, tables, &next).await?;
             publish(
                 ctx,
                 ki,
@@ -305,7 +307,8 @@ async fn ensure_table(
                 .into(),
             );
             let created = tables.create(&PostParams::default(), &t).await;
-            ctx.metrics.write("assignment", result_label(&created));
+            ctx.metrics
+                .write(&labels(ki), "assignment", result_label(&created));
             created.map_err(|e| {
                 if is_conflict(&e) {
                     Error::Conflict
@@ -319,6 +322,7 @@ async fn ensure_table(
 
 /// `replace` with the object's `resourceVersion`: a compare-and-swap.
 async fn replace_table(
+    ki: &KinesisIngester,
     ctx: &Context,
     tables: &Api<KinesisShardAssignment>,
     next: &KinesisShardAssignment,
@@ -326,7 +330,8 @@ async fn replace_table(
     let res = tables
         .replace(&next.name_any(), &PostParams::default(), next)
         .await;
-    ctx.metrics.write("assignment", result_label(&res));
+    ctx.metrics
+        .write(&labels(ki), "assignment", result_label(&res));
     res.map_err(|e| {
         if is_conflict(&e) {
             Error::Conflict
@@ -403,7 +408,7 @@ fn liveness(
 }
 
 /// Labels of an ingester's metrics.
-fn labels(ki: &KinesisIngester) -> IngesterLabels {
+pub(crate) fn labels(ki: &KinesisIngester) -> IngesterLabels {
     IngesterLabels {
         namespace: ki.namespace().unwrap_or_default(),
         name: ki.name_any(),
@@ -445,7 +450,13 @@ fn describe(t: &Transition) -> (&'static str, String) {
 }
 
 /// Applies an object with server-side apply and the one field manager.
-async fn ssa<K>(api: &Api<K>, obj: &K, ctx: &Context, what: &'static str) -> Result<K>
+async fn ssa<K>(
+    ki: &KinesisIngester,
+    api: &Api<K>,
+    obj: &K,
+    ctx: &Context,
+    what: &'static str,
+) -> Result<K>
 where
     K: Resource + Clone + serde::Serialize + serde::de::DeserializeOwned + std::fmt::Debug,
 {
@@ -461,7 +472,7 @@ where
             &Patch::Apply(obj),
         )
         .await;
-    ctx.metrics.write(what, result_label(&res));
+    ctx.metrics.write(&labels(ki), what, result_label(&res));
     res.map_err(kerr(what))
 }
 mod budget;

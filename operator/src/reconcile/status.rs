@@ -319,6 +319,9 @@ pub fn compute(input: &StatusInput<'_>) -> (KinesisIngesterStatus, FleetGauges) 
         ],
         max_shards_per_worker: per_worker.values().copied().max().unwrap_or(0),
         max_millis_behind_latest: max_lag,
+        ready,
+        degraded,
+        stream: input.stream_name.clone(),
     };
     (status, gauges)
 }

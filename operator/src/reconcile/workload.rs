@@ -56,6 +56,8 @@ pub struct Names {
     pub service_account: String,
     /// Whether the operator owns that ServiceAccount (`spec.workers.serviceAccountName` unset).
     pub own_service_account: bool,
+    /// Annotations of the ServiceAccount the operator owns (IRSA).
+    pub service_account_annotations: BTreeMap<String, String>,
 }
 
 impl Names {
@@ -68,6 +70,7 @@ impl Names {
             namespace: namespace.to_owned(),
             service_account: given.clone().unwrap_or_else(|| workload.clone()),
             own_service_account: given.is_none(),
+            service_account_annotations: ki.spec.workers.service_account_annotations.clone(),
             workload,
         }
     }
@@ -117,7 +120,11 @@ fn meta(names: &Names, name: &str, owner: &OwnerReference) -> ObjectMeta {
 /// The worker ServiceAccount, when the operator owns it.
 pub fn service_account(names: &Names, owner: &OwnerReference) -> Option<ServiceAccount> {
     names.own_service_account.then(|| ServiceAccount {
-        metadata: meta(names, &names.service_account, owner),
+        metadata: ObjectMeta {
+            annotations: (!names.service_account_annotations.is_empty())
+                .then(|| names.service_account_annotations.clone()),
+            ..meta(names, &names.service_account, owner)
+        },
         automount_service_account_token: Some(true),
         ..Default::default()
     })
@@ -488,6 +495,24 @@ mod tests {
         );
         let sc = pod.containers[0].security_context.clone().expect("sc");
         assert_eq!(sc.read_only_root_filesystem, Some(true), "still read-only");
+    }
+
+    #[test]
+    fn the_worker_service_account_carries_the_irsa_annotation() {
+        let ki = ingester(
+            r#"{"serviceAccountAnnotations": {"eks.amazonaws.com/role-arn": "arn:aws:iam::123456789012:role/reader"}}"#,
+        );
+        let names = Names::of(&ki, "ns", "orders");
+        let sa = service_account(&names, &owner()).expect("ours");
+        let annotations = sa.metadata.annotations.expect("annotations");
+        assert_eq!(
+            annotations["eks.amazonaws.com/role-arn"],
+            "arn:aws:iam::123456789012:role/reader"
+        );
+        assert_eq!(sa.metadata.name.as_deref(), Some("orders-worker"));
+        let plain =
+            service_account(&Names::of(&ingester(""), "ns", "orders"), &owner()).expect("ours");
+        assert_eq!(plain.metadata.annotations, None, "none unless asked");
     }
 
     #[test]
