@@ -117,3 +117,70 @@ async fn the_chart_runs_the_operator_and_reconciles_a_sample_in_restricted_names
     }
     result
 }
+
+/// Helm never upgrades CRDs: `helm upgrade` with a chart whose CRDs differ from the cluster's
+/// refuses with the command to run, and passes when they match (`--dry-run=server` makes the
+/// chart's `lookup` read the cluster, as a real upgrade does).
+#[tokio::test]
+async fn helm_refuses_to_run_against_crds_of_another_schema() -> Result<()> {
+    let client = kube_client().await?;
+    kinesis_testkit::install_kinesis_ingester_crd(&client).await?;
+    let ns = TestNamespace::create(&client, "chart-crd-check").await?;
+    let chart = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../charts/kinesis-operator");
+    let install = |chart: &std::path::Path| {
+        Command::new("helm")
+            .args(["install", "crd-check"])
+            .arg(chart)
+            .args(["--namespace", ns.name(), "--dry-run=server"])
+            .output()
+    };
+    let same = install(&chart)?;
+    assert!(
+        same.status.success(),
+        "the chart's own CRDs pass: {}",
+        String::from_utf8_lossy(&same.stderr)
+    );
+
+    // A chart built with a newer schema than the cluster has.
+    let dir = tempfile::tempdir()?;
+    let newer = dir.path().join("kinesis-operator");
+    run(Command::new("cp").arg("-r").arg(&chart).arg(&newer))?;
+    let file = newer.join("crds/kinesisworkers.kinesis-operator.dev.yaml");
+    let text = std::fs::read_to_string(&file)?;
+    let changed = text.replacen(
+        "kinesis-operator.dev/schema-hash: ",
+        "kinesis-operator.dev/schema-hash: 0",
+        1,
+    );
+    assert_ne!(text, changed, "the CRD carries its schema hash");
+    std::fs::write(&file, changed)?;
+    let out = install(&newer)?;
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success(),
+        "an upgrade over an older schema was allowed"
+    );
+    for wanted in [
+        "kinesisworkers.kinesis-operator.dev",
+        "kubectl apply --server-side --force-conflicts -f charts/kinesis-operator/crds/",
+    ] {
+        assert!(stderr.contains(wanted), "{wanted:?} not in {stderr}");
+    }
+    let skipped = Command::new("helm")
+        .args(["install", "crd-check"])
+        .arg(&newer)
+        .args([
+            "--namespace",
+            ns.name(),
+            "--dry-run=server",
+            "--set",
+            "crdCheck=false",
+        ])
+        .output()?;
+    assert!(
+        skipped.status.success(),
+        "crdCheck=false skips it: {}",
+        String::from_utf8_lossy(&skipped.stderr)
+    );
+    Ok(())
+}

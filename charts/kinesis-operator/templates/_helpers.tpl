@@ -264,3 +264,23 @@ groups:
             ingester and kinesis_operator_reconciliations_total by error_category, then
             `kubectl describe ki` for a condition naming the cause.
 {{- end }}
+
+{{/* Helm installs crds/ once and never upgrades them: refuse to run this chart's operator
+against CRDs of another schema (each carries kinesis-operator.dev/schema-hash). `lookup` finds
+nothing under `helm template` or on a first install, so only upgrades are checked. */}}
+{{- define "kinesis-operator.checkCrds" -}}
+{{- if .Values.crdCheck }}
+{{- range $path, $_ := .Files.Glob "crds/*.yaml" }}
+{{- $chart := $.Files.Get $path | fromYaml }}
+{{- $name := $chart.metadata.name }}
+{{- $live := lookup "apiextensions.k8s.io/v1" "CustomResourceDefinition" "" $name }}
+{{- if $live }}
+{{- $want := index $chart.metadata.annotations "kinesis-operator.dev/schema-hash" }}
+{{- $have := index (default dict $live.metadata.annotations) "kinesis-operator.dev/schema-hash" | default "none" }}
+{{- if ne $want $have }}
+{{- fail (printf "the CRD %s in the cluster has schema %s, this chart needs %s, and Helm never upgrades CRDs: apply the chart's first with `kubectl apply --server-side --force-conflicts -f charts/kinesis-operator/crds/`, then run helm again (or set crdCheck=false if something else applies them)" $name $have $want) }}
+{{- end }}
+{{- end }}
+{{- end }}
+{{- end }}
+{{- end }}
