@@ -98,6 +98,21 @@ fn cases() -> Vec<Case> {
             false,
         ),
         (
+            Box::new(|s| s["workers"] = json!({"serviceAccountAnnotations": {"a/b/c": "x"}})),
+            "spec.workers.serviceAccountAnnotations",
+            false,
+        ),
+        (
+            Box::new(|s| {
+                s["workers"] = json!({
+                    "serviceAccountName": "irsa",
+                    "serviceAccountAnnotations": {"eks.amazonaws.com/role-arn": "arn:aws:iam::1:role/r"},
+                })
+            }),
+            "spec.workers.serviceAccountAnnotations",
+            false,
+        ),
+        (
             Box::new(|s| s["sink"] = json!({"file": {"path": "/data/out.ndjson"}})),
             "spec.sink.file.path",
             true,
