@@ -3,7 +3,14 @@
 //! The only label that grows with the input is `shard`, bounded by the stream's shard count; a
 //! shard's series is removed when the shard ends.
 
-use std::sync::Arc;
+use std::{
+    collections::HashMap,
+    sync::{Arc, Mutex},
+};
+
+use kinesis_client::SourceError;
+use kinesis_protocol::report::FailingReads;
+use tokio::time::Instant;
 
 use prometheus_client::{
     collector::Collector,
@@ -70,6 +77,17 @@ pub struct Metrics {
     fleet_report_writes: Family<WriteResult, Counter>,
     fleet_self_fenced: Gauge,
     fleet_releases: Family<Reason, Counter>,
+    /// Shards whose Kinesis calls keep failing, for the fleet report (not exported).
+    failing_reads: Mutex<HashMap<String, Failing>>,
+}
+
+/// Kinesis calls of one shard failing since `since`.
+#[derive(Clone, Debug)]
+struct Failing {
+    since: Instant,
+    category: &'static str,
+    operation: &'static str,
+    message: String,
 }
 
 impl Metrics {
@@ -93,6 +111,7 @@ impl Metrics {
             fleet_report_writes: Family::default(),
             fleet_self_fenced: Gauge::default(),
             fleet_releases: Family::default(),
+            failing_reads: Mutex::new(HashMap::new()),
             registry: Registry::default(),
         };
         let r = &mut registry;
@@ -224,6 +243,52 @@ impl Metrics {
         self.millis_behind.remove(&ShardLabel {
             shard: shard.to_owned(),
         });
+        self.failing().remove(shard);
+    }
+
+    fn failing(&self) -> std::sync::MutexGuard<'_, HashMap<String, Failing>> {
+        self.failing_reads
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// A Kinesis call for `shard` failed. Throttling, expired iterators and a subscription still
+    /// in use are part of reading, not failures of it.
+    pub fn read_failed(&self, shard: &str, operation: &'static str, e: &SourceError) {
+        if matches!(
+            e,
+            SourceError::Throttled { .. }
+                | SourceError::ExpiredIterator(_)
+                | SourceError::InUse { .. }
+        ) {
+            return;
+        }
+        let mut failing = self.failing();
+        let since = failing.get(shard).map_or_else(Instant::now, |f| f.since);
+        failing.insert(
+            shard.to_owned(),
+            Failing {
+                since,
+                category: e.category(),
+                operation,
+                message: e.to_string(),
+            },
+        );
+    }
+
+    /// A read of `shard` succeeded.
+    pub fn read_ok(&self, shard: &str) {
+        self.failing().remove(shard);
+    }
+
+    /// The reads of `shard` that keep failing, at `now`.
+    pub fn failing_reads(&self, shard: &str, now: Instant) -> Option<FailingReads> {
+        self.failing().get(shard).map(|f| FailingReads {
+            category: f.category,
+            operation: f.operation,
+            message: f.message.clone(),
+            failing_for: now.saturating_duration_since(f.since),
+        })
     }
 
     /// Number of shards being read.

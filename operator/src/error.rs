@@ -49,6 +49,8 @@ impl Error {
                 SourceError::NotFound { .. } => "stream_not_found",
                 SourceError::AccessDenied { .. } => "access_denied",
                 SourceError::Throttled { .. } => "kinesis_throttled",
+                SourceError::Credentials { .. } => "credentials",
+                SourceError::Connect { .. } => "kinesis_unreachable",
                 SourceError::ExpiredIterator(_)
                 | SourceError::InUse { .. }
                 | SourceError::Other { .. } => "kinesis_unavailable",

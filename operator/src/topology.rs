@@ -79,7 +79,7 @@ pub fn problem(ki: &KinesisIngester, e: &SourceError) -> StreamProblem {
                 "not allowed to read stream {name}: {text}; grant the operator's role kinesis:ListShards and kinesis:DescribeStreamSummary"
             ),
         },
-        _ if text.to_ascii_lowercase().contains("credential") => StreamProblem {
+        SourceError::Credentials { .. } => StreamProblem {
             reason: "NoCredentials",
             message: format!(
                 "no AWS credentials for stream {name}: {text}; configure IRSA, Pod Identity or AWS_* environment variables for the operator"

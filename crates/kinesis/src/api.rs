@@ -119,7 +119,27 @@ pub enum SourceError {
         /// The service's message.
         message: String,
     },
-    /// Anything else: network errors, 5xx, unexpected responses.
+    /// No AWS credentials could be loaded (no IRSA, Pod Identity, environment or profile).
+    #[error(
+        "{operation}: no AWS credentials: {message}; give the worker an AWS identity (spec.workers.serviceAccountAnnotations for IRSA, or a Pod Identity association)"
+    )]
+    Credentials {
+        /// The API call.
+        operation: &'static str,
+        /// What the credential chain said.
+        message: String,
+    },
+    /// The endpoint could not be reached: refused, reset, DNS, TLS or a timeout.
+    #[error(
+        "{operation}: cannot reach Kinesis: {message}; check spec.stream.region and endpoint, and the network path from the pod"
+    )]
+    Connect {
+        /// The API call.
+        operation: &'static str,
+        /// What the connector said.
+        message: String,
+    },
+    /// Anything else: 5xx, unexpected responses.
     #[error("{operation} failed: {message}")]
     Other {
         /// The API call.
@@ -138,6 +158,8 @@ impl SourceError {
             Self::InUse { .. } => "in_use",
             Self::NotFound { .. } => "not_found",
             Self::AccessDenied { .. } => "access_denied",
+            Self::Credentials { .. } => "credentials",
+            Self::Connect { .. } => "connect",
             Self::Other { .. } => "other",
         }
     }

@@ -3,8 +3,8 @@
 use std::{collections::BTreeMap, time::Duration};
 
 use kinesis_ingester_api::{
-    CheckpointPosition, DeliveryStuck, Holder, KinesisWorkerSpec, KinesisWorkerStatus, WorkerShard,
-    sequence::Position,
+    CheckpointPosition, DeliveryStuck, Holder, KinesisWorkerSpec, KinesisWorkerStatus, ReadError,
+    WorkerShard, sequence::Position,
 };
 
 /// One shard in the report.
@@ -43,6 +43,43 @@ pub struct LiveShard {
     pub last_delivery: Option<jiff::Timestamp>,
     /// While records wait for the sink: how long nothing was acknowledged.
     pub stalled_for: Option<Duration>,
+    /// While Kinesis calls for the shard fail (throttling aside): the last failure.
+    pub failing: Option<FailingReads>,
+}
+
+/// Kinesis calls of one shard that keep failing.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FailingReads {
+    /// The error's category (`SourceError::category`).
+    pub category: &'static str,
+    /// The call.
+    pub operation: &'static str,
+    /// The error.
+    pub message: String,
+    /// How long the calls have failed since the last success.
+    pub failing_for: Duration,
+}
+
+/// Reads that failed for this long are reported: a retry or two are normal, a shard nobody can
+/// read for 10 s is not.
+pub const READ_ERROR_AFTER: Duration = Duration::from_secs(10);
+
+/// Longest error message a report carries (it is written into every report until it clears).
+pub const READ_ERROR_MESSAGE_LEN: usize = 256;
+
+/// The report of reads failing for longer than [`READ_ERROR_AFTER`].
+pub fn read_error(failing: Option<&FailingReads>) -> Option<ReadError> {
+    let f = failing.filter(|f| f.failing_for >= READ_ERROR_AFTER)?;
+    let mut message: String = f.message.chars().take(READ_ERROR_MESSAGE_LEN).collect();
+    if message.len() < f.message.len() {
+        message.push('…');
+    }
+    Some(ReadError {
+        category: f.category.to_owned(),
+        operation: f.operation.to_owned(),
+        message,
+        failing_seconds: i64::try_from(f.failing_for.as_secs()).unwrap_or(i64::MAX),
+    })
 }
 
 /// The sink as a whole, when the status is built.
@@ -117,6 +154,7 @@ pub fn build_status(
                     .last_delivery
                     .map(|t| t.round(jiff::Unit::Second).unwrap_or(t).to_string()),
                 delivery_stuck: delivery_stuck(live.stalled_for, sink),
+                read_error: read_error(live.failing.as_ref()),
             }
         })
         .collect();
@@ -133,6 +171,31 @@ mod tests {
     use kinesis_ingester_api::Fence;
 
     use super::*;
+
+    #[test]
+    fn reads_failing_past_the_threshold_are_reported_bounded() {
+        let failing = |secs, message: &str| FailingReads {
+            category: "credentials",
+            operation: "GetShardIterator",
+            message: message.to_owned(),
+            failing_for: Duration::from_secs(secs),
+        };
+        assert_eq!(read_error(None), None);
+        assert_eq!(read_error(Some(&failing(9, "x"))), None, "a retry or two");
+        let e = read_error(Some(&failing(12, "no credentials"))).expect("reported");
+        assert_eq!(
+            (
+                e.category.as_str(),
+                e.operation.as_str(),
+                e.message.as_str(),
+                e.failing_seconds
+            ),
+            ("credentials", "GetShardIterator", "no credentials", 12)
+        );
+        let long = read_error(Some(&failing(60, &"é".repeat(10_000)))).expect("reported");
+        assert_eq!(long.message.chars().count(), READ_ERROR_MESSAGE_LEN + 1);
+        assert!(long.message.ends_with('…'));
+    }
 
     fn pos(seq: &str) -> Position {
         Position::whole(seq.parse().expect("seq"))
@@ -187,6 +250,7 @@ mod tests {
                     millis_behind_latest: Some(1200),
                     last_delivery: Some(delivered),
                     stalled_for: Some(Duration::from_secs(5)),
+                    failing: None,
                 },
                 "d" => LiveShard {
                     stalled_for: Some(Duration::from_secs(31)),

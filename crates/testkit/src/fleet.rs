@@ -234,9 +234,37 @@ impl Kubelet {
     /// `kinesis-operator` (any registry and tag) runs the operator binary, any other runs
     /// `kinesis-ingester`.
     pub fn start_for(client: Client, dir: &Path, namespace: &str, labels: &str) -> Result<Self> {
+        Self::start_with(client, dir, namespace, labels, true)
+    }
+
+    /// Runs the worker pods of `namespace` with no AWS credentials at all (no keys, no profile,
+    /// no instance metadata), like a pod on EKS without IRSA or Pod Identity on a node that
+    /// blocks IMDS.
+    pub fn start_without_aws_credentials(
+        client: Client,
+        dir: &Path,
+        namespace: &str,
+    ) -> Result<Self> {
+        Self::start_with(
+            client,
+            dir,
+            namespace,
+            "app.kubernetes.io/component=worker",
+            false,
+        )
+    }
+
+    fn start_with(
+        client: Client,
+        dir: &Path,
+        namespace: &str,
+        labels: &str,
+        aws_credentials: bool,
+    ) -> Result<Self> {
         let bins = Bins {
             ingester: workspace_bin("kinesis-ingester")?,
             operator: workspace_bin("kinesis-operator")?,
+            aws_credentials,
         };
         let state = Arc::new(Mutex::new(KubeletState::default()));
         let stop = CancellationToken::new();
@@ -327,6 +355,8 @@ impl Kubelet {
 struct Bins {
     ingester: PathBuf,
     operator: PathBuf,
+    /// Give the processes the emulator's static credentials.
+    aws_credentials: bool,
 }
 
 fn sync(state: &Mutex<KubeletState>, pods: &[Pod], bins: &Bins, dir: &Path, ns: &str) {
@@ -439,6 +469,17 @@ fn spawn_pod(pod: &Pod, bins: &Bins, dir: &Path, ns: &str) -> Result<Child> {
         .stderr(err)
         .kill_on_drop(true);
     emulator_env(&mut cmd);
+    if !bins.aws_credentials {
+        cmd.env_remove("AWS_ACCESS_KEY_ID")
+            .env_remove("AWS_SECRET_ACCESS_KEY")
+            .env_remove("AWS_SESSION_TOKEN")
+            .env_remove("AWS_WEB_IDENTITY_TOKEN_FILE")
+            .env_remove("AWS_CONTAINER_CREDENTIALS_FULL_URI")
+            .env_remove("AWS_CONTAINER_CREDENTIALS_RELATIVE_URI")
+            .env("AWS_EC2_METADATA_DISABLED", "true")
+            .env("AWS_SHARED_CREDENTIALS_FILE", "/nonexistent/credentials")
+            .env("AWS_CONFIG_FILE", "/nonexistent/config");
+    }
     cmd.spawn()
         .with_context(|| format!("starting the process for pod {name}"))
 }

@@ -245,6 +245,29 @@ pub struct WorkerShard {
     /// acknowledged for longer than the worker's threshold.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub delivery_stuck: Option<DeliveryStuck>,
+
+    /// Set while every Kinesis call for the shard has failed (throttling aside) for longer than
+    /// the worker's threshold: the shard is held but not read.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub read_error: Option<ReadError>,
+}
+
+/// A shard the worker cannot read.
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct ReadError {
+    /// Category: `credentials`, `access_denied`, `not_found`, `connect` or `other` (the same
+    /// names as the `category` label of `kinesis_ingester_source_errors_total`).
+    pub category: String,
+
+    /// The Kinesis call that failed, e.g. `GetShardIterator`.
+    pub operation: String,
+
+    /// The error, at most 256 characters.
+    pub message: String,
+
+    /// Seconds the calls have failed since the last success.
+    pub failing_seconds: i64,
 }
 
 /// A shard whose records the sink has not acknowledged for too long.

@@ -298,6 +298,7 @@ fn live_shard(tracker: &Tracker, metrics: &Metrics, id: &str, now: Instant) -> L
         millis_behind_latest: metrics.millis_behind(id),
         last_delivery: delivery.last_delivery,
         stalled_for: delivery.stalled_for,
+        failing: metrics.failing_reads(id, now),
     }
 }
 

@@ -122,6 +122,7 @@ impl EfoReader {
                     }
                 };
                 backoff.reset();
+                reader.metrics.read_ok(&shard_id);
                 tracing::trace!(records = event.records.len(), continuation = ?event.continuation_sequence_number, children = event.child_shards.len(), "event");
                 if let Some(ms) = event.millis_behind_latest {
                     reader.metrics.set_millis_behind(&shard_id, ms);

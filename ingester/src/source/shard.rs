@@ -159,6 +159,7 @@ impl ShardReader {
                     continue;
                 }
             };
+            self.metrics.read_ok(&shard_id);
             if let Some(ms) = page.millis_behind_latest {
                 self.metrics.set_millis_behind(&shard_id, ms);
             }
@@ -264,6 +265,7 @@ impl ShardReader {
         backoff: &mut Backoff,
     ) -> bool {
         self.metrics.source_error(operation, e.category());
+        self.metrics.read_failed(&self.shard.shard_id, operation, e);
         let delay = backoff.next_delay();
         match e {
             SourceError::Throttled { .. } => debug!(error = %e, ?delay, "throttled; backing off"),

@@ -69,6 +69,7 @@ mod tests {
                     finished: false,
                     last_delivery: Some("2026-03-02T10:15:29Z".into()),
                     delivery_stuck: None,
+                    read_error: None,
                 })
                 .collect(),
         };

@@ -5,7 +5,8 @@ use k8s_openapi::{
     jiff::Timestamp,
 };
 use kinesis_ingester_api::{
-    DeliveryStuck, KinesisIngesterStatus, KinesisShardAssignmentSpec, ShardState, ShardStatus,
+    DeliveryStuck, KinesisIngesterStatus, KinesisShardAssignmentSpec, ReadError, ShardState,
+    ShardStatus,
 };
 
 use crate::metrics::FleetGauges;
@@ -132,6 +133,7 @@ pub fn compute(input: &StatusInput<'_>) -> (KinesisIngesterStatus, FleetGauges) 
     let (mut pending, mut reading, mut draining) = (0, 0, 0);
     let mut per_worker: std::collections::BTreeMap<&str, i64> = Default::default();
     let mut stuck = Stuck::default();
+    let mut failing: Vec<(&str, &ReadError)> = Vec::new();
     let readable: Vec<String> = input
         .table
         .map(|t| eligible(t, input.strict_order))
@@ -145,6 +147,9 @@ pub fn compute(input: &StatusInput<'_>) -> (KinesisIngesterStatus, FleetGauges) 
         let live = owner.is_some_and(|(_, w)| w.liveness == Liveness::Live);
         if live && let Some(d) = entry.and_then(|e| e.delivery_stuck.as_ref()) {
             stuck.add(d);
+        }
+        if live && let Some(e) = entry.and_then(|e| e.read_error.as_ref()) {
+            failing.push((s.shard_id.as_str(), e));
         }
         let state = match (entry, s.draining) {
             (Some(_), true) => ShardState::Draining,
@@ -211,6 +216,8 @@ pub fn compute(input: &StatusInput<'_>) -> (KinesisIngesterStatus, FleetGauges) 
                 readable.len()
             ),
         )
+    } else if !failing.is_empty() {
+        (false, "ReadErrors", read_errors_message(&failing))
     } else if stuck.shards > 0 {
         (
             false,
@@ -256,6 +263,8 @@ pub fn compute(input: &StatusInput<'_>) -> (KinesisIngesterStatus, FleetGauges) 
     };
     let (degraded, deg_reason, deg_msg) = if let Some(p) = &input.problem {
         (true, p.reason, p.message.clone())
+    } else if !failing.is_empty() {
+        (true, "ReadErrors", read_errors_message(&failing))
     } else if stuck.shards > 0 {
         (
             true,
@@ -324,6 +333,31 @@ pub fn compute(input: &StatusInput<'_>) -> (KinesisIngesterStatus, FleetGauges) 
         stream: input.stream_name.clone(),
     };
     (status, gauges)
+}
+
+/// Which shards cannot be read and why: the category and call of the first, up to three shard
+/// ids, and the first error message (each bounded by the worker).
+fn read_errors_message(failing: &[(&str, &ReadError)]) -> String {
+    let Some((_, first)) = failing.first() else {
+        return String::new();
+    };
+    let mut shards: Vec<&str> = failing.iter().take(3).map(|(id, _)| *id).collect();
+    if failing.len() > 3 {
+        shards.push("…");
+    }
+    let longest = failing
+        .iter()
+        .map(|(_, e)| e.failing_seconds)
+        .max()
+        .unwrap_or_default();
+    format!(
+        "{} shards cannot be read ({}): {} failing for up to {longest}s with {}: {}",
+        failing.len(),
+        shards.join(", "),
+        first.operation,
+        first.category,
+        first.message
+    )
 }
 
 /// The largest lag, known only when every readable shard reports one: a shard not read yet, or
@@ -437,6 +471,7 @@ mod tests {
                     finished: false,
                     last_delivery: None,
                     delivery_stuck: None,
+                    read_error: None,
                 })
                 .collect(),
             ..Default::default()
@@ -583,6 +618,55 @@ mod tests {
                 sink_error: error.map(str::to_owned),
             });
         }
+    }
+
+    #[test]
+    fn shards_nobody_can_read_are_not_ready_and_degraded_naming_the_error() {
+        let t = table(&[Some("w0"), Some("w0")]);
+        let mut w = workers(Liveness::Live, &[(0, 0), (1, 0)]);
+        let (s, g) = compute(&input(&t, &w));
+        assert_eq!(cond(&s, "Ready").status, "True", "control");
+        assert!(g.ready);
+        if let Some(e) = w
+            .get_mut("w0")
+            .and_then(|w| w.object.status.as_mut())
+            .and_then(|s| s.shards.get_mut(1))
+        {
+            e.millis_behind_latest = None;
+            e.read_error = Some(ReadError {
+                category: "credentials".into(),
+                operation: "GetShardIterator".into(),
+                message: "no credentials in the chain".into(),
+                failing_seconds: 42,
+            });
+        }
+        let (s, g) = compute(&input(&t, &w));
+        let ready = cond(&s, "Ready");
+        assert_eq!(
+            (ready.status.as_str(), ready.reason.as_str()),
+            ("False", "ReadErrors")
+        );
+        for wanted in [
+            "1 shards",
+            "s1",
+            "GetShardIterator",
+            "credentials",
+            "42s",
+            "no credentials in the chain",
+        ] {
+            assert!(
+                ready.message.contains(wanted),
+                "{wanted}: {}",
+                ready.message
+            );
+        }
+        let degraded = cond(&s, "Degraded");
+        assert_eq!(
+            (degraded.status.as_str(), degraded.reason.as_str()),
+            ("True", "ReadErrors")
+        );
+        assert!(!g.ready && g.degraded);
+        assert_eq!(s.lag, None, "the unread shard's lag is unknown");
     }
 
     #[test]

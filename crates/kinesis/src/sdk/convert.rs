@@ -15,13 +15,47 @@ use crate::api::{ChildShard, RawRecord, SourceError, StartAt, SubscribeEvent};
 pub(super) fn classify<E, R>(operation: &'static str, err: SdkError<E, R>) -> SourceError
 where
     E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
-    R: std::fmt::Debug,
+    R: std::fmt::Debug + 'static,
 {
     let message = err
         .message()
         .map(str::to_owned)
         .unwrap_or_else(|| aws_sdk_kinesis::error::DisplayErrorContext(&err).to_string());
-    classify_code(operation, err.code(), message)
+    match transport(&err) {
+        Some(Transport::Credentials) => SourceError::Credentials { operation, message },
+        Some(Transport::Connect) => SourceError::Connect { operation, message },
+        None => classify_code(operation, err.code(), message),
+    }
+}
+
+/// A failure before any answer from the service.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Transport {
+    Credentials,
+    Connect,
+}
+
+/// Whether `err` failed before the service answered, judged by the types in its source chain:
+/// a [`CredentialsError`](aws_credential_types::provider::error::CredentialsError) anywhere means
+/// no credentials; a dispatch failure that is an I/O error or a timeout means the endpoint could
+/// not be reached.
+fn transport<E, R>(err: &SdkError<E, R>) -> Option<Transport>
+where
+    E: std::error::Error + Send + Sync + 'static,
+    R: std::fmt::Debug + 'static,
+{
+    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(err);
+    while let Some(e) = source {
+        if e.is::<aws_credential_types::provider::error::CredentialsError>() {
+            return Some(Transport::Credentials);
+        }
+        source = e.source();
+    }
+    match err {
+        SdkError::DispatchFailure(d) if d.is_io() || d.is_timeout() => Some(Transport::Connect),
+        SdkError::TimeoutError(_) => Some(Transport::Connect),
+        _ => None,
+    }
 }
 
 /// Classifies an error of a SubscribeToShard event stream. Exceptions sent inside the stream

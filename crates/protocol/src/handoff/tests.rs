@@ -64,6 +64,7 @@ fn entry(id: &str, epoch: i64, seq: Option<&str>) -> WorkerShard {
         finished: false,
         last_delivery: None,
         delivery_stuck: None,
+        read_error: None,
     }
 }
 
