@@ -125,6 +125,16 @@ async fn workers_without_aws_credentials_are_not_ready_and_say_why() -> Result<(
     let table = kubectl(&["get", "ki", NAME, "-n", ns.name(), "-o", "wide"])?;
     assert_eq!(column(&table, "READY").as_deref(), Some("False"), "{table}");
     assert_eq!(
+        column(&table, "REASON").as_deref(),
+        Some("ReadErrors"),
+        "{table}"
+    );
+    assert_eq!(
+        column(&table, "DEGRADED").as_deref(),
+        Some("ReadErrors"),
+        "{table}"
+    );
+    assert_eq!(
         column(&table, "LAG").as_deref(),
         Some(""),
         "an unread shard's lag is unknown, never 0: {table}"
@@ -237,6 +247,11 @@ async fn access_denied_is_named_in_the_status_and_clears_when_access_returns() -
     condition(&client, ns.name(), "Degraded", "False", "AsExpected").await?;
     let table = kubectl(&["get", "ki", NAME, "-n", ns.name(), "-o", "wide"])?;
     assert_eq!(column(&table, "READY").as_deref(), Some("True"), "{table}");
+    assert_eq!(
+        column(&table, "DEGRADED").as_deref(),
+        Some("AsExpected"),
+        "{table}"
+    );
     server.abort();
     Ok(())
 }
