@@ -111,7 +111,7 @@ pub enum SourceError {
     },
     /// The credentials may not do this.
     #[error(
-        "{operation}: access denied: {message}; grant kinesis:{operation} to the ingester's role"
+        "{operation}: access denied; grant kinesis:{operation} to the ingester's role: {message}"
     )]
     AccessDenied {
         /// The API call.
@@ -121,7 +121,7 @@ pub enum SourceError {
     },
     /// No AWS credentials could be loaded (no IRSA, Pod Identity, environment or profile).
     #[error(
-        "{operation}: no AWS credentials: {message}; give the worker an AWS identity (spec.workers.serviceAccountAnnotations for IRSA, or a Pod Identity association)"
+        "{operation}: no AWS credentials; give this pod an AWS identity (IRSA, Pod Identity or AWS_* variables; for workers, spec.workers.serviceAccountAnnotations): {message}"
     )]
     Credentials {
         /// The API call.
@@ -131,7 +131,7 @@ pub enum SourceError {
     },
     /// The endpoint could not be reached: refused, reset, DNS, TLS or a timeout.
     #[error(
-        "{operation}: cannot reach Kinesis: {message}; check spec.stream.region and endpoint, and the network path from the pod"
+        "{operation}: cannot reach Kinesis; check spec.stream.region and endpoint, and the network path from the pod: {message}"
     )]
     Connect {
         /// The API call.

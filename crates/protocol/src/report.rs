@@ -70,8 +70,10 @@ pub const READ_ERROR_MESSAGE_LEN: usize = 256;
 /// The report of reads failing for longer than [`READ_ERROR_AFTER`].
 pub fn read_error(failing: Option<&FailingReads>) -> Option<ReadError> {
     let f = failing.filter(|f| f.failing_for >= READ_ERROR_AFTER)?;
-    let mut message: String = f.message.chars().take(READ_ERROR_MESSAGE_LEN).collect();
-    if message.len() < f.message.len() {
+    // One line: SDK errors list every credential provider they tried on lines of their own.
+    let one_line = f.message.split_whitespace().collect::<Vec<_>>().join(" ");
+    let mut message: String = one_line.chars().take(READ_ERROR_MESSAGE_LEN).collect();
+    if message.len() < one_line.len() {
         message.push('…');
     }
     Some(ReadError {
@@ -182,7 +184,8 @@ mod tests {
         };
         assert_eq!(read_error(None), None);
         assert_eq!(read_error(Some(&failing(9, "x"))), None, "a retry or two");
-        let e = read_error(Some(&failing(12, "no credentials"))).expect("reported");
+        let e =
+            read_error(Some(&failing(12, "no credentials\n  Attempted:  env"))).expect("reported");
         assert_eq!(
             (
                 e.category.as_str(),
@@ -190,7 +193,12 @@ mod tests {
                 e.message.as_str(),
                 e.failing_seconds
             ),
-            ("credentials", "GetShardIterator", "no credentials", 12)
+            (
+                "credentials",
+                "GetShardIterator",
+                "no credentials Attempted: env",
+                12
+            )
         );
         let long = read_error(Some(&failing(60, &"é".repeat(10_000)))).expect("reported");
         assert_eq!(long.message.chars().count(), READ_ERROR_MESSAGE_LEN + 1);
