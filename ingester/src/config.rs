@@ -93,18 +93,23 @@ pub fn parse(path: &Path, text: &str) -> Result<KinesisIngester, ConfigError> {
         source: ValidationErrors(errors),
     };
     let given: serde_json::Value = serde_saphyr::from_str(text).map_err(parse_error)?;
-    if given["apiVersion"] != API_VERSION || given["kind"] != KIND {
-        return Err(invalid(vec![FieldError {
-            field: "apiVersion".into(),
-            message: format!(
-                "the file must be a KinesisIngester: apiVersion: {API_VERSION}, kind: {KIND}"
-            ),
-        }]));
+    let mut errors = Vec::new();
+    for (field, want) in [("apiVersion", API_VERSION), ("kind", KIND)] {
+        if given[field] != want {
+            errors.push(FieldError {
+                field: field.into(),
+                message: format!(
+                    "expected {want}, found {}: the file must be a KinesisIngester (apiVersion: {API_VERSION}, kind: {KIND})",
+                    given.get(field).map_or_else(|| "nothing".to_owned(), ToString::to_string)
+                ),
+            });
+        }
     }
-    // The CRD's schema first, so that a wrong type or enum value is named by its field path.
-    let schema_errors = check_schema(&given["spec"]);
-    if !schema_errors.is_empty() {
-        return Err(invalid(schema_errors));
+    // The CRD's schema next, so that a wrong type, enum value or unknown key is named by its
+    // field path, all at once.
+    errors.extend(check_schema(&given["spec"]));
+    if !errors.is_empty() {
+        return Err(invalid(errors));
     }
     let ingester: KinesisIngester = serde_saphyr::from_str(text).map_err(parse_error)?;
     let known = serde_json::to_value(&ingester).unwrap_or_default();
@@ -198,7 +203,28 @@ mod tests {
         let text = format!("{BASE}  stream: {{name: s}}\n  read: {{mode: [Polling]}}\n");
         let err = parse(Path::new("cfg.yaml"), &text).unwrap_err().to_string();
         assert!(
-            err.contains("spec.read.mode: must be of type string"),
+            err.contains("spec.read.mode: expected a string, found [\"Polling\"]"),
+            "{err}"
+        );
+
+        // Everything wrong at once: the kind, an unknown key with a suggestion, a type, a range
+        // and the endpoint's scheme.
+        let text = "apiVersion: kinesis-operator.dev/v1\nkind: KinesisIngestor\nmetadata: {name: t}\nspec:\n  stream: {name: s, endpoint: 'localhost:4567'}\n  read: {maxRecordsPerCall: lots, pollIntervall: 1s}\n  sink: {stdout: {}, batch: {maxBytes: 1}}\n";
+        let err = parse(Path::new("cfg.yaml"), text).unwrap_err().to_string();
+        for wanted in [
+            "apiVersion: expected kinesis-operator.dev/v1alpha1, found \"kinesis-operator.dev/v1\"",
+            "kind: expected KinesisIngester, found \"KinesisIngestor\"",
+            "spec.read.pollIntervall: unknown field `pollIntervall`, did you mean `pollInterval`?",
+            "spec.read.maxRecordsPerCall: expected an integer, found \"lots\"",
+            "spec.sink.batch.maxBytes: must be between",
+            "spec.stream.endpoint:",
+        ] {
+            assert!(err.contains(wanted), "{wanted:?} not in {err}");
+        }
+        let text = format!("{BASE}  stream: {{name: s}}\n  sinks: {{stdout: {{}}}}\n");
+        let err = parse(Path::new("cfg.yaml"), &text).unwrap_err().to_string();
+        assert!(
+            err.contains("spec.sinks: unknown field `sinks`, did you mean `sink`?"),
             "{err}"
         );
 

@@ -36,8 +36,16 @@ fn walk(value: &Value, schema: &Value, path: &str, out: &mut Vec<FieldError>) {
         return;
     }
     if !type_matches(value, schema) {
-        let want = schema["type"].as_str().unwrap_or("value");
-        fail(out, path, format!("must be of type {want}, not {value}"));
+        let want = match schema["type"].as_str() {
+            Some("integer") => "an integer",
+            Some("number") => "a number",
+            Some("string") => "a string",
+            Some("boolean") => "true or false",
+            Some("object") => "a map",
+            Some("array") => "a list",
+            _ => "another value",
+        };
+        fail(out, path, format!("expected {want}, found {value}"));
         return;
     }
     if let Some(allowed) = schema["enum"].as_array()
@@ -76,6 +84,15 @@ fn walk(value: &Value, schema: &Value, path: &str, out: &mut Vec<FieldError>) {
                         &format!("{path}[{name}]"),
                         out,
                     );
+                } else if let Some(known) = schema["properties"].as_object() {
+                    let hint = closest(name, known.keys().map(String::as_str))
+                        .map(|k| format!(", did you mean `{k}`?"))
+                        .unwrap_or_default();
+                    fail(
+                        out,
+                        &format!("{path}.{name}"),
+                        format!("unknown field `{name}`{hint}"),
+                    );
                 }
             }
         }
@@ -87,6 +104,38 @@ fn walk(value: &Value, schema: &Value, path: &str, out: &mut Vec<FieldError>) {
         }
         Value::Bool(_) | Value::Null => {}
     }
+}
+
+/// The known name closest to `name` (case-insensitive edit distance at most 2, or one a prefix
+/// of the other), for "did you mean".
+fn closest<'a>(name: &str, known: impl Iterator<Item = &'a str>) -> Option<&'a str> {
+    let lower = name.to_ascii_lowercase();
+    known
+        .map(|k| (distance(&lower, &k.to_ascii_lowercase()), k))
+        .filter(|(d, k)| {
+            *d <= 2 || {
+                let k = k.to_ascii_lowercase();
+                k.starts_with(&lower) || lower.starts_with(&k)
+            }
+        })
+        .min_by_key(|(d, _)| *d)
+        .map(|(_, k)| k)
+}
+
+/// Levenshtein distance over chars; names are short, so the quadratic cost is nothing.
+fn distance(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut row: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut prev = row[0];
+        row[0] = i + 1;
+        for (j, cb) in b.iter().enumerate() {
+            let cur = row[j + 1];
+            row[j + 1] = (prev + usize::from(ca != *cb)).min(row[j] + 1).min(cur + 1);
+            prev = cur;
+        }
+    }
+    row[b.len()]
 }
 
 fn type_matches(value: &Value, schema: &Value) -> bool {

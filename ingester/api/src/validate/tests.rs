@@ -213,8 +213,8 @@ fn the_schema_check_names_the_field_and_the_broken_constraint() {
         "spec.read.mode: \"Push\" is not one of Polling, EnhancedFanOut",
         "spec.read.maxRecordsPerCall: must be between 1 and 10000, not 0",
         "spec.sink.tag: must be at most 256 characters",
-        "spec.sink.batch.maxRecords: must be of type integer",
-        "spec.workers.podLabels[a]: must be of type string",
+        "spec.sink.batch.maxRecords: expected an integer",
+        "spec.workers.podLabels[a]: expected a string",
         "spec.workers.podLabels[b]: \"c d\" must match",
         "spec.workers.scratch.size: is required",
     ];
