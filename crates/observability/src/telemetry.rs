@@ -14,9 +14,34 @@ pub enum LogFormat {
 /// Installs the global subscriber; `RUST_LOG` overrides the default level (`info`).
 pub fn init(format: LogFormat) {
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
-    let builder = fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let terminal = std::io::IsTerminal::is_terminal(&std::io::stderr());
+    let builder = fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(colour(terminal, std::env::var_os("NO_COLOR").is_some()));
     match format {
         LogFormat::Text => builder.init(),
         LogFormat::Json => builder.json().flatten_event(true).init(),
+    }
+}
+
+/// Colour only for a person at a terminal: never into a file, a pipe or a log collector, and
+/// never with `NO_COLOR` set (<https://no-color.org>).
+fn colour(stderr_is_terminal: bool, no_color: bool) -> bool {
+    stderr_is_terminal && !no_color
+}
+
+#[cfg(test)]
+mod tests {
+    use super::colour;
+
+    #[test]
+    fn logs_are_coloured_only_on_a_terminal_without_no_color() {
+        assert!(colour(true, false));
+        assert!(
+            !colour(false, false),
+            "a pipe or a file gets no escape codes"
+        );
+        assert!(!colour(true, true), "NO_COLOR");
     }
 }

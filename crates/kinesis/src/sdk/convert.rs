@@ -22,10 +22,26 @@ where
         .map(str::to_owned)
         .unwrap_or_else(|| aws_sdk_kinesis::error::DisplayErrorContext(&err).to_string());
     match transport(&err) {
-        Some(Transport::Credentials) => SourceError::Credentials { operation, message },
-        Some(Transport::Connect) => SourceError::Connect { operation, message },
+        Some(Transport::Credentials) => SourceError::Credentials {
+            operation,
+            message: innermost(&err),
+        },
+        Some(Transport::Connect) => SourceError::Connect {
+            operation,
+            message: innermost(&err),
+        },
         None => classify_code(operation, err.code(), message),
     }
+}
+
+/// The deepest cause of `err`, which says what happened in words ("Connection refused (os error
+/// 111)", "no credentials found in chain ..."), without the SDK's debug dump of every layer.
+fn innermost(err: &(dyn std::error::Error + 'static)) -> String {
+    let mut deepest = err;
+    while let Some(next) = deepest.source() {
+        deepest = next;
+    }
+    deepest.to_string()
 }
 
 /// A failure before any answer from the service.
