@@ -141,6 +141,28 @@ async fn workers_without_aws_credentials_are_not_ready_and_say_why() -> Result<(
     );
     let described = kubectl(&["describe", "ki", NAME, "-n", ns.name()])?;
     assert!(described.contains("ReadErrors"), "{described}");
+
+    // The first listing of the stream is one `ShardsFound` event, not a `Resharded` per shard.
+    let events = Api::<k8s_openapi::api::events::v1::Event>::namespaced(client.clone(), ns.name());
+    let reasons = wait_until("the ShardsFound event", DEADLINE, || async {
+        let reasons: Vec<String> = events
+            .list(&Default::default())
+            .await?
+            .items
+            .into_iter()
+            .filter(|e| e.regarding.as_ref().and_then(|r| r.name.as_deref()) == Some(NAME))
+            .filter_map(|e| e.reason)
+            .collect();
+        Ok(reasons
+            .iter()
+            .any(|r| r == "ShardsFound")
+            .then_some(reasons))
+    })
+    .await?;
+    assert!(
+        !reasons.iter().any(|r| r == "Resharded"),
+        "the first listing is no reshard: {reasons:?}"
+    );
     Ok(())
 }
 

@@ -171,7 +171,25 @@ pub async fn run(
         if let Some(t) = topology {
             let pin = (ki.spec.read.starting_position.kind == StartingPositionType::Latest)
                 .then(Timestamp::now);
-            transitions.extend(handoff::merge_topology(&mut spec, &t.listed, pin));
+            // The first listing of a stream is not a reshard: one event for all its shards.
+            let first = spec.shards.is_empty() && spec.finished.is_empty();
+            let merged = handoff::merge_topology(&mut spec, &t.listed, pin);
+            if first && !merged.is_empty() {
+                let note = format!(
+                    "found {} shards of stream {}",
+                    merged.len(),
+                    ki.stream_ref().name()
+                );
+                info!(%note, "first listing");
+                publish(ctx, ki, EventType::Normal, "ShardsFound", "Plan", note).await;
+                transitions.extend(
+                    merged
+                        .into_iter()
+                        .filter(|t| !matches!(t, Transition::Discovered { .. })),
+                );
+            } else {
+                transitions.extend(merged);
+            }
         }
         let eligible = handoff::eligible(&spec, ki.spec.read.strict_order);
         if problem.is_none() {
