@@ -10,7 +10,7 @@ use k8s_openapi::{
 };
 use kinesis_ingester_api::{
     INGESTER_LABEL, KinesisIngester, KinesisShardAssignment, KinesisWorker, KinesisWorkerSpec,
-    ORDINAL_LABEL, StartingPositionType, worker_name,
+    ORDINAL_LABEL, SERVICE_ACCOUNT_LABEL, StartingPositionType, worker_name,
 };
 use kinesis_protocol::{
     handoff::{self, Liveness, Transition, WorkerState, Workers},
@@ -276,6 +276,10 @@ pub async fn run(
                 [
                     (INGESTER_LABEL.to_owned(), name.clone()),
                     (ORDINAL_LABEL.to_owned(), n.to_string()),
+                    (
+                        SERVICE_ACCOUNT_LABEL.to_owned(),
+                        names.service_account.clone(),
+                    ),
                 ]
                 .into(),
             );

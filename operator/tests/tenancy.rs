@@ -1,0 +1,277 @@
+//! Tenant isolation in a shared cluster, on the local control plane: the chart's admission policy against real pod-bound tokens, and the operator's refusals (see docs/operator.md, "Running in a shared cluster").
+
+use std::time::Duration;
+
+use anyhow::{Context, Result, bail};
+use k8s_openapi::api::{
+    authentication::v1::{BoundObjectReference, TokenRequest, TokenRequestSpec},
+    core::v1::{Pod, ServiceAccount},
+    rbac::v1::{Role, RoleBinding},
+};
+use kinesis_ingester_api::{
+    INGESTER_LABEL, KinesisWorker, KinesisWorkerSpec, KinesisWorkerStatus, ORDINAL_LABEL,
+};
+use kinesis_testkit::{
+    FIELD_MANAGER, TestNamespace, chart, install_kinesis_ingester_crd, kube_client, unique_name,
+    wait_until,
+};
+use kube::{
+    Api, Client, Config, ResourceExt,
+    api::{
+        ApiResource, DeleteParams, DynamicObject, GroupVersionKind, Patch, PatchParams, PostParams,
+    },
+    config::AuthInfo,
+};
+
+const LONG: Duration = Duration::from_secs(60);
+
+/// Applies a rendered object (server-side), returning its kind and name for clean-up.
+async fn apply(
+    client: &Client,
+    ns: &str,
+    doc: &serde_json::Value,
+) -> Result<(ApiResource, String)> {
+    let obj: DynamicObject = serde_json::from_value(doc.clone())?;
+    let types = obj
+        .types
+        .clone()
+        .context("a rendered object without apiVersion/kind")?;
+    let (group, version) = types
+        .api_version
+        .split_once('/')
+        .unwrap_or(("", types.api_version.as_str()));
+    let gvk = GroupVersionKind::gvk(group, version, &types.kind);
+    let kind = types.kind.to_lowercase();
+    let plural = match kind.strip_suffix('y') {
+        Some(stem) => format!("{stem}ies"),
+        None => format!("{kind}s"),
+    };
+    let ar = ApiResource::from_gvk_with_plural(&gvk, &plural);
+    let name = obj.name_any();
+    let api: Api<DynamicObject> = if obj.metadata.namespace.is_some() {
+        Api::namespaced_with(client.clone(), ns, &ar)
+    } else {
+        Api::all_with(client.clone(), &ar)
+    };
+    api.patch(
+        &name,
+        &PatchParams::apply(FIELD_MANAGER).force(),
+        &Patch::Apply(&obj),
+    )
+    .await
+    .with_context(|| format!("applying {} {name}", types.kind))?;
+    Ok((ar, name))
+}
+
+/// A client that authenticates with `token` only (no client certificate, no impersonation).
+async fn token_client(token: String) -> Result<Client> {
+    let mut config = Config::infer().await?;
+    config.auth_info = AuthInfo {
+        token: Some(token.into()),
+        ..AuthInfo::default()
+    };
+    Ok(Client::try_from(config)?)
+}
+
+/// A TokenRequest for `sa`, bound to `pod` when given (what the kubelet mounts into a pod).
+async fn token(client: &Client, ns: &str, sa: &str, pod: Option<&Pod>) -> Result<String> {
+    let bound = pod.map(|p| BoundObjectReference {
+        api_version: Some("v1".into()),
+        kind: Some("Pod".into()),
+        name: Some(p.name_any()),
+        uid: p.uid(),
+    });
+    let req = TokenRequest {
+        spec: Some(TokenRequestSpec {
+            bound_object_ref: bound,
+            expiration_seconds: Some(600),
+            ..TokenRequestSpec::default()
+        }),
+        ..TokenRequest::default()
+    };
+    let out = Api::<ServiceAccount>::namespaced(client.clone(), ns)
+        .create_token_request(sa, &PostParams::default(), &req)
+        .await
+        .with_context(|| format!("requesting a token for {sa}"))?;
+    out.status
+        .and_then(|s| s.token)
+        .context("a TokenRequest without a token")
+}
+
+/// Updates the status of worker `name` as `client` does (the worker's own call: get, then
+/// replace the status), returning the API server's refusal message if any.
+async fn update_status(client: &Client, ns: &str, name: &str) -> Result<Result<(), String>> {
+    let api = Api::<KinesisWorker>::namespaced(client.clone(), ns);
+    let mut w = api.get(name).await?;
+    let mut status = w.status.take().unwrap_or_default();
+    status.renew_time = Some(jiff::Timestamp::now().to_string());
+    w.status = Some(status);
+    match api.replace_status(name, &PostParams::default(), &w).await {
+        Ok(_) => Ok(Ok(())),
+        Err(kube::Error::Api(s)) if s.code == 422 || s.code == 403 => Ok(Err(s.message)),
+        Err(e) => Err(e.into()),
+    }
+}
+
+async fn worker_object(client: &Client, ns: &str, ingester: &str, n: usize) -> Result<()> {
+    let mut w = KinesisWorker::new(
+        &format!("{ingester}-worker-{n}"),
+        KinesisWorkerSpec {
+            ingester_uid: "uid".into(),
+            fences: vec![],
+        },
+    );
+    w.metadata.labels = Some(
+        [
+            (INGESTER_LABEL.to_owned(), ingester.to_owned()),
+            (ORDINAL_LABEL.to_owned(), n.to_string()),
+        ]
+        .into(),
+    );
+    w.status = Some(KinesisWorkerStatus::default());
+    Api::<KinesisWorker>::namespaced(client.clone(), ns)
+        .create(&PostParams::default(), &w)
+        .await?;
+    Ok(())
+}
+
+/// A worker ServiceAccount with the worker Role's rights on KinesisWorkers, as the operator
+/// grants them (`<ingester>-worker`).
+async fn worker_account(client: &Client, ns: &str, sa: &str) -> Result<()> {
+    let pp = PatchParams::apply(FIELD_MANAGER).force();
+    let account: ServiceAccount = serde_json::from_value(serde_json::json!({
+        "apiVersion": "v1", "kind": "ServiceAccount", "metadata": {"name": sa}
+    }))?;
+    Api::<ServiceAccount>::namespaced(client.clone(), ns)
+        .patch(sa, &pp, &Patch::Apply(&account))
+        .await?;
+    let role: Role = serde_json::from_value(serde_json::json!({
+        "apiVersion": "rbac.authorization.k8s.io/v1", "kind": "Role", "metadata": {"name": sa},
+        "rules": [
+            {"apiGroups": ["kinesis-operator.dev"], "resources": ["kinesisworkers"], "verbs": ["get"]},
+            {"apiGroups": ["kinesis-operator.dev"], "resources": ["kinesisworkers/status"], "verbs": ["update"]},
+        ]
+    }))?;
+    Api::<Role>::namespaced(client.clone(), ns)
+        .patch(sa, &pp, &Patch::Apply(&role))
+        .await?;
+    let binding: RoleBinding = serde_json::from_value(serde_json::json!({
+        "apiVersion": "rbac.authorization.k8s.io/v1", "kind": "RoleBinding", "metadata": {"name": sa},
+        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": sa},
+        "subjects": [{"kind": "ServiceAccount", "name": sa, "namespace": ns}],
+    }))?;
+    Api::<RoleBinding>::namespaced(client.clone(), ns)
+        .patch(sa, &pp, &Patch::Apply(&binding))
+        .await?;
+    Ok(())
+}
+
+async fn pod(client: &Client, ns: &str, name: &str, sa: &str) -> Result<Pod> {
+    let pod: Pod = serde_json::from_value(serde_json::json!({
+        "apiVersion": "v1", "kind": "Pod", "metadata": {"name": name},
+        "spec": {"serviceAccountName": sa, "containers": [{"name": "worker", "image": "kinesis-ingester:e2e"}]}
+    }))?;
+    Ok(Api::<Pod>::namespaced(client.clone(), ns)
+        .create(&PostParams::default(), &pod)
+        .await?)
+}
+
+/// With the chart's default values, a worker's pod-bound token updates its own KinesisWorker
+/// status and no other (same ingester or another), and a token not bound to a pod updates none.
+#[tokio::test]
+async fn the_default_admission_policy_lets_a_pod_bound_token_update_only_its_own_worker()
+-> Result<()> {
+    let client = kube_client().await?;
+    install_kinesis_ingester_crd(&client).await?;
+    let ns = TestNamespace::create(&client, "tenancy-policy").await?;
+    let ns = ns.name().to_owned();
+    let release = unique_name("vap");
+    // The chart's defaults; the binding limited to this namespace, so other tests are unaffected.
+    let yaml = chart::template(
+        &ns,
+        &[
+            "--set",
+            &format!("watchNamespace={ns}"),
+            "--set",
+            &format!("fullnameOverride={release}"),
+            "--show-only",
+            "templates/admission-policy.yaml",
+        ],
+    )
+    .context("the chart renders no admission policy with its default values")?;
+    let docs = chart::documents(&yaml)?;
+    if docs.len() != 2 {
+        bail!(
+            "expected the policy and its binding, got {} documents",
+            docs.len()
+        );
+    }
+    let mut applied = Vec::new();
+    for doc in &docs {
+        applied.push(apply(&client, &ns, doc).await?);
+    }
+    let result = async {
+        worker_account(&client, &ns, "a-worker").await?;
+        worker_account(&client, &ns, "b-worker").await?;
+        for (ingester, n) in [("a", 0), ("a", 1), ("b", 0)] {
+            worker_object(&client, &ns, ingester, n).await?;
+        }
+        let a0 = pod(&client, &ns, "a-worker-0", "a-worker").await?;
+        let b0 = pod(&client, &ns, "b-worker-0", "b-worker").await?;
+        // A pod named like a worker of `a` but running as `b`'s ServiceAccount.
+        let impostor = pod(&client, &ns, "a-worker-1", "b-worker").await?;
+
+        // A plain ServiceAccount token (no pod) is refused once the policy is in force; wait on
+        // that, since a new policy takes a moment to reach the API server's admission chain.
+        let plain = token_client(token(&client, &ns, "a-worker", None).await?).await?;
+        let refused = wait_until("the policy refuses a token without a pod", LONG, || async {
+            Ok(update_status(&plain, &ns, "a-worker-0").await?.err())
+        })
+        .await?;
+        assert!(refused.contains("pod-bound token"), "{refused}");
+
+        let own = token_client(token(&client, &ns, "a-worker", Some(&a0)).await?).await?;
+        update_status(&own, &ns, "a-worker-0")
+            .await?
+            .map_err(|m| anyhow::anyhow!("a worker's own status update was refused: {m}"))?;
+        let sibling = update_status(&own, &ns, "a-worker-1").await?;
+        let msg = sibling.expect_err("pod a-worker-0 updated a-worker-1");
+        assert!(
+            msg.contains("may update only the status of the KinesisWorker named after it"),
+            "{msg}"
+        );
+        let other = update_status(&own, &ns, "b-worker-0").await?;
+        let msg = other.expect_err("pod a-worker-0 updated another ingester's worker");
+        assert!(msg.contains("not b-worker-0"), "{msg}");
+
+        let b = token_client(token(&client, &ns, "b-worker", Some(&b0)).await?).await?;
+        update_status(&b, &ns, "b-worker-0")
+            .await?
+            .map_err(|m| anyhow::anyhow!("b's own status update was refused: {m}"))?;
+        let msg = update_status(&b, &ns, "a-worker-0")
+            .await?
+            .expect_err("pod b-worker-0 updated a worker of a");
+        assert!(msg.contains("named after it"), "{msg}");
+
+        let imp = token_client(token(&client, &ns, "b-worker", Some(&impostor)).await?).await?;
+        let msg = update_status(&imp, &ns, "a-worker-1")
+            .await?
+            .expect_err("a pod of b's ServiceAccount named a-worker-1 updated a's worker");
+        assert!(
+            msg.contains("is not the worker ServiceAccount of ingester a"),
+            "{msg}"
+        );
+        // The operator's and people's writes are not affected (this client is the admin).
+        update_status(&client, &ns, "a-worker-1")
+            .await?
+            .map_err(|m| anyhow::anyhow!("the admin's status update was refused: {m}"))?;
+        Ok::<_, anyhow::Error>(())
+    }
+    .await;
+    for (ar, name) in applied.iter().rev() {
+        let _ = Api::<DynamicObject>::all_with(client.clone(), ar)
+            .delete(name, &DeleteParams::default())
+            .await;
+    }
+    result
+}
