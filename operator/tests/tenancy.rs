@@ -1,6 +1,12 @@
 //! Tenant isolation in a shared cluster, on the local control plane: the chart's admission policy against real pod-bound tokens, and the operator's refusals (see docs/operator.md, "Running in a shared cluster").
 
-use std::time::Duration;
+use std::{
+    sync::{
+        Arc,
+        atomic::{AtomicUsize, Ordering},
+    },
+    time::Duration,
+};
 
 use anyhow::{Context, Result, bail};
 use k8s_openapi::api::{
@@ -8,12 +14,15 @@ use k8s_openapi::api::{
     core::v1::{Pod, ServiceAccount},
     rbac::v1::{Role, RoleBinding},
 };
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
 use kinesis_ingester_api::{
-    INGESTER_LABEL, KinesisWorker, KinesisWorkerSpec, KinesisWorkerStatus, ORDINAL_LABEL,
+    INGESTER_LABEL, KinesisIngester, KinesisWorker, KinesisWorkerSpec, KinesisWorkerStatus,
+    ORDINAL_LABEL,
 };
 use kinesis_testkit::{
-    FIELD_MANAGER, TestNamespace, chart, install_kinesis_ingester_crd, kube_client, unique_name,
-    wait_until,
+    FIELD_MANAGER, TestNamespace, chart,
+    fleet::{OperatorProcess, install_operator_rbac},
+    install_kinesis_ingester_crd, kube_client, unique_name, wait_until,
 };
 use kube::{
     Api, Client, Config, ResourceExt,
@@ -272,6 +281,111 @@ async fn the_default_admission_policy_lets_a_pod_bound_token_update_only_its_own
         let _ = Api::<DynamicObject>::all_with(client.clone(), ar)
             .delete(name, &DeleteParams::default())
             .await;
+    }
+    result
+}
+
+/// The `Ready` condition of `name` once its reason is `reason`.
+async fn ready_with_reason(
+    client: &Client,
+    ns: &str,
+    name: &str,
+    reason: &str,
+) -> Result<Condition> {
+    let api = Api::<KinesisIngester>::namespaced(client.clone(), ns);
+    wait_until(
+        &format!("{name} Ready with reason {reason}"),
+        LONG,
+        || async {
+            let ki = api.get(name).await?;
+            Ok(ki
+                .status
+                .into_iter()
+                .flat_map(|s| s.conditions)
+                .find(|c| c.type_ == "Ready" && c.reason == reason))
+        },
+    )
+    .await
+}
+
+/// An ingester from `spec` (JSON), created in `ns`.
+async fn create_ingester(
+    client: &Client,
+    ns: &str,
+    name: &str,
+    spec: serde_json::Value,
+) -> Result<()> {
+    let ki: KinesisIngester = serde_json::from_value(serde_json::json!({
+        "apiVersion": "kinesis-operator.dev/v1alpha1", "kind": "KinesisIngester",
+        "metadata": {"name": name}, "spec": spec,
+    }))?;
+    Api::<KinesisIngester>::namespaced(client.clone(), ns)
+        .create(&PostParams::default(), &ki)
+        .await?;
+    Ok(())
+}
+
+/// An endpoint outside the operator's allow-list (the harness allows `http://127.0.0.1:*`)
+/// makes `Ready=False` reason `NotAllowed`, naming the field and the list, and the operator
+/// never connects to it (a listener on 127.0.0.2 counts connections).
+#[tokio::test]
+async fn an_endpoint_outside_the_allow_list_is_not_allowed_and_never_called() -> Result<()> {
+    let client = kube_client().await?;
+    install_kinesis_ingester_crd(&client).await?;
+    let ns = TestNamespace::create(&client, "tenancy-allow").await?;
+    install_operator_rbac(&client, ns.name()).await?;
+    let dir = tempfile::tempdir()?;
+    let listener = tokio::net::TcpListener::bind("127.0.0.2:0").await?;
+    let port = listener.local_addr()?.port();
+    let connections = Arc::new(AtomicUsize::new(0));
+    let counted = connections.clone();
+    let accept = tokio::spawn(async move {
+        while listener.accept().await.is_ok() {
+            counted.fetch_add(1, Ordering::SeqCst);
+        }
+    });
+    let operator = OperatorProcess::start(dir.path(), ns.name(), &[]).await?;
+    let result = async {
+        let endpoint = format!("http://127.0.0.2:{port}");
+        create_ingester(
+            &client,
+            ns.name(),
+            "foreign",
+            serde_json::json!({
+                "stream": {"name": "orders", "region": "us-east-1", "endpoint": endpoint},
+                "read": {"mode": "Polling"},
+                "sink": {"stdout": {}},
+            }),
+        )
+        .await?;
+        let ready = ready_with_reason(&client, ns.name(), "foreign", "NotAllowed").await?;
+        assert_eq!(ready.status, "False");
+        assert!(
+            ready.message.contains("spec.stream.endpoint"),
+            "{}",
+            ready.message
+        );
+        assert!(ready.message.contains(&endpoint), "{}", ready.message);
+        assert!(
+            ready
+                .message
+                .contains("--allowed-endpoints ([http://127.0.0.1:*])"),
+            "{}",
+            ready.message
+        );
+        assert_eq!(
+            connections.load(Ordering::SeqCst),
+            0,
+            "the operator connected to an endpoint it refused"
+        );
+        Ok::<_, anyhow::Error>(())
+    }
+    .await;
+    accept.abort();
+    let log = operator.log.clone();
+    operator.kill().await;
+    if result.is_err() {
+        eprintln!("{}", std::fs::read_to_string(&log).unwrap_or_default());
     }
     result
 }

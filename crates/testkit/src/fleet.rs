@@ -156,6 +156,10 @@ pub fn sigterm(pid: u32) {
         .status();
 }
 
+/// The operator's endpoint allow-list for the emulator on the loopback (`--allowed-endpoints`,
+/// chart value `allowList.endpoints`).
+pub const LOOPBACK_ENDPOINTS: &str = "http://127.0.0.1:*";
+
 /// A `kinesis-operator run` process for one namespace, as the `kinesis-operator` account.
 #[derive(Debug)]
 pub struct OperatorProcess {
@@ -188,6 +192,8 @@ impl OperatorProcess {
             "--worker-image",
             "kinesis-ingester:e2e",
         ])
+        // The emulator is a custom endpoint: allowed as a chart user would list it.
+        .arg(format!("--allowed-endpoints={LOOPBACK_ENDPOINTS}"))
         .args(extra)
         .env("KUBECONFIG", kubeconfig)
         .env("POD_NAME", "kinesis-operator-e2e")

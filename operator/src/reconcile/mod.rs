@@ -125,7 +125,15 @@ async fn apply(ki: &KinesisIngester, ctx: &Context) -> Result<Action> {
         })
     };
     let mut problem = None;
-    if due {
+    // The allow-lists come before any AWS call with the tenant's endpoint or role.
+    if let Err(refused) = ctx.settings.allow.check(&ki.spec.stream) {
+        ctx.metrics.topology_error("not_allowed");
+        warn!(field = refused.field, message = %refused, "refused by the allow-lists");
+        problem = Some(StreamProblem {
+            reason: status::NOT_ALLOWED,
+            message: refused.to_string(),
+        });
+    } else if due {
         let previous = ctx.memory().get(&key).and_then(|m| m.topology.clone());
         match topology::list(ki, previous.as_ref()).await {
             Ok(t) => {
