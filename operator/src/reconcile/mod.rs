@@ -5,6 +5,7 @@ pub mod workload;
 
 mod cleanup;
 mod fleet;
+mod headers;
 
 use std::{sync::Arc, time::Duration};
 
