@@ -10,6 +10,7 @@ use std::{
 
 use anyhow::{Context, Result, bail};
 use k8s_openapi::api::{
+    apps::v1::StatefulSet,
     authentication::v1::{BoundObjectReference, TokenRequest, TokenRequestSpec},
     core::v1::{Pod, ServiceAccount},
     rbac::v1::{Role, RoleBinding},
@@ -20,9 +21,9 @@ use kinesis_ingester_api::{
     ORDINAL_LABEL,
 };
 use kinesis_testkit::{
-    FIELD_MANAGER, TestNamespace, chart,
+    FIELD_MANAGER, TestNamespace, chart, create_stream,
     fleet::{OperatorProcess, install_operator_rbac},
-    install_kinesis_ingester_crd, kube_client, unique_name, wait_until,
+    install_kinesis_ingester_crd, kinesis_client, kube_client, unique_name, wait_until,
 };
 use kube::{
     Api, Client, Config, ResourceExt,
@@ -382,6 +383,68 @@ async fn an_endpoint_outside_the_allow_list_is_not_allowed_and_never_called() ->
     }
     .await;
     accept.abort();
+    let log = operator.log.clone();
+    operator.kill().await;
+    if result.is_err() {
+        eprintln!("{}", std::fs::read_to_string(&log).unwrap_or_default());
+    }
+    result
+}
+
+/// A `<name>-worker` ServiceAccount that the ingester did not make is not adopted: the ingester
+/// gets `Ready=False` reason `ForeignObject` naming it, the operator applies nothing over it,
+/// and it outlives the ingester (no owner reference for garbage collection to follow).
+#[tokio::test]
+async fn a_foreign_worker_service_account_is_reported_and_left_alone() -> Result<()> {
+    let client = kube_client().await?;
+    install_kinesis_ingester_crd(&client).await?;
+    let ns = TestNamespace::create(&client, "tenancy-adopt").await?;
+    install_operator_rbac(&client, ns.name()).await?;
+    let kinesis = kinesis_client()?;
+    let stream = create_stream(&kinesis, "adopt", 1).await?;
+    let sa_api = Api::<ServiceAccount>::namespaced(client.clone(), ns.name());
+    let theirs: ServiceAccount = serde_json::from_value(serde_json::json!({
+        "apiVersion": "v1", "kind": "ServiceAccount",
+        "metadata": {"name": "orders-worker", "labels": {"team": "payments"}},
+    }))?;
+    let before = sa_api.create(&PostParams::default(), &theirs).await?;
+    let dir = tempfile::tempdir()?;
+    let operator = OperatorProcess::start(dir.path(), ns.name(), &[]).await?;
+    let result = async {
+        create_ingester(&client, ns.name(), "orders", serde_json::json!({
+            "stream": {"name": stream, "region": "us-east-1", "endpoint": std::env::var("KINESIS_ENDPOINT")?},
+            "read": {"mode": "Polling"},
+            "sink": {"stdout": {}},
+        }))
+        .await?;
+        let ready = ready_with_reason(&client, ns.name(), "orders", "ForeignObject").await?;
+        assert_eq!(ready.status, "False");
+        assert!(
+            ready.message.starts_with("ServiceAccount orders-worker already exists"),
+            "{}",
+            ready.message
+        );
+        let after = sa_api.get("orders-worker").await?;
+        assert_eq!(after.resource_version(), before.resource_version(), "the ServiceAccount was changed");
+        assert!(after.metadata.owner_references.is_none());
+        let sts = Api::<StatefulSet>::namespaced(client.clone(), ns.name());
+        assert!(sts.get_opt("orders-worker").await?.is_none(), "workers run as a foreign account");
+
+        let api = Api::<KinesisIngester>::namespaced(client.clone(), ns.name());
+        api.delete("orders", &DeleteParams::default()).await?;
+        wait_until("the ingester is deleted", LONG, || async {
+            Ok(api.get_opt("orders").await?.is_none().then_some(()))
+        })
+        .await?;
+        let survivor = sa_api.get("orders-worker").await?;
+        assert_eq!(survivor.resource_version(), before.resource_version());
+        assert!(
+            survivor.metadata.owner_references.is_none(),
+            "garbage collection would delete it"
+        );
+        Ok::<_, anyhow::Error>(())
+    }
+    .await;
     let log = operator.log.clone();
     operator.kill().await;
     if result.is_err() {

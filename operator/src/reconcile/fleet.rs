@@ -1,11 +1,7 @@
 //! The fleet pass of a reconcile: read the workers, fence and plan the shard table, write it, size the StatefulSet, and write status.
 
 use k8s_openapi::{
-    api::{
-        apps::v1::StatefulSet,
-        core::v1::{Pod, ServiceAccount},
-        rbac::v1::{Role, RoleBinding},
-    },
+    api::{apps::v1::StatefulSet, core::v1::Pod},
     jiff::Timestamp,
 };
 use kinesis_ingester_api::{
@@ -24,8 +20,8 @@ use kube::{
 use tracing::{info, warn};
 
 use super::{
-    FIELD_MANAGER, Observed, describe, labels, liveness, ordinal, publish, result_label, ssa,
-    status, workload,
+    FIELD_MANAGER, Observed, describe, labels, liveness, ordinal, publish, result_label, status,
+    workload,
 };
 use crate::{
     context::Context,
@@ -308,32 +304,14 @@ pub async fn run(
         .and_then(|m| m.applied)
         .is_some_and(|(h, at)| h == desired_hash && at.elapsed() < REAPPLY_AFTER);
     if !(fresh && previous_replicas.is_some()) {
-        if let Some(sa) = workload::service_account(&names, &owner) {
-            ssa(
-                &Api::<ServiceAccount>::namespaced(ctx.client.clone(), &ns),
-                &sa,
-                ctx,
-                "serviceaccount",
-            )
-            .await?;
+        if let Some(foreign) = super::adopt::apply(ctx, &names, &owner, &sts).await? {
+            warn!(reason = foreign.reason, message = %foreign.message, "not applying the workload");
+            in_flight.problem = true;
+            problem.get_or_insert(foreign);
+        } else {
+            ctx.memory().entry(key.clone()).or_default().applied =
+                Some((desired_hash, tokio::time::Instant::now()));
         }
-        ssa(
-            &Api::<Role>::namespaced(ctx.client.clone(), &ns),
-            &workload::role(&names, &owner),
-            ctx,
-            "role",
-        )
-        .await?;
-        ssa(
-            &Api::<RoleBinding>::namespaced(ctx.client.clone(), &ns),
-            &workload::role_binding(&names, &owner),
-            ctx,
-            "rolebinding",
-        )
-        .await?;
-        ssa(&sts_api, &sts, ctx, "statefulset").await?;
-        ctx.memory().entry(key.clone()).or_default().applied =
-            Some((desired_hash, tokio::time::Instant::now()));
     }
     if previous_replicas.is_some_and(|p| p != replicas) {
         publish(

@@ -3,6 +3,7 @@
 pub mod status;
 pub mod workload;
 
+mod adopt;
 mod cleanup;
 mod fleet;
 mod headers;

@@ -15,7 +15,7 @@ use kinesis_protocol::handoff::{Liveness, Workers, eligible};
 pub const NOT_ALLOWED: &str = "NotAllowed";
 
 /// Problems that are the spec's (or the cluster's) to fix, shown as the Ready reason itself.
-const READY_REASONS: [&str; 1] = [NOT_ALLOWED];
+const READY_REASONS: [&str; 2] = [NOT_ALLOWED, super::adopt::FOREIGN_OBJECT];
 
 /// A failure that keeps the operator from knowing the stream.
 #[derive(Clone, Debug, PartialEq, Eq)]
