@@ -4,7 +4,7 @@ use std::{collections::BTreeSet, path::Path, time::Duration};
 
 use anyhow::{Context, Result};
 use aws_sdk_kinesis::primitives::Blob;
-use kinesis_ingester_api::KinesisIngester;
+use kinesis_ingester_api::{KinesisIngester, KinesisShardAssignment};
 use kinesis_testkit::{
     TestNamespace, create_stream,
     fleet::{Kubelet, OperatorProcess, install_operator_rbac},
@@ -148,6 +148,65 @@ async fn two_efo_and_one_polling_ingester_share_a_stream_and_survive_one_deletio
             println!("FIGURE shared stream: {name} delivered {} distinct of 600 records, {lost} lost", got.range(..600).count());
             assert_eq!(lost, 0);
         }
+        Ok::<_, anyhow::Error>(())
+    }
+    .await;
+    workers.shutdown().await;
+    let log = operator.log.clone();
+    operator.kill().await;
+    if result.is_err() {
+        eprintln!("{}", std::fs::read_to_string(&log).unwrap_or_default());
+    }
+    result
+}
+
+/// Someone deregisters an ingester's enhanced fan-out consumer: the operator registers it again
+/// at its next listing, the shard table names the new ARN, the workers subscribe with it, and
+/// every record produced before and after is delivered.
+#[tokio::test]
+async fn a_deregistered_consumer_is_registered_again_and_delivery_resumes() -> Result<()> {
+    let client = kube_client().await?;
+    install_kinesis_ingester_crd(&client).await?;
+    let ns = TestNamespace::create(&client, "efo-again").await?;
+    install_operator_rbac(&client, ns.name()).await?;
+    let kinesis = kinesis_client()?;
+    let stream = create_stream(&kinesis, "efo-again", 1).await?;
+    let dir = tempfile::tempdir()?;
+    let operator = OperatorProcess::start(dir.path(), ns.name(), &[]).await?;
+    let workers = Kubelet::start(client.clone(), dir.path(), ns.name())?;
+    let api = Api::<KinesisIngester>::namespaced(client.clone(), ns.name());
+    let tables = Api::<KinesisShardAssignment>::namespaced(client.clone(), ns.name());
+    let result = async {
+        let ki: KinesisIngester = serde_json::from_value(serde_json::json!({
+            "apiVersion": "kinesis-operator.dev/v1alpha1", "kind": "KinesisIngester",
+            "metadata": {"name": "efo"},
+            "spec": {
+                "stream": {"name": stream, "region": "us-east-1", "endpoint": std::env::var("KINESIS_ENDPOINT")?},
+                "read": {"mode": "EnhancedFanOut", "startingPosition": {"type": "TrimHorizon"}, "shardSyncInterval": "1s"},
+                "sink": {"file": {"path": "/var/lib/kinesis-ingester/efo.ndjson"}, "batch": {"maxAge": "100ms"}},
+                "workers": {"scratch": {"size": "64Mi"}},
+            },
+        }))?;
+        api.create(&PostParams::default(), &ki).await?;
+        let out = dir.path().join("efo.ndjson");
+        produce(&kinesis, &stream, 0, 100).await?;
+        wait_all(&out, 100, "efo").await?;
+        let consumer_arn = || async {
+            Ok::<_, anyhow::Error>(tables.get_opt("efo").await?.and_then(|t| t.spec.consumer_arn))
+        };
+        let old = consumer_arn().await?.context("the table names no consumer")?;
+        kinesis.deregister_stream_consumer().consumer_arn(&old).send().await?;
+        let gone_at = std::time::Instant::now();
+        let new = wait_until("the consumer is registered again", LONG, || async {
+            Ok(consumer_arn().await?.filter(|a| *a != old))
+        })
+        .await?;
+        produce(&kinesis, &stream, 100, 200).await?;
+        wait_all(&out, 200, "efo after the new registration").await?;
+        println!(
+            "FIGURE consumer deregistered by someone else: registered again and records 100..200 delivered {} ms later (new ARN {new})",
+            gone_at.elapsed().as_millis()
+        );
         Ok::<_, anyhow::Error>(())
     }
     .await;
