@@ -18,7 +18,7 @@ use k8s_openapi::api::{
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
 use kinesis_ingester_api::{
     INGESTER_LABEL, KinesisIngester, KinesisWorker, KinesisWorkerSpec, KinesisWorkerStatus,
-    ORDINAL_LABEL,
+    ORDINAL_LABEL, SERVICE_ACCOUNT_LABEL,
 };
 use kinesis_testkit::{
     FIELD_MANAGER, TestNamespace, chart, create_stream,
@@ -442,6 +442,60 @@ async fn a_foreign_worker_service_account_is_reported_and_left_alone() -> Result
             survivor.metadata.owner_references.is_none(),
             "garbage collection would delete it"
         );
+        Ok::<_, anyhow::Error>(())
+    }
+    .await;
+    let log = operator.log.clone();
+    operator.kill().await;
+    if result.is_err() {
+        eprintln!("{}", std::fs::read_to_string(&log).unwrap_or_default());
+    }
+    result
+}
+
+/// The label the admission policy reads follows `spec.workers.serviceAccountName`, also on
+/// worker objects that already exist.
+#[tokio::test]
+async fn worker_objects_are_labelled_with_the_current_service_account() -> Result<()> {
+    let client = kube_client().await?;
+    install_kinesis_ingester_crd(&client).await?;
+    let ns = TestNamespace::create(&client, "tenancy-sa-label").await?;
+    install_operator_rbac(&client, ns.name()).await?;
+    let kinesis = kinesis_client()?;
+    let stream = create_stream(&kinesis, "sa-label", 1).await?;
+    let dir = tempfile::tempdir()?;
+    let operator = OperatorProcess::start(dir.path(), ns.name(), &[]).await?;
+    let workers = Api::<KinesisWorker>::namespaced(client.clone(), ns.name());
+    let labelled = |sa: &'static str| {
+        let workers = workers.clone();
+        async move {
+            wait_until(&format!("orders-worker-0 labelled {sa}"), LONG, || async {
+                let w = workers.get_opt("orders-worker-0").await?;
+                Ok(w.filter(|w| {
+                    w.labels().get(SERVICE_ACCOUNT_LABEL).map(String::as_str) == Some(sa)
+                })
+                .map(|_| ()))
+            })
+            .await
+        }
+    };
+    let result = async {
+        create_ingester(&client, ns.name(), "orders", serde_json::json!({
+            "stream": {"name": stream, "region": "us-east-1", "endpoint": std::env::var("KINESIS_ENDPOINT")?},
+            "read": {"mode": "Polling"},
+            "sink": {"stdout": {}},
+            "workers": {"serviceAccountName": "team-a"},
+        }))
+        .await?;
+        labelled("team-a").await?;
+        Api::<KinesisIngester>::namespaced(client.clone(), ns.name())
+            .patch(
+                "orders",
+                &PatchParams::default(),
+                &Patch::Merge(serde_json::json!({"spec": {"workers": {"serviceAccountName": "team-b"}}})),
+            )
+            .await?;
+        labelled("team-b").await?;
         Ok::<_, anyhow::Error>(())
     }
     .await;

@@ -286,6 +286,22 @@ pub async fn run(
                 Err(e) if is_conflict(&e) => {}
                 Err(e) => return Err(kerr("creating a worker object")(e)),
             }
+        } else if let Some(w) = workers.get(&wname)
+            && w.object.labels().get(SERVICE_ACCOUNT_LABEL) != Some(&names.service_account)
+        {
+            // Made before the label existed, or spec.workers.serviceAccountName changed: the
+            // admission policy lets only this ServiceAccount write the worker's status. Labels
+            // are not status, so the worker's liveness is unaffected; a conflict waits a pass.
+            let mut o = w.object.clone();
+            o.labels_mut().insert(
+                SERVICE_ACCOUNT_LABEL.to_owned(),
+                names.service_account.clone(),
+            );
+            let res = worker_api.replace(&wname, &PostParams::default(), &o).await;
+            ctx.metrics.write("worker", result_label(&res));
+            if let Some(e) = res.as_ref().err().filter(|e| !is_conflict(e)) {
+                warn!(worker = %wname, error = %e, "cannot label a worker object with its ServiceAccount");
+            }
         }
     }
     let sts_api = Api::<StatefulSet>::namespaced(ctx.client.clone(), &ns);
