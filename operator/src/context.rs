@@ -11,7 +11,9 @@ use tokio::time::Instant;
 
 use kinesis_protocol::handoff::{Expiries, Timers};
 
-use crate::{metrics::Metrics, reconcile::workload::WorkloadSettings, topology::Topology};
+use crate::{
+    allow::AllowLists, metrics::Metrics, reconcile::workload::WorkloadSettings, topology::Topology,
+};
 
 /// Operator settings from flags.
 #[derive(Clone, Debug)]
@@ -30,6 +32,9 @@ pub struct Settings {
     pub status_interval: Duration,
     /// How long deletion waits for workers to stop before it fences what is left.
     pub cleanup_timeout: Duration,
+    /// What a spec may make the operator call with its own identity (nothing beyond its own
+    /// account and the AWS endpoints by default).
+    pub allow: AllowLists,
 }
 
 impl Default for Settings {
@@ -50,6 +55,7 @@ impl Default for Settings {
             busy_requeue: Duration::from_secs(2),
             status_interval: Duration::from_secs(10),
             cleanup_timeout: Duration::from_secs(300),
+            allow: AllowLists::default(),
         }
     }
 }

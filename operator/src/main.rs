@@ -5,6 +5,7 @@ use std::{net::SocketAddr, process::ExitCode, sync::Arc};
 use clap::{Parser, Subcommand};
 use kinesis_ingester_api::{Duration, FleetTimings};
 use kinesis_operator::{
+    allow::{AllowLists, Patterns},
     context::Settings,
     controller::{self, RunConfig, Stopped},
     leader::LeaderConfig,
@@ -64,6 +65,17 @@ struct RunArgs {
     /// A newly assigned shard is fenced if its worker does not confirm it within this.
     #[arg(long, default_value = "60s")]
     start_expiry: Duration,
+    /// Role ARNs (glob patterns, `*` any run of characters) that `spec.stream.roleArn` may name;
+    /// none by default, `*` for any.
+    #[arg(long, value_delimiter = ',')]
+    allowed_role_arns: Vec<String>,
+    /// Account ids that `spec.stream.arn` may name (patterns); none by default, `*` for any.
+    #[arg(long, value_delimiter = ',')]
+    allowed_account_ids: Vec<String>,
+    /// Endpoints (patterns, e.g. `https://vpce-*.kinesis.us-east-1.vpce.amazonaws.com`) that
+    /// `spec.stream.endpoint` may name; none by default (the AWS endpoint only), `*` for any.
+    #[arg(long, value_delimiter = ',')]
+    allowed_endpoints: Vec<String>,
     /// Log format.
     #[arg(long, value_enum, default_value = "text")]
     log_format: kinesis_observability::telemetry::LogFormat,
@@ -116,6 +128,11 @@ async fn run(args: RunArgs) -> ExitCode {
             drain: args.drain_expiry.get(),
             start: args.start_expiry.get(),
             gone: args.worker_lease.get(),
+        },
+        allow: AllowLists {
+            role_arns: Patterns::new(args.allowed_role_arns),
+            account_ids: Patterns::new(args.allowed_account_ids),
+            endpoints: Patterns::new(args.allowed_endpoints),
         },
         ..Settings::default()
     };

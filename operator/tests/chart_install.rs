@@ -6,8 +6,11 @@ use anyhow::Result;
 use k8s_openapi::api::core::v1::{Namespace, Pod};
 use kinesis_ingester_api::KinesisIngester;
 use kinesis_testkit::{
-    TestNamespace, chart::run, create_stream, fleet::Kubelet, kinesis_client, kube_client,
-    unique_name, wait_until,
+    TestNamespace,
+    chart::run,
+    create_stream,
+    fleet::{Kubelet, LOOPBACK_ENDPOINTS},
+    kinesis_client, kube_client, unique_name, wait_until,
 };
 use kube::{
     Api, ResourceExt,
@@ -46,7 +49,12 @@ async fn the_chart_runs_the_operator_and_reconciles_a_sample_in_restricted_names
         .args(["install", &release])
         .arg(&chart)
         .args(["--namespace", system.name(), "--set", "replicas=1"])
-        .args(["--set", &format!("watchNamespace={}", apps.name())]))?;
+        .args(["--set", &format!("watchNamespace={}", apps.name())])
+        // The emulator is a custom endpoint, which the chart's defaults refuse.
+        .args([
+            "--set-json",
+            &format!("allowList.endpoints=[\"{LOOPBACK_ENDPOINTS}\"]"),
+        ]))?;
 
     let operator = Kubelet::start_for(
         client.clone(),

@@ -374,6 +374,9 @@ async fn the_rendered_chart_passes_a_server_side_dry_run() -> Result<()> {
         "role.rbac.authorization.k8s.io/kinesis-operator-leader-election",
         "service/kinesis-operator-metrics",
         "serviceaccount/kinesis-operator",
+        // On by default: workers write only their own KinesisWorker status.
+        "validatingadmissionpolicy.admissionregistration.k8s.io/kinesis-operator-worker-status",
+        "validatingadmissionpolicybinding.admissionregistration.k8s.io/kinesis-operator-worker-status",
     ] {
         assert!(out.contains(object), "{object} was not applied:\n{out}");
     }

@@ -174,6 +174,19 @@ fn cases() -> Vec<Case> {
         case("timeout-long", "spec.sink.http.timeout", move |s| {
             s["sink"] = http(json!({ "timeout": "10m" }))
         }),
+        case("inline-authorization", "spec.sink.http.headers", move |s| {
+            s["sink"] = http(json!({ "headers": { "Authorization": "Bearer t" } }))
+        }),
+        case(
+            "inline-proxy-authorization",
+            "spec.sink.http.headers",
+            move |s| s["sink"] = http(json!({ "headers": { "proxy-authorization": "Basic x" } })),
+        ),
+        case(
+            "bad-headers-secret",
+            "spec.sink.http.headersFrom.secretName",
+            move |s| s["sink"] = http(json!({ "headersFrom": { "secretName": "Sink Auth" } })),
+        ),
         case("long-tag", "spec.sink.tag", |s| {
             s["sink"]["tag"] = json!("t".repeat(257))
         }),

@@ -72,16 +72,17 @@ Leader election is granted separately, in the release namespace only (leader-ele
 - apiGroups: [kinesis-operator.dev]
   resources: [kinesisworkers/status]
   verbs: [update]
-# The worker workload, by server-side apply.
+# The worker workload, by server-side apply; get first, to refuse to take over a same-named
+# object the ingester did not make.
 - apiGroups: [apps]
   resources: [statefulsets]
   verbs: [get, list, watch, create, patch]
 - apiGroups: [""]
   resources: [serviceaccounts]
-  verbs: [create, patch]
+  verbs: [get, create, patch]
 - apiGroups: [rbac.authorization.k8s.io]
   resources: [roles, rolebindings]
-  verbs: [create, patch]
+  verbs: [get, create, patch]
 # Ready counts of worker pods; never create.
 - apiGroups: [""]
   resources: [pods]

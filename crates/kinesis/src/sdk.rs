@@ -112,8 +112,9 @@ fn region_of_arn(arn: &str) -> Option<String> {
 }
 
 impl SdkKinesis {
-    /// The consumer's ARN and whether it is ACTIVE (DescribeStreamConsumer).
-    async fn describe_consumer(
+    /// The consumer's ARN and whether it is ACTIVE (DescribeStreamConsumer); a consumer that
+    /// does not exist is [`SourceError::NotFound`].
+    pub async fn describe_consumer(
         &self,
         stream_arn: &str,
         name: &str,

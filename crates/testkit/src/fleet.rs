@@ -50,6 +50,18 @@ pub fn workspace_bin(name: &str) -> Result<PathBuf> {
 /// Writes a copy of `$KUBECONFIG` whose user impersonates `user` (e.g.
 /// `system:serviceaccount:ns:name`), so a process runs with exactly that account's RBAC.
 pub fn impersonating_kubeconfig(dir: &Path, file: &str, user: &str) -> Result<PathBuf> {
+    impersonating_kubeconfig_of_pod(dir, file, user, None)
+}
+
+/// The same, with the `authentication.kubernetes.io/pod-name` extra that a pod-bound token
+/// carries when `pod` is given: what the kubelet's projected token gives a pod's process, and
+/// what the chart's admission policy requires of worker ServiceAccounts.
+pub fn impersonating_kubeconfig_of_pod(
+    dir: &Path,
+    file: &str,
+    user: &str,
+    pod: Option<&str>,
+) -> Result<PathBuf> {
     let base = std::env::var("KUBECONFIG").context("KUBECONFIG is not set; run under make test")?;
     let text = std::fs::read_to_string(&base).with_context(|| format!("reading {base}"))?;
     let mut config: serde_json::Value =
@@ -59,6 +71,10 @@ pub fn impersonating_kubeconfig(dir: &Path, file: &str, user: &str) -> Result<Pa
         .context("the kubeconfig has no users")?;
     for u in users {
         u["user"]["as"] = serde_json::Value::String(user.to_owned());
+        if let Some(pod) = pod {
+            u["user"]["as-user-extra"] =
+                serde_json::json!({ "authentication.kubernetes.io/pod-name": [pod] });
+        }
     }
     let path = dir.join(file);
     std::fs::write(&path, serde_json::to_string(&config)?)?;
@@ -140,6 +156,10 @@ pub fn sigterm(pid: u32) {
         .status();
 }
 
+/// The operator's endpoint allow-list for the emulator on the loopback (`--allowed-endpoints`,
+/// chart value `allowList.endpoints`).
+pub const LOOPBACK_ENDPOINTS: &str = "http://127.0.0.1:*";
+
 /// A `kinesis-operator run` process for one namespace, as the `kinesis-operator` account.
 #[derive(Debug)]
 pub struct OperatorProcess {
@@ -172,6 +192,8 @@ impl OperatorProcess {
             "--worker-image",
             "kinesis-ingester:e2e",
         ])
+        // The emulator is a custom endpoint: allowed as a chart user would list it.
+        .arg(format!("--allowed-endpoints={LOOPBACK_ENDPOINTS}"))
         .args(extra)
         .env("KUBECONFIG", kubeconfig)
         .env("POD_NAME", "kinesis-operator-e2e")
@@ -438,10 +460,11 @@ fn spawn_pod(pod: &Pod, bins: &Bins, dir: &Path, ns: &str) -> Result<Child> {
         .service_account_name
         .clone()
         .unwrap_or_else(|| "default".into());
-    let kubeconfig = impersonating_kubeconfig(
+    let kubeconfig = impersonating_kubeconfig_of_pod(
         dir,
         &format!("{name}.kubeconfig"),
         &service_account_user(ns, &sa),
+        Some(&name),
     )?;
     let (out, err) = log_file(&dir.join(format!("{name}.log")))?;
     let mut cmd = Command::new(bin);

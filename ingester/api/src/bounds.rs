@@ -10,6 +10,13 @@ use crate::Duration;
 /// `sink.file.path` and `sink.deadLetterPath` of a fleet must be below it.
 pub const SCRATCH_MOUNT_PATH: &str = "/var/lib/kinesis-ingester";
 
+/// Where worker pods mount the Secret of `sink.http.headersFrom` (read-only, one file per key).
+/// The standalone ingester reads the same files from `$KINESIS_INGESTER_HEADERS_DIR`.
+pub const HEADERS_MOUNT_PATH: &str = "/etc/kinesis-ingester/headers";
+
+/// Environment variable that overrides [`HEADERS_MOUNT_PATH`] (standalone runs, tests).
+pub const HEADERS_DIR_ENV: &str = "KINESIS_INGESTER_HEADERS_DIR";
+
 /// The range of one duration field.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct DurationBounds {

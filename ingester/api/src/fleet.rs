@@ -12,6 +12,10 @@ pub const INGESTER_LABEL: &str = "kinesis-operator.dev/ingester";
 /// Label on `KinesisWorker` objects and worker pods: the worker's ordinal in the StatefulSet.
 pub const ORDINAL_LABEL: &str = "kinesis-operator.dev/ordinal";
 
+/// Label on `KinesisWorker` objects: the ServiceAccount its pod runs as. The chart's admission
+/// policy lets only that ServiceAccount (or `<ingester>-worker`) update the worker's status.
+pub const SERVICE_ACCOUNT_LABEL: &str = "kinesis-operator.dev/service-account";
+
 /// The shard table of one KinesisIngester: owner, epoch and start position of every shard that
 /// is not finished. Written only by the operator, with a `resourceVersion` precondition; every
 /// worker of the ingester watches it.

@@ -400,14 +400,44 @@ pub struct HttpSink {
     #[schemars(length(min = 1, max = 255))]
     pub index: Option<String>,
 
-    /// Extra request headers, e.g. `Authorization`.
+    /// Extra request headers with values that are not secret, e.g. `X-Team: payments`. Stored in
+    /// plain text in the resource: credentials (`Authorization`) belong in `headersFrom`.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    #[x_kube(validation = Rule::new(INLINE_CREDENTIAL_RULE).message("sink.http.headers: Authorization is a credential, and inline headers are stored in plain text; put it in a Secret and name it in sink.http.headersFrom").reason(Reason::FieldValueForbidden))]
     pub headers: BTreeMap<String, String>,
+
+    /// Request headers from a Secret in the ingester's namespace: each key is a header name, its
+    /// value the header value. Worker pods mount the Secret read-only; the operator never reads
+    /// it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub headers_from: Option<HeadersFrom>,
 
     /// Time allowed for one request before it is retried. 1s to 5m.
     #[serde(default = "default_http_timeout")]
     #[x_kube(validation = bounds::HTTP_TIMEOUT.rule())]
     pub timeout: Duration,
+}
+
+/// CEL: no inline `Authorization` or `Proxy-Authorization` header (constant cost: `in`, not a
+/// scan, so the rule fits the API server's budget for a map of any size).
+const INLINE_CREDENTIAL_RULE: &str = "!['Authorization', 'authorization', 'AUTHORIZATION', 'Proxy-Authorization', 'proxy-authorization', 'PROXY-AUTHORIZATION'].exists(h, h in self)";
+
+/// Header names that carry credentials, refused in `sink.http.headers` (any case).
+pub const CREDENTIAL_HEADERS: [&str; 2] = ["authorization", "proxy-authorization"];
+
+/// A Secret whose keys are request headers.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct HeadersFrom {
+    /// Name of the Secret, in the ingester's namespace.
+    #[schemars(length(min = 1, max = 253))]
+    #[schemars(regex(pattern = r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$"))]
+    pub secret_name: String,
+
+    /// Keys of the Secret to send (each a header name); all keys when empty.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 32))]
+    pub keys: Vec<String>,
 }
 
 fn default_http_timeout() -> Duration {

@@ -119,6 +119,16 @@ impl KinesisIngesterSpec {
                 );
             }
             errors.duration(bounds::HTTP_TIMEOUT, &http.timeout);
+            if http
+                .headers
+                .keys()
+                .any(|h| crate::CREDENTIAL_HEADERS.contains(&h.to_ascii_lowercase().as_str()))
+            {
+                errors.fail(
+                    "spec.sink.http.headers",
+                    "Authorization is a credential, and inline headers are stored in plain text; put it in a Secret and name it in sink.http.headersFrom",
+                );
+            }
         }
         self.check_workers(errors);
     }

@@ -598,6 +598,15 @@ impl State {
             }
             ours
         });
+        // A consumer registered again (someone deregistered it): shard tasks switch over at
+        // their next subscription.
+        if let (ReaderKind::EnhancedFanOut(efo), Some(arn)) = (
+            &self.w.parts.kind,
+            table.as_ref().and_then(|t| t.consumer_arn.as_deref()),
+        ) && efo.set_consumer_arn(arn)
+        {
+            info!(consumer = %arn, "the operator registered the enhanced fan-out consumer again; subscribing with it");
+        }
         if !self.reads
             && let Some(arn) = table.as_ref().and_then(|t| t.consumer_arn.as_deref())
         {

@@ -2,7 +2,9 @@
 
 use bytes::Bytes;
 use futures::{FutureExt, future::BoxFuture};
-use kinesis_ingester_api::{HttpFormat, HttpSink, bounds};
+use std::path::Path;
+
+use kinesis_ingester_api::{HeadersFrom, HttpFormat, HttpSink, bounds};
 use reqwest::header::{CONTENT_TYPE, HeaderMap, HeaderName, HeaderValue};
 use serde::Deserialize;
 
@@ -25,6 +27,55 @@ const BULK_RESPONSE_PER_ITEM: usize = 2 << 10;
 /// See [`BULK_RESPONSE_BASE`]: 128 MiB, the largest batch body `maxBytes` allows.
 const BULK_RESPONSE_MAX: usize = 128 << 20;
 
+/// The headers of `from`, read from `dir/<key>` (the mounted Secret): every listed key, or
+/// every file when none is listed (the `..data` entries of a Secret volume are skipped). A
+/// value's trailing newline is dropped; values are marked sensitive (never logged).
+fn secret_headers(
+    from: &HeadersFrom,
+    dir: &Path,
+) -> Result<Vec<(HeaderName, HeaderValue)>, SinkError> {
+    let missing = |e: std::io::Error| {
+        SinkError::Config(format!(
+            "sink.http.headersFrom: cannot read Secret {} at {}: {e}",
+            from.secret_name,
+            dir.display()
+        ))
+    };
+    let keys: Vec<String> = if from.keys.is_empty() {
+        let mut keys = Vec::new();
+        for entry in std::fs::read_dir(dir).map_err(missing)? {
+            let name = entry.map_err(missing)?.file_name();
+            let name = name.to_string_lossy();
+            if !name.starts_with('.') {
+                keys.push(name.into_owned());
+            }
+        }
+        keys.sort();
+        keys
+    } else {
+        from.keys.clone()
+    };
+    let mut out = Vec::with_capacity(keys.len());
+    for key in keys {
+        let name = HeaderName::from_bytes(key.as_bytes()).map_err(|e| {
+            SinkError::Config(format!(
+                "sink.http.headersFrom key {key:?} is not a header name: {e}"
+            ))
+        })?;
+        let path = dir.join(&key);
+        let text = std::fs::read_to_string(&path).map_err(missing)?;
+        let mut value =
+            HeaderValue::from_str(text.trim_end_matches(['\r', '\n'])).map_err(|e| {
+                SinkError::Config(format!(
+                    "sink.http.headersFrom key {key:?}: not a header value: {e}"
+                ))
+            })?;
+        value.set_sensitive(true);
+        out.push((name, value));
+    }
+    Ok(out)
+}
+
 /// POSTs batches to one URL.
 #[derive(Debug)]
 pub struct HttpDestination {
@@ -37,6 +88,15 @@ impl HttpDestination {
     /// A client for `spec`: its URL, headers and per-request timeout, over rustls with the
     /// `ring` provider (installed as the process default if none is) and the platform's roots.
     pub fn new(spec: &HttpSink) -> Result<Self, SinkError> {
+        let dir = std::env::var_os(bounds::HEADERS_DIR_ENV).map_or_else(
+            || Path::new(bounds::HEADERS_MOUNT_PATH).to_owned(),
+            Into::into,
+        );
+        Self::with_headers_dir(spec, &dir)
+    }
+
+    /// The same, reading `sink.http.headersFrom` from the files in `dir` (one per key).
+    pub fn with_headers_dir(spec: &HttpSink, dir: &Path) -> Result<Self, SinkError> {
         let url = reqwest::Url::parse(&spec.url)
             .map_err(|e| SinkError::Config(format!("sink.http.url {:?}: {e}", spec.url)))?;
         let mut headers = HeaderMap::new();
@@ -46,6 +106,11 @@ impl HttpDestination {
             let value = HeaderValue::from_str(value)
                 .map_err(|e| SinkError::Config(format!("sink.http.headers.{name}: {e}")))?;
             headers.insert(name, value);
+        }
+        if let Some(from) = &spec.headers_from {
+            for (name, value) in secret_headers(from, dir)? {
+                headers.insert(name, value);
+            }
         }
         headers.insert(
             CONTENT_TYPE,
@@ -275,6 +340,32 @@ mod tests {
                 .map_err(|e| e.category()),
             Err("config")
         );
+    }
+
+    #[tokio::test]
+    async fn headers_from_a_mounted_secret_are_sent_and_a_missing_key_is_a_config_error() {
+        let server = TestServer::start(vec![]).await;
+        let dir = tempfile::tempdir().expect("dir");
+        std::fs::write(dir.path().join("Authorization"), "Bearer s3cret\n").expect("write");
+        std::fs::write(dir.path().join("X-Tenant"), "a").expect("write");
+        // What a Secret volume also holds.
+        std::fs::create_dir(dir.path().join("..data")).expect("mkdir");
+        let spec = server.spec(serde_json::json!({
+            "headers": {"X-Team": "payments"}, "headersFrom": {"secretName": "sink-auth"}
+        }));
+        let mut dest = HttpDestination::with_headers_dir(&spec, dir.path()).expect("destination");
+        dest.send(&Batch::default()).await.expect("delivered");
+        let (headers, _) = server.requests.lock().expect("requests")[0].clone();
+        assert_eq!(headers["authorization"], "Bearer s3cret");
+        assert_eq!(headers["x-tenant"], "a");
+        assert_eq!(headers["x-team"], "payments");
+
+        let only = server.spec(serde_json::json!({
+            "headersFrom": {"secretName": "sink-auth", "keys": ["Missing"]}
+        }));
+        let err = HttpDestination::with_headers_dir(&only, dir.path()).expect_err("a missing key");
+        assert_eq!(err.category(), "config");
+        assert!(err.to_string().contains("Secret sink-auth"), "{err}");
     }
 
     #[tokio::test]

@@ -1,6 +1,9 @@
 //! One task per shard in enhanced fan-out mode: SubscribeToShard sessions from the checkpoint, renewed when a session ends, fails or stalls.
 
-use std::{sync::Arc, time::Duration};
+use std::{
+    sync::{Arc, PoisonError, RwLock},
+    time::Duration,
+};
 
 use futures::StreamExt;
 use tracing::{debug, info, warn};
@@ -15,8 +18,10 @@ use kinesis_ingester_api::sequence::{Position, SequenceNumber};
 /// Enhanced fan-out settings of a shard reader.
 #[derive(Clone, Debug)]
 pub struct EfoSettings {
-    /// ARN of the registered stream consumer.
-    pub consumer_arn: Arc<str>,
+    /// ARN of the registered stream consumer, shared by the clones of these settings: the
+    /// operator registers the consumer again when someone deregistered it, and every shard task
+    /// subscribes with the new ARN from its next subscription on.
+    pub consumer_arn: Arc<RwLock<Arc<str>>>,
     /// A session with no event for this long is treated as stalled and replaced (Kinesis sends
     /// an event at least every 5 seconds, even with no records).
     pub stall_timeout: Duration,
@@ -32,11 +37,34 @@ impl EfoSettings {
     /// every 10 s while caught up.
     pub fn new(consumer_arn: Arc<str>) -> Self {
         Self {
-            consumer_arn,
+            consumer_arn: Arc::new(RwLock::new(consumer_arn)),
             stall_timeout: Duration::from_secs(30),
             min_subscribe_gap: Duration::from_secs(1),
             end_check_interval: Some(Duration::from_secs(10)),
         }
+    }
+}
+
+impl EfoSettings {
+    /// The consumer ARN to subscribe with now.
+    pub fn consumer_arn(&self) -> Arc<str> {
+        self.consumer_arn
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+
+    /// Switches every clone of these settings to `arn`; whether it changed.
+    pub fn set_consumer_arn(&self, arn: &str) -> bool {
+        let mut current = self
+            .consumer_arn
+            .write()
+            .unwrap_or_else(PoisonError::into_inner);
+        if **current == *arn {
+            return false;
+        }
+        *current = Arc::from(arn);
+        true
     }
 }
 
@@ -92,9 +120,8 @@ impl EfoReader {
             last_subscribe = tokio::time::Instant::now();
             let start = resubscribe_at(continuation.as_ref(), last_sent.as_ref(), &reader.start);
             debug!(?start, "SubscribeToShard");
-            let mut events = reader
-                .api
-                .subscribe(&settings.consumer_arn, &shard_id, &start);
+            let consumer_arn = settings.consumer_arn();
+            let mut events = reader.api.subscribe(&consumer_arn, &shard_id, &start);
             loop {
                 let next = tokio::select! {
                     () = reader.cancel.cancelled() => return ShardOutcome::Stopped { last_sent },

@@ -132,7 +132,15 @@ pub async fn run(ki: &KinesisIngester, ctx: &Context) -> Result<Action> {
         }
         // 5. The consumer this ingester registered.
         if let Some(arn) = consumer {
-            deregister(ki, &arn).await?;
+            match ctx.settings.allow.check(&ki.spec.stream) {
+                Ok(()) => deregister(ki, &arn).await?,
+                // No AWS call with an endpoint or role the allow-lists refuse.
+                Err(refused) => warn!(
+                    consumer = %arn,
+                    %refused,
+                    "not deregistering the consumer: the spec is outside the allow-lists"
+                ),
+            }
         }
     }
     ctx.metrics.forget(&labels(ki));

@@ -1,16 +1,12 @@
 //! The fleet pass of a reconcile: read the workers, fence and plan the shard table, write it, size the StatefulSet, and write status.
 
 use k8s_openapi::{
-    api::{
-        apps::v1::StatefulSet,
-        core::v1::{Pod, ServiceAccount},
-        rbac::v1::{Role, RoleBinding},
-    },
+    api::{apps::v1::StatefulSet, core::v1::Pod},
     jiff::Timestamp,
 };
 use kinesis_ingester_api::{
     INGESTER_LABEL, KinesisIngester, KinesisShardAssignment, KinesisWorker, KinesisWorkerSpec,
-    ORDINAL_LABEL, StartingPositionType, worker_name,
+    ORDINAL_LABEL, SERVICE_ACCOUNT_LABEL, StartingPositionType, worker_name,
 };
 use kinesis_protocol::{
     handoff::{self, Liveness, Transition, WorkerState, Workers},
@@ -24,8 +20,8 @@ use kube::{
 use tracing::{info, warn};
 
 use super::{
-    FIELD_MANAGER, Observed, describe, labels, liveness, ordinal, publish, result_label, ssa,
-    status, workload,
+    FIELD_MANAGER, Observed, describe, labels, liveness, ordinal, publish, result_label, status,
+    workload,
 };
 use crate::{
     context::Context,
@@ -296,6 +292,10 @@ pub async fn run(
                 [
                     (INGESTER_LABEL.to_owned(), name.clone()),
                     (ORDINAL_LABEL.to_owned(), n.to_string()),
+                    (
+                        SERVICE_ACCOUNT_LABEL.to_owned(),
+                        names.service_account.clone(),
+                    ),
                 ]
                 .into(),
             );
@@ -305,6 +305,22 @@ pub async fn run(
                 Ok(_) => {}
                 Err(e) if is_conflict(&e) => {}
                 Err(e) => return Err(kerr("creating a worker object")(e)),
+            }
+        } else if let Some(w) = workers.get(&wname)
+            && w.object.labels().get(SERVICE_ACCOUNT_LABEL) != Some(&names.service_account)
+        {
+            // Made before the label existed, or spec.workers.serviceAccountName changed: the
+            // admission policy lets only this ServiceAccount write the worker's status. Labels
+            // are not status, so the worker's liveness is unaffected; a conflict waits a pass.
+            let mut o = w.object.clone();
+            o.labels_mut().insert(
+                SERVICE_ACCOUNT_LABEL.to_owned(),
+                names.service_account.clone(),
+            );
+            let res = worker_api.replace(&wname, &PostParams::default(), &o).await;
+            ctx.metrics.write(&id, "worker", result_label(&res));
+            if let Some(e) = res.as_ref().err().filter(|e| !is_conflict(e)) {
+                warn!(worker = %wname, error = %e, "cannot label a worker object with its ServiceAccount");
             }
         }
     }
@@ -324,35 +340,14 @@ pub async fn run(
         .and_then(|m| m.applied)
         .is_some_and(|(h, at)| h == desired_hash && at.elapsed() < REAPPLY_AFTER);
     if !(fresh && previous_replicas.is_some()) {
-        if let Some(sa) = workload::service_account(&names, &owner) {
-            ssa(
-                ki,
-                &Api::<ServiceAccount>::namespaced(ctx.client.clone(), &ns),
-                &sa,
-                ctx,
-                "serviceaccount",
-            )
-            .await?;
+        if let Some(foreign) = super::adopt::apply(ki, ctx, &names, &owner, &sts).await? {
+            warn!(reason = foreign.reason, message = %foreign.message, "not applying the workload");
+            in_flight.problem = true;
+            problem.get_or_insert(foreign);
+        } else {
+            ctx.memory().entry(key.clone()).or_default().applied =
+                Some((desired_hash, tokio::time::Instant::now()));
         }
-        ssa(
-            ki,
-            &Api::<Role>::namespaced(ctx.client.clone(), &ns),
-            &workload::role(&names, &owner),
-            ctx,
-            "role",
-        )
-        .await?;
-        ssa(
-            ki,
-            &Api::<RoleBinding>::namespaced(ctx.client.clone(), &ns),
-            &workload::role_binding(&names, &owner),
-            ctx,
-            "rolebinding",
-        )
-        .await?;
-        ssa(ki, &sts_api, &sts, ctx, "statefulset").await?;
-        ctx.memory().entry(key.clone()).or_default().applied =
-            Some((desired_hash, tokio::time::Instant::now()));
     }
     if previous_replicas.is_some_and(|p| p != replicas) {
         publish(

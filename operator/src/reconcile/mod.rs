@@ -3,8 +3,10 @@
 pub mod status;
 pub mod workload;
 
+mod adopt;
 mod cleanup;
 mod fleet;
+mod headers;
 
 use std::{sync::Arc, time::Duration};
 
@@ -30,7 +32,7 @@ use crate::{
     metrics::IngesterLabels,
     topology,
 };
-use kinesis_client::KinesisApi;
+use kinesis_client::{KinesisApi, SourceError};
 use kinesis_protocol::handoff::{Liveness, Transition};
 use status::StreamProblem;
 use workload::Names;
@@ -127,7 +129,16 @@ async fn apply(ki: &KinesisIngester, ctx: &Context) -> Result<Action> {
         })
     };
     let mut problem = None;
-    if due {
+    let mut listed = false;
+    // The allow-lists come before any AWS call with the tenant's endpoint or role.
+    if let Err(refused) = ctx.settings.allow.check(&ki.spec.stream) {
+        ctx.metrics.topology_error(&labels(ki), "not_allowed");
+        warn!(field = refused.field, message = %refused, "refused by the allow-lists");
+        problem = Some(StreamProblem {
+            reason: status::NOT_ALLOWED,
+            message: refused.to_string(),
+        });
+    } else if due {
         let previous = ctx.memory().get(&key).and_then(|m| m.topology.clone());
         match topology::list(ki, previous.as_ref()).await {
             Ok(t) => {
@@ -135,6 +146,7 @@ async fn apply(ki: &KinesisIngester, ctx: &Context) -> Result<Action> {
                 let m = memory.entry(key.clone()).or_default();
                 m.topology = Some(t);
                 m.relist = false;
+                listed = true;
             }
             Err(e) => {
                 ctx.metrics.topology_error(&labels(ki), e.category());
@@ -154,7 +166,8 @@ async fn apply(ki: &KinesisIngester, ctx: &Context) -> Result<Action> {
         .await
         .map_err(kerr("reading the shard table"))?;
     if let Some(t) = &topology {
-        table = Some(ensure_table(ki, ctx, &tables, table, t, &mut problem).await?);
+        let stored = ensure_table(ki, ctx, &tables, table, t, listed, &mut problem).await?;
+        table = Some(stored);
     }
     let observed = Observed {
         names,
@@ -201,6 +214,7 @@ async fn ensure_table(
     tables: &Api<KinesisShardAssignment>,
     existing: Option<KinesisShardAssignment>,
     topology: &topology::Topology,
+    listed: bool,
     problem: &mut Option<StreamProblem>,
 ) -> Result<KinesisShardAssignment> {
     let uid = ki.uid().ok_or(Error::MissingMetadata("uid"))?;
@@ -213,6 +227,31 @@ async fn ensure_table(
             .as_ref()
             .filter(|t| t.spec.ingester_uid == uid)
             .and_then(|t| t.spec.consumer_arn.clone()),
+    };
+    // With each listing, check that the consumer still exists: someone may have deregistered it
+    // (the workers then get ResourceNotFound). Gone, deleting or replaced: register it again.
+    let consumer_arn = match consumer_arn {
+        Some(arn) if listed => {
+            let name = ki.fleet_consumer_name();
+            match topology
+                .api
+                .describe_consumer(&topology.stream_arn, &name)
+                .await
+            {
+                Ok((current, true)) if current == arn => Some(arn),
+                Ok(_) | Err(SourceError::NotFound { .. }) => {
+                    warn!(consumer = %name, %arn, "the enhanced fan-out consumer is gone; registering it again");
+                    None
+                }
+                Err(source) => {
+                    return Err(Error::Kinesis {
+                        stream: topology.stream_arn.clone(),
+                        source,
+                    });
+                }
+            }
+        }
+        other => other,
     };
     let consumer_arn = match (ki.spec.read.mode, consumer_arn) {
         (ReadMode::EnhancedFanOut, None) => {

@@ -12,6 +12,12 @@ use kinesis_ingester_api::{
 use crate::metrics::FleetGauges;
 use kinesis_protocol::handoff::{Liveness, Workers, eligible};
 
+/// Reason of a spec that names a role, account or endpoint outside the operator's allow-lists.
+pub const NOT_ALLOWED: &str = "NotAllowed";
+
+/// Problems that are the spec's (or the cluster's) to fix, shown as the Ready reason itself.
+const READY_REASONS: [&str; 2] = [NOT_ALLOWED, super::adopt::FOREIGN_OBJECT];
+
 /// A failure that keeps the operator from knowing the stream.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct StreamProblem {
@@ -194,7 +200,11 @@ pub fn compute(input: &StatusInput<'_>) -> (KinesisIngesterStatus, FleetGauges) 
     let expired = count(Liveness::Expired);
 
     let (ready, ready_reason, ready_msg) = if let Some(p) = &input.problem {
-        (false, "StreamUnavailable", p.message.clone())
+        let reason = READY_REASONS
+            .into_iter()
+            .find(|r| *r == p.reason)
+            .unwrap_or("StreamUnavailable");
+        (false, reason, p.message.clone())
     } else if input.table.is_none() {
         (
             false,

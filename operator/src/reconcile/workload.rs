@@ -23,6 +23,8 @@ use kinesis_ingester_api::{
     INGESTER_LABEL, KinesisIngester, ScratchSpec, ScratchType, bounds::SCRATCH_MOUNT_PATH,
 };
 
+use super::headers;
+
 /// Port of the worker's `/metrics`, `/healthz` and `/readyz`.
 pub const WORKER_METRICS_PORT: i32 = 9464;
 
@@ -244,13 +246,16 @@ pub fn stateful_set(
         readiness_probe: Some(probe("/readyz")),
         liveness_probe: Some(probe("/healthz")),
         resources: w.resources.clone(),
-        volume_mounts: w.scratch.as_ref().map(|_| {
-            vec![VolumeMount {
+        volume_mounts: {
+            let scratch = w.scratch.as_ref().map(|_| VolumeMount {
                 name: SCRATCH_VOLUME.into(),
                 mount_path: SCRATCH_MOUNT_PATH.into(),
                 ..Default::default()
-            }]
-        }),
+            });
+            let headers = headers::mount(ki);
+            let mounts: Vec<_> = scratch.into_iter().chain(headers).collect();
+            (!mounts.is_empty()).then_some(mounts)
+        },
         security_context: Some(SecurityContext {
             allow_privilege_escalation: Some(false),
             read_only_root_filesystem: Some(true),
@@ -294,7 +299,13 @@ pub fn stateful_set(
                         ..Default::default()
                     }),
                     containers: vec![container],
-                    volumes: scratch_volume(w.scratch.as_ref()).map(|v| vec![v]),
+                    volumes: {
+                        let volumes: Vec<_> = scratch_volume(w.scratch.as_ref())
+                            .into_iter()
+                            .chain(headers::volume(ki))
+                            .collect();
+                        (!volumes.is_empty()).then_some(volumes)
+                    },
                     node_selector: (!w.node_selector.is_empty()).then(|| w.node_selector.clone()),
                     tolerations: (!w.tolerations.is_empty()).then(|| w.tolerations.clone()),
                     affinity: w.affinity.clone(),

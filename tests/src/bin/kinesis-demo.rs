@@ -16,7 +16,10 @@ use anyhow::{Context, Result};
 use aws_sdk_kinesis::primitives::Blob;
 use kinesis_ingester_api::{KinesisIngester, bounds::SCRATCH_MOUNT_PATH};
 use kinesis_testkit::{
-    chart::run, create_stream, fleet::Kubelet, kinesis_client, kube_client, wait_until,
+    chart::run,
+    create_stream,
+    fleet::{Kubelet, LOOPBACK_ENDPOINTS},
+    kinesis_client, kube_client, wait_until,
 };
 use kube::{
     Api,
@@ -113,6 +116,9 @@ async fn demo() -> Result<()> {
             "--create-namespace",
             "--set",
             "replicas=1",
+            // The emulator is a custom endpoint, which the chart's defaults refuse.
+            "--set-json",
+            &format!("allowList.endpoints=[\"{LOOPBACK_ENDPOINTS}\"]"),
         ]))?;
     run(Command::new("kubectl").args(["create", "namespace", DEMO_NS]))?;
 

@@ -66,6 +66,13 @@ fn cases() -> Vec<Case> {
             false,
         ),
         (
+            Box::new(|s| {
+                s["sink"] = json!({"http": {"url": "http://h/", "headers": {"AUTHORIZATION": "t"}}})
+            }),
+            "spec.sink.http.headers",
+            false,
+        ),
+        (
             Box::new(|s| s["workers"] = json!({"minReplicas": 3, "maxReplicas": 2})),
             "spec.workers.minReplicas",
             false,

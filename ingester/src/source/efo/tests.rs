@@ -161,10 +161,10 @@ fn reader(api: Arc<Scripted>, chunks: mpsc::Sender<Chunk>, cancel: CancellationT
             cancel,
         },
         settings: EfoSettings {
-            consumer_arn: Arc::from("arn:consumer"),
             stall_timeout: Duration::from_millis(300),
             min_subscribe_gap: Duration::ZERO,
             end_check_interval: None,
+            ..EfoSettings::new(Arc::from("arn:consumer"))
         },
     }
 }
