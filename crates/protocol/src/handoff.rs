@@ -4,7 +4,7 @@
 //! table (invariant I1), and writes the table with a `resourceVersion` precondition.
 
 use std::{
-    collections::{BTreeMap, BTreeSet, HashMap},
+    collections::{BTreeMap, BTreeSet},
     time::{Duration, Instant},
 };
 
@@ -121,10 +121,11 @@ enum TimerKind {
 }
 
 /// When each handoff state was first seen, in the operator's own clock. Restarting the operator
-/// restarts every timer at its full value, which only delays expiries.
-#[derive(Debug, Default)]
+/// restarts every timer at its full value, which only delays expiries. Comparable and hashable,
+/// so a model checker can keep it in its states (crates/protocol/tests/model).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Hash)]
 pub struct Timers {
-    since: HashMap<(String, i64, TimerKind), Instant>,
+    since: BTreeMap<(String, i64, TimerKind), Instant>,
 }
 
 impl Timers {
@@ -134,6 +135,16 @@ impl Timers {
             .entry((shard.to_owned(), epoch, kind))
             .or_insert(now);
         now.saturating_duration_since(at)
+    }
+
+    /// Ages every timer by `by`, as if `by` passed before `now`, keeping none older than
+    /// `cap` (every expiry at most `cap` treats them alike). For a model checker that keeps
+    /// time relative to a fixed `now`, so that its states do not grow with the clock.
+    pub fn elapse(&mut self, now: Instant, by: Duration, cap: Duration) {
+        for since in self.since.values_mut() {
+            let age = (now.saturating_duration_since(*since) + by).min(cap);
+            *since = now.checked_sub(age).unwrap_or(*since);
+        }
     }
 
     /// Forgets the timers of `kinds` whose states no longer exist.
@@ -294,10 +305,11 @@ pub fn fences_with(
         .and_then(|e| e.position.clone());
     let needed = |f: &Fence| {
         f.shard_id != candidate.shard
-            && table
+            && !table.finished.contains(&f.shard_id)
+            && !table
                 .shards
                 .iter()
-                .any(|s| s.shard_id == f.shard_id && s.epoch <= f.epoch)
+                .any(|s| s.shard_id == f.shard_id && s.epoch > f.epoch)
     };
     let mut fences: Vec<Fence> = worker
         .spec
@@ -337,7 +349,11 @@ pub fn apply_fence(
         .iter_mut()
         .find(|s| s.shard_id == shard_id && s.epoch == epoch)
     {
-        release(shard, entry.and_then(|e| e.position));
+        let fenced_at = fenced
+            .spec
+            .fence(shard_id, epoch)
+            .and_then(|f| f.position.clone());
+        release(shard, entry.and_then(|e| e.position).or(fenced_at));
     }
 }
 

@@ -283,6 +283,26 @@ fn timers_restart_when_the_state_changes() {
 }
 
 #[test]
+fn elapsing_ages_every_timer_up_to_the_cap() {
+    let mut t = table(vec![shard("s0", Some("w0"), 1)]);
+    t.shards[0].draining = true;
+    let workers: Workers = [worker("w0", Liveness::Live, vec![entry("s0", 1, None)])].into();
+    let mut timers = Timers::default();
+    let now = Instant::now() + Duration::from_secs(3600);
+    assert!(fence_candidates(&t, &workers, &mut timers, EXPIRIES, now).is_empty());
+    // 59 s pass, in a relative clock: still not due; one more second and it is.
+    timers.elapse(now, Duration::from_secs(59), Duration::from_secs(60));
+    assert!(fence_candidates(&t, &workers, &mut timers, EXPIRIES, now).is_empty());
+    let mut capped = timers.clone();
+    timers.elapse(now, Duration::from_secs(1), Duration::from_secs(60));
+    assert_eq!(fence_candidates(&t, &workers, &mut timers, EXPIRIES, now).len(), 1);
+    // Ages stop at the cap, so timers past every expiry compare equal.
+    capped.elapse(now, Duration::from_secs(500), Duration::from_secs(60));
+    timers.elapse(now, Duration::from_secs(3), Duration::from_secs(60));
+    assert_eq!(capped, timers);
+}
+
+#[test]
 fn a_fence_moves_the_shard_after_the_last_stored_position() {
     let mut t = table(vec![shard("s0", Some("w0"), 1), shard("s1", Some("w0"), 1)]);
     let mut done = entry("s1", 1, Some("5"));
