@@ -305,11 +305,10 @@ pub fn fences_with(
         .and_then(|e| e.position.clone());
     let needed = |f: &Fence| {
         f.shard_id != candidate.shard
-            && !table.finished.contains(&f.shard_id)
-            && !table
+            && table
                 .shards
                 .iter()
-                .any(|s| s.shard_id == f.shard_id && s.epoch > f.epoch)
+                .any(|s| s.shard_id == f.shard_id && s.epoch <= f.epoch)
     };
     let mut fences: Vec<Fence> = worker
         .spec
@@ -349,11 +348,7 @@ pub fn apply_fence(
         .iter_mut()
         .find(|s| s.shard_id == shard_id && s.epoch == epoch)
     {
-        let fenced_at = fenced
-            .spec
-            .fence(shard_id, epoch)
-            .and_then(|f| f.position.clone());
-        release(shard, entry.and_then(|e| e.position).or(fenced_at));
+        release(shard, entry.and_then(|e| e.position));
     }
 }
 

@@ -295,7 +295,10 @@ fn elapsing_ages_every_timer_up_to_the_cap() {
     assert!(fence_candidates(&t, &workers, &mut timers, EXPIRIES, now).is_empty());
     let mut capped = timers.clone();
     timers.elapse(now, Duration::from_secs(1), Duration::from_secs(60));
-    assert_eq!(fence_candidates(&t, &workers, &mut timers, EXPIRIES, now).len(), 1);
+    assert_eq!(
+        fence_candidates(&t, &workers, &mut timers, EXPIRIES, now).len(),
+        1
+    );
     // Ages stop at the cap, so timers past every expiry compare equal.
     capped.elapse(now, Duration::from_secs(500), Duration::from_secs(60));
     timers.elapse(now, Duration::from_secs(3), Duration::from_secs(60));

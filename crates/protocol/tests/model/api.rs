@@ -89,6 +89,7 @@ impl Model {
                     epoch: i64::from(r.epoch),
                     draining: r.draining,
                     start_after: cp(r.start_after),
+                    start_at_timestamp: None,
                 }
             })
             .collect();
@@ -121,11 +122,7 @@ impl Model {
             .collect();
         Table {
             rows,
-            finished: t
-                .finished
-                .iter()
-                .filter_map(|s| self.shard_of(s))
-                .collect(),
+            finished: t.finished.iter().filter_map(|s| self.shard_of(s)).collect(),
         }
     }
 
@@ -174,6 +171,8 @@ impl Model {
                     millis_behind_latest: None,
                     released: e.released,
                     finished: e.finished,
+                    last_delivery: None,
+                    delivery_stuck: None,
                 })
                 .collect(),
         }

@@ -80,7 +80,10 @@ fn run(cfg: Config, stop_at: &[&'static str]) -> Run {
         let steps = path.clone().into_actions().len();
         let trace = trace::render(model, path);
         if p.expectation.discovery_is_failure() {
-            println!("  COUNTEREXAMPLE to \"{}\" ({steps} steps):\n{trace}", p.name);
+            println!(
+                "  COUNTEREXAMPLE to \"{}\" ({steps} steps):\n{trace}",
+                p.name
+            );
         } else {
             println!("  example of \"{}\" ({steps} steps)", p.name);
         }
@@ -153,7 +156,12 @@ fn the_full_model_keeps_every_checkpoint_and_delivers_every_record() {
 #[test]
 #[ignore]
 fn explore() {
-    let env = |k: &str, d: u8| std::env::var(k).ok().and_then(|v| v.parse().ok()).unwrap_or(d);
+    let env = |k: &str, d: u8| {
+        std::env::var(k)
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(d)
+    };
     let cfg = Config {
         name: "explore",
         workers: env("W", 2),
@@ -168,14 +176,25 @@ fn explore() {
         variant: Variant {
             fence_without_position: env("V1", 0) == 1,
             gone_at_once: env("V5", 0) == 1,
-            sink_dropped_on_self_fence: env("VS", 0) == 1,
+            sink_delivers_revoked: env("V2", 0) == 1,
+            reconcile_before_table: env("V7", 0) == 1,
+            fences_unpruned: env("V8", 0) == 1,
             fence_rechecks_expiry: env("VR", 0) == 1,
             worker_keeps_fences: env("VG", 0) == 1,
         },
     };
     let started = Instant::now();
     let checker = Model::new(cfg).checker();
-    let checker = if env("ONE", 0) == 1 { checker } else { checker.threads(2) };
+    let checker = if env("ONE", 0) == 1 {
+        checker
+    } else {
+        checker.threads(2)
+    };
+    let checker = if std::env::var("TRACE").is_ok() {
+        checker.finish_when(HasDiscoveries::AnyFailures)
+    } else {
+        checker
+    };
     let checker = checker
         .timeout(std::time::Duration::from_secs(60 * u64::from(env("M", 1))))
         .spawn_bfs()
@@ -191,7 +210,7 @@ fn explore() {
     let show = std::env::var("TRACE").unwrap_or_default();
     for (name, path) in checker.discoveries() {
         println!("  found {name}");
-        if !show.is_empty() && name.contains(show.as_str()) {
+        if !show.is_empty() && !name.starts_with("example") && name.contains(show.trim()) {
             println!("{}", trace::render(checker.model(), path));
         }
     }
@@ -200,9 +219,14 @@ fn explore() {
 #[test]
 #[ignore]
 fn census() {
-    use std::collections::{HashSet, VecDeque};
     use stateright::Model as _;
-    let env = |k: &str, d: u8| std::env::var(k).ok().and_then(|v| v.parse().ok()).unwrap_or(d);
+    use std::collections::{HashSet, VecDeque};
+    let env = |k: &str, d: u8| {
+        std::env::var(k)
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(d)
+    };
     let m = Model::new(Config {
         name: "census",
         workers: env("W", 2),
@@ -239,26 +263,63 @@ fn census() {
     println!("states {}", seen.len());
     count("table", &|s| format!("{:?}", s.table));
     count("objects", &|s| format!("{:?}", s.objects));
-    count("objects+table", &|s| format!("{:?}{:?}", s.objects, s.table));
+    count("objects+table", &|s| {
+        format!("{:?}{:?}", s.objects, s.table)
+    });
     count("proc0", &|s| format!("{:?}", s.procs[0]));
     count("proc1", &|s| format!("{:?}", s.procs.get(1)));
     count("procs", &|s| format!("{:?}", s.procs));
     count("pass", &|s| format!("{:?}", s.pass));
     count("timers", &|s| format!("{:?}", s.memory));
-    count("ages+flags", &|s| format!("{:?}{:?}{}", s.ages, s.unseen, s.dirty));
-    count("ghosts", &|s| format!("{:?}{:?}{:?}", s.delivered, s.landed, s.moved));
-    count("world-no-procs", &|s| format!("{:?}{:?}{:?}{:?}{:?}{:?}{}", s.table, s.objects, s.pass, s.memory, s.ages, s.unseen, s.dirty));
-    count("procs-held-sink", &|s| format!("{:?}", s.procs.iter().map(|p| (&p.held, &p.sink)).collect::<Vec<_>>()));
+    count("ages+flags", &|s| {
+        format!("{:?}{:?}{}", s.ages, s.unseen, s.dirty)
+    });
+    count("ghosts", &|s| {
+        format!("{:?}{:?}{:?}", s.delivered, s.landed, s.moved)
+    });
+    count("world-no-procs", &|s| {
+        format!(
+            "{:?}{:?}{:?}{:?}{:?}{:?}{}",
+            s.table, s.objects, s.pass, s.memory, s.ages, s.unseen, s.dirty
+        )
+    });
+    count("procs-held-sink", &|s| {
+        format!(
+            "{:?}",
+            s.procs
+                .iter()
+                .map(|p| (&p.held, &p.sink))
+                .collect::<Vec<_>>()
+        )
+    });
     count("proc0-held", &|s| format!("{:?}", s.procs[0].held));
     count("proc0-sink", &|s| format!("{:?}", s.procs[0].sink));
     count("proc0-table", &|s| format!("{:?}", s.procs[0].table));
     count("proc0-cached", &|s| format!("{:?}", s.procs[0].cached));
-    count("proc0-misc", &|s| format!("{} {} {} {}", s.procs[0].up, s.procs[0].incarnation, s.procs[0].since_write, s.procs[0].self_fenced));
-    count("budgets", &|s| format!("{} {} {} {}", s.faults_left, s.crashes_left, s.deletes_left, s.deposed_left));
+    count("proc0-misc", &|s| {
+        format!(
+            "{} {} {} {}",
+            s.procs[0].up, s.procs[0].incarnation, s.procs[0].since_write, s.procs[0].self_fenced
+        )
+    });
+    count("budgets", &|s| {
+        format!(
+            "{} {} {} {}",
+            s.faults_left, s.crashes_left, s.deletes_left, s.deposed_left
+        )
+    });
     count("delivered", &|s| format!("{:?}", s.delivered));
     count("landed", &|s| format!("{:?}", s.landed));
     count("moved", &|s| format!("{:?}", s.moved));
     count("split", &|s| format!("{:?}", s.split));
     count("violations", &|s| format!("{:?}", s.violations));
-    count("procs-views", &|s| format!("{:?}", s.procs.iter().map(|p| (&p.table, &p.cached)).collect::<Vec<_>>()));
+    count("procs-views", &|s| {
+        format!(
+            "{:?}",
+            s.procs
+                .iter()
+                .map(|p| (&p.table, &p.cached))
+                .collect::<Vec<_>>()
+        )
+    });
 }

@@ -19,22 +19,28 @@ pub const SINK_CAPACITY: u8 = 1;
 /// `drainExpiry` and `startExpiry`, in ticks.
 pub const HANDOFF_EXPIRY: u8 = 2;
 
-/// Changes to the modelled code, to show what the checker finds.
+/// The old code of issue 9's defects, put back one at a time, to show what the checker finds.
+/// Each is the smallest change to the modelled steps that restores the old behaviour.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct Variant {
-    /// Old defect 1: fences carry no position (so `absorb_reports` falls back to the owner's
-    /// status entry, as it did).
+    /// Defect 1: fences carry no position (so `absorb_reports` falls back to the owner's
+    /// status entry, which the fenced worker drops at its next write).
     pub fence_without_position: bool,
-    /// Old defect 5: `Expiries::gone` is zero (a shard whose owner's object is missing moves
+    /// Defect 2: the sink keeps delivering and acknowledging records of shards the worker lost
+    /// or while it is self-fenced.
+    pub sink_delivers_revoked: bool,
+    /// Defect 5: `Expiries::gone` is zero (a shard whose owner's object is missing moves
     /// at once).
     pub gone_at_once: bool,
-    /// The design (§4.2) rather than the code: self-fencing drops what the sink holds.
-    pub sink_dropped_on_self_fence: bool,
-    /// A possible fix: an expiry fence is not written when the worker's status changed since
-    /// the pass observed it.
+    /// Defect 7: a worker reconciles before its first table snapshot (as if the table were
+    /// empty), dropping the checkpoints it carried over.
+    pub reconcile_before_table: bool,
+    /// Defect 8: fences are never pruned (every fence ever written stays in the spec).
+    pub fences_unpruned: bool,
+    /// A possible fix explored: an expiry fence is not written when the worker's status changed
+    /// since the pass observed it.
     pub fence_rechecks_expiry: bool,
-    /// A possible fix: a worker keeps every fence it has read, so a fence the operator pruned
-    /// still keeps it off that epoch when its view of the table is stale.
+    /// A possible fix explored: a worker keeps every fence it has read.
     pub worker_keeps_fences: bool,
 }
 
@@ -143,7 +149,11 @@ impl Model {
         Expiries {
             drain: secs(HANDOFF_EXPIRY),
             start: secs(HANDOFF_EXPIRY),
-            gone: secs(if self.cfg.variant.gone_at_once { 0 } else { LEASE }),
+            gone: secs(if self.cfg.variant.gone_at_once {
+                0
+            } else {
+                LEASE
+            }),
         }
     }
 
@@ -200,7 +210,8 @@ impl Model {
     }
 
     pub fn all_delivered(&self, s: &State) -> bool {
-        self.shard_ids().all(|shard| self.all_delivered_of(s, shard))
+        self.shard_ids()
+            .all(|shard| self.all_delivered_of(s, shard))
     }
 
     /// The checkpoint of `shard` (docs/design.md §2.3, with the fence's position): the end of a
@@ -269,6 +280,15 @@ impl Model {
                 after.violations |= violation::REGRESS;
             }
         }
+        let doubled = after.objects.iter().flatten().any(|o| {
+            o.fences
+                .iter()
+                .enumerate()
+                .any(|(i, f)| o.fences[..i].iter().any(|g| g.shard == f.shard))
+        });
+        if doubled {
+            after.violations |= violation::FENCES_UNBOUNDED;
+        }
         for (w, object) in after.objects.iter().enumerate() {
             let Some(status) = object.as_ref().and_then(|o| o.status.as_ref()) else {
                 continue;
@@ -281,9 +301,10 @@ impl Model {
                     continue;
                 }
                 after.violations |= violation::WRITE_AFTER_FENCE;
-                let current = after.table.row(e.shard).is_some_and(|r| {
-                    r.epoch == e.epoch && r.owner.map(usize::from) == Some(w)
-                });
+                let current = after
+                    .table
+                    .row(e.shard)
+                    .is_some_and(|r| r.epoch == e.epoch && r.owner.map(usize::from) == Some(w));
                 if current {
                     after.violations |= violation::ACK_AFTER_FENCE;
                 }
@@ -491,7 +512,9 @@ impl stateright::Model for Model {
     fn properties(&self) -> Vec<Property<Self>> {
         vec![
             Property::always(CHECKPOINTS, |_, s: &State| flag(s, violation::REGRESS)),
-            Property::always(FENCED_ACKS, |_, s: &State| flag(s, violation::ACK_AFTER_FENCE)),
+            Property::always(FENCED_ACKS, |_, s: &State| {
+                flag(s, violation::ACK_AFTER_FENCE)
+            }),
             Property::always(FENCED_WRITES, |_, s: &State| {
                 flag(s, violation::WRITE_AFTER_FENCE)
             }),
@@ -499,6 +522,9 @@ impl stateright::Model for Model {
                 flag(s, violation::SHARED_DELIVERY)
             }),
             Property::always(ORDER, |_, s: &State| flag(s, violation::ORDER)),
+            Property::always(FENCES_BOUNDED, |_, s: &State| {
+                flag(s, violation::FENCES_UNBOUNDED)
+            }),
             Property::always(NO_LOSS, |m: &Model, s| m.no_loss(s)),
             // Bounded: a path that ends at the bound on handoffs, or at a broken safety property
             // (left to that property), is not a counterexample.
@@ -523,7 +549,9 @@ impl stateright::Model for Model {
                         .is_some_and(|r| r.epoch > *epoch && r.owner.is_some())
                 })
             }),
-            Property::sometimes(EX_SELF_FENCED, |_, s: &State| s.procs.iter().any(|p| p.self_fenced)),
+            Property::sometimes(EX_SELF_FENCED, |_, s: &State| {
+                s.procs.iter().any(|p| p.self_fenced)
+            }),
             Property::sometimes(EX_CHILD_DELIVERED, |_, s: &State| {
                 s.delivered.iter().skip(1).any(|d| *d != 0)
             }),
@@ -542,6 +570,7 @@ pub const FENCED_ACKS: &str = "nothing of a fenced epoch is acked into a checkpo
 pub const FENCED_WRITES: &str = "nothing of a fenced epoch is stored beyond the fence";
 pub const ONE_DELIVERER: &str = "a worker moved off a shard for expiry delivers none of it";
 pub const ORDER: &str = "no child record before all of its parents' records";
+pub const FENCES_BOUNDED: &str = "a worker's spec holds at most one fence per shard";
 pub const NO_LOSS: &str = "every record up to a checkpoint was delivered";
 pub const ALL_DELIVERED: &str = "every record is eventually delivered";
 pub const EX_FENCE_WITHOUT_TABLE: &str = "example: a fence landed, its table write did not";
@@ -551,4 +580,12 @@ pub const EX_CHILD_DELIVERED: &str = "example: a child's record was delivered";
 pub const EX_ALL_DELIVERED: &str = "example: every record was delivered";
 
 /// The safety properties every configuration of the current code must keep.
-pub const SAFETY: [&str; 5] = [CHECKPOINTS, FENCED_ACKS, ORDER, NO_LOSS, FENCED_WRITES];
+pub const SAFETY: [&str; 7] = [
+    CHECKPOINTS,
+    FENCED_ACKS,
+    FENCED_WRITES,
+    ONE_DELIVERER,
+    ORDER,
+    FENCES_BOUNDED,
+    NO_LOSS,
+];

@@ -69,7 +69,7 @@ impl Model {
     /// `plan_owners` reads only the workers' liveness, so their objects are left empty.
     pub fn plan(&self, pass: &Pass) -> Table {
         let mut spec = self.api_table(&pass.spec);
-        merge_topology(&mut spec, &self.listed(pass.split));
+        merge_topology(&mut spec, &self.listed(pass.split), None);
         let open = eligible(&spec, self.cfg.strict_order).len();
         let workers: Workers = pass
             .lives
@@ -153,9 +153,8 @@ impl Model {
             split: s.split,
             gone,
         };
-        let idle = pass.candidates.is_empty()
-            && self.plan(&pass) == pass.read
-            && !Self::creates(&pass, s);
+        let idle =
+            pass.candidates.is_empty() && self.plan(&pass) == pass.read && !Self::creates(&pass, s);
         let mut next = s.clone();
         match op {
             Op::Leader => {
@@ -215,6 +214,17 @@ impl Model {
                     reason: c.reason,
                 };
                 let mut fences = fences_with(&fresh, &candidate, &table);
+                if self.cfg.variant.fences_unpruned {
+                    let mut all: Vec<_> = fresh
+                        .spec
+                        .fences
+                        .iter()
+                        .filter(|f| !fences.contains(f))
+                        .cloned()
+                        .collect();
+                    all.append(&mut fences);
+                    fences = all;
+                }
                 if self.cfg.variant.fence_without_position {
                     for f in fences.iter_mut().filter(|f| f.shard_id == shard) {
                         f.position = None;
@@ -225,9 +235,10 @@ impl Model {
                 // The fence covers its epoch and every lower one: what each held then is the
                 // most that may ever be stored for it.
                 for epoch in 1..=c.epoch {
-                    let known = s.landed.iter().any(|(lw, ls, le, _)| {
-                        (*lw, *ls, *le) == (c.worker, c.shard, epoch)
-                    });
+                    let known = s
+                        .landed
+                        .iter()
+                        .any(|(lw, ls, le, _)| (*lw, *ls, *le) == (c.worker, c.shard, epoch));
                     if !known {
                         let stored = object.entry(c.shard, epoch).map_or(0, |e| e.position);
                         s.landed.push((c.worker, c.shard, epoch, stored));

@@ -230,6 +230,9 @@ pub mod violation {
     pub const SHARED_DELIVERY: u8 = 8;
     /// A child's record was delivered before every record of its parents.
     pub const ORDER: u8 = 16;
+    /// A worker's spec holds two fences of one shard (fences are not pruned: they grow with
+    /// every handoff).
+    pub const FENCES_UNBOUNDED: u8 = 32;
 }
 
 /// The whole model state. Time is relative: a tick ages every timer, and ages stop at the

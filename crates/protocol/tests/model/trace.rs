@@ -93,7 +93,12 @@ fn object(m: &Model, o: &Object) -> String {
                         (_, true) => " finished",
                         _ => "",
                     };
-                    format!("{}@{} pos {}{flags}", m.shard_name(e.shard), e.epoch, e.position)
+                    format!(
+                        "{}@{} pos {}{flags}",
+                        m.shard_name(e.shard),
+                        e.epoch,
+                        e.position
+                    )
                 })
                 .collect();
             let _ = write!(out, "status (inc {}) [{}]", st.holder, e.join(", "));

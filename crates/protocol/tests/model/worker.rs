@@ -5,12 +5,12 @@ use std::collections::BTreeMap;
 use kinesis_ingester_api::{Holder, StartAt};
 use kinesis_protocol::{
     owned::{Owned, Want, desired, start_position},
-    report::{EntryState, ReportEntry, build_status},
+    report::{EntryState, LiveShard, ReportEntry, SinkHealth, build_status},
 };
 
 use crate::api::{pos_of, position};
 use crate::model::{Model, SINK_CAPACITY};
-use crate::state::{Chunk, Held, Phase, Proc, State, Status, violation};
+use crate::state::{Chunk, Held, Phase, Proc, State, Status, Table, violation};
 
 /// Release step 2 (docs/design.md §3.5): the reader stops; the release completes in
 /// [`progress`] once the sink acknowledged what it sent.
@@ -27,7 +27,9 @@ fn begin_release(h: &mut Held) {
 pub fn progress(p: &mut Proc) {
     for h in &mut p.held {
         let (released, finished) = match h.phase {
-            Phase::Draining { last_sent } if last_sent == 0 || h.acked >= last_sent => (true, false),
+            Phase::Draining { last_sent } if last_sent == 0 || h.acked >= last_sent => {
+                (true, false)
+            }
             Phase::Ending if h.finished() => (false, true),
             _ => continue,
         };
@@ -49,11 +51,7 @@ impl Model {
             return false;
         };
         let incarnation = s.procs[wi].incarnation.saturating_add(1);
-        let shards = object
-            .status
-            .take()
-            .map(|st| st.shards)
-            .unwrap_or_default();
+        let shards = object.status.take().map(|st| st.shards).unwrap_or_default();
         object.status = Some(Status {
             holder: incarnation,
             shards: shards.clone(),
@@ -120,7 +118,14 @@ impl Model {
     /// `State::reconcile`: brings the held shards in line with the table, the fences and the
     /// self-fence, as `owned::desired` decides.
     pub fn reconcile(&self, p: &mut Proc, w: u8) {
-        let Some(table) = &p.table else { return };
+        // Defect 9.1.7's fix: nothing before the first table snapshot. The old code (variant)
+        // reconciled against an empty table, dropping the carried checkpoints.
+        let empty = Table::default();
+        let table = match &p.table {
+            Some(t) => t,
+            None if self.cfg.variant.reconcile_before_table => &empty,
+            None => return,
+        };
         let spec = self.api_spec(&[p.cached.fences.as_slice(), &p.remembered].concat());
         let wanted: BTreeMap<String, Owned> = desired(
             &self.api_table(table),
@@ -200,6 +205,7 @@ impl Model {
         }
         p.held.sort_by_key(|h| h.shard);
         progress(p);
+        self.sync_deliverable(p);
     }
 
     /// The reader of `shard` hands its next record to the sink (when the sink has room: the
@@ -330,8 +336,14 @@ impl Model {
             false,
             &entries,
             &self.api_spec(&p.cached.fences),
-            acked,
-            |_| None,
+            |id| LiveShard {
+                acked: acked(id),
+                ..LiveShard::default()
+            },
+            &SinkHealth {
+                stuck_after: std::time::Duration::from_secs(30),
+                last_error: None,
+            },
         );
         let status = self.status_of(&built);
         if server.status.as_ref() == Some(&status) && !renew && !p.self_fenced {
@@ -352,14 +364,15 @@ impl Model {
         true
     }
 
-    /// No write succeeded for longer than `selfFenceAfter`: every reader stops. The code keeps
-    /// the sink delivering what it holds; the design (§4.2) drops it, which the variant models.
+    /// No write succeeded for longer than `selfFenceAfter`: every reader stops, and the sink
+    /// delivers nothing more (defect 9.1.2's fix: no shard is deliverable while self-fenced);
+    /// what it held is dropped, never acknowledged, so a release completes at the acknowledged
+    /// position. The old code (variant) kept the sink delivering.
     pub fn self_fence(&self, s: &mut State, w: u8) -> bool {
         let p = &mut s.procs[usize::from(w)];
         p.self_fenced = true;
         self.reconcile(p, w);
-        if self.cfg.variant.sink_dropped_on_self_fence {
-            p.sink.clear();
+        if !self.cfg.variant.sink_delivers_revoked {
             for h in &mut p.held {
                 h.phase = match h.phase {
                     Phase::Paused { .. } | Phase::Ending => Phase::Paused { last_sent: h.acked },
@@ -371,7 +384,30 @@ impl Model {
                 }
             }
             progress(p);
+            self.sync_deliverable(p);
         }
         true
+    }
+
+    /// `Manager::sync_deliverable` and the sink's `Deliverable` gate (defect 9.1.2's fix): the
+    /// sink drops, before its next send and without acknowledging them, the records of every
+    /// shard not held in a delivering phase (reading, draining, ending), and all of them while
+    /// self-fenced. The gate knows shard ids, not epochs. The old code (variant) had no gate.
+    pub fn sync_deliverable(&self, p: &mut Proc) {
+        if self.cfg.variant.sink_delivers_revoked {
+            return;
+        }
+        let held = p.held.clone();
+        let self_fenced = p.self_fenced;
+        p.sink.retain(|c| {
+            !self_fenced
+                && held.iter().any(|h| {
+                    h.shard == c.shard
+                        && matches!(
+                            h.phase,
+                            Phase::Reading | Phase::Draining { .. } | Phase::Ending
+                        )
+                })
+        });
     }
 }
