@@ -289,10 +289,13 @@ pub fn fence_candidates(
 
 /// The fences to write into `worker`'s spec (as just read) to fence `candidate`: the new fence,
 /// holding the last position the worker stored for that epoch, plus every earlier fence still
-/// needed. A fence is needed while the table still has its shard at the fenced epoch; once the
-/// shard has a higher epoch or has left the table, no write of the fenced epoch is ever read
-/// again (every reader matches the table's epoch), so it goes. A worker's fences are thus at
-/// most the shards of the table.
+/// needed. A fence is needed while its shard is in the table (at any epoch) or in its finished
+/// list: a worker whose table watch lags may still be shown the fenced epoch, and only the
+/// fence keeps it from reading and delivering that shard again beside its new owner, or after
+/// it finished (docs/model-check.md, found by the model checker). A fence covers its epoch and
+/// every lower one, so one per shard is enough: the new one replaces an older one of its shard.
+/// A fence goes once its shard has left the table and the finished list (past retention), so a
+/// worker's fences are at most the table's shards and finished ids.
 pub fn fences_with(
     worker: &KinesisWorker,
     candidate: &FenceCandidate,
@@ -305,10 +308,8 @@ pub fn fences_with(
         .and_then(|e| e.position.clone());
     let needed = |f: &Fence| {
         f.shard_id != candidate.shard
-            && table
-                .shards
-                .iter()
-                .any(|s| s.shard_id == f.shard_id && s.epoch <= f.epoch)
+            && (table.finished.contains(&f.shard_id)
+                || table.shards.iter().any(|s| s.shard_id == f.shard_id))
     };
     let mut fences: Vec<Fence> = worker
         .spec
