@@ -326,8 +326,9 @@ pub fn fences_with(
     fences
 }
 
-/// Step 3 (after a fence write succeeded): the shard loses its owner and resumes after the
-/// fenced owner's last stored position, read from the object the fence was written to. A shard
+/// Step 3 (after a fence write succeeded, or the fence was found written): the shard loses its
+/// owner and resumes after the fenced owner's last stored position, read from the object the
+/// fence was written to, else the position the fence holds. A shard
 /// the owner reported finished leaves the table.
 pub fn apply_fence(
     table: &mut KinesisShardAssignmentSpec,
@@ -349,7 +350,13 @@ pub fn apply_fence(
         .iter_mut()
         .find(|s| s.shard_id == shard_id && s.epoch == epoch)
     {
-        release(shard, entry.and_then(|e| e.position));
+        // The fence may have been written by another pass (a deposed leader's) after which the
+        // worker dropped the entry: the fence still holds the position.
+        let fenced_at = fenced
+            .spec
+            .fence(shard_id, epoch)
+            .and_then(|f| f.position.clone());
+        release(shard, entry.and_then(|e| e.position).or(fenced_at));
     }
 }
 

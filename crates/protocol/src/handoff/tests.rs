@@ -183,6 +183,23 @@ fn a_fence_whose_table_write_failed_keeps_the_position() {
     assert_eq!(t.shards[0].start_after, Some(pos("77")));
 }
 
+/// Found by the model checker (docs/model-check.md): a deposed leader wrote the fence, the
+/// worker then dropped the fenced entry, and the leader's own fence step found the fence already
+/// there. The shard must resume after the position the fence holds, not the older `startAfter`.
+#[test]
+fn a_fence_found_written_releases_after_its_position() {
+    let mut t = table(vec![shard("s0", Some("w0"), 1)]);
+    let (_, mut w) = worker("w0", Liveness::Live, vec![]);
+    w.object.spec.fences = vec![Fence {
+        shard_id: "s0".into(),
+        epoch: 1,
+        position: Some(pos("7")),
+    }];
+    apply_fence(&mut t, &w.object, "s0", 1);
+    assert_eq!(t.shards[0].owner, None);
+    assert_eq!(t.shards[0].start_after, Some(pos("7")));
+}
+
 #[test]
 fn fences_are_pruned_once_their_shard_left_the_table() {
     let mut t = table(vec![shard("s0", None, 5), shard("s1", Some("w0"), 3)]);
