@@ -20,7 +20,7 @@ unit: ## Run the tests that need neither a cluster nor an emulator
 
 .PHONY: model-check
 model-check: ## Model-check the shard handoff protocol (stateright, release build): prints the states explored and the time
-	$(CARGO) test --release --locked -p kinesis-protocol --test model -- --ignored --nocapture --exact the_full_model_keeps_every_checkpoint_and_delivers_every_record
+	$(CARGO) test --release --locked -p kinesis-protocol --test model -- --ignored --nocapture --exact the_full_model_keeps_every_property
 
 .PHONY: lint
 lint: ## cargo fmt --check and clippy with warnings denied

@@ -93,64 +93,171 @@ fn run(cfg: Config, stop_at: &[&'static str]) -> Run {
     Run { model, found }
 }
 
-/// Two workers, a parent with one record that splits into one child of one record, a crash, and
-/// five ticks (one lease): small enough for every `cargo test`.
-fn bounded() -> Config {
+/// A configuration of two workers over a parent shard of `parent` records that may split into
+/// children of `children` records each, with the code as it is on main.
+#[allow(clippy::too_many_arguments)]
+fn config(
+    name: &'static str,
+    parent: u8,
+    children: &[u8],
+    max_epoch: u8,
+    faults: u8,
+    crashes: u8,
+    deletes: u8,
+    deposed: u8,
+) -> Config {
     Config {
-        name: "bounded",
+        name,
         workers: 2,
-        parent_records: 1,
-        children: vec![1],
-        max_epoch: 3,
-        faults: 2,
-        crashes: 1,
-        deletes: 0,
-        deposed: 0,
+        parent_records: parent,
+        children: children.to_vec(),
+        max_epoch,
+        faults,
+        crashes,
+        deletes,
+        deposed,
         strict_order: true,
         variant: Variant::default(),
     }
 }
 
-/// Everything: a deposed leader, a deleted object, a crash, a parent of two records split into
-/// two children, and six ticks.
-fn full() -> Config {
-    Config {
-        name: "full",
-        workers: 2,
-        parent_records: 2,
-        children: vec![1, 1],
-        max_epoch: 4,
-        faults: 2,
-        crashes: 1,
-        deletes: 1,
-        deposed: 1,
-        strict_order: true,
-        variant: Variant::default(),
-    }
+/// Bounded, in every `cargo test`: a split into one child, two assignments per shard, no faults.
+fn split() -> Config {
+    config("split", 1, &[1], 2, 0, 0, 0, 0)
 }
+
+/// Bounded, in every `cargo test`: one shard, two assignments, one failed write (a periodic
+/// status write, a fence or a table write).
+fn faults() -> Config {
+    config("faults", 1, &[], 2, 1, 0, 0, 0)
+}
+
+/// Bounded, in every `cargo test`: one shard, a crash and restart, a deleted object and a
+/// deposed leader's pass.
+fn crashes() -> Config {
+    config("crashes", 1, &[], 2, 0, 1, 1, 1)
+}
+
+/// The full model of `make model-check`: a split into one child, two failed writes, a crash, a
+/// deleted object and a deposed leader's pass.
+fn full() -> Config {
+    config("full", 1, &[1], 2, 2, 1, 1, 1)
+}
+
+/// Every safety property but the one a worker that heals between an operator's observation and
+/// its expiry fence breaks on main (docs/model-check.md, "Findings").
+const SAFETY_ON_MAIN: [&str; 6] = [
+    model::CHECKPOINTS,
+    model::FENCED_ACKS,
+    model::FENCED_WRITES,
+    model::ORDER,
+    model::FENCES_BOUNDED,
+    model::NO_LOSS,
+];
 
 #[test]
-fn the_bounded_model_keeps_every_checkpoint_and_delivers_every_record() {
-    let run = run(bounded(), &[]);
+fn a_split_keeps_order_and_every_record_is_delivered() {
+    let run = run(split(), &[]);
     run.assert_holds(&model::SAFETY);
     run.assert_holds(&[model::ALL_DELIVERED]);
-    for example in [
-        model::EX_FENCE_WITHOUT_TABLE,
-        model::EX_MOVED_AFTER_FENCE,
-        model::EX_SELF_FENCED,
-        model::EX_CHILD_DELIVERED,
-        model::EX_ALL_DELIVERED,
-    ] {
+    for example in [model::EX_CHILD_DELIVERED, model::EX_ALL_DELIVERED] {
         assert!(run.found(example).is_some(), "no example of \"{example}\"");
     }
 }
 
 #[test]
-#[ignore = "the full model: run by `make model-check`"]
-fn the_full_model_keeps_every_checkpoint_and_delivers_every_record() {
-    let run = run(full(), &[]);
+fn failed_writes_keep_every_checkpoint_and_every_record_is_delivered() {
+    let run = run(faults(), &[]);
+    run.assert_holds(&SAFETY_ON_MAIN);
+    run.assert_holds(&[model::ALL_DELIVERED]);
+    for example in [
+        model::EX_FENCE_WITHOUT_TABLE,
+        model::EX_MOVED_AFTER_FENCE,
+        model::EX_SELF_FENCED,
+    ] {
+        assert!(run.found(example).is_some(), "no example of \"{example}\"");
+    }
+}
+
+/// The finding on main: with one failed periodic write, a worker that heals after the
+/// operator observed it expired is fenced anyway and delivers until it reads the fence. An
+/// expiry fence that is not written once the worker's status changed closes it.
+#[test]
+fn an_expiry_fence_rechecked_against_the_status_keeps_one_deliverer() {
+    let main = run(faults(), &[model::ONE_DELIVERER]);
+    assert!(main.found(model::ONE_DELIVERER).is_some());
+    let mut cfg = faults();
+    cfg.variant.fence_rechecks_expiry = true;
+    let run = run(cfg, &[]);
+    run.assert_holds(&model::SAFETY);
+}
+
+#[test]
+fn crashes_deletes_and_a_deposed_leader_keep_every_property() {
+    let run = run(crashes(), &[]);
     run.assert_holds(&model::SAFETY);
     run.assert_holds(&[model::ALL_DELIVERED]);
+}
+
+/// Runs `cfg` with the old code of one defect until `property` has a counterexample, and
+/// fails unless it has one.
+fn old_code_breaks(mut cfg: Config, old: impl Fn(&mut Variant), property: &'static str) {
+    old(&mut cfg.variant);
+    // Leaves out the finding on main, so that each counterexample is the defect's own.
+    cfg.variant.fence_rechecks_expiry = true;
+    let run = run(cfg, &[property]);
+    assert!(
+        run.found(property).is_some(),
+        "the old code keeps \"{property}\""
+    );
+}
+
+/// Defect 9.1.1: a fence without the position, the entry dropped by the fenced worker's next
+/// write, and the table write not landed: the checkpoint falls back.
+#[test]
+fn old_code_defect_1_a_fence_without_its_position_loses_the_checkpoint() {
+    let cfg = config("old-d1", 1, &[], 2, 2, 0, 0, 0);
+    old_code_breaks(cfg, |v| v.fence_without_position = true, model::CHECKPOINTS);
+}
+
+/// Defect 9.1.2: a self-fenced worker's sink delivers after the fence moved its shard.
+#[test]
+fn old_code_defect_2_a_self_fenced_sink_keeps_delivering() {
+    old_code_breaks(faults(), |v| v.sink_delivers_revoked = true, model::ONE_DELIVERER);
+}
+
+/// Defect 9.1.5: a deleted worker object moves its shards at once, while its worker reads.
+#[test]
+fn old_code_defect_5_a_missing_object_moves_shards_at_once() {
+    let cfg = config("old-d5", 1, &[], 2, 0, 0, 1, 0);
+    old_code_breaks(cfg, |v| v.gone_at_once = true, model::ONE_DELIVERER);
+}
+
+/// Defect 9.1.7: a restarted worker reconciles (here on its self-fence) before its first table
+/// snapshot and drops the checkpoint it carried over; its next write loses it.
+#[test]
+fn old_code_defect_7_reconciling_before_the_table_drops_checkpoints() {
+    let cfg = config("old-d7", 1, &[], 2, 1, 1, 0, 0);
+    old_code_breaks(cfg, |v| v.reconcile_before_table = true, model::CHECKPOINTS);
+}
+
+/// Defect 9.1.8: fences are never pruned; one worker's spec gathers a fence per handoff.
+#[test]
+fn old_code_defect_8_fences_grow_without_pruning() {
+    let cfg = config("old-d8", 1, &[], 3, 0, 0, 0, 0);
+    old_code_breaks(cfg, |v| v.fences_unpruned = true, model::FENCES_BOUNDED);
+}
+
+#[test]
+#[ignore = "the full model: run by `make model-check`"]
+fn the_full_model_keeps_every_property() {
+    let run = run(full(), &[]);
+    run.assert_holds(&SAFETY_ON_MAIN);
+    run.assert_holds(&[model::ALL_DELIVERED]);
+    let mut cfg = full();
+    cfg.variant.fence_rechecks_expiry = true;
+    let run = self::run(cfg, &[]);
+    run.assert_holds(&model::SAFETY);
 }
 
 #[test]
@@ -214,112 +321,4 @@ fn explore() {
             println!("{}", trace::render(checker.model(), path));
         }
     }
-}
-
-#[test]
-#[ignore]
-fn census() {
-    use stateright::Model as _;
-    use std::collections::{HashSet, VecDeque};
-    let env = |k: &str, d: u8| {
-        std::env::var(k)
-            .ok()
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(d)
-    };
-    let m = Model::new(Config {
-        name: "census",
-        workers: env("W", 2),
-        parent_records: env("P", 1),
-        children: (0..env("C", 0)).map(|_| 1).collect(),
-        max_epoch: env("E", 2),
-        faults: env("F", 2),
-        crashes: env("X", 0),
-        deletes: env("D", 0),
-        deposed: 0,
-        strict_order: true,
-        variant: Variant::default(),
-    });
-    let mut seen = HashSet::new();
-    let mut queue = VecDeque::new();
-    for s in m.init_states() {
-        seen.insert(s.clone());
-        queue.push_back(s);
-    }
-    while let Some(s) = queue.pop_front() {
-        if seen.len() > 1_000_000 {
-            break;
-        }
-        for n in m.next_states(&s) {
-            if m.within_boundary(&n) && seen.insert(n.clone()) {
-                queue.push_back(n);
-            }
-        }
-    }
-    let count = |name: &str, f: &dyn Fn(&state::State) -> String| {
-        let d: HashSet<String> = seen.iter().map(|s| f(s)).collect();
-        println!("{name}: {}", d.len());
-    };
-    println!("states {}", seen.len());
-    count("table", &|s| format!("{:?}", s.table));
-    count("objects", &|s| format!("{:?}", s.objects));
-    count("objects+table", &|s| {
-        format!("{:?}{:?}", s.objects, s.table)
-    });
-    count("proc0", &|s| format!("{:?}", s.procs[0]));
-    count("proc1", &|s| format!("{:?}", s.procs.get(1)));
-    count("procs", &|s| format!("{:?}", s.procs));
-    count("pass", &|s| format!("{:?}", s.pass));
-    count("timers", &|s| format!("{:?}", s.memory));
-    count("ages+flags", &|s| {
-        format!("{:?}{:?}{}", s.ages, s.unseen, s.dirty)
-    });
-    count("ghosts", &|s| {
-        format!("{:?}{:?}{:?}", s.delivered, s.landed, s.moved)
-    });
-    count("world-no-procs", &|s| {
-        format!(
-            "{:?}{:?}{:?}{:?}{:?}{:?}{}",
-            s.table, s.objects, s.pass, s.memory, s.ages, s.unseen, s.dirty
-        )
-    });
-    count("procs-held-sink", &|s| {
-        format!(
-            "{:?}",
-            s.procs
-                .iter()
-                .map(|p| (&p.held, &p.sink))
-                .collect::<Vec<_>>()
-        )
-    });
-    count("proc0-held", &|s| format!("{:?}", s.procs[0].held));
-    count("proc0-sink", &|s| format!("{:?}", s.procs[0].sink));
-    count("proc0-table", &|s| format!("{:?}", s.procs[0].table));
-    count("proc0-cached", &|s| format!("{:?}", s.procs[0].cached));
-    count("proc0-misc", &|s| {
-        format!(
-            "{} {} {} {}",
-            s.procs[0].up, s.procs[0].incarnation, s.procs[0].since_write, s.procs[0].self_fenced
-        )
-    });
-    count("budgets", &|s| {
-        format!(
-            "{} {} {} {}",
-            s.faults_left, s.crashes_left, s.deletes_left, s.deposed_left
-        )
-    });
-    count("delivered", &|s| format!("{:?}", s.delivered));
-    count("landed", &|s| format!("{:?}", s.landed));
-    count("moved", &|s| format!("{:?}", s.moved));
-    count("split", &|s| format!("{:?}", s.split));
-    count("violations", &|s| format!("{:?}", s.violations));
-    count("procs-views", &|s| {
-        format!(
-            "{:?}",
-            s.procs
-                .iter()
-                .map(|p| (&p.table, &p.cached))
-                .collect::<Vec<_>>()
-        )
-    });
 }
