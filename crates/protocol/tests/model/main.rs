@@ -132,12 +132,12 @@ fn faults() -> Config {
     config("faults", 1, &[], 2, 1, 0, 0, 0)
 }
 
-/// Bounded, in every `cargo test`: one shard, a worker crash and restart.
+/// Bounded, in `make model-check`: one shard, a worker crash and restart.
 fn crash() -> Config {
     config("crash", 1, &[], 2, 0, 1, 0, 0)
 }
 
-/// Bounded, in every `cargo test`: one shard and a deposed leader's pass.
+/// Bounded, in `make model-check`: one shard and a deposed leader's pass.
 fn deposed() -> Config {
     config("deposed", 1, &[], 2, 0, 0, 0, 1)
 }
@@ -147,12 +147,13 @@ fn deleted() -> Config {
     config("deleted", 1, &[], 2, 0, 0, 1, 0)
 }
 
-/// The full model of `make model-check`: a split into one child, a failed write, a crash and
-/// a deposed leader's pass. Deleting an object by hand in the middle of a pass is left out: a
-/// leader's pass that fenced a worker whose object is then deleted and re-created writes an
-/// older `startAfter` than the new object stores (docs/model-check.md, "Findings").
+/// The full model of `make model-check`: a split into one child and a failed write (a periodic
+/// status write, a fence or a table write) anywhere. Crashes, deletions and a deposed leader run
+/// in their own bounded configurations: together with these they grow the state space past what
+/// fits in memory here. Deleting an object by hand in the middle of a pass is left out of
+/// combined runs for another reason too (docs/model-check.md, "Findings", 4).
 fn full() -> Config {
-    config("full", 1, &[1], 2, 1, 1, 0, 1)
+    config("full", 1, &[1], 2, 1, 0, 0, 0)
 }
 
 /// Every safety property but the one a worker that heals between an operator's observation and
@@ -191,12 +192,18 @@ fn failed_writes_keep_every_checkpoint_and_every_record_is_delivered() {
 }
 
 /// The finding on main: with one failed periodic write, a worker that heals after the
-/// operator observed it expired is fenced anyway and delivers until it reads the fence. An
-/// expiry fence that is not written once the worker's status changed closes it.
+/// operator observed it expired is fenced anyway and delivers until it reads the fence.
 #[test]
-fn an_expiry_fence_rechecked_against_the_status_keeps_one_deliverer() {
+fn a_worker_that_heals_before_its_expiry_fence_still_delivers() {
     let main = run(faults(), &[model::ONE_DELIVERER]);
     assert!(main.found(model::ONE_DELIVERER).is_some());
+}
+
+/// An expiry fence that is not written once the worker's status changed since the observation
+/// closes it.
+#[test]
+#[ignore = "run by `make model-check`"]
+fn an_expiry_fence_rechecked_against_the_status_keeps_one_deliverer() {
     let mut cfg = faults();
     cfg.variant.fence_rechecks_expiry = true;
     let run = run(cfg, &[]);
@@ -205,6 +212,7 @@ fn an_expiry_fence_rechecked_against_the_status_keeps_one_deliverer() {
 
 /// A restart heals a worker as a landed write does: the finding on main breaks one property.
 #[test]
+#[ignore = "run by `make model-check`"]
 fn a_crash_and_restart_keep_every_checkpoint() {
     let run = run(crash(), &[]);
     run.assert_holds(&SAFETY_ON_MAIN);
@@ -212,6 +220,7 @@ fn a_crash_and_restart_keep_every_checkpoint() {
 }
 
 #[test]
+#[ignore = "run by `make model-check`"]
 fn a_deposed_leader_keeps_every_property() {
     let run = run(deposed(), &[]);
     run.assert_holds(&model::SAFETY);
@@ -279,7 +288,7 @@ fn old_code_defect_8_fences_grow_without_pruning() {
 }
 
 #[test]
-#[ignore = "the full model: run by `make model-check`"]
+#[ignore = "run by `make model-check`"]
 fn the_full_model_keeps_every_property() {
     let run = run(full(), &[]);
     run.assert_holds(&SAFETY_ON_MAIN);

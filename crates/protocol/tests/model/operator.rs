@@ -24,7 +24,7 @@ pub enum Op {
 fn liveness_of(l: Live) -> Liveness {
     match l {
         Live::Missing | Live::NotStarted => Liveness::NotStarted,
-        Live::Live => Liveness::Live,
+        Live::Renewing => Liveness::Live,
         Live::Expired => Liveness::Expired,
     }
 }
@@ -45,7 +45,7 @@ impl Model {
                     None => Live::NotStarted,
                     Some(st) if st.holder == 0 => Live::NotStarted,
                     Some(_) if *age >= LEASE => Live::Expired,
-                    Some(_) => Live::Live,
+                    Some(_) => Live::Renewing,
                 }
             })
             .collect()

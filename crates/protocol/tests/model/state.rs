@@ -174,7 +174,8 @@ impl Proc {
 pub enum Live {
     Missing,
     NotStarted,
-    Live,
+    /// `Liveness::Live`: its status changed within the lease.
+    Renewing,
     Expired,
 }
 
