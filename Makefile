@@ -18,6 +18,10 @@ test: crds-check tools ## Run every test: unit, CRD sync, and integration tests 
 unit: ## Run the tests that need neither a cluster nor an emulator
 	$(CARGO) test --workspace --locked --lib --bins
 
+.PHONY: model-check
+model-check: ## Model-check the shard handoff protocol (stateright, release build; docs/model-check.md): prints the states explored and the time
+	$(CARGO) test --release --locked -p kinesis-protocol --test model -- --ignored --nocapture --test-threads 1 --skip explore
+
 .PHONY: lint
 lint: ## cargo fmt --check and clippy with warnings denied
 	$(CARGO) fmt --all -- --check

@@ -4,7 +4,7 @@
 //! table (invariant I1), and writes the table with a `resourceVersion` precondition.
 
 use std::{
-    collections::{BTreeMap, BTreeSet, HashMap},
+    collections::{BTreeMap, BTreeSet},
     time::{Duration, Instant},
 };
 
@@ -121,10 +121,11 @@ enum TimerKind {
 }
 
 /// When each handoff state was first seen, in the operator's own clock. Restarting the operator
-/// restarts every timer at its full value, which only delays expiries.
-#[derive(Debug, Default)]
+/// restarts every timer at its full value, which only delays expiries. Comparable and hashable,
+/// so a model checker can keep it in its states (crates/protocol/tests/model).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Hash)]
 pub struct Timers {
-    since: HashMap<(String, i64, TimerKind), Instant>,
+    since: BTreeMap<(String, i64, TimerKind), Instant>,
 }
 
 impl Timers {
@@ -134,6 +135,16 @@ impl Timers {
             .entry((shard.to_owned(), epoch, kind))
             .or_insert(now);
         now.saturating_duration_since(at)
+    }
+
+    /// Ages every timer by `by`, as if `by` passed before `now`, keeping none older than
+    /// `cap` (every expiry at most `cap` treats them alike). For a model checker that keeps
+    /// time relative to a fixed `now`, so that its states do not grow with the clock.
+    pub fn elapse(&mut self, now: Instant, by: Duration, cap: Duration) {
+        for since in self.since.values_mut() {
+            let age = (now.saturating_duration_since(*since) + by).min(cap);
+            *since = now.checked_sub(age).unwrap_or(*since);
+        }
     }
 
     /// Forgets the timers of `kinds` whose states no longer exist.
@@ -278,10 +289,13 @@ pub fn fence_candidates(
 
 /// The fences to write into `worker`'s spec (as just read) to fence `candidate`: the new fence,
 /// holding the last position the worker stored for that epoch, plus every earlier fence still
-/// needed. A fence is needed while the table still has its shard at the fenced epoch; once the
-/// shard has a higher epoch or has left the table, no write of the fenced epoch is ever read
-/// again (every reader matches the table's epoch), so it goes. A worker's fences are thus at
-/// most the shards of the table.
+/// needed. A fence is needed while its shard is in the table (at any epoch) or in its finished
+/// list: a worker whose table watch lags may still be shown the fenced epoch, and only the
+/// fence keeps it from reading and delivering that shard again beside its new owner, or after
+/// it finished (docs/model-check.md, found by the model checker). A fence covers its epoch and
+/// every lower one, so one per shard is enough: the new one replaces an older one of its shard.
+/// A fence goes once its shard has left the table and the finished list (past retention), so a
+/// worker's fences are at most the table's shards and finished ids.
 pub fn fences_with(
     worker: &KinesisWorker,
     candidate: &FenceCandidate,
@@ -294,10 +308,8 @@ pub fn fences_with(
         .and_then(|e| e.position.clone());
     let needed = |f: &Fence| {
         f.shard_id != candidate.shard
-            && table
-                .shards
-                .iter()
-                .any(|s| s.shard_id == f.shard_id && s.epoch <= f.epoch)
+            && (table.finished.contains(&f.shard_id)
+                || table.shards.iter().any(|s| s.shard_id == f.shard_id))
     };
     let mut fences: Vec<Fence> = worker
         .spec
@@ -314,8 +326,9 @@ pub fn fences_with(
     fences
 }
 
-/// Step 3 (after a fence write succeeded): the shard loses its owner and resumes after the
-/// fenced owner's last stored position, read from the object the fence was written to. A shard
+/// Step 3 (after a fence write succeeded, or the fence was found written): the shard loses its
+/// owner and resumes after the fenced owner's last stored position, read from the object the
+/// fence was written to, else the position the fence holds. A shard
 /// the owner reported finished leaves the table.
 pub fn apply_fence(
     table: &mut KinesisShardAssignmentSpec,
@@ -337,7 +350,13 @@ pub fn apply_fence(
         .iter_mut()
         .find(|s| s.shard_id == shard_id && s.epoch == epoch)
     {
-        release(shard, entry.and_then(|e| e.position));
+        // The fence may have been written by another pass (a deposed leader's) after which the
+        // worker dropped the entry: the fence still holds the position.
+        let fenced_at = fenced
+            .spec
+            .fence(shard_id, epoch)
+            .and_then(|f| f.position.clone());
+        release(shard, entry.and_then(|e| e.position).or(fenced_at));
     }
 }
 

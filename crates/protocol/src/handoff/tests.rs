@@ -184,23 +184,43 @@ fn a_fence_whose_table_write_failed_keeps_the_position() {
     assert_eq!(t.shards[0].start_after, Some(pos("77")));
 }
 
+/// Found by the model checker (docs/model-check.md): a deposed leader wrote the fence, the
+/// worker then dropped the fenced entry, and the leader's own fence step found the fence already
+/// there. The shard must resume after the position the fence holds, not the older `startAfter`.
 #[test]
-fn fences_are_pruned_once_their_shard_moved_on() {
-    let t = table(vec![shard("s0", None, 5), shard("s1", Some("w0"), 3)]);
+fn a_fence_found_written_releases_after_its_position() {
+    let mut t = table(vec![shard("s0", Some("w0"), 1)]);
+    let (_, mut w) = worker("w0", Liveness::Live, vec![]);
+    w.object.spec.fences = vec![Fence {
+        shard_id: "s0".into(),
+        epoch: 1,
+        position: Some(pos("7")),
+    }];
+    apply_fence(&mut t, &w.object, "s0", 1);
+    assert_eq!(t.shards[0].owner, None);
+    assert_eq!(t.shards[0].start_after, Some(pos("7")));
+}
+
+#[test]
+fn fences_are_pruned_once_their_shard_left_the_table() {
+    let mut t = table(vec![shard("s0", None, 5), shard("s1", Some("w0"), 3)]);
+    t.finished = vec!["s2".into()];
     let (name, mut w) = worker("w0", Liveness::Live, vec![entry("s1", 3, Some("9"))]);
+    let fence = |id: &str, epoch| Fence {
+        shard_id: id.into(),
+        epoch,
+        position: None,
+    };
     w.object.spec.fences = vec![
-        // s0 was reassigned at a higher epoch: no longer needed.
-        Fence {
-            shard_id: "s0".into(),
-            epoch: 4,
-            position: None,
-        },
-        // s9 left the table (finished or past retention).
-        Fence {
-            shard_id: "s9".into(),
-            epoch: 1,
-            position: None,
-        },
+        // s0 was reassigned at a higher epoch: kept, a lagging table watch may still show
+        // this worker s0 at epoch 4.
+        fence("s0", 4),
+        // s2 finished: kept while the table lists it as finished, for the same reason.
+        fence("s2", 1),
+        // s9 left the table and the finished list (past retention): pruned.
+        fence("s9", 1),
+        // An older fence of the candidate's shard: replaced by the new one.
+        fence("s1", 2),
     ];
     let candidate = FenceCandidate {
         worker: name,
@@ -209,14 +229,38 @@ fn fences_are_pruned_once_their_shard_moved_on() {
         reason: FenceReason::DrainTimeout,
     };
     let fences = fences_with(&w.object, &candidate, &t);
-    assert_eq!(
-        fences,
-        vec![Fence {
-            shard_id: "s1".into(),
-            epoch: 3,
-            position: Some(pos("9")),
-        }]
-    );
+    let mut s1 = fence("s1", 3);
+    s1.position = Some(pos("9"));
+    assert_eq!(fences, vec![fence("s0", 4), fence("s2", 1), s1]);
+}
+
+/// Found by the model checker (docs/model-check.md): a worker whose table watch lags still sees
+/// itself owning a shard at an epoch it was fenced at; once the operator had pruned that fence
+/// (when it wrote a fence of another shard) the worker read and delivered the shard again,
+/// after its new owner had finished it. The fence of a finished or moved shard must stay.
+#[test]
+fn a_pruned_fence_does_not_let_a_lagging_worker_take_its_shard_back() {
+    // The operator's table: s0 finished (read by w1 at epoch 2), s1 given to w0.
+    let mut now = table(vec![shard("s1", Some("w0"), 1)]);
+    now.finished = vec!["s0".into()];
+    // w0 was fenced off s0 at epoch 1; its watch still shows the older table.
+    let lagging = table(vec![shard("s0", Some("w0"), 1), shard("s1", None, 0)]);
+    let (name, mut w) = worker("w0", Liveness::Live, vec![]);
+    w.object.spec.fences = vec![Fence {
+        shard_id: "s0".into(),
+        epoch: 1,
+        position: None,
+    }];
+    // The next fence written to w0 (s1 never started) must keep the fence of s0.
+    let candidate = FenceCandidate {
+        worker: name,
+        shard: "s1".into(),
+        epoch: 1,
+        reason: FenceReason::StartTimeout,
+    };
+    w.object.spec.fences = fences_with(&w.object, &candidate, &now);
+    let owned = crate::owned::desired(&lagging, &w.object.spec, "w0", false);
+    assert!(!owned.contains_key("s0"), "w0 takes s0@1 back: {owned:?}");
 }
 
 #[test]
@@ -281,6 +325,29 @@ fn timers_restart_when_the_state_changes() {
     let later = t0 + Duration::from_secs(61);
     assert!(fence_candidates(&t, &workers, &mut timers, EXPIRIES, later).is_empty());
     assert_eq!(timers.since.len(), 1, "the old epoch's timer is forgotten");
+}
+
+#[test]
+fn elapsing_ages_every_timer_up_to_the_cap() {
+    let mut t = table(vec![shard("s0", Some("w0"), 1)]);
+    t.shards[0].draining = true;
+    let workers: Workers = [worker("w0", Liveness::Live, vec![entry("s0", 1, None)])].into();
+    let mut timers = Timers::default();
+    let now = Instant::now() + Duration::from_secs(3600);
+    assert!(fence_candidates(&t, &workers, &mut timers, EXPIRIES, now).is_empty());
+    // 59 s pass, in a relative clock: still not due; one more second and it is.
+    timers.elapse(now, Duration::from_secs(59), Duration::from_secs(60));
+    assert!(fence_candidates(&t, &workers, &mut timers, EXPIRIES, now).is_empty());
+    let mut capped = timers.clone();
+    timers.elapse(now, Duration::from_secs(1), Duration::from_secs(60));
+    assert_eq!(
+        fence_candidates(&t, &workers, &mut timers, EXPIRIES, now).len(),
+        1
+    );
+    // Ages stop at the cap, so timers past every expiry compare equal.
+    capped.elapse(now, Duration::from_secs(500), Duration::from_secs(60));
+    timers.elapse(now, Duration::from_secs(3), Duration::from_secs(60));
+    assert_eq!(capped, timers);
 }
 
 #[test]
