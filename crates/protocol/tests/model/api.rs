@@ -173,6 +173,7 @@ impl Model {
                     finished: e.finished,
                     last_delivery: None,
                     delivery_stuck: None,
+                    read_error: None,
                 })
                 .collect(),
         }
