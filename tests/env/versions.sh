@@ -11,3 +11,6 @@ CACHE_ROOT=${KINESIS_OPERATOR_CACHE:-$HOME/.cache/kinesis-operator}
 K8S_BIN=$CACHE_ROOT/k8s/$K8S_VERSION-etcd$ETCD_VERSION-kwok$KWOK_VERSION-helm$HELM_VERSION/bin
 KINESIS_LOCAL_DIR=$CACHE_ROOT/kinesis-local/$KINESIS_LOCAL_VERSION
 export GOTOOLCHAIN=local
+# Toxiproxy, put between one worker and the API server, Kinesis and its sink by the fault tests.
+TOXIPROXY_VERSION=${TOXIPROXY_VERSION:-v2.5.0}
+TOXIPROXY_BIN=$CACHE_ROOT/toxiproxy-$TOXIPROXY_VERSION

@@ -10,6 +10,10 @@
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 . "$here/lib.sh"
+# shellcheck source=versions.sh
+. "$here/versions.sh"
+# The fault tests start their own Toxiproxy (built by `make tools`).
+export TOXIPROXY_SERVER=$TOXIPROXY_BIN/toxiproxy-server
 [ $# -gt 0 ] || die "usage: with-env.sh COMMAND [ARGS...]"
 
 state=$(mktemp -d "${TMPDIR:-/tmp}/kinesis-operator-env.XXXXXX")
