@@ -72,6 +72,17 @@ bench: ## Release-build benchmarks: decode MB/s, end-to-end MB/s per core and RS
 	$(CARGO) build --release --locked -p kinesis-ingester -p kinesis-operator-tests --bin kinesis-ingester --bin ingester-bench
 	$(or $(CARGO_TARGET_DIR),target)/release/ingester-bench $(or $(CARGO_TARGET_DIR),target)/release/kinesis-ingester
 
+SOAK_SECONDS ?= 600
+
+.PHONY: soak
+soak: tools ## Chaos soak on the local stack, SOAK_SECONDS (default 600; SOAK_SEED replays a schedule); prints the ledger figures
+	$(CARGO) build --workspace --bins --locked
+	SOAK_SECONDS=$(SOAK_SECONDS) tests/env/with-env.sh $(CARGO) test --locked -p kinesis-operator --test soak -- --ignored --nocapture
+
+.PHONY: soak-short
+soak-short: ## The 3-minute chaos soak that CI runs
+	$(MAKE) soak SOAK_SECONDS=180
+
 .PHONY: fuzz
 fuzz: ## Run every cargo-fuzz target FUZZ_SECONDS (default 600) each, one at a time; prints executions per target (needs nightly and cargo-fuzz)
 	fuzz/run.sh $(FUZZ_SECONDS)

@@ -119,7 +119,16 @@ fn emulator_env(cmd: &mut Command) {
     if let Ok(endpoint) = std::env::var("KINESIS_ENDPOINT") {
         cmd.env("AWS_ENDPOINT_URL_KINESIS", endpoint);
     }
-    for v in ["HTTP_PROXY", "http_proxy", "HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy", "NO_PROXY", "no_proxy"] {
+    for v in [
+        "HTTP_PROXY",
+        "http_proxy",
+        "HTTPS_PROXY",
+        "https_proxy",
+        "ALL_PROXY",
+        "all_proxy",
+        "NO_PROXY",
+        "no_proxy",
+    ] {
         cmd.env_remove(v);
     }
     cmd.env("AWS_ACCESS_KEY_ID", "000000000000")
@@ -328,6 +337,15 @@ impl Kubelet {
     pub fn kill(&self, pod: &str) -> bool {
         let mut state = self.lock();
         state.killed.push(pod.to_owned());
+        match state.running.get_mut(pod) {
+            Some(p) => p.child.start_kill().is_ok(),
+            None => false,
+        }
+    }
+
+    /// SIGKILLs the process of `pod` as a crash would: the kubelet starts a new one.
+    pub fn crash(&self, pod: &str) -> bool {
+        let mut state = self.lock();
         match state.running.get_mut(pod) {
             Some(p) => p.child.start_kill().is_ok(),
             None => false,

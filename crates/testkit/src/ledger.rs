@@ -97,6 +97,8 @@ pub struct Delivery {
     pub payload: String,
     /// The label of the listener that received it.
     pub path: String,
+    /// The shard it was read from.
+    pub shard: String,
     /// When the request carrying it was answered.
     pub at: Instant,
 }
@@ -169,6 +171,7 @@ async fn answer(State((sink, path)): State<(RecordingSink, String)>, body: Bytes
             state.deliveries.push(Delivery {
                 payload: v["data"].as_str().unwrap_or_default().to_owned(),
                 path: path.clone(),
+                shard: v["shardId"].as_str().unwrap_or_default().to_owned(),
                 at,
             });
         }
@@ -232,8 +235,77 @@ pub fn figures(payloads: &[String], produced: usize) -> Figures {
     }
 }
 
+/// Describes up to `max` order breaks and the paths of duplicates in `deliveries`, with times
+/// relative to `t0`: what a failing scenario prints to show which process did what.
+pub fn explain(deliveries: &[Delivery], t0: Instant, max: usize) -> String {
+    let mut out = String::new();
+    let mut first: HashMap<usize, &Delivery> = HashMap::new();
+    let mut last: HashMap<usize, &Delivery> = HashMap::new();
+    let mut dup_paths: HashMap<(&str, &str), usize> = HashMap::new();
+    let mut breaks = 0;
+    let secs = |d: &Delivery| d.at.saturating_duration_since(t0).as_secs_f64();
+    for d in deliveries {
+        let Some(i) = record_index(&d.payload) else {
+            continue;
+        };
+        if let Some(f) = first.get(&i) {
+            *dup_paths
+                .entry((f.path.as_str(), d.path.as_str()))
+                .or_default() += 1;
+            continue;
+        }
+        first.insert(i, d);
+        if let Some(prev) = last.insert(i % KEYS, d)
+            && record_index(&prev.payload).is_some_and(|p| p > i)
+        {
+            breaks += 1;
+            if breaks <= max {
+                out.push_str(&format!(
+                    "order break: {} via {} at {:.1}s after {} via {} at {:.1}s\n",
+                    d.payload,
+                    d.path,
+                    secs(d),
+                    prev.payload,
+                    prev.path,
+                    secs(prev)
+                ));
+            }
+        }
+    }
+    let mut dups: Vec<_> = dup_paths.into_iter().collect();
+    dups.sort();
+    for ((a, b), n) in dups {
+        out.push_str(&format!("duplicates: {n} first via {a}, again via {b}\n"));
+    }
+    out
+}
+
+/// The longest time between two first deliveries of the same key (every key gets a record
+/// several times a second, whatever shard it maps to now): how long records went undelivered.
+pub fn longest_gap(deliveries: &[Delivery]) -> Duration {
+    let mut seen = HashSet::new();
+    let mut last: HashMap<usize, Instant> = HashMap::new();
+    let mut longest = Duration::ZERO;
+    for d in deliveries {
+        let Some(i) = record_index(&d.payload) else {
+            continue;
+        };
+        if !seen.insert(i) {
+            continue;
+        }
+        if let Some(prev) = last.insert(i % KEYS, d.at) {
+            longest = longest.max(d.at.saturating_duration_since(prev));
+        }
+    }
+    longest
+}
+
 /// Waits until every id of `0..n` reached `sink`; the payloads then.
-pub async fn wait_delivered(sink: &RecordingSink, n: usize, timeout: Duration) -> Result<Vec<String>> {
+pub async fn wait_delivered(
+    sink: &RecordingSink,
+    n: usize,
+    timeout: Duration,
+) -> Result<Vec<String>> {
     crate::wait_until(&format!("all {n} records delivered"), timeout, || async {
         let got = sink.payloads();
         Ok((figures(&got, n).lost == 0).then_some(got))

@@ -129,7 +129,13 @@ impl Proxy {
         Ok(())
     }
 
-    async fn toxic(&self, name: &str, kind: &str, stream: &str, attrs: serde_json::Value) -> Result<()> {
+    async fn toxic(
+        &self,
+        name: &str,
+        kind: &str,
+        stream: &str,
+        attrs: serde_json::Value,
+    ) -> Result<()> {
         let body = serde_json::json!({
             "name": name, "type": kind, "stream": stream, "toxicity": 1.0, "attributes": attrs
         });
@@ -152,23 +158,38 @@ impl Proxy {
     /// (a `timeout` toxic of 0, as a silent network partition).
     pub async fn black_hole(&self) -> Result<()> {
         for s in ["upstream", "downstream"] {
-            self.toxic(&format!("hole-{s}"), "timeout", s, serde_json::json!({"timeout": 0}))
-                .await?;
+            self.toxic(
+                &format!("hole-{s}"),
+                "timeout",
+                s,
+                serde_json::json!({"timeout": 0}),
+            )
+            .await?;
         }
         Ok(())
     }
 
     /// Resets every connection with a TCP RST as soon as it sends data.
     pub async fn reset_peer(&self) -> Result<()> {
-        self.toxic("reset", "reset_peer", "upstream", serde_json::json!({"timeout": 0}))
-            .await
+        self.toxic(
+            "reset",
+            "reset_peer",
+            "upstream",
+            serde_json::json!({"timeout": 0}),
+        )
+        .await
     }
 
     /// Delays every answer by `latency`.
     pub async fn slow(&self, latency: Duration) -> Result<()> {
         let ms = u64::try_from(latency.as_millis()).unwrap_or(u64::MAX);
-        self.toxic("slow", "latency", "downstream", serde_json::json!({"latency": ms, "jitter": 0}))
-            .await
+        self.toxic(
+            "slow",
+            "latency",
+            "downstream",
+            serde_json::json!({"latency": ms, "jitter": 0}),
+        )
+        .await
     }
 
     /// Restores the path: re-enabled, with no toxics.
@@ -190,8 +211,8 @@ impl Proxy {
     }
 }
 
-/// One HTTP/1.1 request to the toxiproxy API (`Connection: close`); the JSON answer, or
-/// `null` for an empty one.
+/// One HTTP/1.1 request to the toxiproxy API (`Connection: close`); the JSON answer, a string
+/// for a plain-text one, or `null` for an empty one.
 async fn request(
     api: &str,
     method: &str,
@@ -221,12 +242,19 @@ async fn request(
     if !(200..300).contains(&status) {
         bail!("toxiproxy {method} {path}: {status} {rest}");
     }
-    let chunked = head.to_ascii_lowercase().contains("transfer-encoding: chunked");
-    let payload = if chunked { dechunk(rest) } else { rest.to_owned() };
+    let chunked = head
+        .to_ascii_lowercase()
+        .contains("transfer-encoding: chunked");
+    let payload = if chunked {
+        dechunk(rest)
+    } else {
+        rest.to_owned()
+    };
     if payload.trim().is_empty() {
         return Ok(serde_json::Value::Null);
     }
-    serde_json::from_str(&payload).with_context(|| format!("toxiproxy answer {payload:?}"))
+    // `/version` answers in plain text.
+    Ok(serde_json::from_str(&payload).unwrap_or(serde_json::Value::String(payload)))
 }
 
 fn dechunk(mut s: &str) -> String {

@@ -1,5 +1,8 @@
 //! The world of the fault scenarios and the soak: a namespace, stream, operator and kubelet as in e2e.rs, with an HTTP sink that records each path and a Toxiproxy between chosen processes and the API server, Kinesis and the sink.
 
+// Shared by faults.rs and soak.rs, which each use part of it.
+#![allow(dead_code)]
+
 use std::{collections::BTreeMap, sync::Arc, time::Duration};
 
 use anyhow::{Context, Result};
@@ -55,7 +58,7 @@ pub struct World {
     pub shared_api: Proxy,
     /// A proxy to the sink's main listener, named in the spec (`sink.http.url`).
     pub shared_sink: Proxy,
-    pub operator: Option<OperatorProcess>,
+    pub operator: tokio::sync::Mutex<Option<OperatorProcess>>,
     pub kubelet: Option<Kubelet>,
 }
 
@@ -137,8 +140,7 @@ spec:
             api_server: Some(shared_api.listen.clone()),
             ..Routes::default()
         };
-        let operator =
-            OperatorProcess::start_routed(dir.path(), ns.name(), &[], &shared).await?;
+        let operator = OperatorProcess::start_routed(dir.path(), ns.name(), &[], &shared).await?;
         let kubelet = Kubelet::start(client.clone(), dir.path(), ns.name())?;
         kubelet.route_all(shared);
         for (pod, p) in &paths {
@@ -161,7 +163,7 @@ spec:
             toxi,
             shared_api,
             shared_sink,
-            operator: Some(operator),
+            operator: tokio::sync::Mutex::new(Some(operator)),
             kubelet: Some(kubelet),
         };
         Ok((world, paths))
@@ -181,9 +183,10 @@ spec:
 
     /// Owner of every shard in the table (shard → owner), only when every shard has one.
     pub async fn owners(&self) -> Result<Option<BTreeMap<String, String>>> {
-        let Some(t) = Api::<KinesisShardAssignment>::namespaced(self.client.clone(), self.ns.name())
-            .get_opt(NAME)
-            .await?
+        let Some(t) =
+            Api::<KinesisShardAssignment>::namespaced(self.client.clone(), self.ns.name())
+                .get_opt(NAME)
+                .await?
         else {
             return Ok(None);
         };
@@ -223,6 +226,23 @@ spec:
         .await
     }
 
+    /// SIGKILLs the operator (the only replica, so the leader) and starts a new one, which must
+    /// take the leader Lease again.
+    pub async fn restart_operator(&self) -> Result<()> {
+        let mut op = self.operator.lock().await;
+        if let Some(o) = op.take() {
+            o.kill().await;
+        }
+        let shared = Routes {
+            api_server: Some(self.shared_api.listen.clone()),
+            ..Routes::default()
+        };
+        *op = Some(
+            OperatorProcess::start_routed(self.dir.path(), self.ns.name(), &[], &shared).await?,
+        );
+        Ok(())
+    }
+
     pub async fn patch_workers(&self, workers: serde_json::Value) -> Result<()> {
         Api::<KinesisIngester>::namespaced(self.client.clone(), self.ns.name())
             .patch(
@@ -257,7 +277,7 @@ spec:
         if let Some(k) = self.kubelet.take() {
             k.shutdown().await;
         }
-        if let Some(o) = self.operator.take() {
+        if let Some(o) = self.operator.get_mut().take() {
             let _ = o.terminate().await?;
         }
         drop(self.toxi);
