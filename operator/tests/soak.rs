@@ -158,11 +158,11 @@ async fn act(
             }
         }
         "fail-sink-60s" => {
-            w.sink.set_failing(true);
+            w.sink.fail();
             let sink = w.sink.clone();
             let restore = tokio::spawn(async move {
                 tokio::time::sleep(Duration::from_secs(60)).await;
-                sink.set_failing(false);
+                sink.heal();
                 Ok(())
             });
             ("the sink answers 503".into(), Some(restore))

@@ -106,7 +106,8 @@ pub struct Delivery {
 #[derive(Debug, Default)]
 struct SinkState {
     deliveries: Vec<Delivery>,
-    failing: bool,
+    /// Outages under way (they may overlap); the sink fails while any is.
+    failing: usize,
 }
 
 /// An NDJSON HTTP sink on 127.0.0.1 that records every record with the listener it came
@@ -139,9 +140,16 @@ impl RecordingSink {
         Ok(addr)
     }
 
-    /// While `failing`, every request gets a 503 and nothing is recorded.
-    pub fn set_failing(&self, failing: bool) {
-        self.lock().failing = failing;
+    /// Starts an outage: until its [`RecordingSink::heal`], every request gets a 503 and nothing
+    /// is recorded. Outages may overlap; the sink answers again when the last one is healed.
+    pub fn fail(&self) {
+        self.lock().failing += 1;
+    }
+
+    /// Ends one outage started by [`RecordingSink::fail`].
+    pub fn heal(&self) {
+        let mut state = self.lock();
+        state.failing = state.failing.saturating_sub(1);
     }
 
     /// Everything delivered so far, in arrival order.
@@ -160,7 +168,7 @@ impl RecordingSink {
 }
 
 async fn answer(State((sink, path)): State<(RecordingSink, String)>, body: Bytes) -> StatusCode {
-    if sink.lock().failing {
+    if sink.lock().failing > 0 {
         return StatusCode::SERVICE_UNAVAILABLE;
     }
     let at = Instant::now();
