@@ -28,7 +28,7 @@ fn producer(w: &World, from: usize) -> Producer {
 }
 
 /// a. The zombie of design §4.2: one worker loses the API server for 40 s while Kinesis and
-/// its sink still work. Its shards move to the other worker; once they have, nothing more
+/// its sink still work (slowly, 5 s per request, so that it holds a backlog). Its shards move to the other worker; once they have, nothing more
 /// reaches the sink through the zombie's path; it rejoins after; nothing is lost and per-key
 /// order holds.
 #[tokio::test]
@@ -45,6 +45,9 @@ async fn f1_a_worker_cut_off_from_the_api_server_stops_delivering_and_rejoins() 
         .await?;
         w.wait_ready("Ready before the cut").await?;
         let p = producer(&w, 100);
+        // Its sink path slows down too, so that it holds a backlog when it self-fences: what it
+        // must then drop rather than deliver after its shards have moved.
+        victim.sink.slow(Duration::from_secs(5)).await?;
         victim.api.cut().await?;
         let cut = Instant::now();
         w.wait_owners("the zombie's shards move to the survivor", |o| {
@@ -81,6 +84,7 @@ async fn f1_a_worker_cut_off_from_the_api_server_stops_delivering_and_rejoins() 
             late.first().map(|d| &d.payload)
         );
         victim.api.restore().await?;
+        victim.sink.restore().await?;
         let back = Instant::now();
         w.wait_owners("the zombie rejoins and gets two shards back", |o| {
             o.values().filter(|v| *v == VICTIM).count() == 2
