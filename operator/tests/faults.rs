@@ -9,8 +9,16 @@ mod world;
 use std::time::{Duration, Instant};
 
 use anyhow::Result;
-use kinesis_testkit::ledger::{Producer, explain, figures, produce, wait_delivered};
-use world::{LONG, World, poll, scenario};
+use kinesis_ingester_api::{KinesisShardAssignment, KinesisWorker};
+use kinesis_testkit::{
+    fleet::impersonating_kubeconfig,
+    ledger::{Producer, explain, figures, produce, wait_delivered},
+};
+use kube::{
+    Api,
+    api::{DeleteParams, Patch, PatchParams, PostParams},
+};
+use world::{LONG, NAME, World, poll, scenario};
 
 const VICTIM: &str = "orders-worker-1";
 const SURVIVOR: &str = "orders-worker-0";
@@ -268,6 +276,160 @@ async fn f4_latest_on_quiet_shards_through_a_handoff_and_an_expiry() -> Result<(
         let got = wait_delivered(&w.sink, 600, LONG).await?;
         let f = figures(&got, 600);
         eprintln!("FIGURE latest scenario: {f}");
+        assert_eq!((f.lost, f.order_breaks), (0, 0), "{f}");
+        Ok(())
+    })
+    .await
+}
+
+/// A ValidatingAdmissionPolicy that refuses every update of the table by the operator's
+/// ServiceAccount in `w`'s namespace (its fences, on the worker objects, still pass), and its
+/// binding; both deleted by [`allow_table_writes`].
+async fn deny_table_writes(w: &World) -> Result<String> {
+    use k8s_openapi::api::admissionregistration::v1::{
+        ValidatingAdmissionPolicy, ValidatingAdmissionPolicyBinding,
+    };
+    let name = format!("deny-table-{}", w.ns.name());
+    let user = format!("system:serviceaccount:{}:kinesis-operator", w.ns.name());
+    let policy: ValidatingAdmissionPolicy = serde_json::from_value(serde_json::json!({
+        "apiVersion": "admissionregistration.k8s.io/v1", "kind": "ValidatingAdmissionPolicy",
+        "metadata": {"name": name},
+        "spec": {
+            "failurePolicy": "Fail",
+            "matchConstraints": {"resourceRules": [{
+                "apiGroups": ["kinesis-operator.dev"], "apiVersions": ["*"],
+                "operations": ["UPDATE"], "resources": ["kinesisshardassignments"]
+            }]},
+            "validations": [{
+                "expression": format!("request.userInfo.username != '{user}'"),
+                "message": "table writes are blocked by the fault test"
+            }]
+        }
+    }))?;
+    let binding: ValidatingAdmissionPolicyBinding = serde_json::from_value(serde_json::json!({
+        "apiVersion": "admissionregistration.k8s.io/v1", "kind": "ValidatingAdmissionPolicyBinding",
+        "metadata": {"name": name},
+        "spec": {
+            "policyName": name, "validationActions": ["Deny"],
+            "matchResources": {"namespaceSelector": {"matchLabels": {
+                "kubernetes.io/metadata.name": w.ns.name()
+            }}}
+        }
+    }))?;
+    let pp = PostParams::default();
+    Api::<ValidatingAdmissionPolicy>::all(w.client.clone())
+        .create(&pp, &policy)
+        .await?;
+    Api::<ValidatingAdmissionPolicyBinding>::all(w.client.clone())
+        .create(&pp, &binding)
+        .await?;
+    // Enforced once a dry-run update as the operator is refused.
+    let kubeconfig = impersonating_kubeconfig(w.dir.path(), "probe.kubeconfig", &user)?;
+    let config = kube::Config::from_custom_kubeconfig(
+        kube::config::Kubeconfig::read_from(&kubeconfig)?,
+        &kube::config::KubeConfigOptions::default(),
+    )
+    .await?;
+    let as_operator =
+        Api::<KinesisShardAssignment>::namespaced(kube::Client::try_from(config)?, w.ns.name());
+    let dry = PatchParams {
+        dry_run: true,
+        ..PatchParams::default()
+    };
+    let probe = Patch::Merge(serde_json::json!({"metadata": {"annotations": {"probe": "1"}}}));
+    poll(
+        "the policy refuses the operator's table writes",
+        LONG,
+        || async {
+            as_operator
+                .patch(NAME, &dry, &probe)
+                .await
+                .is_err()
+                .then_some(())
+        },
+    )
+    .await?;
+    Ok(name)
+}
+
+async fn allow_table_writes(w: &World, name: &str) -> Result<()> {
+    use k8s_openapi::api::admissionregistration::v1::{
+        ValidatingAdmissionPolicy, ValidatingAdmissionPolicyBinding,
+    };
+    let dp = DeleteParams::default();
+    Api::<ValidatingAdmissionPolicyBinding>::all(w.client.clone())
+        .delete(name, &dp)
+        .await?;
+    Api::<ValidatingAdmissionPolicy>::all(w.client.clone())
+        .delete(name, &dp)
+        .await?;
+    Ok(())
+}
+
+/// e. Table writes that fail after the fences (issue 9, defect 1): an admission policy refuses
+/// the operator's table updates; a worker is frozen until its lease runs out, so the operator
+/// fences its shards (the fences land) but cannot write the table. The worker thaws, sees the
+/// fences and reports without those entries, and only then may the table be written again.
+/// The shards' new owner must start at the fenced positions: nothing is lost, order holds.
+#[tokio::test]
+async fn f5_table_writes_failing_after_the_fences_lose_nothing() -> Result<()> {
+    let (world, _) = World::start("f-tablefail", 4, "{shardsPerWorker: 2}", TRIM, &[]).await?;
+    scenario(world, |w| async move {
+        produce(&w.kinesis, &w.stream, 0, 100).await?;
+        wait_delivered(&w.sink, 100, LONG).await?;
+        let owners = w
+            .wait_owners("both workers own two shards", |o| {
+                o.values().filter(|v| *v == VICTIM).count() == 2
+            })
+            .await?;
+        w.wait_ready("Ready before the fault").await?;
+        let p = producer(&w, 100);
+        let policy = deny_table_writes(&w).await?;
+        let workers = Api::<KinesisWorker>::namespaced(w.client.clone(), w.ns.name());
+        let table = Api::<KinesisShardAssignment>::namespaced(w.client.clone(), w.ns.name())
+            .get(NAME)
+            .await?;
+        let frozen: Vec<(String, i64)> = table
+            .spec
+            .shards
+            .iter()
+            .filter(|s| owners.get(&s.shard_id).is_some_and(|o| o == VICTIM))
+            .map(|s| (s.shard_id.clone(), s.epoch))
+            .collect();
+        assert!(w.kubelet().signal(VICTIM, "STOP"), "the victim was running");
+        poll(
+            "the operator fences the frozen worker's shards",
+            LONG,
+            || async {
+                let victim = workers.get(VICTIM).await.ok()?;
+                frozen
+                    .iter()
+                    .all(|(s, e)| victim.spec.is_fenced(s, *e))
+                    .then_some(())
+            },
+        )
+        .await?;
+        let unchanged = Api::<KinesisShardAssignment>::namespaced(w.client.clone(), w.ns.name())
+            .get(NAME)
+            .await?;
+        assert_eq!(
+            unchanged.metadata.resource_version, table.metadata.resource_version,
+            "the table write after the fences was refused"
+        );
+        assert!(w.kubelet().signal(VICTIM, "CONT"), "thaw");
+        // The fault: the table stays unwritable for 30 s after the fences, while the thawed
+        // worker reports without the fenced entries.
+        tokio::time::sleep(Duration::from_secs(30)).await;
+        allow_table_writes(&w, &policy).await?;
+        w.wait_owners("every shard owned again after the table write", |o| {
+            o.len() == 4
+        })
+        .await?;
+        w.wait_ready("Ready after the fault").await?;
+        let n = p.stop().await;
+        let got = wait_delivered(&w.sink, n, LONG).await?;
+        let f = figures(&got, n);
+        eprintln!("FIGURE table-write-failure scenario: {f}");
         assert_eq!((f.lost, f.order_breaks), (0, 0), "{f}");
         Ok(())
     })

@@ -124,13 +124,14 @@ async fn act(
         "sigstop-worker-30s" => match pick(rng, &running) {
             Some(pod) => {
                 let stopped = w.kubelet().signal(&pod, "STOP");
+                let label = pod.clone();
                 let w = w.clone();
                 let restore = tokio::spawn(async move {
                     tokio::time::sleep(Duration::from_secs(30)).await;
                     w.kubelet().signal(&pod, "CONT");
                     Ok(())
                 });
-                (format!("stopped: {stopped}"), Some(restore))
+                (format!("{label} stopped: {stopped}"), Some(restore))
             }
             None => ("no worker running".into(), None),
         },
