@@ -36,9 +36,10 @@ crds-check: ## Fail when crds/ or the chart's crds/ is stale
 	$(CARGO) test --quiet --locked -p kinesis-ingester-api --test crd
 
 .PHONY: tools
-tools: ## Build the Kubernetes binaries, kwok, helm and promtool (cached by version) and install kinesis-local
+tools: ## Build the Kubernetes binaries, kwok, helm, promtool and Toxiproxy (cached by version) and install kinesis-local
 	tests/env/build-k8s.sh
 	tests/env/build-promtool.sh
+	tests/env/build-toxiproxy.sh
 	tests/env/kinesis-local.sh install
 
 .PHONY: cluster-up
@@ -75,6 +76,17 @@ bench: ## Release-build benchmarks: decode MB/s, end-to-end MB/s per core and RS
 	$(CARGO) bench --locked -p kinesis-ingester --bench decode
 	$(CARGO) build --release --locked -p kinesis-ingester -p kinesis-operator-tests --bin kinesis-ingester --bin ingester-bench
 	$(or $(CARGO_TARGET_DIR),target)/release/ingester-bench $(or $(CARGO_TARGET_DIR),target)/release/kinesis-ingester
+
+SOAK_SECONDS ?= 600
+
+.PHONY: soak
+soak: tools ## Chaos soak on the local stack, SOAK_SECONDS (default 600; SOAK_SEED replays a schedule); prints the ledger figures
+	$(CARGO) build --workspace --bins --locked
+	SOAK_SECONDS=$(SOAK_SECONDS) tests/env/with-env.sh $(CARGO) test --locked -p kinesis-operator --test soak -- --ignored --nocapture
+
+.PHONY: soak-short
+soak-short: ## The 3-minute chaos soak that CI runs
+	$(MAKE) soak SOAK_SECONDS=180
 
 .PHONY: fuzz
 fuzz: ## Run every cargo-fuzz target FUZZ_SECONDS (default 600) each, one at a time; prints executions per target (needs nightly and cargo-fuzz)

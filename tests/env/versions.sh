@@ -14,3 +14,6 @@ export GOTOOLCHAIN=local
 # promtool checks the chart's PrometheusRule (`promtool check rules`, `promtool test rules`).
 PROMETHEUS_VERSION=${PROMETHEUS_VERSION:-v0.316.0}
 PROMTOOL=$CACHE_ROOT/promtool/$PROMETHEUS_VERSION/promtool
+# Toxiproxy, put between one worker and the API server, Kinesis and its sink by the fault tests.
+TOXIPROXY_VERSION=${TOXIPROXY_VERSION:-v2.5.0}
+TOXIPROXY_BIN=$CACHE_ROOT/toxiproxy-$TOXIPROXY_VERSION

@@ -12,6 +12,10 @@ here=$(cd "$(dirname "$0")" && pwd)
 # shellcheck source=versions.sh
 . "$here/versions.sh"
 . "$here/lib.sh"
+# shellcheck source=versions.sh
+. "$here/versions.sh"
+# The fault tests start their own Toxiproxy (built by `make tools`).
+export TOXIPROXY_SERVER=$TOXIPROXY_BIN/toxiproxy-server
 [ $# -gt 0 ] || die "usage: with-env.sh COMMAND [ARGS...]"
 
 state=$(mktemp -d "${TMPDIR:-/tmp}/kinesis-operator-env.XXXXXX")

@@ -130,6 +130,23 @@ pub async fn install_operator_rbac(client: &Client, namespace: &str) -> Result<(
 }
 
 fn emulator_env(cmd: &mut Command) {
+    // A spec without `stream.endpoint` reaches the emulator through the SDK's own variable, which
+    // a [`Routes`] may point at a proxy for one process.
+    if let Ok(endpoint) = std::env::var("KINESIS_ENDPOINT") {
+        cmd.env("AWS_ENDPOINT_URL_KINESIS", endpoint);
+    }
+    for v in [
+        "HTTP_PROXY",
+        "http_proxy",
+        "HTTPS_PROXY",
+        "https_proxy",
+        "ALL_PROXY",
+        "all_proxy",
+        "NO_PROXY",
+        "no_proxy",
+    ] {
+        cmd.env_remove(v);
+    }
     cmd.env("AWS_ACCESS_KEY_ID", "000000000000")
         .env("AWS_SECRET_ACCESS_KEY", "test-secret")
         .env("AWS_REGION", "us-east-1")
@@ -147,6 +164,40 @@ fn log_file(path: &Path) -> Result<(Stdio, Stdio)> {
         .open(path)
         .with_context(|| format!("opening {}", path.display()))?;
     Ok((Stdio::from(f.try_clone()?), Stdio::from(f)))
+}
+
+/// Where one process's traffic goes instead of straight to its peer (each a Toxiproxy proxy, so
+/// a test can break one path of one process).
+#[derive(Clone, Debug, Default)]
+pub struct Routes {
+    /// `127.0.0.1:port` that forwards to the API server (the kubeconfig's server is rewritten).
+    pub api_server: Option<String>,
+    /// `http://127.0.0.1:port` that forwards to Kinesis (`AWS_ENDPOINT_URL_KINESIS`; the spec
+    /// must leave `stream.endpoint` out).
+    pub kinesis: Option<String>,
+    /// `http://127.0.0.1:port` that forwards to the HTTP sink (`HTTP_PROXY`, which the HTTP
+    /// sink's client honours: a plain TCP proxy to the sink passes the absolute-form request on).
+    pub http_sink: Option<String>,
+}
+
+impl Routes {
+    fn apply(&self, cmd: &mut Command, kubeconfig: &Path) -> Result<()> {
+        if let Some(api) = &self.api_server {
+            let text = std::fs::read_to_string(kubeconfig)?;
+            let mut config: serde_json::Value = serde_json::from_str(&text)?;
+            for c in config["clusters"].as_array_mut().into_iter().flatten() {
+                c["cluster"]["server"] = serde_json::Value::String(format!("https://{api}"));
+            }
+            std::fs::write(kubeconfig, serde_json::to_string(&config)?)?;
+        }
+        if let Some(k) = &self.kinesis {
+            cmd.env("AWS_ENDPOINT_URL_KINESIS", k);
+        }
+        if let Some(h) = &self.http_sink {
+            cmd.env("HTTP_PROXY", h).env("http_proxy", h);
+        }
+        Ok(())
+    }
 }
 
 /// Sends SIGTERM to a process.
@@ -171,6 +222,16 @@ pub struct OperatorProcess {
 impl OperatorProcess {
     /// Starts the operator watching `namespace`, with the Lease there too.
     pub async fn start(dir: &Path, namespace: &str, extra: &[&str]) -> Result<Self> {
+        Self::start_routed(dir, namespace, extra, &Routes::default()).await
+    }
+
+    /// [`OperatorProcess::start`] with its traffic sent through `routes`.
+    pub async fn start_routed(
+        dir: &Path,
+        namespace: &str,
+        extra: &[&str],
+        routes: &Routes,
+    ) -> Result<Self> {
         let kubeconfig = impersonating_kubeconfig(
             dir,
             "operator.kubeconfig",
@@ -195,12 +256,13 @@ impl OperatorProcess {
         // The emulator is a custom endpoint: allowed as a chart user would list it.
         .arg(format!("--allowed-endpoints={LOOPBACK_ENDPOINTS}"))
         .args(extra)
-        .env("KUBECONFIG", kubeconfig)
+        .env("KUBECONFIG", &kubeconfig)
         .env("POD_NAME", "kinesis-operator-e2e")
         .stdout(out)
         .stderr(err)
         .kill_on_drop(true);
         emulator_env(&mut cmd);
+        routes.apply(&mut cmd, &kubeconfig)?;
         let child = cmd.spawn().context("starting kinesis-operator")?;
         Ok(Self { child, log })
     }
@@ -236,6 +298,10 @@ struct KubeletState {
     killed: Vec<String>,
     /// How many processes were started, per pod.
     starts: HashMap<String, usize>,
+    /// Pods whose traffic goes through proxies (applied when their process starts).
+    routes: HashMap<String, Routes>,
+    /// Routes of every pod not in `routes`.
+    default_routes: Routes,
 }
 
 /// Plays the kubelet for the worker pods of one namespace.
@@ -327,6 +393,15 @@ impl Kubelet {
         }
     }
 
+    /// SIGKILLs the process of `pod` as a crash would: the kubelet starts a new one.
+    pub fn crash(&self, pod: &str) -> bool {
+        let mut state = self.lock();
+        match state.running.get_mut(pod) {
+            Some(p) => p.child.start_kill().is_ok(),
+            None => false,
+        }
+    }
+
     /// Sends `signal` (e.g. `STOP`, `CONT`) to the process of `pod`, as a paused VM or a
     /// frozen node would; `false` when it has no running process.
     pub fn signal(&self, pod: &str, signal: &str) -> bool {
@@ -338,6 +413,21 @@ impl Kubelet {
             .args([&format!("-{signal}"), &pid.to_string()])
             .status()
             .is_ok_and(|s| s.success())
+    }
+
+    /// Sends the traffic of `pod`'s next processes through `routes` (set it before the pod runs).
+    pub fn route(&self, pod: &str, routes: Routes) {
+        self.lock().routes.insert(pod.to_owned(), routes);
+    }
+
+    /// Sends the traffic of every pod without its own [`Kubelet::route`] through `routes`.
+    pub fn route_all(&self, routes: Routes) {
+        self.lock().default_routes = routes;
+    }
+
+    /// The pid of `pod`'s live process.
+    pub fn pid(&self, pod: &str) -> Option<u32> {
+        self.lock().running.get(pod).and_then(|p| p.child.id())
     }
 
     /// Pods with a live process.
@@ -416,7 +506,12 @@ fn sync(state: &Mutex<KubeletState>, pods: &[Pod], bins: &Bins, dir: &Path, ns: 
         {
             continue;
         }
-        match spawn_pod(pod, bins, dir, ns) {
+        let routes = state
+            .routes
+            .get(&name)
+            .unwrap_or(&state.default_routes)
+            .clone();
+        match spawn_pod(pod, bins, dir, ns, &routes) {
             Ok(child) => {
                 *state.starts.entry(name.clone()).or_default() += 1;
                 state.running.insert(
@@ -433,7 +528,7 @@ fn sync(state: &Mutex<KubeletState>, pods: &[Pod], bins: &Bins, dir: &Path, ns: 
     }
 }
 
-fn spawn_pod(pod: &Pod, bins: &Bins, dir: &Path, ns: &str) -> Result<Child> {
+fn spawn_pod(pod: &Pod, bins: &Bins, dir: &Path, ns: &str, routes: &Routes) -> Result<Child> {
     let name = pod.name_any();
     let spec = pod.spec.as_ref().context("pod without spec")?;
     let container = spec.containers.first().context("pod without containers")?;
@@ -484,7 +579,7 @@ fn spawn_pod(pod: &Pod, bins: &Bins, dir: &Path, ns: &str) -> Result<Child> {
         }
     }
     cmd.args(&args)
-        .env("KUBECONFIG", kubeconfig)
+        .env("KUBECONFIG", &kubeconfig)
         .env("POD_NAME", &name)
         .env("POD_UID", pod.uid().unwrap_or_default())
         .env("POD_NAMESPACE", ns)
@@ -503,6 +598,7 @@ fn spawn_pod(pod: &Pod, bins: &Bins, dir: &Path, ns: &str) -> Result<Child> {
             .env("AWS_SHARED_CREDENTIALS_FILE", "/nonexistent/credentials")
             .env("AWS_CONFIG_FILE", "/nonexistent/config");
     }
+    routes.apply(&mut cmd, &kubeconfig)?;
     cmd.spawn()
         .with_context(|| format!("starting the process for pod {name}"))
 }

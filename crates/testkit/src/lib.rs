@@ -5,6 +5,7 @@
 
 pub mod chart;
 pub mod fleet;
+pub mod ledger;
 
 use std::{future::Future, time::Duration};
 
@@ -17,6 +18,7 @@ use kube::{
 };
 
 pub mod replay;
+pub mod toxiproxy;
 
 /// Field manager of everything the tests apply.
 pub const FIELD_MANAGER: &str = "kinesis-operator-tests";
