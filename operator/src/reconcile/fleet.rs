@@ -148,8 +148,20 @@ pub async fn run(
             candidates
         };
         for c in candidates {
-            match fence(ctx, &id, &worker_api, &c, &spec).await {
-                Ok(fenced) => {
+            // What this pass judged: an expired worker is fenced only while its status is still
+            // the one seen expiring (a worker that reported since is alive, and keeps its shards).
+            let judged = (c.reason == handoff::FenceReason::Expired)
+                .then(|| {
+                    ctx.memory()
+                        .get(&key)
+                        .and_then(|m| m.seen.get(&c.worker).map(|(status, _)| status.clone()))
+                })
+                .flatten();
+            match fence(ctx, &id, &worker_api, &c, &spec, judged.as_deref()).await {
+                Ok(Fence::Renewed) => {
+                    info!(worker = %c.worker, shard = %c.shard, "the worker reported since it was judged expired; not fencing it");
+                }
+                Ok(Fence::Written(fenced)) => {
                     ctx.metrics.fence(&id, c.reason.label());
                     ctx.metrics.handoff(&id, c.reason.label());
                     handoff::apply_fence(&mut spec, &fenced, &c.shard, c.epoch);
@@ -462,30 +474,46 @@ fn pod_ready(p: &Pod) -> bool {
         .is_some_and(|cs| cs.iter().any(|c| c.type_ == "Ready" && c.status == "True"))
 }
 
+/// What [`fence`] did.
+#[derive(Debug)]
+enum Fence {
+    /// The fence is in the worker's spec: the object as fenced, whose status holds the last
+    /// checkpoint the worker can ever store for that epoch.
+    Written(KinesisWorker),
+    /// Not written: the worker's status changed since it was judged expired, so it is alive.
+    Renewed,
+}
+
 /// Writes the fence for `(shard, epoch)` into the worker's spec, from a fresh read, with a
 /// `resourceVersion` precondition; retries on conflicts (the worker writes once per report
-/// interval, so this converges at once). Returns the object as fenced: its status holds the
-/// last checkpoint the worker can ever store for that epoch.
+/// interval, so this converges at once). With `judged` (the status, as JSON, that made the
+/// worker expired), writes nothing when the fresh status differs: the precondition makes that
+/// check and the fence one atomic step, so a worker that reports again is never fenced for an
+/// expiry it recovered from (found by the model checker, docs/model-check.md).
 async fn fence(
     ctx: &Context,
     id: &IngesterLabels,
     api: &Api<KinesisWorker>,
     c: &handoff::FenceCandidate,
     table: &kinesis_ingester_api::KinesisShardAssignmentSpec,
-) -> Result<KinesisWorker> {
+    judged: Option<&str>,
+) -> Result<Fence> {
     for _ in 0..5 {
         let mut w = api
             .get(&c.worker)
             .await
             .map_err(kerr("reading a worker to fence it"))?;
         if w.spec.is_fenced(&c.shard, c.epoch) {
-            return Ok(w);
+            return Ok(Fence::Written(w));
+        }
+        if judged.is_some_and(|j| serde_json::to_string(&w.status).unwrap_or_default() != j) {
+            return Ok(Fence::Renewed);
         }
         w.spec.fences = handoff::fences_with(&w, c, table);
         let res = api.replace(&c.worker, &PostParams::default(), &w).await;
         ctx.metrics.write(id, "worker_fence", result_label(&res));
         match res {
-            Ok(fenced) => return Ok(fenced),
+            Ok(fenced) => return Ok(Fence::Written(fenced)),
             Err(e) if is_conflict(&e) => continue,
             Err(e) => return Err(kerr("fencing a worker")(e)),
         }
