@@ -1,8 +1,9 @@
-//! Status that cannot lie about reads: a fleet whose workers cannot read Kinesis says so in
-//! `kubectl get ki` and in its conditions, naming the AWS error, and says Ready again once reads
-//! work. Two real failures: worker processes with no AWS credentials at all (the default on EKS
-//! without IRSA or Pod Identity), and Kinesis answering AccessDeniedException, served by an
-//! HTTP proxy in front of kinesis-local that the SDK parses like the real service's answer.
+//! Status that cannot lie: a fleet whose workers cannot read Kinesis, or cannot deliver, says so in
+//! `kubectl get ki -o wide` and in its conditions, naming the error, and says Ready again once it
+//! works. Real failures only: worker processes with no AWS credentials at all (the default on EKS
+//! without IRSA or Pod Identity); Kinesis answering AccessDeniedException, served by an HTTP
+//! proxy in front of kinesis-local that the SDK parses like the real service's answer; and an
+//! HTTP sink whose port refuses connections until a server starts on it.
 
 use std::{
     process::Command,
@@ -29,6 +30,17 @@ const DEADLINE: Duration = Duration::from_secs(120);
 
 /// An ingester on a 1-shard stream read through `endpoint`, delivering to stdout.
 async fn ingester(client: &Client, ns: &str, stream: &str, endpoint: &str) -> Result<()> {
+    ingester_with_sink(client, ns, stream, endpoint, "{stdout: {}}").await
+}
+
+/// The same with `sink` (flow YAML).
+async fn ingester_with_sink(
+    client: &Client,
+    ns: &str,
+    stream: &str,
+    endpoint: &str,
+    sink: &str,
+) -> Result<()> {
     let ki: KinesisIngester = serde_saphyr::from_str(&format!(
         "apiVersion: kinesis-operator.dev/v1alpha1
 kind: KinesisIngester
@@ -36,7 +48,7 @@ metadata: {{name: {NAME}}}
 spec:
   stream: {{name: {stream}, region: us-east-1, endpoint: '{endpoint}'}}
   read: {{startingPosition: {{type: TrimHorizon}}, pollInterval: 200ms}}
-  sink: {{stdout: {{}}}}
+  sink: {sink}
 "
     ))?;
     Api::<KinesisIngester>::namespaced(client.clone(), ns)
@@ -274,6 +286,82 @@ async fn access_denied_is_named_in_the_status_and_clears_when_access_returns() -
         Some("AsExpected"),
         "{table}"
     );
+    server.abort();
+    Ok(())
+}
+
+/// Counts the NDJSON lines POSTed to it.
+async fn accept(
+    State(lines): State<Arc<std::sync::atomic::AtomicUsize>>,
+    body: Bytes,
+) -> &'static str {
+    let n = body
+        .split(|b| *b == b'\n')
+        .filter(|l| !l.is_empty())
+        .count();
+    lines.fetch_add(n, Ordering::SeqCst);
+    "{}"
+}
+
+#[tokio::test]
+async fn a_sink_refusing_connections_is_not_delivering_then_ready_once_it_answers() -> Result<()> {
+    let client = kube_client().await?;
+    install_kinesis_ingester_crd(&client).await?;
+    let ns = TestNamespace::create(&client, "sink-refused").await?;
+    install_operator_rbac(&client, ns.name()).await?;
+    let kinesis = kinesis_client()?;
+    let stream = create_stream(&kinesis, "sink-refused", 1).await?;
+    // A loopback port with nothing listening: every send is refused until a server binds it.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port();
+    let sink = format!(
+        "{{http: {{url: 'http://127.0.0.1:{port}/ingest', format: Ndjson}}, batch: {{maxRecords: 50, maxAge: 100ms}}}}"
+    );
+    let endpoint = std::env::var("KINESIS_ENDPOINT")?;
+    ingester_with_sink(&client, ns.name(), &stream, &endpoint, &sink).await?;
+    kinesis_testkit::ledger::produce(&kinesis, &stream, 0, 500).await?;
+    let dir = tempfile::tempdir()?;
+    let _operator = OperatorProcess::start(dir.path(), ns.name(), &[]).await?;
+    let _kubelet = Kubelet::start(client.clone(), dir.path(), ns.name())?;
+
+    // Records wait and nothing is acknowledged for longer than the threshold (30 s).
+    let ready = condition(&client, ns.name(), "Ready", "False", "NotDelivering").await?;
+    assert!(ready.contains("1 shards"), "{ready}");
+    let degraded = condition(&client, ns.name(), "Degraded", "True", "SinkFailing").await?;
+    assert!(
+        degraded.contains("connect"),
+        "the sink's error category: {degraded}"
+    );
+    let table = kubectl(&["get", "ki", NAME, "-n", ns.name(), "-o", "wide"])?;
+    assert_eq!(column(&table, "READY").as_deref(), Some("False"), "{table}");
+    assert_eq!(
+        column(&table, "REASON").as_deref(),
+        Some("NotDelivering"),
+        "{table}"
+    );
+    assert_eq!(
+        column(&table, "DEGRADED").as_deref(),
+        Some("SinkFailing"),
+        "{table}"
+    );
+    kubectl(&["describe", "ki", NAME, "-n", ns.name()])?;
+
+    // The destination comes up on that port: everything is delivered and the ingester is Ready.
+    let lines = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let listener = tokio::net::TcpListener::bind(("127.0.0.1", port)).await?;
+    let app = axum::Router::new()
+        .route("/ingest", axum::routing::post(accept))
+        .with_state(lines.clone());
+    let server = tokio::spawn(async move { axum::serve(listener, app).await });
+    wait_until("all 500 records delivered", DEADLINE, || async {
+        Ok((lines.load(Ordering::SeqCst) >= 500).then_some(()))
+    })
+    .await?;
+    condition(&client, ns.name(), "Ready", "True", "AllShardsReading").await?;
+    condition(&client, ns.name(), "Degraded", "False", "AsExpected").await?;
+    let table = kubectl(&["get", "ki", NAME, "-n", ns.name(), "-o", "wide"])?;
+    assert_eq!(column(&table, "READY").as_deref(), Some("True"), "{table}");
     server.abort();
     Ok(())
 }
