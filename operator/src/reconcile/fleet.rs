@@ -479,7 +479,7 @@ fn pod_ready(p: &Pod) -> bool {
 enum Fence {
     /// The fence is in the worker's spec: the object as fenced, whose status holds the last
     /// checkpoint the worker can ever store for that epoch.
-    Written(KinesisWorker),
+    Written(Box<KinesisWorker>),
     /// Not written: the worker's status changed since it was judged expired, so it is alive.
     Renewed,
 }
@@ -504,7 +504,7 @@ async fn fence(
             .await
             .map_err(kerr("reading a worker to fence it"))?;
         if w.spec.is_fenced(&c.shard, c.epoch) {
-            return Ok(Fence::Written(w));
+            return Ok(Fence::Written(Box::new(w)));
         }
         if judged.is_some_and(|j| serde_json::to_string(&w.status).unwrap_or_default() != j) {
             return Ok(Fence::Renewed);
@@ -513,7 +513,7 @@ async fn fence(
         let res = api.replace(&c.worker, &PostParams::default(), &w).await;
         ctx.metrics.write(id, "worker_fence", result_label(&res));
         match res {
-            Ok(fenced) => return Ok(Fence::Written(fenced)),
+            Ok(fenced) => return Ok(Fence::Written(Box::new(fenced))),
             Err(e) if is_conflict(&e) => continue,
             Err(e) => return Err(kerr("fencing a worker")(e)),
         }
