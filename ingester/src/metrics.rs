@@ -281,6 +281,14 @@ impl Metrics {
         self.failing().remove(shard);
     }
 
+    /// Whether the reads of some shard have failed for at least `after` at `now`: that shard is
+    /// held but not read, so `/readyz` is false.
+    pub fn any_failing_reads(&self, now: Instant, after: std::time::Duration) -> bool {
+        self.failing()
+            .values()
+            .any(|f| now.saturating_duration_since(f.since) >= after)
+    }
+
     /// The reads of `shard` that keep failing, at `now`.
     pub fn failing_reads(&self, shard: &str, now: Instant) -> Option<FailingReads> {
         self.failing().get(shard).map(|f| FailingReads {
@@ -466,5 +474,45 @@ mod tests {
         ] {
             assert!(text.contains(line), "{line} in {text}");
         }
+    }
+
+    #[test]
+    fn reads_failing_past_the_threshold_make_a_shard_unread_until_a_read_succeeds() {
+        use std::time::Duration;
+        let m = Metrics::new(Arc::new(SinkStats::default()));
+        let now = Instant::now();
+        let after = Duration::from_secs(10);
+        assert!(!m.any_failing_reads(now, after));
+        let throttled = SourceError::Throttled {
+            operation: "GetRecords",
+            message: "slow down".into(),
+        };
+        m.read_failed("a", "GetRecords", &throttled);
+        assert!(
+            !m.any_failing_reads(now + Duration::from_secs(60), after),
+            "throttling is part of reading"
+        );
+        let denied = SourceError::AccessDenied {
+            operation: "GetShardIterator",
+            message: "no".into(),
+        };
+        m.read_failed("a", "GetShardIterator", &denied);
+        assert!(!m.any_failing_reads(now + Duration::from_secs(5), after));
+        assert!(m.any_failing_reads(now + Duration::from_secs(11), after));
+        let f = m
+            .failing_reads("a", now + Duration::from_secs(11))
+            .expect("failing");
+        assert_eq!(
+            (f.category, f.operation),
+            ("access_denied", "GetShardIterator")
+        );
+        m.read_ok("a");
+        assert!(!m.any_failing_reads(now + Duration::from_secs(60), after));
+        m.read_failed("b", "GetRecords", &denied);
+        m.clear_shard("b");
+        assert!(
+            m.failing_reads("b", now).is_none(),
+            "a shard no longer read is forgotten"
+        );
     }
 }

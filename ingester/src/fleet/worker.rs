@@ -932,12 +932,17 @@ impl State {
                     .is_some_and(|h| matches!(h.phase, Phase::Reading(_)))
         });
         let delivering = !self.w.tracker.any_stuck(Instant::now(), self.w.stuck_after);
+        // A shard whose Kinesis calls keep failing is held, not read.
+        let failing = self
+            .w
+            .metrics
+            .any_failing_reads(Instant::now(), kinesis_protocol::report::READ_ERROR_AFTER);
         server::set_ready(
             &self.w.ready,
             worker_ready(
                 self.table_seen && self.reads,
                 self.w.self_fenced,
-                all_read,
+                all_read && !failing,
                 delivering,
             ),
         );
@@ -945,7 +950,7 @@ impl State {
 }
 
 /// `/readyz` of a worker: it read the table (and has its consumer), is not self-fenced, reads
-/// every shard it should, and its sink is not stuck (records waiting, nothing acknowledged for
+/// every shard it should (no shard's Kinesis calls failing for 10 s), and its sink is not stuck (records waiting, nothing acknowledged for
 /// longer than the threshold).
 fn worker_ready(reads: bool, self_fenced: bool, all_read: bool, delivering: bool) -> bool {
     reads && !self_fenced && all_read && delivering

@@ -188,10 +188,11 @@ pub async fn flush_checkpoints(tracker: &Tracker, store: &dyn CheckpointStore, m
     }
 }
 
-/// `/readyz` of the standalone ingester: the shard list was read, and the sink is not stuck
-/// (records waiting with nothing acknowledged for longer than [`MIN_DELIVERY_STUCK_AFTER`]).
-fn standalone_ready(listed: bool, stuck: bool) -> bool {
-    listed && !stuck
+/// `/readyz` of the standalone ingester: the shard list was read, no shard's Kinesis calls have
+/// failed for 10 s, and the sink is not stuck (records waiting with nothing acknowledged for
+/// longer than [`MIN_DELIVERY_STUCK_AFTER`]).
+fn standalone_ready(listed: bool, failing: bool, stuck: bool) -> bool {
+    listed && !failing && !stuck
 }
 
 impl Coordinator {
@@ -253,12 +254,14 @@ impl Coordinator {
             }
             self.metrics.set_shards_reading(running.len());
             if !stop.is_cancelled() {
-                let stuck = self
-                    .tracker
-                    .any_stuck(tokio::time::Instant::now(), MIN_DELIVERY_STUCK_AFTER);
+                let now = tokio::time::Instant::now();
+                let stuck = self.tracker.any_stuck(now, MIN_DELIVERY_STUCK_AFTER);
+                let failing = self
+                    .metrics
+                    .any_failing_reads(now, kinesis_protocol::report::READ_ERROR_AFTER);
                 kinesis_observability::server::set_ready(
                     &self.ready,
-                    standalone_ready(listed, stuck),
+                    standalone_ready(listed, failing, stuck),
                 );
             }
         }
