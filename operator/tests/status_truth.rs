@@ -345,6 +345,11 @@ async fn a_sink_refusing_connections_is_not_delivering_then_ready_once_it_answer
         Some("SinkFailing"),
         "{table}"
     );
+    let waited = column(&table, "UNDELIVERED").unwrap_or_default();
+    assert!(
+        waited.ends_with('s') && waited != "0s",
+        "how long records have waited for the sink: {waited:?} in {table}"
+    );
     kubectl(&["describe", "ki", NAME, "-n", ns.name()])?;
 
     // The destination comes up on that port: everything is delivered and the ingester is Ready.
@@ -362,6 +367,11 @@ async fn a_sink_refusing_connections_is_not_delivering_then_ready_once_it_answer
     condition(&client, ns.name(), "Degraded", "False", "AsExpected").await?;
     let table = kubectl(&["get", "ki", NAME, "-n", ns.name(), "-o", "wide"])?;
     assert_eq!(column(&table, "READY").as_deref(), Some("True"), "{table}");
+    assert_eq!(
+        column(&table, "UNDELIVERED").as_deref(),
+        Some(""),
+        "{table}"
+    );
     server.abort();
     Ok(())
 }

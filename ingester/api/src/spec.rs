@@ -65,6 +65,13 @@ use crate::{
         json_path = ".status.conditions[?(@.type==\"Ready\")].status"
     ),
     printcolumn(
+        name = "Undelivered",
+        type_ = "string",
+        json_path = ".status.undelivered",
+        description = "How long records have waited for a sink that acknowledges nothing",
+        priority = 1
+    ),
+    printcolumn(
         name = "Reason",
         type_ = "string",
         json_path = ".status.conditions[?(@.type==\"Ready\")].reason",

@@ -50,6 +50,12 @@ pub struct KinesisIngesterStatus {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub lag: Option<String>,
 
+    /// While the sink delivers nothing although records wait: how long the slowest such shard
+    /// has waited (e.g. `1m35s`). Absent while delivery keeps up. `lag` measures reading; this
+    /// measures delivering, so a stuck sink shows here even when every record was read.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub undelivered: Option<String>,
+
     /// One entry per shard that is being read or still has to be.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[x_kube(merge_strategy = ListMerge::Atomic)]

@@ -322,6 +322,7 @@ pub fn compute(input: &StatusInput<'_>) -> (KinesisIngesterStatus, FleetGauges) 
         selector: Some(input.selector.clone()),
         max_millis_behind_latest: max_lag,
         lag: max_lag.map(format_lag),
+        undelivered: (stuck.shards > 0).then(|| stuck.stalled()),
         shards,
     };
     let gauges = FleetGauges {
@@ -414,6 +415,9 @@ pub fn structurally_different(
         let mut s = s.clone();
         s.max_millis_behind_latest = None;
         s.lag = None;
+        // Whether delivery is stuck is structural (the conditions say so too); for how long
+        // is not, like the lag.
+        s.undelivered = s.undelivered.as_ref().map(|_| String::new());
         for c in &mut s.conditions {
             c.message.clear();
         }
@@ -694,6 +698,11 @@ mod tests {
             ready.message.contains("1 shards") && ready.message.contains("1m35s"),
             "{}",
             ready.message
+        );
+        assert_eq!(
+            s.undelivered.as_deref(),
+            Some("1m35s"),
+            "a stuck sink shows how long records waited, whatever the read lag"
         );
         let degraded = cond(&s, "Degraded");
         assert_eq!(
