@@ -9,7 +9,7 @@ use kinesis_ingester::{
     fleet::{self, FleetOptions},
     run::{RunOptions, RunOutcome},
 };
-use kinesis_ingester_api::{Duration, FleetTimings};
+use kinesis_ingester_api::{Duration, FleetTimings, StreamSpec};
 use kinesis_observability::telemetry::{self, LogFormat};
 use tokio_util::sync::CancellationToken;
 
@@ -142,18 +142,31 @@ async fn run(args: RunArgs) -> Result<RunOutcome, String> {
         else {
             return Ok(RunOutcome::Clean);
         };
-        let api = Arc::new(SdkKinesis::from_spec(&started.ingester.spec.stream).await);
+        let api = Arc::new(client(&started.ingester.spec.stream).await?);
         return kinesis_ingester::run::run_fleet(started, &fleet, api, options, shutdown)
             .await
             .map_err(|e| e.to_string());
     }
     let file = args.file.unwrap_or_default();
     let ingester = config::load(&file).map_err(|e| e.to_string())?;
-    let api = Arc::new(SdkKinesis::from_spec(&ingester.spec.stream).await);
+    kinesis_ingester::sink::preflight(&ingester.spec.sink)
+        .await
+        .map_err(|e| e.to_string())?;
+    let api = Arc::new(client(&ingester.spec.stream).await?);
     tokio::spawn(signals(shutdown.clone()));
     kinesis_ingester::run::run(&ingester, api, options, shutdown)
         .await
         .map_err(|e| e.to_string())
+}
+
+/// The Kinesis client for `stream`; an error naming the field when no region can be found,
+/// since every call would fail.
+async fn client(stream: &StreamSpec) -> Result<SdkKinesis, String> {
+    let api = SdkKinesis::from_spec(stream).await;
+    if api.region().is_none() {
+        return Err("spec.stream.region: no AWS region; set spec.stream.region, name the stream by its ARN, or set AWS_REGION".into());
+    }
+    Ok(api)
 }
 
 /// Cancels `shutdown` on the first SIGTERM or SIGINT.

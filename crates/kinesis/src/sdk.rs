@@ -41,6 +41,13 @@ impl SdkKinesis {
         Self { client }
     }
 
+    /// The region every call goes to: `spec.stream.region`, the stream ARN's, or the default
+    /// chain's (`AWS_REGION`, the profile, instance metadata). `None` means every call would
+    /// fail, so callers stop at start-up instead.
+    pub fn region(&self) -> Option<&str> {
+        self.client.config().region().map(|r| r.as_ref())
+    }
+
     /// A client from the default credential chain (env, profile, IRSA, Pod Identity, IMDS),
     /// with the region and endpoint of `stream` applied. With `stream.roleArn`, those
     /// credentials assume the role through STS first (cross-account streams).

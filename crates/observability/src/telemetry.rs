@@ -11,9 +11,15 @@ pub enum LogFormat {
     Json,
 }
 
-/// Installs the global subscriber; `RUST_LOG` overrides the default level (`info`).
+/// The filter used when `RUST_LOG` is not set: `info` for our own crates, errors only for the
+/// AWS SDK's credential chain, whose warnings repeat the raw SDK error of every failed provider
+/// (the ingester logs one human line per failure category instead; `RUST_LOG=debug` shows both).
+pub const DEFAULT_FILTER: &str = "info,aws_config=error,aws_smithy_runtime=error";
+
+/// Installs the global subscriber; `RUST_LOG` overrides [`DEFAULT_FILTER`].
 pub fn init(format: LogFormat) {
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let filter =
+        EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(DEFAULT_FILTER));
     let terminal = std::io::IsTerminal::is_terminal(&std::io::stderr());
     let builder = fmt()
         .with_env_filter(filter)

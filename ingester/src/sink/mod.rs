@@ -19,7 +19,10 @@ mod test_server;
 #[cfg(test)]
 mod tests;
 
-use std::{path::PathBuf, sync::Arc};
+use std::{
+    path::{Path, PathBuf},
+    sync::Arc,
+};
 
 use futures::future::BoxFuture;
 use kinesis_ingester_api::SinkSpec;
@@ -68,6 +71,29 @@ pub fn destination(spec: &SinkSpec) -> Result<(Box<dyn Destination>, Encoding), 
             "sink: set exactly one of stdout, file or http".into(),
         )),
     }
+}
+
+/// Start-up checks of the standalone ingester: the file sink's and the dead-letter file's paths
+/// can be opened for appending (created when missing). A path that cannot is a configuration
+/// error naming the field, reported before anything is read. Fleet workers skip this: their
+/// volumes may appear later, and their sink errors show in the ingester's conditions.
+pub async fn preflight(spec: &SinkSpec) -> Result<(), SinkError> {
+    let files = [
+        (
+            "spec.sink.file.path",
+            spec.file.as_ref().map(|f| f.path.as_str()),
+        ),
+        ("spec.sink.deadLetterPath", spec.dead_letter_path.as_deref()),
+    ];
+    for (field, path) in files {
+        let Some(path) = path else { continue };
+        if let Err(e) = file::open_append(Path::new(path)).await {
+            return Err(SinkError::Config(format!(
+                "{field}: cannot open {path:?} for appending: {e}; create its directory or point {field} at a writable file"
+            )));
+        }
+    }
+    Ok(())
 }
 
 /// How the rest of the process steers a running sink.
