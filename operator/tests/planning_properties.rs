@@ -144,6 +144,7 @@ fn worker(name: &str, shards: &[(String, i64)], rng: &mut fastrand::Rng) -> Kine
         }),
         renew_time: None,
         stopped: rng.u8(..8) == 0,
+        shards_held: 0,
         shards: shards
             .iter()
             .map(|(id, epoch)| WorkerShard {

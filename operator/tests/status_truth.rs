@@ -92,7 +92,7 @@ fn kubectl(args: &[&str]) -> Result<String> {
     Ok(text)
 }
 
-/// The value of `column` in the one row of `kubectl get ki -o wide`.
+/// The value of `column` in the one row of a `kubectl get` table.
 fn column(table: &str, column: &str) -> Option<String> {
     let mut lines = table.lines();
     let header = lines.next()?;
@@ -371,6 +371,17 @@ async fn a_sink_refusing_connections_is_not_delivering_then_ready_once_it_answer
         column(&table, "UNDELIVERED").as_deref(),
         Some(""),
         "{table}"
+    );
+    // kubectl cannot count a list: the shard table and the worker carry their counts for the
+    // SHARDS columns.
+    let tables = kubectl(&["get", "ksa", NAME, "-n", ns.name()])?;
+    assert_eq!(column(&tables, "SHARDS").as_deref(), Some("1"), "{tables}");
+    let worker = kinesis_ingester_api::worker_name(NAME, 0);
+    let workers = kubectl(&["get", "kw", &worker, "-n", ns.name()])?;
+    assert_eq!(
+        column(&workers, "SHARDS").as_deref(),
+        Some("1"),
+        "{workers}"
     );
     server.abort();
     Ok(())

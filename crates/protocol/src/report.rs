@@ -159,11 +159,14 @@ pub fn build_status(
                 read_error: read_error(live.failing.as_ref()),
             }
         })
-        .collect();
+        .collect::<Vec<_>>();
     KinesisWorkerStatus {
         holder: Some(holder.clone()),
         renew_time: Some(renew_time.to_string()),
         stopped,
+        shards_held: kinesis_ingester_api::count_i32(
+            shards.iter().filter(|s| !s.released && !s.finished).count(),
+        ),
         shards,
     }
 }

@@ -35,7 +35,7 @@ pub const SERVICE_ACCOUNT_LABEL: &str = "kinesis-operator.dev/service-account";
     printcolumn(
         name = "Shards",
         type_ = "integer",
-        json_path = ".spec.shards.length()",
+        json_path = ".spec.shardCount",
         description = "Shards not finished"
     ),
     printcolumn(
@@ -67,6 +67,23 @@ pub struct KinesisShardAssignmentSpec {
     #[serde(default)]
     #[x_kube(merge_strategy = ListMerge::Atomic)]
     pub finished: Vec<String>,
+
+    /// The number of entries in `shards`, for `kubectl get` (which cannot count a list); set
+    /// by [`KinesisShardAssignmentSpec::count_shards`] before every write.
+    #[serde(default)]
+    pub shard_count: i32,
+}
+
+impl KinesisShardAssignmentSpec {
+    /// Sets `shard_count` from `shards`.
+    pub fn count_shards(&mut self) {
+        self.shard_count = count_i32(self.shards.len());
+    }
+}
+
+/// A list length as the `int32` of a schema (saturating; the lists are far shorter).
+pub fn count_i32(len: usize) -> i32 {
+    i32::try_from(len).unwrap_or(i32::MAX)
 }
 
 /// One shard of the table.
@@ -143,8 +160,8 @@ pub struct CheckpointPosition {
     printcolumn(
         name = "Shards",
         type_ = "integer",
-        json_path = ".status.shards.length()",
-        description = "Shards reported"
+        json_path = ".status.shardsHeld",
+        description = "Shards the worker holds (not released or finished)"
     ),
     printcolumn(name = "Renewed", type_ = "date", json_path = ".status.renewTime"),
     printcolumn(
@@ -202,6 +219,11 @@ pub struct KinesisWorkerStatus {
     #[serde(default)]
     #[x_kube(merge_strategy = ListMerge::Atomic)]
     pub shards: Vec<WorkerShard>,
+
+    /// How many entries of `shards` the worker still holds (neither released nor finished), for
+    /// `kubectl get`.
+    #[serde(default)]
+    pub shards_held: i32,
 }
 
 /// The process behind a worker.

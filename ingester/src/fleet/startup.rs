@@ -122,6 +122,7 @@ pub async fn connect(
             renew_time: Some(jiff::Timestamp::now().to_string()),
             stopped: false,
             shards: previous.shards.clone(),
+            shards_held: previous.shards_held,
         });
         let started = Instant::now();
         let pp = PostParams::default();

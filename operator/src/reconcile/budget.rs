@@ -47,6 +47,7 @@ mod tests {
                 })
                 .collect(),
             finished: (0..SHARDS).map(|i| id(i + 5000)).collect(),
+            shard_count: SHARDS as i32,
         };
         let worker_spec = KinesisWorkerSpec {
             ingester_uid: table.ingester_uid.clone(),
@@ -59,6 +60,7 @@ mod tests {
             }),
             renew_time: Some("2026-03-02T10:15:30Z".into()),
             stopped: false,
+            shards_held: (SHARDS / WORKERS) as i32,
             shards: (0..SHARDS / WORKERS)
                 .map(|i| WorkerShard {
                     shard_id: id(i),

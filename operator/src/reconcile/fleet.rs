@@ -222,6 +222,7 @@ pub async fn run(
             ctx.metrics.rebalanced(&id);
         }
         transitions.extend(planned_now);
+        spec.count_shards();
         let mut next = table.clone();
         if let Some(bytes) = oversized.or_else(|| handoff::too_large(&spec)) {
             // Writing would fail at etcd's request limit, possibly mid-handoff: stop here.

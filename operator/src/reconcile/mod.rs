@@ -335,6 +335,7 @@ async fn ensure_table(
                     consumer_arn,
                     shards: Vec::new(),
                     finished: Vec::new(),
+                    shard_count: 0,
                 },
             );
             t.metadata.owner_references = Some(vec![owner]);

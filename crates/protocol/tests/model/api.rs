@@ -103,6 +103,7 @@ impl Model {
                 .iter()
                 .map(|s| self.shard_name(*s).to_owned())
                 .collect(),
+            shard_count: 0,
         }
     }
 
@@ -161,6 +162,7 @@ impl Model {
             }),
             renew_time: None,
             stopped: false,
+            shards_held: 0,
             shards: s
                 .shards
                 .iter()
