@@ -91,8 +91,9 @@ struct RunArgs {
     #[arg(long, default_value = "127.0.0.1:9464")]
     metrics_addr: String,
     /// GetRecords pages buffered between the shard readers and the sink; bounds memory.
-    #[arg(long, default_value_t = 16)]
-    buffer_pages: usize,
+    /// Overrides the spec's `read.bufferPages` (16 by default).
+    #[arg(long)]
+    buffer_pages: Option<usize>,
     /// Log format on stderr.
     #[arg(
         long,

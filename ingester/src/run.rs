@@ -13,7 +13,7 @@ use std::{
 };
 
 use futures::StreamExt;
-use kinesis_ingester_api::{KinesisIngester, KinesisShardAssignment, ReadMode, bounds};
+use kinesis_ingester_api::{KinesisIngester, KinesisShardAssignment, ReadMode, ReadSpec, bounds};
 use kube::{
     Api,
     runtime::{WatchStreamExt, watcher},
@@ -57,8 +57,9 @@ pub struct RunOptions {
     pub checkpoint_interval: Duration,
     /// Time allowed from the shutdown signal to exit.
     pub shutdown_timeout: Duration,
-    /// Chunks buffered between the readers and the sink (each is one GetRecords page).
-    pub channel_capacity: usize,
+    /// Chunks buffered between the readers and the sink (each is one GetRecords page); `None`
+    /// takes the spec's `read.bufferPages`.
+    pub channel_capacity: Option<usize>,
     /// Address of `/metrics`, `/healthz` and `/readyz`; none when `None`.
     pub metrics_addr: Option<SocketAddr>,
 }
@@ -70,7 +71,7 @@ impl Default for RunOptions {
             only_shards: None,
             checkpoint_interval: Duration::from_secs(5),
             shutdown_timeout: Duration::from_secs(30),
-            channel_capacity: 16,
+            channel_capacity: None,
             metrics_addr: None,
         }
     }
@@ -83,6 +84,15 @@ pub enum RunOutcome {
     Clean,
     /// The deadline passed before the sink finished; undelivered records will be read again.
     DeadlineExceeded,
+}
+
+/// Pages buffered between the readers and the sink: `--buffer-pages` when given, else the
+/// spec's `read.bufferPages`; at least 1.
+fn buffer_pages(options: &RunOptions, read: &ReadSpec) -> usize {
+    options
+        .channel_capacity
+        .unwrap_or_else(|| usize::try_from(read.buffer_pages).unwrap_or(1))
+        .max(1)
 }
 
 /// Errors that stop an ingester.
@@ -354,7 +364,7 @@ impl Pipeline {
             info!(%bound, "serving /metrics, /healthz and /readyz");
         }
 
-        let (chunks_tx, chunks_rx) = mpsc::channel(options.channel_capacity.max(1));
+        let (chunks_tx, chunks_rx) = mpsc::channel(buffer_pages(options, &spec.read));
         let ack_tracker = tracker.clone();
         let ack: crate::record::AckFn =
             Arc::new(move |shard, position| ack_tracker.ack(shard, position));
@@ -514,5 +524,30 @@ async fn register_consumer(
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn buffer_pages_come_from_the_flag_else_from_the_spec() {
+        let spec = ReadSpec {
+            buffer_pages: 64,
+            ..ReadSpec::default()
+        };
+        let from_spec = RunOptions::default();
+        assert_eq!(buffer_pages(&from_spec, &spec), 64);
+        let flag = RunOptions {
+            channel_capacity: Some(4),
+            ..RunOptions::default()
+        };
+        assert_eq!(buffer_pages(&flag, &spec), 4, "--buffer-pages wins");
+        let zero = RunOptions {
+            channel_capacity: Some(0),
+            ..RunOptions::default()
+        };
+        assert_eq!(buffer_pages(&zero, &spec), 1, "a channel needs one slot");
     }
 }

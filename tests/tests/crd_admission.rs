@@ -121,6 +121,12 @@ fn cases() -> Vec<Case> {
         case("zero-records", "spec.read.maxRecordsPerCall", |s| {
             s["read"]["maxRecordsPerCall"] = json!(0)
         }),
+        case("zero-buffer-pages", "spec.read.bufferPages", |s| {
+            s["read"]["bufferPages"] = json!(0)
+        }),
+        case("too-many-buffer-pages", "spec.read.bufferPages", |s| {
+            s["read"]["bufferPages"] = json!(5000)
+        }),
         case("bad-consumer-name", "spec.read.consumerName", |s| {
             s["read"]["consumerName"] = json!("my consumer")
         }),

@@ -220,6 +220,18 @@ pub struct ReadSpec {
     /// at once, trading order for latency.
     #[serde(default = "default_true")]
     pub strict_order: bool,
+
+    /// GetRecords pages (fan-out events) buffered between the shard readers and the sink, for
+    /// all shards together (1 to 1024). A page holds at most `maxRecordsPerCall` records and
+    /// 10 MiB, so this bounds the memory of records read but not yet delivered; more pages
+    /// smooth a bursty sink. The ingester's `--buffer-pages` flag overrides it.
+    #[serde(default = "default_buffer_pages")]
+    #[schemars(range(min = 1, max = 1024))]
+    pub buffer_pages: i32,
+}
+
+fn default_buffer_pages() -> i32 {
+    16
 }
 
 fn default_poll_interval() -> Duration {
@@ -248,6 +260,7 @@ impl Default for ReadSpec {
             consumer_name: None,
             shard_sync_interval: default_shard_sync_interval(),
             strict_order: true,
+            buffer_pages: default_buffer_pages(),
         }
     }
 }
