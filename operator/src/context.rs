@@ -28,7 +28,8 @@ pub struct Settings {
     pub requeue: Duration,
     /// Requeue period while handoffs are in flight.
     pub busy_requeue: Duration,
-    /// Lag-only status changes are written at most this often.
+    /// Lag-only status changes are written at most this often (the workers' report interval);
+    /// lag jumps and everything else are written at once.
     pub status_interval: Duration,
     /// How long deletion waits for workers to stop before it fences what is left.
     pub cleanup_timeout: Duration,
@@ -53,7 +54,7 @@ impl Default for Settings {
             },
             requeue: Duration::from_secs(5),
             busy_requeue: Duration::from_secs(2),
-            status_interval: Duration::from_secs(10),
+            status_interval: Duration::from_secs(6),
             cleanup_timeout: Duration::from_secs(300),
             allow: AllowLists::default(),
         }

@@ -124,6 +124,9 @@ async fn run(args: RunArgs) -> ExitCode {
     };
     let mut settings = Settings {
         worker_lease: args.worker_lease.get(),
+        // Lag-only changes are written once per worker report, so the lag in status is at most
+        // one report interval older than the reports it comes from.
+        status_interval: args.report_interval.get(),
         expiries: Expiries {
             drain: args.drain_expiry.get(),
             start: args.start_expiry.get(),

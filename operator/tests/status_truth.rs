@@ -372,6 +372,11 @@ async fn a_sink_refusing_connections_is_not_delivering_then_ready_once_it_answer
         Some(""),
         "{table}"
     );
+    let measured = column(&table, "MEASURED").unwrap_or_default();
+    assert!(
+        measured.ends_with('s'),
+        "the lag says when it was measured: {measured:?} in {table}"
+    );
     // kubectl cannot count a list: the shard table and the worker carry their counts for the
     // SHARDS columns.
     let tables = kubectl(&["get", "ksa", NAME, "-n", ns.name()])?;

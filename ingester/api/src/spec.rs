@@ -65,6 +65,13 @@ use crate::{
         json_path = ".status.conditions[?(@.type==\"Ready\")].status"
     ),
     printcolumn(
+        name = "Measured",
+        type_ = "date",
+        json_path = ".status.lagMeasuredAt",
+        description = "How old the lag figure is: the oldest worker report it comes from",
+        priority = 1
+    ),
+    printcolumn(
         name = "Undelivered",
         type_ = "string",
         json_path = ".status.undelivered",

@@ -50,6 +50,11 @@ pub struct KinesisIngesterStatus {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub lag: Option<String>,
 
+    /// When `lag` was measured: the time of the oldest worker report it is computed from (the
+    /// workers' clocks, RFC 3339). Absent while the lag is unknown.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lag_measured_at: Option<String>,
+
     /// While the sink delivers nothing although records wait: how long the slowest such shard
     /// has waited (e.g. `1m35s`). Absent while delivery keeps up. `lag` measures reading; this
     /// measures delivering, so a stuck sink shows here even when every record was read.

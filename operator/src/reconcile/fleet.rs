@@ -522,8 +522,8 @@ async fn fence(
     Err(Error::Conflict)
 }
 
-/// Writes status with server-side apply: at once when something other than lag changed,
-/// otherwise at most once per status interval.
+/// Writes status with server-side apply: at once when something other than lag changed or the
+/// lag jumped (see [`status::lag_jumped`]), otherwise at most once per status interval.
 async fn write_status(
     ki: &KinesisIngester,
     ctx: &Context,
@@ -531,7 +531,10 @@ async fn write_status(
     previous: Option<&kinesis_ingester_api::KinesisIngesterStatus>,
     next: kinesis_ingester_api::KinesisIngesterStatus,
 ) -> Result<()> {
-    let structural = previous.is_none_or(|p| status::structurally_different(p, &next));
+    let structural = previous.is_none_or(|p| {
+        status::structurally_different(p, &next)
+            || status::lag_jumped(p.max_millis_behind_latest, next.max_millis_behind_latest)
+    });
     let changed = previous != Some(&next);
     let due = ctx
         .memory()

@@ -140,6 +140,7 @@ pub fn compute(input: &StatusInput<'_>) -> (KinesisIngesterStatus, FleetGauges) 
     let mut per_worker: std::collections::BTreeMap<&str, i64> = Default::default();
     let mut stuck = Stuck::default();
     let mut failing: Vec<(&str, &ReadError)> = Vec::new();
+    let mut oldest_report: Option<Timestamp> = None;
     let readable: Vec<String> = input
         .table
         .map(|t| eligible(t, input.strict_order))
@@ -173,6 +174,18 @@ pub fn compute(input: &StatusInput<'_>) -> (KinesisIngesterStatus, FleetGauges) 
         let lag = entry.and_then(|e| e.millis_behind_latest);
         if let Some(l) = lag {
             lags.insert(s.shard_id.as_str(), l);
+            let reported = owner.and_then(|(_, w)| {
+                w.object
+                    .status
+                    .as_ref()?
+                    .renew_time
+                    .as_deref()?
+                    .parse::<Timestamp>()
+                    .ok()
+            });
+            if let Some(t) = reported {
+                oldest_report = Some(oldest_report.map_or(t, |o: Timestamp| o.min(t)));
+            }
         }
         let checkpoint = entry
             .and_then(|e| e.position.as_ref())
@@ -322,6 +335,7 @@ pub fn compute(input: &StatusInput<'_>) -> (KinesisIngesterStatus, FleetGauges) 
         selector: Some(input.selector.clone()),
         max_millis_behind_latest: max_lag,
         lag: max_lag.map(format_lag),
+        lag_measured_at: max_lag.and(oldest_report).map(|t| t.to_string()),
         undelivered: (stuck.shards > 0).then(|| stuck.stalled()),
         shards,
     };
@@ -415,6 +429,7 @@ pub fn structurally_different(
         let mut s = s.clone();
         s.max_millis_behind_latest = None;
         s.lag = None;
+        s.lag_measured_at = None;
         // Whether delivery is stuck is structural (the conditions say so too); for how long
         // is not, like the lag.
         s.undelivered = s.undelivered.as_ref().map(|_| String::new());
@@ -430,362 +445,23 @@ pub fn structurally_different(
     strip(previous) != strip(next)
 }
 
-#[cfg(test)]
-mod tests {
-    use kinesis_ingester_api::{
-        AssignedShard, Holder, KinesisWorker, KinesisWorkerSpec, KinesisWorkerStatus, WorkerShard,
-    };
-
-    use super::*;
-    use kinesis_protocol::handoff::WorkerState;
-
-    fn table(owners: &[Option<&str>]) -> KinesisShardAssignmentSpec {
-        KinesisShardAssignmentSpec {
-            ingester_uid: "u".into(),
-            shards: owners
-                .iter()
-                .enumerate()
-                .map(|(i, o)| AssignedShard {
-                    shard_id: format!("s{i}"),
-                    parents: vec![],
-                    starting_hash_key: None,
-                    ending_hash_key: None,
-                    owner: o.map(str::to_owned),
-                    epoch: 1,
-                    draining: false,
-                    start_after: None,
-                    start_at_timestamp: None,
-                })
-                .collect(),
-            ..Default::default()
+/// A lag change too large to wait for the status interval: the lag became known or unknown, or
+/// at least doubled or halved by [`LAG_JUMP_FLOOR_MS`] or more. A lag growing without bound is
+/// written once per doubling, and a stream that caught up says so at once.
+pub fn lag_jumped(previous: Option<i64>, next: Option<i64>) -> bool {
+    match (previous, next) {
+        (None, None) => false,
+        (None, Some(_)) | (Some(_), None) => true,
+        (Some(a), Some(b)) => {
+            let (low, high) = (a.min(b).max(0), a.max(b));
+            high - low >= LAG_JUMP_FLOOR_MS && high >= low.saturating_mul(2)
         }
-    }
-
-    fn workers(live: Liveness, lags: &[(usize, i64)]) -> Workers {
-        let mut o = KinesisWorker::new(
-            "w0",
-            KinesisWorkerSpec {
-                ingester_uid: "u".into(),
-                fences: vec![],
-            },
-        );
-        o.status = Some(KinesisWorkerStatus {
-            holder: Some(Holder {
-                pod_uid: "p".into(),
-                incarnation: "i".into(),
-            }),
-            shards: lags
-                .iter()
-                .map(|(i, lag)| WorkerShard {
-                    shard_id: format!("s{i}"),
-                    epoch: 1,
-                    position: None,
-                    millis_behind_latest: Some(*lag),
-                    released: false,
-                    finished: false,
-                    last_delivery: None,
-                    delivery_stuck: None,
-                    read_error: None,
-                })
-                .collect(),
-            ..Default::default()
-        });
-        [(
-            "w0".to_owned(),
-            WorkerState {
-                object: o,
-                liveness: live,
-            },
-        )]
-        .into()
-    }
-
-    fn input<'a>(t: &'a KinesisShardAssignmentSpec, w: &'a Workers) -> StatusInput<'a> {
-        StatusInput {
-            generation: Some(3),
-            stream_name: "orders".into(),
-            table: Some(t),
-            workers: w,
-            desired: 1,
-            ready_pods: 1,
-            open_shards: Some(2),
-            strict_order: true,
-            problem: None,
-            selector: "a=b".into(),
-            previous: None,
-            now: Timestamp::UNIX_EPOCH,
-        }
-    }
-
-    fn cond<'a>(s: &'a KinesisIngesterStatus, t: &str) -> &'a Condition {
-        s.conditions
-            .iter()
-            .find(|c| c.type_ == t)
-            .expect("condition")
-    }
-
-    #[test]
-    fn all_shards_reading_is_ready_with_the_largest_lag() {
-        let t = table(&[Some("w0"), Some("w0")]);
-        let w = workers(Liveness::Live, &[(0, 1200), (1, 0)]);
-        let (s, g) = compute(&input(&t, &w));
-        assert_eq!(cond(&s, "Ready").status, "True");
-        assert_eq!(cond(&s, "Ready").reason, "AllShardsReading");
-        assert_eq!(cond(&s, "Progressing").status, "False");
-        assert_eq!(cond(&s, "Degraded").reason, "AsExpected");
-        assert_eq!(s.max_millis_behind_latest, Some(1200));
-        assert_eq!(s.lag.as_deref(), Some("1.2s"));
-        assert_eq!(s.workers.as_deref(), Some("1/1"));
-        assert_eq!(s.observed_generation, Some(3));
-        assert!(s.shards.iter().all(|e| e.state == ShardState::Reading));
-        assert_eq!(g.max_shards_per_worker, 2);
-        assert_eq!(g.max_millis_behind_latest, Some(1200));
-    }
-
-    #[test]
-    fn an_unconfirmed_shard_is_pending_and_not_ready() {
-        let t = table(&[Some("w0"), None]);
-        let w = workers(Liveness::Live, &[(0, 5)]);
-        let (s, _) = compute(&input(&t, &w));
-        assert_eq!(cond(&s, "Ready").reason, "ShardsNotReading");
-        assert_eq!(cond(&s, "Progressing").reason, "Rebalancing");
-        assert_eq!(s.shards[1].state, ShardState::Pending);
-    }
-
-    #[test]
-    fn a_stream_problem_is_degraded_with_its_reason() {
-        let t = table(&[]);
-        let w = workers(Liveness::Live, &[]);
-        let mut i = input(&t, &w);
-        i.problem = Some(StreamProblem {
-            reason: "StreamNotFound",
-            message: "stream orders not found".into(),
-        });
-        let (s, _) = compute(&i);
-        assert_eq!(cond(&s, "Ready").reason, "StreamUnavailable");
-        assert_eq!(cond(&s, "Degraded").reason, "StreamNotFound");
-        assert!(cond(&s, "Degraded").message.contains("orders"));
-    }
-
-    #[test]
-    fn an_expired_worker_is_degraded_and_transition_times_are_kept() {
-        let t = table(&[Some("w0")]);
-        let w = workers(Liveness::Expired, &[(0, 0)]);
-        let (first, _) = compute(&input(&t, &w));
-        assert_eq!(cond(&first, "Degraded").reason, "WorkerExpired");
-        let mut i = input(&t, &w);
-        i.previous = Some(&first);
-        i.now = Timestamp::from_second(1000).expect("time");
-        let (second, _) = compute(&i);
-        assert_eq!(
-            cond(&second, "Degraded").last_transition_time,
-            Time(Timestamp::UNIX_EPOCH)
-        );
-        assert!(!structurally_different(&first, &second));
-    }
-
-    #[test]
-    fn a_shard_with_unknown_lag_makes_the_largest_lag_unknown_not_zero() {
-        let t = table(&[Some("w0"), Some("w0")]);
-        let mut w = workers(Liveness::Live, &[(0, 0), (1, 0)]);
-        if let Some(st) = w.get_mut("w0").and_then(|w| w.object.status.as_mut()) {
-            for e in &mut st.shards {
-                e.millis_behind_latest = None;
-            }
-            st.shards[0].millis_behind_latest = Some(700);
-        }
-        let (s, g) = compute(&input(&t, &w));
-        assert_eq!(s.max_millis_behind_latest, None, "s1's lag is unknown");
-        assert_eq!(s.lag, None);
-        assert_eq!(g.max_millis_behind_latest, None);
-        assert_eq!(s.shards[0].millis_behind_latest, Some(700));
-        assert_eq!(s.shards[1].millis_behind_latest, None);
-    }
-
-    #[test]
-    fn a_worker_that_never_read_reports_no_lag() {
-        let t = table(&[Some("w0")]);
-        let mut w = workers(Liveness::Live, &[(0, 0)]);
-        if let Some(st) = w.get_mut("w0").and_then(|w| w.object.status.as_mut()) {
-            st.shards[0].millis_behind_latest = None;
-        }
-        let (s, g) = compute(&input(&t, &w));
-        assert_eq!(s.max_millis_behind_latest, None);
-        assert_eq!(g.max_millis_behind_latest, None);
-        let (s, g) = compute(&input(&table(&[None]), &w));
-        assert_eq!(
-            s.max_millis_behind_latest, None,
-            "a pending shard's lag is unknown"
-        );
-        assert_eq!(g.max_millis_behind_latest, None);
-    }
-
-    fn stuck(w: &mut Workers, shard: usize, error: Option<&str>) {
-        if let Some(e) = w
-            .get_mut("w0")
-            .and_then(|w| w.object.status.as_mut())
-            .and_then(|s| s.shards.get_mut(shard))
-        {
-            e.delivery_stuck = Some(DeliveryStuck {
-                stalled_seconds: 95,
-                threshold_seconds: 30,
-                sink_error: error.map(str::to_owned),
-            });
-        }
-    }
-
-    #[test]
-    fn shards_nobody_can_read_are_not_ready_and_degraded_naming_the_error() {
-        let t = table(&[Some("w0"), Some("w0")]);
-        let mut w = workers(Liveness::Live, &[(0, 0), (1, 0)]);
-        let (s, g) = compute(&input(&t, &w));
-        assert_eq!(cond(&s, "Ready").status, "True", "control");
-        assert!(g.ready);
-        if let Some(e) = w
-            .get_mut("w0")
-            .and_then(|w| w.object.status.as_mut())
-            .and_then(|s| s.shards.get_mut(1))
-        {
-            e.millis_behind_latest = None;
-            e.read_error = Some(ReadError {
-                category: "credentials".into(),
-                operation: "GetShardIterator".into(),
-                message: "no credentials in the chain".into(),
-                failing_seconds: 42,
-            });
-        }
-        let (s, g) = compute(&input(&t, &w));
-        let ready = cond(&s, "Ready");
-        assert_eq!(
-            (ready.status.as_str(), ready.reason.as_str()),
-            ("False", "ReadErrors")
-        );
-        for wanted in [
-            "1 shards",
-            "s1",
-            "GetShardIterator",
-            "credentials",
-            "42s",
-            "no credentials in the chain",
-        ] {
-            assert!(
-                ready.message.contains(wanted),
-                "{wanted}: {}",
-                ready.message
-            );
-        }
-        let degraded = cond(&s, "Degraded");
-        assert_eq!(
-            (degraded.status.as_str(), degraded.reason.as_str()),
-            ("True", "ReadErrors")
-        );
-        assert!(!g.ready && g.degraded);
-        assert_eq!(s.lag, None, "the unread shard's lag is unknown");
-    }
-
-    #[test]
-    fn a_stuck_sink_is_not_ready_and_degraded_with_its_error_category() {
-        let t = table(&[Some("w0"), Some("w0")]);
-        let mut w = workers(Liveness::Live, &[(0, 0), (1, 0)]);
-        stuck(&mut w, 1, Some("connect"));
-        let (s, _) = compute(&input(&t, &w));
-        let ready = cond(&s, "Ready");
-        assert_eq!(
-            (ready.status.as_str(), ready.reason.as_str()),
-            ("False", "NotDelivering")
-        );
-        assert!(
-            ready.message.contains("1 shards") && ready.message.contains("1m35s"),
-            "{}",
-            ready.message
-        );
-        assert_eq!(
-            s.undelivered.as_deref(),
-            Some("1m35s"),
-            "a stuck sink shows how long records waited, whatever the read lag"
-        );
-        let degraded = cond(&s, "Degraded");
-        assert_eq!(
-            (degraded.status.as_str(), degraded.reason.as_str()),
-            ("True", "SinkFailing")
-        );
-        assert!(degraded.message.contains("connect"), "{}", degraded.message);
-        assert_eq!(
-            s.lag.as_deref(),
-            Some("0s"),
-            "the lag is still what was read"
-        );
-    }
-
-    #[test]
-    fn a_sink_stuck_without_errors_says_so() {
-        let t = table(&[Some("w0")]);
-        let mut w = workers(Liveness::Live, &[(0, 0)]);
-        stuck(&mut w, 0, None);
-        let (s, _) = compute(&input(&t, &w));
-        assert_eq!(cond(&s, "Degraded").reason, "SinkFailing");
-        assert!(
-            cond(&s, "Degraded")
-                .message
-                .contains("hangs without failing")
-        );
-    }
-
-    #[test]
-    fn sink_error_labels_in_the_message_are_bounded() {
-        let t = table(&[Some("w0"), Some("w0"), Some("w0"), Some("w0"), Some("w0")]);
-        let mut w = workers(Liveness::Live, &[(0, 0), (1, 0), (2, 0), (3, 0), (4, 0)]);
-        let long = "x".repeat(5000);
-        for (i, e) in ["a", "b", "c", "d", long.as_str()].iter().enumerate() {
-            stuck(&mut w, i, Some(e));
-        }
-        let (s, _) = compute(&input(&t, &w));
-        let msg = &cond(&s, "Degraded").message;
-        assert!(msg.len() < 200, "{msg}");
-        assert!(msg.contains("2 more"), "{msg}");
-    }
-
-    #[test]
-    fn the_stuck_report_of_an_expired_worker_is_not_trusted() {
-        let t = table(&[Some("w0")]);
-        let mut w = workers(Liveness::Expired, &[(0, 0)]);
-        stuck(&mut w, 0, Some("connect"));
-        let (s, _) = compute(&input(&t, &w));
-        assert_eq!(cond(&s, "Degraded").reason, "WorkerExpired");
-        assert_ne!(cond(&s, "Ready").reason, "NotDelivering");
-    }
-
-    #[test]
-    fn a_stream_problem_outranks_a_stuck_sink_and_recovery_is_ready_again() {
-        let t = table(&[Some("w0")]);
-        let mut w = workers(Liveness::Live, &[(0, 0)]);
-        stuck(&mut w, 0, Some("http_5xx"));
-        let mut i = input(&t, &w);
-        i.problem = Some(StreamProblem {
-            reason: "StreamNotFound",
-            message: "gone".into(),
-        });
-        let (s, _) = compute(&i);
-        assert_eq!(cond(&s, "Degraded").reason, "StreamNotFound");
-        let (stuck_status, _) = compute(&input(&t, &w));
-        let healthy = workers(Liveness::Live, &[(0, 0)]);
-        let mut i = input(&t, &healthy);
-        i.previous = Some(&stuck_status);
-        let (s, _) = compute(&i);
-        assert_eq!(cond(&s, "Ready").reason, "AllShardsReading");
-        assert_eq!(cond(&s, "Degraded").reason, "AsExpected");
-        assert!(
-            structurally_different(&stuck_status, &s),
-            "the change is written"
-        );
-    }
-
-    #[test]
-    fn lags_read_well() {
-        assert_eq!(format_lag(0), "0s");
-        assert_eq!(format_lag(250), "0.2s");
-        assert_eq!(format_lag(1200), "1.2s");
-        assert_eq!(format_lag(185_000), "3m5s");
-        assert_eq!(format_lag(7_300_000), "2h1m");
     }
 }
+
+/// Lag changes smaller than this wait for the status interval, however large the ratio (a
+/// caught-up shard's lag moves between 0 and a second all the time).
+pub const LAG_JUMP_FLOOR_MS: i64 = 5_000;
+
+#[cfg(test)]
+mod tests;
