@@ -92,6 +92,13 @@ pub struct ShardStatus {
     /// Sequence number of the last record delivered and checkpointed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub checkpoint: Option<String>,
+
+    /// When `checkpoint` was stored: the first worker report that carried it (the worker's
+    /// clock). Absent until this operator saw the checkpoint move. While records wait and this
+    /// stands still, nothing is being delivered; the owner's `KinesisWorker` status has the
+    /// shard's `lastDelivery` and what failed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_checkpoint: Option<String>,
 }
 
 /// Life of a shard in the fleet.

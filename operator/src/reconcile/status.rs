@@ -194,6 +194,14 @@ pub fn compute(input: &StatusInput<'_>) -> (KinesisIngesterStatus, FleetGauges) 
                 Some(sub) => format!("{}/{sub}", p.sequence),
                 None => p.sequence.clone(),
             });
+        let before = input
+            .previous
+            .and_then(|p| p.shards.iter().find(|e| e.shard_id == s.shard_id));
+        let last_checkpoint = match (before, entry.and_then(|e| e.position.as_ref())) {
+            (Some(b), _) if b.checkpoint == checkpoint => b.last_checkpoint.clone(),
+            (_, Some(_)) => owner.and_then(|(_, w)| w.object.status.as_ref()?.renew_time.clone()),
+            _ => None,
+        };
         shards.push(ShardStatus {
             shard_id: s.shard_id.clone(),
             parent_shard_ids: s.parents.clone(),
@@ -201,6 +209,7 @@ pub fn compute(input: &StatusInput<'_>) -> (KinesisIngesterStatus, FleetGauges) 
             state,
             millis_behind_latest: lag,
             checkpoint,
+            last_checkpoint,
         });
     }
     let max_lag = max_known_lag(&lags, &readable);
@@ -439,6 +448,7 @@ pub fn structurally_different(
         for sh in &mut s.shards {
             sh.millis_behind_latest = None;
             sh.checkpoint = None;
+            sh.last_checkpoint = None;
         }
         s
     };

@@ -137,6 +137,48 @@ fn the_lag_says_when_it_was_measured_by_the_oldest_report() {
 }
 
 #[test]
+fn each_shard_says_when_its_checkpoint_last_moved() {
+    let t = table(&[Some("w0")]);
+    let mut w = workers(Liveness::Live, &[(0, 0)]);
+    let report = |w: &mut Workers, at: &str, seq: Option<&str>| {
+        if let Some(st) = w.get_mut("w0").and_then(|w| w.object.status.as_mut()) {
+            st.renew_time = Some(at.into());
+            st.shards[0].position = seq.map(|s| kinesis_ingester_api::CheckpointPosition {
+                sequence: s.into(),
+                sub_sequence: None,
+            });
+            st.shards[0].last_delivery = seq.map(|_| "2026-11-26T10:00:01Z".into());
+        }
+    };
+    report(&mut w, "2026-11-26T10:00:00Z", None);
+    let (s0, _) = compute(&input(&t, &w));
+    assert_eq!(s0.shards[0].last_checkpoint, None, "nothing stored yet");
+
+    report(&mut w, "2026-11-26T10:00:06Z", Some("100"));
+    let mut i = input(&t, &w);
+    i.previous = Some(&s0);
+    let (s1, _) = compute(&i);
+    assert_eq!(
+        s1.shards[0].last_checkpoint.as_deref(),
+        Some("2026-11-26T10:00:06Z")
+    );
+
+    // Later reports with the same position keep the time it was first stored.
+    report(&mut w, "2026-11-26T10:00:12Z", Some("100"));
+    let mut i = input(&t, &w);
+    i.previous = Some(&s1);
+    let (s2, _) = compute(&i);
+    assert_eq!(
+        s2.shards[0].last_checkpoint.as_deref(),
+        Some("2026-11-26T10:00:06Z")
+    );
+    assert!(
+        !structurally_different(&s1, &s2),
+        "checkpoint times ride on the slow path"
+    );
+}
+
+#[test]
 fn lag_jumps_are_written_at_once_and_drift_waits() {
     assert!(lag_jumped(None, Some(0)), "the lag became known");
     assert!(lag_jumped(Some(0), None), "the lag became unknown");
