@@ -130,12 +130,18 @@ where
     }
 
     fn forget(&self, id: &IngesterLabels) {
+        self.forget_except(id, None);
+    }
+
+    /// Removes the series of `id` other than `keep`, which stays exported throughout (a scrape
+    /// never misses it).
+    fn forget_except(&self, id: &IngesterLabels, keep: Option<&L>) {
         let mut seen = self
             .seen
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
         seen.retain(|l| {
-            if l.of(id) {
+            if l.of(id) && Some(l) != keep {
                 self.family.remove(l);
                 false
             } else {
@@ -345,14 +351,15 @@ impl Metrics {
             .with(id.clone(), |g| g.set(i64::from(fleet.ready)));
         self.degraded
             .with(id.clone(), |g| g.set(i64::from(fleet.degraded)));
-        // One info series per ingester: a changed stream replaces the old one.
-        self.info.forget(id);
+        // One info series per ingester: a changed stream replaces the old one, and an unchanged
+        // one is never removed, even for an instant.
         let info = InfoLabels {
             namespace: id.namespace.clone(),
             name: id.name.clone(),
             stream: fleet.stream.clone(),
         };
-        self.info.with(info, |g| g.set(1));
+        self.info.with(info.clone(), |g| g.set(1));
+        self.info.forget_except(id, Some(&info));
     }
 
     /// Removes every series of a deleted ingester.
