@@ -77,9 +77,10 @@ impl SinkPipeline {
         self
     }
 
-    /// Takes a chunk into the open batch, unless its shard is no longer deliverable.
+    /// Takes a chunk into the open batch, unless its shard is no longer deliverable or is being
+    /// handed back.
     fn take(&mut self, chunk: Chunk) -> Result<(), SinkError> {
-        if !self.deliverable.allows(&chunk.shard_id) {
+        if !self.deliverable.sendable(&chunk.shard_id) {
             self.stats.dropped_revoked(chunk.records.len());
             return Ok(());
         }
@@ -153,14 +154,17 @@ impl SinkPipeline {
         self.in_flight = records;
         let mut attempt = 0u32;
         let mut revoked_total = 0;
+        // Counts the batch's shards as sending until its acknowledgements are made.
+        let mut sending;
         loop {
-            let revoked = batch.retain_shards(|s| self.deliverable.allows(s));
+            let (revoked, guard) = self.deliverable.begin_send(&mut batch);
+            sending = guard;
             if revoked > 0 {
                 self.stats.dropped_revoked(revoked);
                 revoked_total += revoked;
                 tracing::info!(
                     records = revoked,
-                    "dropped records of shards this worker no longer holds; their new owner reads them again"
+                    "dropped records of shards this worker no longer holds or is handing back; their next owner reads them again"
                 );
             }
             if batch.is_empty() {
@@ -204,6 +208,7 @@ impl SinkPipeline {
                 self.stats.acked();
             }
         }
+        drop(sending);
         self.batcher.recycle(batch);
         self.in_flight = 0;
         true

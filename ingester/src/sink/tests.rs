@@ -509,3 +509,68 @@ async fn a_request_in_flight_is_abandoned_when_its_shard_is_lost() {
     assert!(acks.get().is_empty());
     assert_eq!(calls.load(SeqCst), 1, "not sent again");
 }
+
+/// A planned handoff closes the shard: the request in flight finishes and is acknowledged,
+/// records not yet sent are dropped (the next owner reads them again), and the shard is idle
+/// once that request is acknowledged, so the release neither waits for the whole backlog nor
+/// abandons a request the sink already received.
+#[tokio::test]
+async fn a_closed_shard_finishes_its_request_in_flight_and_sends_nothing_more() {
+    let (gate, calls) = (Arc::new(Semaphore::new(0)), Arc::new(AtomicUsize::new(0)));
+    let acks = Acks::default();
+    let deliverable = Deliverable::only_set();
+    deliverable.set([Arc::from("a"), Arc::from("b")].into());
+    let pipeline = SinkPipeline::new(
+        Box::new(Gated {
+            gate: gate.clone(),
+            calls: calls.clone(),
+        }),
+        limits(2, Duration::from_secs(3600)),
+        Encoding::Ndjson,
+        acks.ack_fn(|| 0),
+        CancellationToken::new(),
+        Arc::new(SinkStats::default()),
+    )
+    .with_deliverable(deliverable.clone());
+    let (tx, rx) = mpsc::channel(4);
+    tx.send(chunk("a", 1..3, 2)).await.expect("send");
+    let task = tokio::spawn(pipeline.run(rx));
+    wait_until("a's first request is in flight", || calls.load(SeqCst) == 1).await;
+
+    deliverable.close("a");
+    assert!(!deliverable.sendable("a") && deliverable.sendable("b"));
+    assert!(
+        !deliverable.closed_and_idle("a"),
+        "a request with a's records is still in flight"
+    );
+    // Read before the close, not sent yet: dropped, never sent or acknowledged.
+    tx.send(chunk("a", 3..5, 4)).await.expect("send");
+    tx.send(chunk("b", 1..3, 2)).await.expect("send");
+    gate.add_permits(1);
+    wait_until("a's request in flight is acknowledged", || {
+        acks.get().contains(&("a".into(), "2".into(), 0))
+    })
+    .await;
+    wait_until("a is idle", || deliverable.closed_and_idle("a")).await;
+    gate.add_permits(1);
+    wait_until("b is delivered", || {
+        acks.get().contains(&("b".into(), "2".into(), 0))
+    })
+    .await;
+    drop(tx);
+    tokio::time::timeout(DEADLINE, task)
+        .await
+        .expect("finished")
+        .expect("joined")
+        .expect("ok");
+    assert_eq!(calls.load(SeqCst), 2, "a's second chunk was never sent");
+    assert!(
+        !acks.get().iter().any(|(s, cp, _)| s == "a" && cp == "4"),
+        "nothing of a after the close is acknowledged: {:?}",
+        acks.get()
+    );
+    // Leaving the set reopens it for a later epoch.
+    deliverable.set([Arc::from("b")].into());
+    deliverable.set([Arc::from("a"), Arc::from("b")].into());
+    assert!(deliverable.sendable("a"));
+}
