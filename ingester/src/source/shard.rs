@@ -115,11 +115,11 @@ impl ShardReader {
                         .as_ref()
                         .map(StartAt::resume)
                         .unwrap_or_else(|| self.start.clone());
-                    match self
-                        .api
-                        .get_shard_iterator(&self.stream, &shard_id, &start)
-                        .await
-                    {
+                    let call = self.api.get_shard_iterator(&self.stream, &shard_id, &start);
+                    let Some(result) = self.unless_cancelled(call).await else {
+                        return ShardOutcome::Stopped { last_sent };
+                    };
+                    match result {
                         Ok(it) => it,
                         Err(e) => {
                             if !self
@@ -141,7 +141,13 @@ impl ShardReader {
                 return ShardOutcome::Stopped { last_sent };
             }
             last_call = tokio::time::Instant::now();
-            let page = match self.api.get_records(&it, self.settings.max_records).await {
+            // A call in flight is abandoned on cancellation (nothing of it was used), so a
+            // release or a shutdown does not wait out a slow or hanging GetRecords.
+            let call = self.api.get_records(&it, self.settings.max_records);
+            let Some(result) = self.unless_cancelled(call).await else {
+                return ShardOutcome::Stopped { last_sent };
+            };
+            let page = match result {
                 Ok(page) => {
                     backoff.reset();
                     page
@@ -247,6 +253,15 @@ impl ShardReader {
             }
         }
         true
+    }
+
+    /// `call`'s result, or `None` once the reader is cancelled (the call is dropped).
+    async fn unless_cancelled<T>(&self, call: impl std::future::Future<Output = T>) -> Option<T> {
+        tokio::select! {
+            biased;
+            () = self.cancel.cancelled() => None,
+            result = call => Some(result),
+        }
     }
 
     /// Sleeps until `deadline`; false if cancelled first.

@@ -1,4 +1,4 @@
-//! Tests of the enhanced fan-out reader against a scripted [`KinesisApi`]: renewals after session end, errors and stalls, shard end, cancellation.
+//! Tests of the shard readers against a scripted [`KinesisApi`]: enhanced fan-out renewals after session end, errors and stalls, shard end, cancellation; a polling reader cancelled mid-call.
 
 use std::{
     collections::VecDeque,
@@ -42,6 +42,8 @@ enum Step {
 struct Scripted {
     sessions: Mutex<VecDeque<Vec<Step>>>,
     starts: Mutex<Vec<StartAt>>,
+    /// Polling: GetShardIterator answers, then every GetRecords call hangs; counts the calls.
+    hanging_get_records: Option<Arc<std::sync::atomic::AtomicUsize>>,
 }
 
 fn unused<'a, T: Send + 'a>() -> BoxFuture<'a, Result<T, SourceError>> {
@@ -67,14 +69,23 @@ impl KinesisApi for Scripted {
         _: &'a str,
         _: &'a StartAt,
     ) -> BoxFuture<'a, Result<String, SourceError>> {
-        unused()
+        match self.hanging_get_records {
+            Some(_) => async { Ok("it".to_owned()) }.boxed(),
+            None => unused(),
+        }
     }
     fn get_records<'a>(
         &'a self,
         _: &'a str,
         _: i32,
     ) -> BoxFuture<'a, Result<RecordsPage, SourceError>> {
-        unused()
+        match &self.hanging_get_records {
+            Some(calls) => {
+                calls.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                futures::future::pending().boxed()
+            }
+            None => unused(),
+        }
     }
     fn stream_arn<'a>(&'a self, _: &'a StreamRef) -> BoxFuture<'a, Result<String, SourceError>> {
         unused()
@@ -260,4 +271,35 @@ async fn cancelling_stops_a_waiting_reader_at_once() {
         .expect("stops promptly")
         .expect("no panic");
     assert!(matches!(outcome, ShardOutcome::Stopped { last_sent: None }));
+}
+
+/// A polling reader cancelled while GetRecords hangs stops at once instead of waiting for the
+/// call (a release or a shutdown must not wait out a slow Kinesis).
+#[tokio::test]
+async fn a_polling_reader_stops_at_once_when_cancelled_during_get_records() {
+    let calls = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let api = Arc::new(Scripted {
+        hanging_get_records: Some(calls.clone()),
+        ..Scripted::default()
+    });
+    let (tx, _rx) = mpsc::channel(4);
+    let cancel = CancellationToken::new();
+    let task = tokio::spawn(reader(api, tx, cancel.clone()).reader.run());
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    while calls.load(std::sync::atomic::Ordering::SeqCst) == 0 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "GetRecords never called"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    cancel.cancel();
+    let outcome = tokio::time::timeout(Duration::from_secs(30), task)
+        .await
+        .expect("the reader did not wait for the hanging call")
+        .expect("joined");
+    assert!(
+        matches!(outcome, ShardOutcome::Stopped { last_sent: None }),
+        "{outcome:?}"
+    );
 }
