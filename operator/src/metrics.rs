@@ -167,6 +167,7 @@ pub struct Metrics {
     lag: PerIngester<IngesterLabels, Gauge>,
     ready: PerIngester<IngesterLabels, Gauge>,
     degraded: PerIngester<IngesterLabels, Gauge>,
+    suspended: PerIngester<IngesterLabels, Gauge>,
     info: PerIngester<InfoLabels, Gauge>,
     topology_errors: PerIngester<IngesterReason, Counter>,
     leader: Gauge,
@@ -196,6 +197,7 @@ impl Metrics {
             lag: PerIngester::default(),
             ready: PerIngester::default(),
             degraded: PerIngester::default(),
+            suspended: PerIngester::default(),
             info: PerIngester::default(),
             topology_errors: PerIngester::default(),
             leader: Gauge::default(),
@@ -260,6 +262,11 @@ impl Metrics {
             "degraded",
             "1 while the ingester's Degraded condition is True",
             m.degraded.family.clone(),
+        );
+        r.register(
+            "suspended",
+            "1 while the ingester is suspended (spec.suspend): not Ready on purpose",
+            m.suspended.family.clone(),
         );
         r.register(
             "ingester_info",
@@ -351,6 +358,8 @@ impl Metrics {
             .with(id.clone(), |g| g.set(i64::from(fleet.ready)));
         self.degraded
             .with(id.clone(), |g| g.set(i64::from(fleet.degraded)));
+        self.suspended
+            .with(id.clone(), |g| g.set(i64::from(fleet.suspended)));
         // One info series per ingester: a changed stream replaces the old one, and an unchanged
         // one is never removed, even for an instant.
         let info = InfoLabels {
@@ -375,6 +384,7 @@ impl Metrics {
         self.lag.forget(id);
         self.ready.forget(id);
         self.degraded.forget(id);
+        self.suspended.forget(id);
         self.info.forget(id);
         self.topology_errors.forget(id);
     }
@@ -411,6 +421,8 @@ pub struct FleetGauges {
     pub ready: bool,
     /// The Degraded condition is True.
     pub degraded: bool,
+    /// `spec.suspend` is true (not Ready on purpose).
+    pub suspended: bool,
     /// The stream the ingester reads.
     pub stream: String,
 }
@@ -458,6 +470,7 @@ mod tests {
                 max_millis_behind_latest: Some(1500),
                 ready: false,
                 degraded: true,
+                suspended: true,
                 stream: "orders-stream".into(),
             },
         );
@@ -473,6 +486,7 @@ mod tests {
             "kinesis_operator_max_millis_behind_latest{namespace=\"ns\",name=\"orders\"} 1500",
             "kinesis_operator_ready{namespace=\"ns\",name=\"orders\"} 0",
             "kinesis_operator_degraded{namespace=\"ns\",name=\"orders\"} 1",
+            "kinesis_operator_suspended{namespace=\"ns\",name=\"orders\"} 1",
             "kinesis_operator_ingester_info{namespace=\"ns\",name=\"orders\",stream=\"orders-stream\"} 1",
         ] {
             assert!(text.contains(want), "missing {want} in\n{text}");

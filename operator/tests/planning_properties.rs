@@ -53,6 +53,9 @@ fn random_spec(rng: &mut fastrand::Rng) -> Value {
         read["maxRecordsPerCall"] = json!(int(rng, 1, 10_000));
     }
     if rng.bool() {
+        read["bufferPages"] = json!(int(rng, 1, 1024));
+    }
+    if rng.bool() {
         read["strictOrder"] = json!(rng.bool());
     }
     read["startingPosition"] = match rng.u8(..3) {
@@ -103,6 +106,7 @@ fn random_spec(rng: &mut fastrand::Rng) -> Value {
         },
         "sink": sink,
         "workers": workers,
+        "suspend": rng.u8(..8) == 0,
     })
 }
 
@@ -342,6 +346,7 @@ fn plan_once(ki: &KinesisIngester, settings: &WorkloadSettings, rng: &mut fastra
         problem: None,
         selector: workload::selector_string("orders"),
         previous: None,
+        suspended: ki.spec.suspend,
         now: jiff::Timestamp::now(),
     };
     let (status, _) = compute(&input);

@@ -53,6 +53,7 @@ fn exposed_metric_names() -> BTreeSet<String> {
             max_millis_behind_latest: Some(1),
             ready: true,
             degraded: false,
+            suspended: false,
             stream: "orders".into(),
         },
     );

@@ -147,7 +147,11 @@ groups:
             sink shows as NotDelivering/SinkFailing), then the sink's error rate and throughput;
             if the sink is healthy and every worker is busy, add workers (spec.workers.replicas).
       - alert: KinesisIngesterNotReady
-        expr: max by (namespace, name) (kinesis_operator_ready) == 0
+        # A suspended ingester (spec.suspend) is not Ready on purpose.
+        expr: >-
+          max by (namespace, name) (kinesis_operator_ready) == 0
+          unless on (namespace, name)
+          max by (namespace, name) (kinesis_operator_suspended) == 1
         for: {{ $r.notReadyFor }}
         labels:
           severity: critical

@@ -497,6 +497,34 @@ pub fn plan_owners(
     out
 }
 
+/// Suspension (`spec.suspend`): every shard a live worker owns is drained, as in a scale-down
+/// to zero, at most `max_handoffs` at once (counting those already draining). Released shards
+/// keep their position and wait without an owner, because no worker is assignable.
+pub fn drain_all(
+    table: &mut KinesisShardAssignmentSpec,
+    workers: &Workers,
+    max_handoffs: usize,
+) -> Vec<Transition> {
+    let mut handoffs = table.shards.iter().filter(|s| s.draining).count();
+    let mut out = Vec::new();
+    for shard in &mut table.shards {
+        let Some(owner) = &shard.owner else { continue };
+        let live = workers
+            .get(owner)
+            .is_some_and(|w| w.liveness == Liveness::Live);
+        if shard.draining || !live || handoffs >= max_handoffs {
+            continue;
+        }
+        handoffs += 1;
+        shard.draining = true;
+        out.push(Transition::Draining {
+            shard: shard.shard_id.clone(),
+            owner: owner.clone(),
+        });
+    }
+    out
+}
+
 /// Names of the workers that still own a shard in the table.
 pub fn owning_workers(table: &KinesisShardAssignmentSpec) -> BTreeSet<String> {
     table

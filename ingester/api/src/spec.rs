@@ -120,6 +120,12 @@ pub struct KinesisIngesterSpec {
     #[serde(default)]
     pub workers: WorkersSpec,
 
+    /// Stop reading without deleting anything: every worker hands its shards back with final
+    /// checkpoints and the fleet scales to zero, keeping the shard table; `false` (the default)
+    /// resumes exactly where it stopped. Ignored by the standalone ingester.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub suspend: bool,
+
     /// What happens to the fleet's checkpoints when the ingester is deleted (ignored by the
     /// standalone ingester, whose checkpoints are files).
     #[serde(default)]

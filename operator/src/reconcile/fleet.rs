@@ -103,12 +103,24 @@ pub async fn run(
 
     // Plan the table: reports, fences, topology, owners.
     let mut transitions = Vec::new();
-    let mut desired = ki
-        .status
-        .as_ref()
-        .map(|s| s.replicas)
-        .unwrap_or(0)
-        .max(ki.spec.workers.min_replicas);
+    // Suspended: no worker is wanted, so every shard is handed back and the fleet shrinks to
+    // zero through the same planned handoff as any resize; the table keeps the positions.
+    let size = |eligible: usize| {
+        if ki.spec.suspend {
+            0
+        } else {
+            plan::desired_workers(&ki.spec.workers, eligible)
+        }
+    };
+    let mut desired = if ki.spec.suspend {
+        0
+    } else {
+        ki.status
+            .as_ref()
+            .map(|s| s.replicas)
+            .unwrap_or(0)
+            .max(ki.spec.workers.min_replicas)
+    };
     let mut planned = None;
     let now = std::time::Instant::now();
     in_flight.table_wait = ctx
@@ -120,7 +132,7 @@ pub async fn run(
         // still follows the table as it is.
         if problem.is_none() {
             let eligible = handoff::eligible(&table.spec, ki.spec.read.strict_order);
-            desired = plan::desired_workers(&ki.spec.workers, eligible.len());
+            desired = size(eligible.len());
         }
         planned = Some(table.clone());
     } else if let Some(table) = &table {
@@ -201,20 +213,27 @@ pub async fn run(
         }
         let eligible = handoff::eligible(&spec, ki.spec.read.strict_order);
         if problem.is_none() {
-            desired = plan::desired_workers(&ki.spec.workers, eligible.len());
+            desired = size(eligible.len());
         }
         let assignable: Vec<String> = workers
             .iter()
             .filter(|(n, w)| w.liveness == Liveness::Live && ordinal(&name, n) < desired)
             .map(|(n, _)| n.clone())
             .collect();
-        let planned_now = handoff::plan_owners(
+        let mut planned_now = handoff::plan_owners(
             &mut spec,
             &assignable,
             &workers,
             ki.spec.read.strict_order,
             handoff::max_handoffs(eligible.len()),
         );
+        if ki.spec.suspend {
+            planned_now.extend(handoff::drain_all(
+                &mut spec,
+                &workers,
+                handoff::max_handoffs(eligible.len()),
+            ));
+        }
         if planned_now
             .iter()
             .any(|t| matches!(t, Transition::Draining { .. }))
@@ -412,6 +431,7 @@ pub async fn run(
         problem: problem.clone(),
         selector: workload::selector_string(&name),
         previous: previous.as_ref(),
+        suspended: ki.spec.suspend,
         now: Timestamp::now(),
     });
     ctx.metrics.set_fleet(&id, &gauges);

@@ -52,6 +52,8 @@ pub struct StatusInput<'a> {
     pub selector: String,
     /// The status written last, to keep condition transition times.
     pub previous: Option<&'a KinesisIngesterStatus>,
+    /// `spec.suspend`: the fleet is (being) scaled to zero on purpose.
+    pub suspended: bool,
     /// Now.
     pub now: Timestamp,
 }
@@ -221,7 +223,15 @@ pub fn compute(input: &StatusInput<'_>) -> (KinesisIngesterStatus, FleetGauges) 
     let count = |l: Liveness| input.workers.values().filter(|w| w.liveness == l).count() as i64;
     let expired = count(Liveness::Expired);
 
-    let (ready, ready_reason, ready_msg) = if let Some(p) = &input.problem {
+    let handing_back = reading + draining;
+    let (ready, ready_reason, ready_msg) = if input.suspended {
+        let message = if handing_back > 0 {
+            format!("spec.suspend is true: {handing_back} shards are being handed back")
+        } else {
+            "spec.suspend is true: no worker reads, every position is kept; spec.suspend: false resumes from them".to_owned()
+        };
+        (false, "Suspended", message)
+    } else if let Some(p) = &input.problem {
         let reason = READY_REASONS
             .into_iter()
             .find(|r| *r == p.reason)
@@ -268,7 +278,20 @@ pub fn compute(input: &StatusInput<'_>) -> (KinesisIngesterStatus, FleetGauges) 
             format!("{reading} shards read by {live_workers} workers"),
         )
     };
-    let (progressing, prog_reason, prog_msg) = if draining > 0 || reading < readable.len() {
+    let (progressing, prog_reason, prog_msg) = if input.suspended {
+        if handing_back > 0 || input.ready_pods > 0 {
+            (
+                true,
+                "Suspending",
+                format!(
+                    "{handing_back} shards and {} worker pods to stop",
+                    input.ready_pods
+                ),
+            )
+        } else {
+            (false, "Suspended", "every worker has stopped".to_owned())
+        }
+    } else if draining > 0 || reading < readable.len() {
         (
             true,
             "Rebalancing",
@@ -340,7 +363,11 @@ pub fn compute(input: &StatusInput<'_>) -> (KinesisIngesterStatus, FleetGauges) 
         open_shards: input.open_shards,
         replicas: input.desired,
         ready_replicas: input.ready_pods,
-        workers: Some(format!("{}/{}", input.ready_pods, input.desired)),
+        workers: Some(if input.suspended {
+            format!("{}/{} suspended", input.ready_pods, input.desired)
+        } else {
+            format!("{}/{}", input.ready_pods, input.desired)
+        }),
         selector: Some(input.selector.clone()),
         max_millis_behind_latest: max_lag,
         lag: max_lag.map(format_lag),
@@ -364,6 +391,7 @@ pub fn compute(input: &StatusInput<'_>) -> (KinesisIngesterStatus, FleetGauges) 
         max_millis_behind_latest: max_lag,
         ready,
         degraded,
+        suspended: input.suspended,
         stream: input.stream_name.clone(),
     };
     (status, gauges)

@@ -461,6 +461,42 @@ fn shards_of_a_worker_that_is_not_live_are_never_drained() {
     assert!(!t.shards[0].draining);
 }
 
+#[test]
+fn suspension_drains_every_live_owner_within_the_handoff_limit() {
+    let mut t = table(vec![
+        shard("s0", Some("w0"), 1),
+        shard("s1", Some("w1"), 1),
+        shard("s2", Some("w2"), 1),
+        shard("s3", None, 4),
+    ]);
+    let workers: Workers = [
+        worker("w0", Liveness::Live, vec![]),
+        worker("w1", Liveness::Live, vec![]),
+        worker("w2", Liveness::Expired, vec![]),
+    ]
+    .into();
+    let out = drain_all(&mut t, &workers, 1);
+    assert_eq!(
+        out,
+        vec![Transition::Draining {
+            shard: "s0".into(),
+            owner: "w0".into()
+        }]
+    );
+    let out = drain_all(&mut t, &workers, 2);
+    assert_eq!(out.len(), 1, "one more, up to the limit: {out:?}");
+    assert!(t.shards[1].draining);
+    assert!(
+        !t.shards[2].draining,
+        "an expired owner is fenced, not asked to drain"
+    );
+    assert_eq!(t.shards[3].owner, None);
+    assert!(drain_all(&mut t, &workers, 5).is_empty(), "idempotent");
+    // With nobody assignable, planning assigns nothing: the shards wait.
+    assert!(plan_owners(&mut t, &[], &workers, true, 5).is_empty());
+    assert_eq!(t.shards[3].owner, None);
+}
+
 /// Defect 9.1.5: a deleted KinesisWorker cannot be fenced, and its process may still be
 /// reading. The shard moves only after the lease, by which time that process has self-fenced.
 #[test]

@@ -81,6 +81,7 @@ fn input<'a>(t: &'a KinesisShardAssignmentSpec, w: &'a Workers) -> StatusInput<'
         problem: None,
         selector: "a=b".into(),
         previous: None,
+        suspended: false,
         now: Timestamp::UNIX_EPOCH,
     }
 }
@@ -447,4 +448,36 @@ fn lags_read_well() {
     assert_eq!(format_lag(1200), "1.2s");
     assert_eq!(format_lag(185_000), "3m5s");
     assert_eq!(format_lag(7_300_000), "2h1m");
+}
+
+#[test]
+fn a_suspended_ingester_says_so_while_it_stops_and_once_stopped() {
+    // Still reading: being handed back.
+    let t = table(&[Some("w0"), Some("w0")]);
+    let w = workers(Liveness::Live, &[(0, 10), (1, 10)]);
+    let mut i = input(&t, &w);
+    i.suspended = true;
+    i.desired = 0;
+    let (s, g) = compute(&i);
+    assert_eq!(cond(&s, "Ready").status, "False");
+    assert_eq!(cond(&s, "Ready").reason, "Suspended");
+    assert!(cond(&s, "Ready").message.contains("2 shards"));
+    assert_eq!(cond(&s, "Progressing").reason, "Suspending");
+    assert_eq!(s.workers.as_deref(), Some("1/0 suspended"));
+    assert!(g.suspended && !g.ready);
+
+    // Every shard handed back, no pod left: stopped, positions kept, nothing in progress.
+    let t = table(&[None, None]);
+    let w = Workers::new();
+    let mut i = input(&t, &w);
+    i.suspended = true;
+    i.desired = 0;
+    i.ready_pods = 0;
+    let (s, _) = compute(&i);
+    assert_eq!(cond(&s, "Ready").reason, "Suspended");
+    assert!(cond(&s, "Ready").message.contains("resumes"));
+    assert_eq!(cond(&s, "Progressing").status, "False");
+    assert_eq!(cond(&s, "Progressing").reason, "Suspended");
+    assert_eq!(cond(&s, "Degraded").reason, "AsExpected");
+    assert_eq!(s.workers.as_deref(), Some("0/0 suspended"));
 }
