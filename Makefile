@@ -23,9 +23,23 @@ model-check: ## Model-check the shard handoff protocol (stateright, release buil
 	$(CARGO) test --release --locked -p kinesis-protocol --test model -- --ignored --nocapture --test-threads 1 --skip explore
 
 .PHONY: lint
-lint: ## cargo fmt --check and clippy with warnings denied
+lint: lint-workflows ## cargo fmt --check, clippy with warnings denied, actionlint on the workflows
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --workspace --all-targets --locked -- -D warnings
+
+.PHONY: lint-workflows
+lint-workflows: ## Check .github/workflows with actionlint (built from its Go module, cached)
+	tests/env/build-go-tool.sh actionlint
+	source tests/env/versions.sh && "$$ACTIONLINT" -no-color .github/workflows/*.yml
+
+IMAGES_DIR ?= $(or $(CARGO_TARGET_DIR),target)/images
+
+.PHONY: images
+images: ## Build the operator and ingester images without Docker (release binaries + crane) into $(IMAGES_DIR)
+	$(CARGO) build --release --locked -p kinesis-ingester -p kinesis-operator --bin kinesis-ingester --bin kinesis-operator
+	tests/env/build-images.sh $(IMAGES_DIR) $(or $(CARGO_TARGET_DIR),target)/release
+	@source tests/env/versions.sh && for i in kinesis-ingester kinesis-operator; do \
+	  echo "$(IMAGES_DIR)/$$i.tar: $$(du -h $(IMAGES_DIR)/$$i.tar | cut -f1)"; cat $(IMAGES_DIR)/$$i-config.json; echo; done
 
 .PHONY: crds
 crds: ## Regenerate crds/ and the chart's crds/ from the Rust types
