@@ -5,6 +5,7 @@
 # a throwaway `crane registry serve` on loopback, then exported as image archives:
 #
 #   build-images.sh OUT_DIR [RELEASE_DIR]
+#   build-images.sh --pause OUT_DIR   only the real node's sandbox image (pause.c, static)
 #
 # writes OUT_DIR/kinesis-ingester.tar and OUT_DIR/kinesis-operator.tar (docker-archive layout,
 # which `ctr images import`, `kind load image-archive`, `docker load`, `podman load` and
@@ -19,7 +20,12 @@ root=$(cd "$here/../.." && pwd)
 . "$here/versions.sh"
 . "$here/lib.sh"
 
-out=$(mkdir -p "${1:?usage: build-images.sh OUT_DIR [RELEASE_DIR]}" && cd "$1" && pwd)
+names=(kinesis-ingester kinesis-operator)
+if [ "${1:-}" = --pause ]; then
+  names=(pause)
+  shift
+fi
+out=$(mkdir -p "${1:?usage: build-images.sh [--pause] OUT_DIR [RELEASE_DIR]}" && cd "$1" && pwd)
 release=${2:-${CARGO_TARGET_DIR:-$root/target}/release}
 "$here/build-go-tool.sh" crane >&2
 
@@ -90,32 +96,48 @@ sys.exit(1 if errors else 0)
 PY
 }
 
+# crane, its progress lines kept in a log that is printed only when it fails.
+crane_quiet() {
+  "$CRANE" "$@" 2>"$work/crane.log" || { cat "$work/crane.log" >&2; die "crane $1 failed"; }
+}
+
 start=$(date +%s)
 port=$(free_port)
+mkdir -p "$work/registry"
 "$CRANE" registry serve --address "127.0.0.1:$port" --disk "$work/registry" >"$work/registry.log" 2>&1 &
 registry_pid=$!
 wait_for "crane registry on 127.0.0.1:$port" 30 port_open "$port"
 reg=127.0.0.1:$port
 
-for name in kinesis-ingester kinesis-operator; do
-  log "building $registry_prefix/$name:$version ($arch)"
-  rootfs "$name" "$work/$name"
+for name in "${names[@]}"; do
+  public=$registry_prefix/$name:$version
+  entrypoint=/usr/local/bin/$name user=65532:65532
+  if [ "$name" = pause ]; then
+    # The sandbox image containerd pins (real-node.sh's containerd.toml), so nothing is pulled.
+    public=$PAUSE_IMAGE entrypoint=/pause user=65535:65535
+    mkdir -p "$work/pause"
+    gcc -static -O2 -o "$work/pause/pause" "$here/pause.c"
+    strip "$work/pause/pause"
+  else
+    rootfs "$name" "$work/$name"
+  fi
+  log "building $public ($arch)"
   # Owned by root, the same mtime for every file, sorted: the layer depends only on the files.
   tar --create --file "$work/$name-layer.tar" --directory "$work/$name" --owner=0 --group=0 \
     --numeric-owner --sort=name --mtime=@0 .
-  "$CRANE" append --oci-empty-base --insecure -f "$work/$name-layer.tar" -t "$reg/$name:build" >/dev/null
-  "$CRANE" mutate --insecure "$reg/$name:build" -t "$reg/$name:$version" \
-    --set-platform "linux/$arch" --entrypoint "/usr/local/bin/$name" --user 65532:65532 \
+  crane_quiet append --oci-empty-base --insecure -f "$work/$name-layer.tar" -t "$reg/$name:build" >/dev/null
+  crane_quiet mutate --insecure "$reg/$name:build" -t "$reg/$name:$version" \
+    --set-platform "linux/$arch" --entrypoint "$entrypoint" --user "$user" \
     --env SSL_CERT_FILE=/etc/ssl/certs/ca-certificates.crt \
     -l "org.opencontainers.image.source=$source_url" \
     -l "org.opencontainers.image.version=$version" \
     -l "org.opencontainers.image.revision=$revision" \
     -l "org.opencontainers.image.title=$name" >/dev/null
-  "$CRANE" config --insecure "$reg/$name:$version" >"$work/$name-config.json"
-  check_dockerfile "$name" "$work/$name-config.json"
+  crane_quiet config --insecure "$reg/$name:$version" >"$work/$name-config.json"
+  [ "$name" = pause ] || check_dockerfile "$name" "$work/$name-config.json"
   # Pull under the public name so that loaders tag it as the chart expects.
-  "$CRANE" pull --insecure "$reg/$name:$version" "$work/$name.tar"
-  python3 - "$work/$name.tar" "$registry_prefix/$name:$version" <<'PY'
+  crane_quiet pull --insecure "$reg/$name:$version" "$work/$name.tar"
+  python3 - "$work/$name.tar" "$public" <<'PY'
 import io, json, sys, tarfile
 path, tag = sys.argv[1], sys.argv[2]
 with tarfile.open(path) as src:

@@ -27,3 +27,5 @@ ACTIONLINT=$CACHE_ROOT/actionlint-$ACTIONLINT_VERSION/actionlint
 # build-k8s.sh (`build-k8s.sh node`).
 CONTAINERD_VERSION=${CONTAINERD_VERSION:-v2.4.2}
 CONTAINERD_BIN=$CACHE_ROOT/containerd-$CONTAINERD_VERSION
+# The sandbox image the real node pins; built from tests/env/pause.c, never pulled.
+PAUSE_IMAGE=registry.k8s.io/pause:3.10.2
