@@ -79,6 +79,11 @@ demo: tools ## Local demo, no cloud account: control plane + Kinesis emulator + 
 	$(CARGO) build --workspace --bins --locked
 	tests/env/with-env.sh "$${CARGO_TARGET_DIR:-target}/debug/kinesis-demo"
 
+.PHONY: test-real-node
+test-real-node: images ## The fleet in containers on a real kubelet node (root; one per machine): chart, images, delete-pod handoff, OOM kill; prints figures
+	REAL_NODE=1 REAL_NODE_IMAGES="$(abspath $(IMAGES_DIR))/kinesis-operator.tar $(abspath $(IMAGES_DIR))/kinesis-ingester.tar" \
+	  tests/env/with-env.sh $(CARGO) test --locked -p kinesis-operator --test real_node -- --ignored --nocapture
+
 .PHONY: bench-fleet
 bench-fleet: tools ## Fleet figures on the local control plane: SplitShard->children read, worker kill->shards read again, API writes/s per worker, object sizes
 	$(CARGO) build --workspace --bins --locked
