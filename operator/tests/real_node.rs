@@ -133,7 +133,9 @@ fn oom_kill(pid: u32) -> Result<()> {
     Ok(())
 }
 
-#[tokio::test]
+// Several threads: the sink and the producer run on this runtime while a step blocks in kubectl
+// (on one thread, `kubectl delete pod --wait` would stall the sink the deleted worker flushes to).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 #[ignore = "needs the real node (root): make test-real-node"]
 async fn the_fleet_runs_in_containers_on_the_real_node() -> Result<()> {
     let node_ip: IpAddr = env("REAL_NODE_IP")?.parse()?;
@@ -354,15 +356,19 @@ spec:
         .spawn()?;
     let t_del = Instant::now();
     let from = producer.produced();
-    kubectl(&[
-        "delete",
-        "pod",
-        "fleet-worker-0",
-        "-n",
-        apps,
-        "--wait=true",
-        "--timeout=120s",
-    ])?;
+    let ns = apps.to_owned();
+    tokio::task::spawn_blocking(move || {
+        kubectl(&[
+            "delete",
+            "pod",
+            "fleet-worker-0",
+            "-n",
+            &ns,
+            "--wait=true",
+            "--timeout=120s",
+        ])
+    })
+    .await??;
     let deleted_in = t_del.elapsed();
     let shards_read = wait_until(
         "every shard delivers records produced after the delete",
@@ -425,7 +431,7 @@ spec:
     let before = restarts(&victim);
     let pid = container_pid(node_dir, &victim)?;
     let t_oom = Instant::now();
-    oom_kill(pid)?;
+    tokio::task::spawn_blocking(move || oom_kill(pid)).await??;
     let restarted = wait_until(
         "the OOM-killed worker restarted and Ready",
         LONG,
