@@ -75,9 +75,10 @@ kinesis-down: ## Stop kinesis-local started by kinesis-up
 	tests/env/kinesis-local.sh stop $(CLUSTER_DIR)
 
 .PHONY: demo
-demo: tools ## Local demo, no cloud account: control plane + Kinesis emulator + Helm chart + operator + workers; Ctrl-C stops it
+demo: tools $(if $(filter 1,$(REAL_NODE)),images) ## Local demo, no cloud account: control plane + Kinesis emulator + Helm chart + operator + workers; Ctrl-C stops it. REAL_NODE=1 (root): in containers on a real node
 	$(CARGO) build --workspace --bins --locked
-	tests/env/with-env.sh "$${CARGO_TARGET_DIR:-target}/debug/kinesis-demo"
+	REAL_NODE_IMAGES="$(abspath $(IMAGES_DIR))/kinesis-operator.tar $(abspath $(IMAGES_DIR))/kinesis-ingester.tar" \
+	  tests/env/with-env.sh "$${CARGO_TARGET_DIR:-target}/debug/kinesis-demo"
 
 .PHONY: test-real-node
 test-real-node: images ## The fleet in containers on a real kubelet node (root; one per machine): chart, images, delete-pod handoff, OOM kill; prints figures
