@@ -255,6 +255,9 @@ up() {
   ip link add "$BRIDGE" type bridge
   ip addr add "$NODE_IP/24" dev "$BRIDGE"
   ip link set "$BRIDGE" up
+  # The bridge plugin turns on ip_forward: nothing from the pods may be forwarded off the bridge
+  # (an SDK probing 169.254.169.254, say). They reach the host and each other, nothing else.
+  iptables -w -I FORWARD -i "$BRIDGE" ! -o "$BRIDGE" -j DROP -m comment --comment "$NODE-off-bridge"
   # The kubelet's cgroupRoot, in every v1 hierarchy (cpuset needs its cpus and mems copied).
   local h
   if [ -d /sys/fs/cgroup/memory ]; then
@@ -362,8 +365,14 @@ down() {
   done
   # 5. The bridge (veth peers went with their network namespaces).
   ip link del "$BRIDGE" 2>/dev/null
-  # 6. The kubelet's iptables chains, then the nft tables iptables-nft created for us.
-  local fam t c
+  # 6. Our FORWARD rule (saying how often it dropped), the kubelet's chains, then the nft tables
+  # iptables-nft created for us.
+  local fam t c dropped
+  if command -v iptables >/dev/null; then
+    dropped=$(iptables -w -nvx -L FORWARD 2>/dev/null | awk -v c="$NODE-off-bridge" '$0 ~ c {print $1}')
+    [ -n "$dropped" ] && log "dropped $dropped packets that pods sent off the bridge"
+    iptables -w -D FORWARD -i "$BRIDGE" ! -o "$BRIDGE" -j DROP -m comment --comment "$NODE-off-bridge" 2>/dev/null
+  fi
   for fam in iptables ip6tables; do
     command -v $fam >/dev/null || continue
     for t in filter nat mangle; do
