@@ -23,9 +23,23 @@ model-check: ## Model-check the shard handoff protocol (stateright, release buil
 	$(CARGO) test --release --locked -p kinesis-protocol --test model -- --ignored --nocapture --test-threads 1 --skip explore
 
 .PHONY: lint
-lint: ## cargo fmt --check and clippy with warnings denied
+lint: lint-workflows ## cargo fmt --check, clippy with warnings denied, actionlint on the workflows
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --workspace --all-targets --locked -- -D warnings
+
+.PHONY: lint-workflows
+lint-workflows: ## Check .github/workflows with actionlint (built from its Go module, cached)
+	tests/env/build-go-tool.sh actionlint
+	source tests/env/versions.sh && "$$ACTIONLINT" -no-color .github/workflows/*.yml
+
+IMAGES_DIR ?= $(or $(CARGO_TARGET_DIR),target)/images
+
+.PHONY: images
+images: ## Build the operator and ingester images without Docker (release binaries + crane) into $(IMAGES_DIR)
+	$(CARGO) build --release --locked -p kinesis-ingester -p kinesis-operator --bin kinesis-ingester --bin kinesis-operator
+	tests/env/build-images.sh $(IMAGES_DIR) $(or $(CARGO_TARGET_DIR),target)/release
+	@source tests/env/versions.sh && for i in kinesis-ingester kinesis-operator; do \
+	  echo "$(IMAGES_DIR)/$$i.tar: $$(du -h $(IMAGES_DIR)/$$i.tar | cut -f1)"; cat $(IMAGES_DIR)/$$i-config.json; echo; done
 
 .PHONY: crds
 crds: ## Regenerate crds/ and the chart's crds/ from the Rust types
@@ -61,9 +75,15 @@ kinesis-down: ## Stop kinesis-local started by kinesis-up
 	tests/env/kinesis-local.sh stop $(CLUSTER_DIR)
 
 .PHONY: demo
-demo: tools ## Local demo, no cloud account: control plane + Kinesis emulator + Helm chart + operator + workers; Ctrl-C stops it
+demo: tools $(if $(filter 1,$(REAL_NODE)),images) ## Local demo, no cloud account: control plane + Kinesis emulator + Helm chart + operator + workers; Ctrl-C stops it. REAL_NODE=1 (root): in containers on a real node
 	$(CARGO) build --workspace --bins --locked
-	tests/env/with-env.sh "$${CARGO_TARGET_DIR:-target}/debug/kinesis-demo"
+	REAL_NODE_IMAGES="$(abspath $(IMAGES_DIR))/kinesis-operator.tar $(abspath $(IMAGES_DIR))/kinesis-ingester.tar" \
+	  tests/env/with-env.sh "$${CARGO_TARGET_DIR:-target}/debug/kinesis-demo"
+
+.PHONY: test-real-node
+test-real-node: images ## The fleet in containers on a real kubelet node (root; one per machine): chart, images, delete-pod handoff, OOM kill; prints figures
+	REAL_NODE=1 REAL_NODE_IMAGES="$(abspath $(IMAGES_DIR))/kinesis-operator.tar $(abspath $(IMAGES_DIR))/kinesis-ingester.tar" \
+	  tests/env/with-env.sh $(CARGO) test --locked -p kinesis-operator --test real_node -- --ignored --nocapture
 
 .PHONY: bench-fleet
 bench-fleet: tools ## Fleet figures on the local control plane: SplitShard->children read, worker kill->shards read again, API writes/s per worker, object sizes

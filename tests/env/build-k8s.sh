@@ -2,12 +2,16 @@
 # Builds kube-apiserver, kube-controller-manager, kube-scheduler, kubectl, etcd, kwok, kwokctl and
 # helm from Go modules into a cache directory keyed by version. Does nothing for binaries already
 # built. A cold build takes 15-30 minutes on 2 cores; progress is printed as packages compile.
+# `build-k8s.sh node` also builds kubelet and kube-proxy for the real node (real-node.sh), from the
+# same module (24 min cold on 2 cores shared with other builds, 1,567 packages; under a minute
+# with the control plane's Go build cache warm).
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 # shellcheck source=versions.sh
 . "$here/versions.sh"
 
 all=(kube-apiserver kube-controller-manager kube-scheduler kubectl etcd kwok kwokctl helm)
+[ "${1:-}" = node ] && all+=(kubelet kube-proxy)
 missing=()
 for b in "${all[@]}"; do [ -x "$K8S_BIN/$b" ] || missing+=("$b"); done
 if [ ${#missing[@]} -eq 0 ]; then
@@ -34,9 +38,11 @@ need() { for m in "${missing[@]}"; do [ "$m" = "$1" ] && return 0; done; return 
 # Kubernetes' own go.mod points every k8s.io staging module at ./staging, so `go install` refuses
 # it. A small module of our own requires k8s.io/kubernetes and replaces each staging module with
 # its published v0.Y.Z twin (see ../shared/docs/local-cluster.md).
-if need kube-apiserver || need kube-controller-manager || need kube-scheduler || need kubectl || need etcd; then
+if need kube-apiserver || need kube-controller-manager || need kube-scheduler || need kubectl || need etcd ||
+   need kubelet || need kube-proxy; then
   mod=$CACHE_ROOT/k8s/src-$K8S_VERSION
-  if [ ! -f "$mod/.resolved" ]; then
+  # .resolved-node: the module also lists kubelet's and kube-proxy's packages (older caches lack them).
+  if [ ! -f "$mod/.resolved-node" ]; then
     rm -rf "$mod"; mkdir -p "$mod"
     (
       cd "$mod"
@@ -56,14 +62,15 @@ if need kube-apiserver || need kube-controller-manager || need kube-scheduler ||
       {
         printf '//go:build tools\n\npackage tools\n\nimport (\n'
         for p in k8s.io/kubernetes/cmd/kube-apiserver/app k8s.io/kubernetes/cmd/kube-controller-manager/app \
-                 k8s.io/kubernetes/cmd/kube-scheduler/app k8s.io/kubectl/pkg/cmd go.etcd.io/etcd/server/v3/etcdmain; do
+                 k8s.io/kubernetes/cmd/kube-scheduler/app k8s.io/kubectl/pkg/cmd go.etcd.io/etcd/server/v3/etcdmain \
+                 k8s.io/kubernetes/cmd/kubelet/app k8s.io/kubernetes/cmd/kube-proxy/app; do
           printf '\t_ "%s"\n' "$p"
         done
         printf ')\n'
       } > tools.go
       echo "build-k8s: resolving modules (downloads a few hundred MB the first time)"
       go mod tidy
-      touch .resolved
+      touch .resolved .resolved-node
     )
   fi
   pkg_ver="k8s.io/component-base/version"
@@ -73,7 +80,7 @@ if need kube-apiserver || need kube-controller-manager || need kube-scheduler ||
   for p in "$pkg_ver" "$cgo_ver"; do
     ld="$ld -X $p.gitVersion=$K8S_VERSION -X $p.gitMajor=1 -X $p.gitMinor=$minor -X $p.gitTreeState=clean -X $p.buildDate=1970-01-01T00:00:00Z"
   done
-  for b in kube-apiserver kube-controller-manager kube-scheduler kubectl; do
+  for b in kube-apiserver kube-controller-manager kube-scheduler kubectl kubelet kube-proxy; do
     need "$b" || continue
     echo "build-k8s: building $b $K8S_VERSION"
     (cd "$mod" && CGO_ENABLED=0 go build -v -trimpath -ldflags "-s -w $ld" -o "$K8S_BIN/$b.tmp" "k8s.io/kubernetes/cmd/$b" 2>&1 | progress "$b")

@@ -6,6 +6,11 @@
 #   cluster.sh down DIR   stop it and remove its state
 #
 # Pods scheduled onto the fake nodes become Running, but no container is executed.
+#
+# REAL_NODE=1 starts instead a control plane with one real node (kubelet, containerd, runc; root
+# only, one per machine) by real-node.sh, importing the image archives listed in REAL_NODE_IMAGES
+# (space-separated, from `make images`); DIR/cluster.env then also exports REAL_NODE_IP, the
+# bridge address that pods reach the host on.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 # shellcheck source=versions.sh
@@ -20,6 +25,14 @@ nodes=${CLUSTER_NODES:-3}
 export KWOK_WORKDIR=$state/kwok
 export KWOK_KUBECTL_BINARY=$K8S_BIN/kubectl
 kwokctl() { "$K8S_BIN/kwokctl" "$@"; }
+
+if [ "${REAL_NODE:-}" = 1 ] || [ -f "$state/baseline/sysctl" ]; then
+  # shellcheck disable=SC2086
+  case "$cmd" in
+    up) exec "$here/real-node.sh" up "$state" ${REAL_NODE_IMAGES:-} ;;
+    down) exec "$here/real-node.sh" down "$state" ;;
+  esac
+fi
 
 case "$cmd" in
   up)

@@ -17,3 +17,15 @@ PROMTOOL=$CACHE_ROOT/promtool/$PROMETHEUS_VERSION/promtool
 # Toxiproxy, put between one worker and the API server, Kinesis and its sink by the fault tests.
 TOXIPROXY_VERSION=${TOXIPROXY_VERSION:-v2.5.0}
 TOXIPROXY_BIN=$CACHE_ROOT/toxiproxy-$TOXIPROXY_VERSION
+# go-containerregistry's crane: `make images` assembles the OCI images with it, no Docker engine.
+CRANE_VERSION=${CRANE_VERSION:-v0.22.1}
+CRANE=$CACHE_ROOT/crane-$CRANE_VERSION/crane
+# actionlint checks .github/workflows (`make lint-workflows`).
+ACTIONLINT_VERSION=${ACTIONLINT_VERSION:-v1.7.12}
+ACTIONLINT=$CACHE_ROOT/actionlint-$ACTIONLINT_VERSION/actionlint
+# The real node (real-node.sh): containerd, ctr and the runc shim; kubelet and kube-proxy come from
+# build-k8s.sh (`build-k8s.sh node`).
+CONTAINERD_VERSION=${CONTAINERD_VERSION:-v2.4.2}
+CONTAINERD_BIN=$CACHE_ROOT/containerd-$CONTAINERD_VERSION
+# The sandbox image the real node pins; built from tests/env/pause.c, never pulled.
+PAUSE_IMAGE=registry.k8s.io/pause:3.10.2

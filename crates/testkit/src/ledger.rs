@@ -127,9 +127,15 @@ impl RecordingSink {
         self.state.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// Opens a listener labelled `path`; returns its address.
+    /// Opens a listener labelled `path` on 127.0.0.1; returns its address.
     pub async fn listen(&self, path: &str) -> Result<SocketAddr> {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+        self.listen_on("127.0.0.1".parse()?, path).await
+    }
+
+    /// Opens a listener labelled `path` on `ip` (the real node's bridge address, which pods
+    /// reach); returns its address.
+    pub async fn listen_on(&self, ip: std::net::IpAddr, path: &str) -> Result<SocketAddr> {
+        let listener = tokio::net::TcpListener::bind((ip, 0)).await?;
         let addr = listener.local_addr()?;
         let app = Router::new()
             .fallback(answer)
