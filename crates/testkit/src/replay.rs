@@ -1,4 +1,4 @@
-//! A Kinesis stand-in for benchmarks: serves pre-built GetRecords responses from memory, so the ingester, not the emulator, is measured.
+//! A Kinesis stand-in for benchmarks: serves pre-built GetRecords responses from memory (and the DescribeStreamSummary, ListShards and GetShardIterator calls a polling consumer such as the KCL makes), so the consumer, not the emulator, is measured.
 
 use std::{
     net::SocketAddr,
@@ -29,13 +29,16 @@ pub struct ReplaySpec {
     pub records_per_page: usize,
     /// Payload bytes per record.
     pub record_bytes: usize,
+    /// The Data of every record of shard `i` is `payloads[i % len]` instead of `record_bytes` of
+    /// a-z (e.g. KPL aggregated records whose keys hash into that shard).
+    pub payloads: Vec<Vec<u8>>,
 }
 
 #[derive(Debug)]
 struct Replay {
     spec: ReplaySpec,
-    /// The one GetRecords body every full page shares, minus NextShardIterator.
-    page: Bytes,
+    /// The GetRecords body of every full page (one per payload), minus NextShardIterator.
+    pages: Vec<Bytes>,
     pages_served: AtomicU64,
 }
 
@@ -58,11 +61,23 @@ fn shard_id(i: usize) -> String {
     format!("shardId-{i:012}")
 }
 
-fn build_page(spec: &ReplaySpec) -> Bytes {
-    let payload: Vec<u8> = (0..spec.record_bytes)
-        .map(|i| b'a' + (i % 26) as u8)
-        .collect();
-    let data = base64::engine::general_purpose::STANDARD.encode(&payload);
+/// The start of shard `i`'s hash key range: shards split the key space evenly.
+pub fn starting_hash_key(shards: usize, i: usize) -> u128 {
+    u128::MAX / shards as u128 * i as u128
+}
+
+fn build_pages(spec: &ReplaySpec) -> Vec<Bytes> {
+    if spec.payloads.is_empty() {
+        let payload: Vec<u8> = (0..spec.record_bytes)
+            .map(|i| b'a' + (i % 26) as u8)
+            .collect();
+        return vec![build_page(spec, &payload)];
+    }
+    spec.payloads.iter().map(|p| build_page(spec, p)).collect()
+}
+
+fn build_page(spec: &ReplaySpec, payload: &[u8]) -> Bytes {
+    let data = base64::engine::general_purpose::STANDARD.encode(payload);
     let records: Vec<Value> = (0..spec.records_per_page)
         .map(|i| {
             json!({
@@ -101,11 +116,27 @@ async fn handle(
     );
     let json_body = |v: Value| Bytes::from(serde_json::to_vec(&v).unwrap_or_default());
     let reply = match target.as_str() {
+        "DescribeStreamSummary" => json_body(json!({
+            "StreamDescriptionSummary": {
+                "StreamName": req["StreamName"].as_str().unwrap_or("bench"),
+                "StreamARN": format!("arn:aws:kinesis:us-east-1:000000000000:stream/{}", req["StreamName"].as_str().unwrap_or("bench")),
+                "StreamStatus": "ACTIVE",
+                "StreamModeDetails": { "StreamMode": "PROVISIONED" },
+                "RetentionPeriodHours": 24,
+                "StreamCreationTimestamp": 1_795_446_000.0,
+                "EnhancedMonitoring": [{ "ShardLevelMetrics": [] }],
+                "EncryptionType": "NONE",
+                "OpenShardCount": r.spec.shards,
+                "ConsumerCount": 0,
+            }
+        })),
+        // Every shard is open and starts at the trim horizon, so each ShardFilter
+        // (AT_TRIM_HORIZON, AT_LATEST, FROM_TRIM_HORIZON, ...) selects all of them.
         "ListShards" => json_body(json!({
             "Shards": (0..r.spec.shards).map(|i| json!({
                 "ShardId": shard_id(i),
                 "HashKeyRange": {
-                    "StartingHashKey": (u128::MAX / r.spec.shards as u128 * i as u128).to_string(),
+                    "StartingHashKey": starting_hash_key(r.spec.shards, i).to_string(),
                     "EndingHashKey": if i + 1 == r.spec.shards { u128::MAX.to_string() } else { (u128::MAX / r.spec.shards as u128 * (i as u128 + 1) - 1).to_string() },
                 },
                 "SequenceNumberRange": { "StartingSequenceNumber": "1" },
@@ -127,8 +158,14 @@ async fn handle(
             } else {
                 r.pages_served.fetch_add(1, Ordering::Relaxed);
                 let tail = format!(",\"NextShardIterator\":\"{shard}/{}\"}}", n + 1);
-                let mut b = Vec::with_capacity(r.page.len() + tail.len());
-                b.extend_from_slice(&r.page);
+                let index: usize = shard
+                    .rsplit('-')
+                    .next()
+                    .and_then(|i| i.parse().ok())
+                    .unwrap_or(0);
+                let page = &r.pages[index % r.pages.len()];
+                let mut b = Vec::with_capacity(page.len() + tail.len());
+                b.extend_from_slice(page);
                 b.extend_from_slice(tail.as_bytes());
                 Bytes::from(b)
             }
@@ -149,7 +186,7 @@ async fn handle(
 /// Starts the server on 127.0.0.1 (a free port) on the current runtime.
 pub async fn start(spec: ReplaySpec) -> std::io::Result<ReplayHandle> {
     let replay = Arc::new(Replay {
-        page: build_page(&spec),
+        pages: build_pages(&spec),
         spec,
         pages_served: AtomicU64::new(0),
     });

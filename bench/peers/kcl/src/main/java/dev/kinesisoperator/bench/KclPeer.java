@@ -103,9 +103,15 @@ public final class KclPeer {
         LeaseManagementConfig leases = configs.leaseManagementConfig()
                 .initialPositionInStream(trimHorizon)
                 .failoverTimeMillis(failoverMillis)
-                .leaseAssignmentStrategy(LeaseAssignmentStrategy.LEASE_COUNT_BASED)
-                .workerUtilizationAwareAssignmentConfig(
-                        new LeaseManagementConfig.WorkerUtilizationAwareAssignmentConfig().disableWorkerMetrics(true));
+                .leaseAssignmentStrategy(LeaseAssignmentStrategy.LEASE_COUNT_BASED);
+        // With worker metrics on, KCL probes the EC2 metadata address: it must never be called here.
+        leases.workerUtilizationAwareAssignmentConfig().disableWorkerMetrics(true);
+        if (a.containsKey("reporter-ms")) {
+            // The leader assigns leases only to workers that have reported stats once: the short
+            // form reports sooner than KCL's default to start reading sooner.
+            leases.workerUtilizationAwareAssignmentConfig()
+                    .workerMetricsReporterFreqInMillis(Long.parseLong(a.get("reporter-ms")));
+        }
         PollingConfig polling = new PollingConfig(stream, kinesisClient)
                 .maxRecords(10_000)
                 .idleTimeBetweenReadsInMillis(PollingConfig.MIN_IDLE_MILLIS_BETWEEN_READS)
