@@ -39,6 +39,8 @@ struct Replay {
     spec: ReplaySpec,
     /// The GetRecords body of every full page (one per payload), minus NextShardIterator.
     pages: Vec<Bytes>,
+    /// Where each record's page number is written into a copy of each page.
+    offsets: Vec<Vec<usize>>,
     pages_served: AtomicU64,
 }
 
@@ -76,6 +78,29 @@ fn build_pages(spec: &ReplaySpec) -> Vec<Bytes> {
     spec.payloads.iter().map(|p| build_page(spec, p)).collect()
 }
 
+/// Sequence numbers are this prefix, the page number (6 digits) and the record's index in the
+/// page (6 digits): unique and increasing along a shard, as Kinesis' are.
+const SEQ_PREFIX: &str = "495903382714902566085596925383615710959215759891";
+const SEQ_KEY: &[u8] = br#""SequenceNumber":""#;
+
+/// Where the page number of each record's sequence number starts in a page body.
+fn page_number_offsets(page: &[u8]) -> Vec<usize> {
+    let mut offsets = Vec::new();
+    let mut at = 0;
+    while let Some(i) = page[at..].windows(SEQ_KEY.len()).position(|w| w == SEQ_KEY) {
+        let start = at + i + SEQ_KEY.len() + SEQ_PREFIX.len();
+        offsets.push(start);
+        at = start;
+    }
+    offsets
+}
+
+/// The page number and index in it of a sequence number this server made.
+fn parse_sequence(seq: &str) -> Option<(u64, usize)> {
+    let rest = seq.strip_prefix(SEQ_PREFIX)?;
+    Some((rest.get(..6)?.parse().ok()?, rest.get(6..)?.parse().ok()?))
+}
+
 fn build_page(spec: &ReplaySpec, payload: &[u8]) -> Bytes {
     let data = base64::engine::general_purpose::STANDARD.encode(payload);
     let records: Vec<Value> = (0..spec.records_per_page)
@@ -83,7 +108,7 @@ fn build_page(spec: &ReplaySpec, payload: &[u8]) -> Bytes {
             json!({
                 "Data": data,
                 "PartitionKey": format!("pk-{}", i % 100),
-                "SequenceNumber": format!("4959033827149025660855969253836157109592157598913658{:04}", i),
+                "SequenceNumber": format!("{SEQ_PREFIX}{:06}{i:06}", 0),
                 "ApproximateArrivalTimestamp": 1_795_446_000.5,
             })
         })
@@ -142,9 +167,27 @@ async fn handle(
                 "SequenceNumberRange": { "StartingSequenceNumber": "1" },
             })).collect::<Vec<_>>()
         })),
-        "GetShardIterator" => json_body(
-            json!({ "ShardIterator": format!("{}/0", req["ShardId"].as_str().unwrap_or_default()) }),
-        ),
+        "GetShardIterator" => {
+            // A consumer resuming from a checkpoint starts at that record's page, or the next
+            // one after a page's last record.
+            let page = match (
+                req["ShardIteratorType"].as_str(),
+                req["StartingSequenceNumber"]
+                    .as_str()
+                    .and_then(parse_sequence),
+            ) {
+                (Some("AFTER_SEQUENCE_NUMBER"), Some((p, i)))
+                    if i + 1 >= r.spec.records_per_page =>
+                {
+                    p + 1
+                }
+                (Some("AFTER_SEQUENCE_NUMBER" | "AT_SEQUENCE_NUMBER"), Some((p, _))) => p,
+                _ => 0,
+            };
+            json_body(
+                json!({ "ShardIterator": format!("{}/{page}", req["ShardId"].as_str().unwrap_or_default()) }),
+            )
+        }
         "GetRecords" => {
             let it = req["ShardIterator"].as_str().unwrap_or_default();
             let (shard, n) = it.rsplit_once('/').unwrap_or((it, "0"));
@@ -164,8 +207,13 @@ async fn handle(
                     .and_then(|i| i.parse().ok())
                     .unwrap_or(0);
                 let page = &r.pages[index % r.pages.len()];
+                let offsets = &r.offsets[index % r.pages.len()];
                 let mut b = Vec::with_capacity(page.len() + tail.len());
                 b.extend_from_slice(page);
+                let number = format!("{:06}", n % 1_000_000);
+                for &o in offsets {
+                    b[o..o + 6].copy_from_slice(number.as_bytes());
+                }
                 b.extend_from_slice(tail.as_bytes());
                 Bytes::from(b)
             }
@@ -185,8 +233,10 @@ async fn handle(
 
 /// Starts the server on 127.0.0.1 (a free port) on the current runtime.
 pub async fn start(spec: ReplaySpec) -> std::io::Result<ReplayHandle> {
+    let pages = build_pages(&spec);
     let replay = Arc::new(Replay {
-        pages: build_pages(&spec),
+        offsets: pages.iter().map(|p| page_number_offsets(p)).collect(),
+        pages,
         spec,
         pages_served: AtomicU64::new(0),
     });
@@ -197,4 +247,34 @@ pub async fn start(spec: ReplaySpec) -> std::io::Result<ReplayHandle> {
     let addr = listener.local_addr()?;
     tokio::spawn(async move { axum::serve(listener, app).await });
     Ok(ReplayHandle { addr, replay })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sequence_numbers_carry_the_page_and_index() {
+        let spec = ReplaySpec {
+            shards: 1,
+            pages_per_shard: 2,
+            records_per_page: 3,
+            record_bytes: 4,
+            payloads: Vec::new(),
+        };
+        let page = build_pages(&spec).remove(0);
+        let offsets = page_number_offsets(&page);
+        assert_eq!(offsets.len(), 3);
+        let mut copy = page.to_vec();
+        for &o in &offsets {
+            copy[o..o + 6].copy_from_slice(b"000042");
+        }
+        let text = String::from_utf8(copy).expect("utf8");
+        assert!(text.contains(&format!("{SEQ_PREFIX}000042000002")));
+        assert_eq!(
+            parse_sequence(&format!("{SEQ_PREFIX}000042000002")),
+            Some((42, 2))
+        );
+        assert_eq!(parse_sequence("123"), None);
+    }
 }

@@ -197,11 +197,6 @@ impl Consumer {
         Ok(self.spawned.elapsed())
     }
 
-    pub async fn wait_records(&mut self, n: f64, timeout: Duration) -> Result<()> {
-        self.wait(self.kind.records_metric(), n, timeout, true)
-            .await
-    }
-
     async fn wait(
         &mut self,
         name: &str,

@@ -13,6 +13,8 @@ use crate::consumer::{Consumer, Env, Kind, Opts};
 
 pub const RECORD_BYTES: usize = 1024;
 pub const USER_RECORDS_PER_PAGE: usize = 10_000;
+/// How long a consumer may read nothing before its run ends.
+const STALL: Duration = Duration::from_secs(60);
 /// User records per KPL aggregated record in the aggregated runs.
 const AGGREGATED: usize = 10;
 
@@ -87,12 +89,33 @@ pub async fn throughput(
     let mut c = Consumer::start(env, kind, &o).await?;
     let startup = c.wait_shards(shards, Duration::from_secs(240)).await?;
     let (t0, cpu0, rec0) = (Instant::now(), c.cpu()?, c.records().await);
-    c.wait_records(expected, Duration::from_secs(900)).await?;
-    let (wall, cpu) = (t0.elapsed().as_secs_f64(), c.cpu()? - cpu0);
-    let read = c.records().await;
+    // CPU and time are taken at the last record counted: a consumer that stops reading (the
+    // KCL sometimes stalls on this server) is reported with what it read, not waited on forever.
+    let (mut last_t, mut last_cpu, mut read) = (t0, cpu0, rec0);
+    let mut report = Instant::now();
+    while read < expected {
+        let now = c.records().await;
+        if now > read {
+            (last_t, last_cpu, read) = (Instant::now(), c.cpu()?, now);
+        }
+        if last_t.elapsed() > STALL || t0.elapsed() > Duration::from_secs(900) {
+            println!(
+                "  {} stopped reading at {read:.0} of {expected:.0} records for {} s",
+                kind.label(),
+                STALL.as_secs()
+            );
+            break;
+        }
+        if report.elapsed() > Duration::from_secs(5) {
+            println!("    ... {} read {read:.0} of {expected:.0}", kind.label());
+            report = Instant::now();
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let (wall, cpu) = ((last_t - t0).as_secs_f64(), last_cpu - cpu0);
     let peak = c.peak_rss_kib()?;
     c.kill().await;
-    let counted = expected - rec0;
+    let counted = read - rec0;
     let mb = counted * RECORD_BYTES as f64 / 1e6;
     let t = Throughput {
         startup_s: startup.as_secs_f64(),
