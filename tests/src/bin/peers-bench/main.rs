@@ -33,6 +33,14 @@ fn fmt(v: f64) -> String {
     }
 }
 
+fn cell(v: f64, unit: &str) -> String {
+    if v.is_nan() {
+        "n/a".to_owned()
+    } else {
+        format!("{} {unit}", fmt(v)).trim_end().to_owned()
+    }
+}
+
 fn table(rows: &[Row]) -> String {
     let mut s = String::from("| figure | ours | KCL 3 | ours vs KCL |\n|---|---:|---:|---:|\n");
     for r in rows {
@@ -41,22 +49,51 @@ fn table(rows: &[Row]) -> String {
         } else {
             r.kcl / r.ours
         };
+        let versus = if r.ours == r.kcl {
+            "same".to_owned()
+        } else if !factor.is_finite() {
+            "n/a".to_owned()
+        } else if factor >= 1.0 {
+            format!("{factor:.1}x better")
+        } else {
+            format!("{:.1}x worse", 1.0 / factor)
+        };
         let _ = writeln!(
             s,
-            "| {} | {} {} | {} {} | {} |",
+            "| {} | {} | {} | {versus} |",
             r.what,
-            fmt(r.ours),
-            r.unit,
-            fmt(r.kcl),
-            r.unit,
-            if factor.is_finite() {
-                format!("{factor:.1}x better")
-            } else {
-                "n/a".to_owned()
-            }
+            cell(r.ours, r.unit),
+            cell(r.kcl, r.unit),
         );
     }
     s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_table_says_which_way_and_how_much() {
+        let row = |ours, kcl, higher_is_better| Row {
+            what: "x".into(),
+            ours,
+            kcl,
+            unit: "ms",
+            higher_is_better,
+        };
+        let t = table(&[
+            row(100.0, 400.0, false),
+            row(100.0, 400.0, true),
+            row(0.0, 0.0, false),
+            row(f64::NAN, 62.4, false),
+        ]);
+        let lines: Vec<&str> = t.lines().skip(2).collect();
+        assert_eq!(lines[0], "| x | 100 ms | 400 ms | 4.0x better |");
+        assert_eq!(lines[1], "| x | 100 ms | 400 ms | 4.0x worse |");
+        assert_eq!(lines[2], "| x | 0.0 ms | 0.0 ms | same |");
+        assert_eq!(lines[3], "| x | n/a | 62.4 ms | n/a |");
+    }
 }
 
 struct Args {
