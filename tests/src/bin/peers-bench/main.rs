@@ -69,33 +69,6 @@ fn table(rows: &[Row]) -> String {
     s
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn the_table_says_which_way_and_how_much() {
-        let row = |ours, kcl, higher_is_better| Row {
-            what: "x".into(),
-            ours,
-            kcl,
-            unit: "ms",
-            higher_is_better,
-        };
-        let t = table(&[
-            row(100.0, 400.0, false),
-            row(100.0, 400.0, true),
-            row(0.0, 0.0, false),
-            row(f64::NAN, 62.4, false),
-        ]);
-        let lines: Vec<&str> = t.lines().skip(2).collect();
-        assert_eq!(lines[0], "| x | 100 ms | 400 ms | 4.0x better |");
-        assert_eq!(lines[1], "| x | 100 ms | 400 ms | 4.0x worse |");
-        assert_eq!(lines[2], "| x | 0.0 ms | 0.0 ms | same |");
-        assert_eq!(lines[3], "| x | n/a | 62.4 ms | n/a |");
-    }
-}
-
 struct Args {
     ingester: PathBuf,
     short: bool,
@@ -373,4 +346,31 @@ async fn full(env: &Env, repo: &std::path::Path) -> Result<(String, Option<Strin
         higher_is_better: false,
     });
     Ok((table(&rows), Some(chart::svg(&[throughput, latency_panel]))))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_table_says_which_way_and_how_much() {
+        let row = |ours, kcl, higher_is_better| Row {
+            what: "x".into(),
+            ours,
+            kcl,
+            unit: "ms",
+            higher_is_better,
+        };
+        let t = table(&[
+            row(100.0, 400.0, false),
+            row(100.0, 400.0, true),
+            row(0.0, 0.0, false),
+            row(f64::NAN, 62.4, false),
+        ]);
+        let lines: Vec<&str> = t.lines().skip(2).collect();
+        assert_eq!(lines[0], "| x | 100 ms | 400 ms | 4.0x better |");
+        assert_eq!(lines[1], "| x | 100 ms | 400 ms | 4.0x worse |");
+        assert_eq!(lines[2], "| x | 0.0 ms | 0.0 ms | same |");
+        assert_eq!(lines[3], "| x | n/a | 62.4 ms | n/a |");
+    }
 }
