@@ -97,6 +97,18 @@ bench: ## Release-build benchmarks: decode MB/s, end-to-end MB/s per core and RS
 	$(CARGO) build --release --locked -p kinesis-ingester -p kinesis-operator-tests --bin kinesis-ingester --bin ingester-bench
 	$(or $(CARGO_TARGET_DIR),target)/release/ingester-bench $(or $(CARGO_TARGET_DIR),target)/release/kinesis-ingester
 
+BENCH_TARGET = $(or $(CARGO_TARGET_DIR),target)
+
+.PHONY: bench-peers
+bench-peers: ## Side by side with a KCL 3 consumer (docs/benchmarks.md): throughput per core, RSS, idle memory, latency, failover; writes the table to bench-peers.md in the target dir
+	$(CARGO) build --release --locked -p kinesis-ingester -p kinesis-operator-tests --bin kinesis-ingester --bin peers-bench
+	eval "$$(bench/peers/setup.sh)" && $(BENCH_TARGET)/release/peers-bench $(BENCH_TARGET)/release/kinesis-ingester --out $(BENCH_TARGET)/bench-peers.md
+
+.PHONY: bench-peers-short
+bench-peers-short: ## One small run per consumer (ours, KCL 3) that fails unless both read every record exactly once
+	$(CARGO) build --release --locked -p kinesis-ingester -p kinesis-operator-tests --bin kinesis-ingester --bin peers-bench
+	eval "$$(bench/peers/setup.sh)" && $(BENCH_TARGET)/release/peers-bench $(BENCH_TARGET)/release/kinesis-ingester --short
+
 SOAK_SECONDS ?= 600
 
 .PHONY: soak

@@ -6,6 +6,7 @@
 pub mod chart;
 pub mod fleet;
 pub mod ledger;
+pub mod procstat;
 
 use std::{future::Future, time::Duration};
 
@@ -40,7 +41,11 @@ pub async fn kube_client() -> Result<Client> {
 /// A Kinesis client for the emulator at `KINESIS_ENDPOINT`, with dummy static credentials and
 /// the same rustls + ring HTTP client the binaries use.
 pub fn kinesis_client() -> Result<aws_sdk_kinesis::Client> {
-    let endpoint = require_env("KINESIS_ENDPOINT")?;
+    Ok(kinesis_client_at(&require_env("KINESIS_ENDPOINT")?))
+}
+
+/// A Kinesis client for the emulator at `endpoint`, configured like [`kinesis_client`].
+pub fn kinesis_client_at(endpoint: &str) -> aws_sdk_kinesis::Client {
     let http = aws_smithy_http_client::Builder::new()
         .tls_provider(aws_smithy_http_client::tls::Provider::Rustls(
             aws_smithy_http_client::tls::rustls_provider::CryptoMode::Ring,
@@ -57,7 +62,7 @@ pub fn kinesis_client() -> Result<aws_sdk_kinesis::Client> {
             None,
         ))
         .build();
-    Ok(aws_sdk_kinesis::Client::from_conf(conf))
+    aws_sdk_kinesis::Client::from_conf(conf)
 }
 
 /// Waits until `stream` is ACTIVE (after creation or a reshard).

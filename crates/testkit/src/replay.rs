@@ -1,4 +1,4 @@
-//! A Kinesis stand-in for benchmarks: serves pre-built GetRecords responses from memory, so the ingester, not the emulator, is measured.
+//! A Kinesis stand-in for benchmarks: serves pre-built GetRecords responses from memory (and the DescribeStreamSummary, ListShards and GetShardIterator calls a polling consumer such as the KCL makes), so the consumer, not the emulator, is measured.
 
 use std::{
     net::SocketAddr,
@@ -29,13 +29,18 @@ pub struct ReplaySpec {
     pub records_per_page: usize,
     /// Payload bytes per record.
     pub record_bytes: usize,
+    /// The Data of every record of shard `i` is `payloads[i % len]` instead of `record_bytes` of
+    /// a-z (e.g. KPL aggregated records whose keys hash into that shard).
+    pub payloads: Vec<Vec<u8>>,
 }
 
 #[derive(Debug)]
 struct Replay {
     spec: ReplaySpec,
-    /// The one GetRecords body every full page shares, minus NextShardIterator.
-    page: Bytes,
+    /// The GetRecords body of every full page (one per payload), minus NextShardIterator.
+    pages: Vec<Bytes>,
+    /// Where each record's page number is written into a copy of each page.
+    offsets: Vec<Vec<usize>>,
     pages_served: AtomicU64,
 }
 
@@ -58,17 +63,52 @@ fn shard_id(i: usize) -> String {
     format!("shardId-{i:012}")
 }
 
-fn build_page(spec: &ReplaySpec) -> Bytes {
-    let payload: Vec<u8> = (0..spec.record_bytes)
-        .map(|i| b'a' + (i % 26) as u8)
-        .collect();
-    let data = base64::engine::general_purpose::STANDARD.encode(&payload);
+/// The start of shard `i`'s hash key range: shards split the key space evenly.
+pub fn starting_hash_key(shards: usize, i: usize) -> u128 {
+    u128::MAX / shards as u128 * i as u128
+}
+
+fn build_pages(spec: &ReplaySpec) -> Vec<Bytes> {
+    if spec.payloads.is_empty() {
+        let payload: Vec<u8> = (0..spec.record_bytes)
+            .map(|i| b'a' + (i % 26) as u8)
+            .collect();
+        return vec![build_page(spec, &payload)];
+    }
+    spec.payloads.iter().map(|p| build_page(spec, p)).collect()
+}
+
+/// Sequence numbers are this prefix, the page number (6 digits) and the record's index in the
+/// page (6 digits): unique and increasing along a shard, as Kinesis' are.
+const SEQ_PREFIX: &str = "495903382714902566085596925383615710959215759891";
+const SEQ_KEY: &[u8] = br#""SequenceNumber":""#;
+
+/// Where the page number of each record's sequence number starts in a page body.
+fn page_number_offsets(page: &[u8]) -> Vec<usize> {
+    let mut offsets = Vec::new();
+    let mut at = 0;
+    while let Some(i) = page[at..].windows(SEQ_KEY.len()).position(|w| w == SEQ_KEY) {
+        let start = at + i + SEQ_KEY.len() + SEQ_PREFIX.len();
+        offsets.push(start);
+        at = start;
+    }
+    offsets
+}
+
+/// The page number and index in it of a sequence number this server made.
+fn parse_sequence(seq: &str) -> Option<(u64, usize)> {
+    let rest = seq.strip_prefix(SEQ_PREFIX)?;
+    Some((rest.get(..6)?.parse().ok()?, rest.get(6..)?.parse().ok()?))
+}
+
+fn build_page(spec: &ReplaySpec, payload: &[u8]) -> Bytes {
+    let data = base64::engine::general_purpose::STANDARD.encode(payload);
     let records: Vec<Value> = (0..spec.records_per_page)
         .map(|i| {
             json!({
                 "Data": data,
                 "PartitionKey": format!("pk-{}", i % 100),
-                "SequenceNumber": format!("4959033827149025660855969253836157109592157598913658{:04}", i),
+                "SequenceNumber": format!("{SEQ_PREFIX}{:06}{i:06}", 0),
                 "ApproximateArrivalTimestamp": 1_795_446_000.5,
             })
         })
@@ -101,19 +141,53 @@ async fn handle(
     );
     let json_body = |v: Value| Bytes::from(serde_json::to_vec(&v).unwrap_or_default());
     let reply = match target.as_str() {
+        "DescribeStreamSummary" => json_body(json!({
+            "StreamDescriptionSummary": {
+                "StreamName": req["StreamName"].as_str().unwrap_or("bench"),
+                "StreamARN": format!("arn:aws:kinesis:us-east-1:000000000000:stream/{}", req["StreamName"].as_str().unwrap_or("bench")),
+                "StreamStatus": "ACTIVE",
+                "StreamModeDetails": { "StreamMode": "PROVISIONED" },
+                "RetentionPeriodHours": 24,
+                "StreamCreationTimestamp": 1_795_446_000.0,
+                "EnhancedMonitoring": [{ "ShardLevelMetrics": [] }],
+                "EncryptionType": "NONE",
+                "OpenShardCount": r.spec.shards,
+                "ConsumerCount": 0,
+            }
+        })),
+        // Every shard is open and starts at the trim horizon, so each ShardFilter
+        // (AT_TRIM_HORIZON, AT_LATEST, FROM_TRIM_HORIZON, ...) selects all of them.
         "ListShards" => json_body(json!({
             "Shards": (0..r.spec.shards).map(|i| json!({
                 "ShardId": shard_id(i),
                 "HashKeyRange": {
-                    "StartingHashKey": (u128::MAX / r.spec.shards as u128 * i as u128).to_string(),
+                    "StartingHashKey": starting_hash_key(r.spec.shards, i).to_string(),
                     "EndingHashKey": if i + 1 == r.spec.shards { u128::MAX.to_string() } else { (u128::MAX / r.spec.shards as u128 * (i as u128 + 1) - 1).to_string() },
                 },
                 "SequenceNumberRange": { "StartingSequenceNumber": "1" },
             })).collect::<Vec<_>>()
         })),
-        "GetShardIterator" => json_body(
-            json!({ "ShardIterator": format!("{}/0", req["ShardId"].as_str().unwrap_or_default()) }),
-        ),
+        "GetShardIterator" => {
+            // A consumer resuming from a checkpoint starts at that record's page, or the next
+            // one after a page's last record.
+            let page = match (
+                req["ShardIteratorType"].as_str(),
+                req["StartingSequenceNumber"]
+                    .as_str()
+                    .and_then(parse_sequence),
+            ) {
+                (Some("AFTER_SEQUENCE_NUMBER"), Some((p, i)))
+                    if i + 1 >= r.spec.records_per_page =>
+                {
+                    p + 1
+                }
+                (Some("AFTER_SEQUENCE_NUMBER" | "AT_SEQUENCE_NUMBER"), Some((p, _))) => p,
+                _ => 0,
+            };
+            json_body(
+                json!({ "ShardIterator": format!("{}/{page}", req["ShardId"].as_str().unwrap_or_default()) }),
+            )
+        }
         "GetRecords" => {
             let it = req["ShardIterator"].as_str().unwrap_or_default();
             let (shard, n) = it.rsplit_once('/').unwrap_or((it, "0"));
@@ -127,8 +201,19 @@ async fn handle(
             } else {
                 r.pages_served.fetch_add(1, Ordering::Relaxed);
                 let tail = format!(",\"NextShardIterator\":\"{shard}/{}\"}}", n + 1);
-                let mut b = Vec::with_capacity(r.page.len() + tail.len());
-                b.extend_from_slice(&r.page);
+                let index: usize = shard
+                    .rsplit('-')
+                    .next()
+                    .and_then(|i| i.parse().ok())
+                    .unwrap_or(0);
+                let page = &r.pages[index % r.pages.len()];
+                let offsets = &r.offsets[index % r.pages.len()];
+                let mut b = Vec::with_capacity(page.len() + tail.len());
+                b.extend_from_slice(page);
+                let number = format!("{:06}", n % 1_000_000);
+                for &o in offsets {
+                    b[o..o + 6].copy_from_slice(number.as_bytes());
+                }
                 b.extend_from_slice(tail.as_bytes());
                 Bytes::from(b)
             }
@@ -148,8 +233,10 @@ async fn handle(
 
 /// Starts the server on 127.0.0.1 (a free port) on the current runtime.
 pub async fn start(spec: ReplaySpec) -> std::io::Result<ReplayHandle> {
+    let pages = build_pages(&spec);
     let replay = Arc::new(Replay {
-        page: build_page(&spec),
+        offsets: pages.iter().map(|p| page_number_offsets(p)).collect(),
+        pages,
         spec,
         pages_served: AtomicU64::new(0),
     });
@@ -160,4 +247,34 @@ pub async fn start(spec: ReplaySpec) -> std::io::Result<ReplayHandle> {
     let addr = listener.local_addr()?;
     tokio::spawn(async move { axum::serve(listener, app).await });
     Ok(ReplayHandle { addr, replay })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sequence_numbers_carry_the_page_and_index() {
+        let spec = ReplaySpec {
+            shards: 1,
+            pages_per_shard: 2,
+            records_per_page: 3,
+            record_bytes: 4,
+            payloads: Vec::new(),
+        };
+        let page = build_pages(&spec).remove(0);
+        let offsets = page_number_offsets(&page);
+        assert_eq!(offsets.len(), 3);
+        let mut copy = page.to_vec();
+        for &o in &offsets {
+            copy[o..o + 6].copy_from_slice(b"000042");
+        }
+        let text = String::from_utf8(copy).expect("utf8");
+        assert!(text.contains(&format!("{SEQ_PREFIX}000042000002")));
+        assert_eq!(
+            parse_sequence(&format!("{SEQ_PREFIX}000042000002")),
+            Some((42, 2))
+        );
+        assert_eq!(parse_sequence("123"), None);
+    }
 }

@@ -8,56 +8,15 @@ use std::{
     time::{Duration, Instant},
 };
 
-use anyhow::{Context, Result, bail};
-use kinesis_testkit::replay::{self, ReplaySpec};
-use tokio::{
-    io::{AsyncReadExt, AsyncWriteExt},
-    net::TcpStream,
-    process::{Child, Command},
+use anyhow::{Context, Result};
+use kinesis_testkit::{
+    procstat::{cpu_seconds, free_port, status_kib, wait_metric},
+    replay::{self, ReplaySpec},
 };
+use tokio::process::{Child, Command};
 
 const RECORD_BYTES: usize = 1024;
 const RECORDS_PER_PAGE: usize = 10_000;
-
-async fn metrics(port: u16) -> Result<String> {
-    let mut s = TcpStream::connect(("127.0.0.1", port)).await?;
-    s.write_all(b"GET /metrics HTTP/1.0\r\n\r\n").await?;
-    let mut body = String::new();
-    s.read_to_string(&mut body).await?;
-    Ok(body)
-}
-
-fn value(text: &str, name: &str) -> f64 {
-    text.lines()
-        .find(|l| l.starts_with(name) && l[name.len()..].starts_with(' '))
-        .and_then(|l| l.rsplit(' ').next()?.parse().ok())
-        .unwrap_or(0.0)
-}
-
-/// CPU seconds (user + system) of a process.
-fn cpu_seconds(pid: u32) -> Result<f64> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
-    let after = stat.rsplit_once(')').context("stat format")?.1;
-    let fields: Vec<&str> = after.split_whitespace().collect();
-    let ticks: f64 = fields[11].parse::<f64>()? + fields[12].parse::<f64>()?;
-    Ok(ticks / 100.0) // USER_HZ is 100 on Linux.
-}
-
-/// A `/proc/<pid>/status` field in KiB (VmRSS, VmHWM).
-fn status_kib(pid: u32, field: &str) -> Result<f64> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
-    let line = status
-        .lines()
-        .find(|l| l.starts_with(field))
-        .context("status field")?;
-    Ok(line.split_whitespace().nth(1).context("value")?.parse()?)
-}
-
-fn free_port() -> Result<u16> {
-    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
-        .local_addr()?
-        .port())
-}
 
 async fn start_ingester(binary: &Path, dir: &Path, endpoint: &str, port: u16) -> Result<Child> {
     let config = dir.join("bench.yaml");
@@ -80,36 +39,6 @@ async fn start_ingester(binary: &Path, dir: &Path, endpoint: &str, port: u16) ->
         .stdout(Stdio::null())
         .kill_on_drop(true)
         .spawn()?)
-}
-
-async fn wait_metric(
-    port: u16,
-    name: &str,
-    at_least: f64,
-    timeout: Duration,
-    progress: bool,
-) -> Result<String> {
-    let start = Instant::now();
-    let mut last_report = Instant::now();
-    loop {
-        if let Ok(text) = metrics(port).await {
-            let v = value(&text, name);
-            if v >= at_least {
-                return Ok(text);
-            }
-            if progress && last_report.elapsed() >= Duration::from_secs(2) {
-                println!(
-                    "  ... {name} = {v:.0} of {at_least:.0} ({:.0}s)",
-                    start.elapsed().as_secs_f64()
-                );
-                last_report = Instant::now();
-            }
-        }
-        if start.elapsed() > timeout {
-            bail!("{name} did not reach {at_least} within {timeout:?}");
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
 }
 
 /// A release ingester reading from its own replay server, with all its shards started.
@@ -169,6 +98,7 @@ async fn throughput(binary: &Path, shards: usize, pages: u64) -> Result<()> {
         pages_per_shard: pages,
         records_per_page: RECORDS_PER_PAGE,
         record_bytes: RECORD_BYTES,
+        payloads: Vec::new(),
     };
     let ingester = Launched::start(binary, spec, Duration::from_secs(60), false).await?;
     let (pid, port) = (ingester.pid, ingester.port);
@@ -211,6 +141,7 @@ async fn idle(binary: &Path, shards: usize, window: Duration) -> Result<f64> {
         pages_per_shard: 0,
         records_per_page: 0,
         record_bytes: 0,
+        payloads: Vec::new(),
     };
     let ingester = Launched::start(binary, spec, Duration::from_secs(120), true).await?;
     let pid = ingester.pid;
