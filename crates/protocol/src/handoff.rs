@@ -479,22 +479,32 @@ pub fn plan_owners(
                     epoch: shard.epoch,
                 });
             }
-            Some(owner) => {
-                let live = workers
-                    .get(owner)
-                    .is_some_and(|w| w.liveness == Liveness::Live);
-                if live && handoffs < max_handoffs {
-                    handoffs += 1;
-                    shard.draining = true;
-                    out.push(Transition::Draining {
-                        shard: shard.shard_id.clone(),
-                        owner: owner.clone(),
-                    });
-                }
-            }
+            Some(_) => out.extend(drain(shard, workers, &mut handoffs, max_handoffs)),
         }
     }
     out
+}
+
+/// Marks `shard` draining when its owner is live and fewer than `max_handoffs` handoffs run.
+fn drain(
+    shard: &mut AssignedShard,
+    workers: &Workers,
+    handoffs: &mut usize,
+    max_handoffs: usize,
+) -> Option<Transition> {
+    let owner = shard.owner.as_ref()?;
+    let live = workers
+        .get(owner)
+        .is_some_and(|w| w.liveness == Liveness::Live);
+    if shard.draining || !live || *handoffs >= max_handoffs {
+        return None;
+    }
+    *handoffs += 1;
+    shard.draining = true;
+    Some(Transition::Draining {
+        shard: shard.shard_id.clone(),
+        owner: owner.clone(),
+    })
 }
 
 /// Suspension (`spec.suspend`): every shard a live worker owns is drained, as in a scale-down
@@ -506,23 +516,11 @@ pub fn drain_all(
     max_handoffs: usize,
 ) -> Vec<Transition> {
     let mut handoffs = table.shards.iter().filter(|s| s.draining).count();
-    let mut out = Vec::new();
-    for shard in &mut table.shards {
-        let Some(owner) = &shard.owner else { continue };
-        let live = workers
-            .get(owner)
-            .is_some_and(|w| w.liveness == Liveness::Live);
-        if shard.draining || !live || handoffs >= max_handoffs {
-            continue;
-        }
-        handoffs += 1;
-        shard.draining = true;
-        out.push(Transition::Draining {
-            shard: shard.shard_id.clone(),
-            owner: owner.clone(),
-        });
-    }
-    out
+    table
+        .shards
+        .iter_mut()
+        .filter_map(|shard| drain(shard, workers, &mut handoffs, max_handoffs))
+        .collect()
 }
 
 /// Names of the workers that still own a shard in the table.
