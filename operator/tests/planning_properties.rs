@@ -161,6 +161,7 @@ fn worker(name: &str, shards: &[(String, i64)], rng: &mut fastrand::Rng) -> Kine
                 last_delivery: None,
                 delivery_stuck: None,
                 read_error: None,
+                waiting_seconds: None,
             })
             .collect(),
     });

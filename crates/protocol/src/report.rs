@@ -157,6 +157,11 @@ pub fn build_status(
                     .map(|t| t.round(jiff::Unit::Second).unwrap_or(t).to_string()),
                 delivery_stuck: delivery_stuck(live.stalled_for, sink),
                 read_error: read_error(live.failing.as_ref()),
+                // Whole seconds, and only from one second on: a sink that keeps up is absent.
+                waiting_seconds: live
+                    .stalled_for
+                    .map(|d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
+                    .filter(|s| *s >= 1),
             }
         })
         .collect::<Vec<_>>();

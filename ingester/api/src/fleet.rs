@@ -272,6 +272,12 @@ pub struct WorkerShard {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub delivery_stuck: Option<DeliveryStuck>,
 
+    /// While records of the shard wait for the sink: seconds since the sink last acknowledged
+    /// any of them (or since they started waiting, when that is later). Absent when nothing
+    /// waits or under a second. The continuous form of `deliveryStuck`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub waiting_seconds: Option<i64>,
+
     /// Set while every Kinesis call for the shard has failed (throttling aside) for longer than
     /// the worker's threshold: the shard is held but not read.
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -72,6 +72,7 @@ mod tests {
                     last_delivery: Some("2026-03-02T10:15:29Z".into()),
                     delivery_stuck: None,
                     read_error: None,
+                    waiting_seconds: None,
                 })
                 .collect(),
         };

@@ -143,6 +143,8 @@ pub fn compute(input: &StatusInput<'_>) -> (KinesisIngesterStatus, FleetGauges) 
     let mut stuck = Stuck::default();
     let mut failing: Vec<(&str, &ReadError)> = Vec::new();
     let mut oldest_report: Option<Timestamp> = None;
+    // The longest any live owner's records have waited for the sink, in seconds.
+    let mut waiting: i64 = 0;
     let readable: Vec<String> = input
         .table
         .map(|t| eligible(t, input.strict_order))
@@ -159,6 +161,9 @@ pub fn compute(input: &StatusInput<'_>) -> (KinesisIngesterStatus, FleetGauges) 
         }
         if live && let Some(e) = entry.and_then(|e| e.read_error.as_ref()) {
             failing.push((s.shard_id.as_str(), e));
+        }
+        if live && let Some(w) = entry.and_then(|e| e.waiting_seconds) {
+            waiting = waiting.max(w);
         }
         let state = match (entry, s.draining) {
             (Some(_), true) => ShardState::Draining,
@@ -372,7 +377,12 @@ pub fn compute(input: &StatusInput<'_>) -> (KinesisIngesterStatus, FleetGauges) 
         max_millis_behind_latest: max_lag,
         lag: max_lag.map(format_lag),
         lag_measured_at: max_lag.and(oldest_report).map(|t| t.to_string()),
-        undelivered: (stuck.shards > 0).then(|| stuck.stalled()),
+        undelivered: if stuck.shards > 0 {
+            Some(stuck.stalled())
+        } else {
+            (waiting >= UNDELIVERED_SHOWN_AFTER_SECS)
+                .then(|| format_lag(waiting.saturating_mul(1000)))
+        },
         shards,
     };
     let gauges = FleetGauges {
@@ -467,9 +477,8 @@ pub fn structurally_different(
         s.max_millis_behind_latest = None;
         s.lag = None;
         s.lag_measured_at = None;
-        // Whether delivery is stuck is structural (the conditions say so too); for how long
-        // is not, like the lag.
-        s.undelivered = s.undelivered.as_ref().map(|_| String::new());
+        // A figure like the lag: whether delivery is stuck is in the conditions.
+        s.undelivered = None;
         for c in &mut s.conditions {
             c.message.clear();
         }
@@ -482,6 +491,10 @@ pub fn structurally_different(
     };
     strip(previous) != strip(next)
 }
+
+/// Records waiting this long for the sink show in `status.undelivered` even before delivery
+/// counts as stuck: a sink that acknowledges slowly (or batches for long) is visible.
+pub const UNDELIVERED_SHOWN_AFTER_SECS: i64 = 5;
 
 /// A lag change too large to wait for the status interval: the lag became known or unknown, or
 /// at least doubled or halved by [`LAG_JUMP_FLOOR_MS`] or more. A lag growing without bound is

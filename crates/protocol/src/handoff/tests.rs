@@ -65,6 +65,7 @@ fn entry(id: &str, epoch: i64, seq: Option<&str>) -> WorkerShard {
         last_delivery: None,
         delivery_stuck: None,
         read_error: None,
+        waiting_seconds: None,
     }
 }
 

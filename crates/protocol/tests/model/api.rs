@@ -176,6 +176,7 @@ impl Model {
                     last_delivery: None,
                     delivery_stuck: None,
                     read_error: None,
+                    waiting_seconds: None,
                 })
                 .collect(),
         }

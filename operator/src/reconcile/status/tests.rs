@@ -54,6 +54,7 @@ fn workers(live: Liveness, lags: &[(usize, i64)]) -> Workers {
                 last_delivery: None,
                 delivery_stuck: None,
                 read_error: None,
+                waiting_seconds: None,
             })
             .collect(),
         ..Default::default()
@@ -480,4 +481,32 @@ fn a_suspended_ingester_says_so_while_it_stops_and_once_stopped() {
     assert_eq!(cond(&s, "Progressing").reason, "Suspended");
     assert_eq!(cond(&s, "Degraded").reason, "AsExpected");
     assert_eq!(s.workers.as_deref(), Some("0/0 suspended"));
+}
+
+#[test]
+fn records_waiting_for_a_slow_sink_show_as_undelivered_before_it_counts_as_stuck() {
+    let t = table(&[Some("w0"), Some("w0")]);
+    let mut w = workers(Liveness::Live, &[(0, 0), (1, 0)]);
+    let set = |w: &mut Workers, secs: [Option<i64>; 2]| {
+        if let Some(st) = w.get_mut("w0").and_then(|w| w.object.status.as_mut()) {
+            for (e, s) in st.shards.iter_mut().zip(secs) {
+                e.waiting_seconds = s;
+            }
+        }
+    };
+    set(&mut w, [Some(2), None]);
+    let (s, _) = compute(&input(&t, &w));
+    assert_eq!(s.undelivered, None, "a sink that keeps up shows nothing");
+    set(&mut w, [Some(2), Some(12)]);
+    let (s2, _) = compute(&input(&t, &w));
+    assert_eq!(s2.undelivered.as_deref(), Some("12.0s"), "the longest wait");
+    assert_eq!(
+        cond(&s2, "Ready").reason,
+        "AllShardsReading",
+        "not stuck yet"
+    );
+    assert!(
+        !structurally_different(&s, &s2),
+        "a waiting figure rides on the slow path"
+    );
 }
