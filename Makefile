@@ -107,6 +107,7 @@ bench-peers: ## Side by side with a KCL 3 consumer (docs/benchmarks.md): through
 .PHONY: bench-peers-short
 bench-peers-short: ## One small run per consumer (ours, KCL 3) that fails unless both read every record exactly once (debug build: a smoke, not figures)
 	$(CARGO) build --locked -p kinesis-ingester -p kinesis-operator-tests --bin kinesis-ingester --bin peers-bench
+	@echo "bench-peers-short: a smoke on the debug build; it checks that both read every record, and its figures are not comparable (make bench-peers measures)"
 	eval "$$(bench/peers/setup.sh)" && $(BENCH_TARGET)/debug/peers-bench $(BENCH_TARGET)/debug/kinesis-ingester --short
 
 SOAK_SECONDS ?= 600
