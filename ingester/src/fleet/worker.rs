@@ -770,9 +770,8 @@ impl State {
         );
     }
 
-    /// Releases every held shard (on SIGTERM): each is handed back once the sink's requests in
-    /// flight for it are acknowledged, so a slow sink delays only its own shards, and the writer
-    /// keeps renewing meanwhile.
+    /// Releases every held shard (on SIGTERM): each is handed back as the sink drains it, so a
+    /// slow sink delays only its own shards, and the writer keeps renewing meanwhile.
     fn release_all(&mut self, deadline: Instant) {
         self.stopping = true;
         let ids: Vec<String> = self.held.keys().cloned().collect();
@@ -805,16 +804,12 @@ impl State {
         })
     }
 
-    /// Release step 2 (docs/design.md §3.5): stop the reader and close the shard to new sink
-    /// requests; the rest happens as the reader returns and the requests in flight finish.
-    /// What was read but not sent is dropped and read again by the next owner, so a slow sink
-    /// delays a handoff by one request, not by its whole backlog, and delivers nothing twice.
+    /// Release step 2 (docs/design.md §3.5): stop the reader; the rest happens as it returns.
     fn begin_release(&mut self, id: &str, deadline: Instant) {
         let Some(h) = self.held.get_mut(id) else {
             return;
         };
-        self.w.deliverable.close(id);
-        info!(shard = %id, epoch = h.epoch, "releasing the shard: stop reading and sending, acknowledge what is in flight");
+        info!(shard = %id, epoch = h.epoch, "releasing the shard: stop reading, flush, acknowledge");
         h.phase = match std::mem::replace(&mut h.phase, Phase::Ending) {
             Phase::Reading(cancel) => {
                 cancel.cancel();
@@ -873,10 +868,7 @@ impl State {
                     last_sent,
                     deadline,
                 } => {
-                    // Everything read was acknowledged, or nothing of the shard is in flight
-                    // any more and nothing new will be sent.
-                    let drained = self.w.tracker.drained(id, last_sent.as_ref())
-                        || self.w.deliverable.closed_and_idle(id);
+                    let drained = self.w.tracker.drained(id, last_sent.as_ref());
                     if !drained && now < *deadline {
                         self.w.sink_flush.notify_one();
                         continue;

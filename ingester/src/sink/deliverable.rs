@@ -1,11 +1,9 @@
 //! Which shards the sink may still deliver: every shard standalone; in a fleet, only those the worker holds and has not lost (revoked, fenced or self-fenced).
 
 use std::{
-    collections::{HashMap, HashSet},
-    sync::{Arc, Mutex, PoisonError, RwLock},
+    collections::HashSet,
+    sync::{Arc, PoisonError, RwLock},
 };
-
-use super::Batch;
 
 use tokio::sync::Notify;
 
@@ -20,42 +18,6 @@ pub struct Deliverable(Option<Arc<Shared>>);
 struct Shared {
     shards: RwLock<HashSet<Arc<str>>>,
     changed: Notify,
-    /// Shards being handed back and what the sink has in flight, under one lock so that a send
-    /// either starts before a shard is closed (and is waited for) or leaves its records out.
-    gate: Mutex<Gate>,
-}
-
-#[derive(Debug, Default)]
-struct Gate {
-    /// Shards whose records are no longer sent (a planned handoff): requests already in flight
-    /// finish and are acknowledged, nothing new starts.
-    closing: HashSet<Arc<str>>,
-    /// Requests in flight per shard.
-    sending: HashMap<Arc<str>, usize>,
-}
-
-/// Held while a request is in flight: the shards it carries count as sending until it is
-/// dropped, after the batch's acknowledgements.
-#[derive(Debug)]
-#[must_use = "the shards count as sending only while the guard lives"]
-pub struct Sending {
-    shared: Option<Arc<Shared>>,
-    shards: Vec<Arc<str>>,
-}
-
-impl Drop for Sending {
-    fn drop(&mut self) {
-        let Some(shared) = &self.shared else { return };
-        let mut gate = shared.gate.lock().unwrap_or_else(PoisonError::into_inner);
-        for s in &self.shards {
-            if let Some(n) = gate.sending.get_mut(s) {
-                *n -= 1;
-                if *n == 0 {
-                    gate.sending.remove(s);
-                }
-            }
-        }
-    }
 }
 
 impl Deliverable {
@@ -81,66 +43,8 @@ impl Deliverable {
         }
     }
 
-    /// Whether records of `shard` may go into a new request: deliverable and not closing.
-    pub fn sendable(&self, shard: &str) -> bool {
-        self.allows(shard)
-            && self.0.as_ref().is_none_or(|shared| {
-                !shared
-                    .gate
-                    .lock()
-                    .unwrap_or_else(PoisonError::into_inner)
-                    .closing
-                    .contains(shard)
-            })
-    }
-
-    /// Drops from `batch` the records no new request may carry (returning how many) and counts
-    /// the shards left as sending until the guard is dropped, in one step against
-    /// [`Deliverable::close`].
-    pub fn begin_send(&self, batch: &mut Batch) -> (usize, Sending) {
-        let Some(shared) = &self.0 else {
-            let guard = Sending {
-                shared: None,
-                shards: Vec::new(),
-            };
-            return (0, guard);
-        };
-        let mut gate = shared.gate.lock().unwrap_or_else(PoisonError::into_inner);
-        let dropped = batch.retain_shards(|s| self.allows(s) && !gate.closing.contains(s));
-        let mut shards: Vec<Arc<str>> = batch.shards().to_vec();
-        shards.sort_unstable();
-        shards.dedup();
-        for s in &shards {
-            *gate.sending.entry(s.clone()).or_default() += 1;
-        }
-        let guard = Sending {
-            shared: Some(shared.clone()),
-            shards,
-        };
-        (dropped, guard)
-    }
-
-    /// Closes `shard` for a planned handoff: no new request carries its records; requests in
-    /// flight finish and are acknowledged. No-op for [`Deliverable::all`].
-    pub fn close(&self, shard: &str) {
-        if let Some(shared) = &self.0 {
-            let mut gate = shared.gate.lock().unwrap_or_else(PoisonError::into_inner);
-            gate.closing.insert(Arc::from(shard));
-        }
-    }
-
-    /// Whether `shard` is closed and no request carrying its records is in flight: its
-    /// acknowledged position is final.
-    pub fn closed_and_idle(&self, shard: &str) -> bool {
-        self.0.as_ref().is_some_and(|shared| {
-            let gate = shared.gate.lock().unwrap_or_else(PoisonError::into_inner);
-            gate.closing.contains(shard) && !gate.sending.contains_key(shard)
-        })
-    }
-
     /// Makes exactly `shards` deliverable (no-op for [`Deliverable::all`]). Returns whether
-    /// the set changed. A shard that leaves the set is no longer closing, so a later epoch of
-    /// it starts open.
+    /// the set changed.
     pub fn set(&self, shards: HashSet<Arc<str>>) -> bool {
         let Some(shared) = &self.0 else { return false };
         let mut current = shared
@@ -150,12 +54,6 @@ impl Deliverable {
         if *current == shards {
             return false;
         }
-        shared
-            .gate
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .closing
-            .retain(|s| shards.contains(s));
         *current = shards;
         drop(current);
         shared.changed.notify_waiters();

@@ -77,10 +77,9 @@ impl SinkPipeline {
         self
     }
 
-    /// Takes a chunk into the open batch, unless its shard is no longer deliverable or is being
-    /// handed back.
+    /// Takes a chunk into the open batch, unless its shard is no longer deliverable.
     fn take(&mut self, chunk: Chunk) -> Result<(), SinkError> {
-        if !self.deliverable.sendable(&chunk.shard_id) {
+        if !self.deliverable.allows(&chunk.shard_id) {
             self.stats.dropped_revoked(chunk.records.len());
             return Ok(());
         }
@@ -154,17 +153,14 @@ impl SinkPipeline {
         self.in_flight = records;
         let mut attempt = 0u32;
         let mut revoked_total = 0;
-        // Counts the batch's shards as sending until its acknowledgements are made.
-        let mut sending;
         loop {
-            let (revoked, guard) = self.deliverable.begin_send(&mut batch);
-            sending = guard;
+            let revoked = batch.retain_shards(|s| self.deliverable.allows(s));
             if revoked > 0 {
                 self.stats.dropped_revoked(revoked);
                 revoked_total += revoked;
                 tracing::info!(
                     records = revoked,
-                    "dropped records of shards this worker no longer holds or is handing back; their next owner reads them again"
+                    "dropped records of shards this worker no longer holds; their new owner reads them again"
                 );
             }
             if batch.is_empty() {
@@ -208,7 +204,6 @@ impl SinkPipeline {
                 self.stats.acked();
             }
         }
-        drop(sending);
         self.batcher.recycle(batch);
         self.in_flight = 0;
         true
