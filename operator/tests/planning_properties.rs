@@ -306,7 +306,7 @@ fn plan_once(ki: &KinesisIngester, settings: &WorkloadSettings, rng: &mut fastra
         .then(jiff::Timestamp::now);
     handoff::merge_topology(&mut table, &listed, pin);
     let eligible = handoff::eligible(&table, strict);
-    let desired = kinesis_protocol::plan::desired_workers(&ki.spec.workers, eligible.len());
+    let desired = kinesis_protocol::plan::fleet_size(&ki.spec, eligible.len());
     assert!(desired >= 0, "a negative worker count: {desired}");
     let assignable: Vec<String> = names
         .iter()

@@ -5,7 +5,17 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use kinesis_ingester_api::WorkersSpec;
+use kinesis_ingester_api::{KinesisIngesterSpec, WorkersSpec};
+
+/// The number of workers an ingester runs for `readable` shards: none while `spec.suspend`
+/// (every shard is handed back and the table keeps the positions), else [`desired_workers`].
+pub fn fleet_size(spec: &KinesisIngesterSpec, readable: usize) -> i32 {
+    if spec.suspend {
+        0
+    } else {
+        desired_workers(&spec.workers, readable)
+    }
+}
 
 /// A shard as the planner sees it.
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -103,15 +103,8 @@ pub async fn run(
 
     // Plan the table: reports, fences, topology, owners.
     let mut transitions = Vec::new();
-    // Suspended: no worker is wanted, so every shard is handed back and the fleet shrinks to
-    // zero through the same planned handoff as any resize; the table keeps the positions.
-    let size = |eligible: usize| {
-        if ki.spec.suspend {
-            0
-        } else {
-            plan::desired_workers(&ki.spec.workers, eligible)
-        }
-    };
+    // Suspended: no worker is wanted (`plan::fleet_size`), so every shard is handed back through
+    // the same planned handoff as any resize.
     let mut desired = if ki.spec.suspend {
         0
     } else {
@@ -132,7 +125,7 @@ pub async fn run(
         // still follows the table as it is.
         if problem.is_none() {
             let eligible = handoff::eligible(&table.spec, ki.spec.read.strict_order);
-            desired = size(eligible.len());
+            desired = plan::fleet_size(&ki.spec, eligible.len());
         }
         planned = Some(table.clone());
     } else if let Some(table) = &table {
@@ -213,26 +206,23 @@ pub async fn run(
         }
         let eligible = handoff::eligible(&spec, ki.spec.read.strict_order);
         if problem.is_none() {
-            desired = size(eligible.len());
+            desired = plan::fleet_size(&ki.spec, eligible.len());
         }
         let assignable: Vec<String> = workers
             .iter()
             .filter(|(n, w)| w.liveness == Liveness::Live && ordinal(&name, n) < desired)
             .map(|(n, _)| n.clone())
             .collect();
+        let max_handoffs = handoff::max_handoffs(eligible.len());
         let mut planned_now = handoff::plan_owners(
             &mut spec,
             &assignable,
             &workers,
             ki.spec.read.strict_order,
-            handoff::max_handoffs(eligible.len()),
+            max_handoffs,
         );
         if ki.spec.suspend {
-            planned_now.extend(handoff::drain_all(
-                &mut spec,
-                &workers,
-                handoff::max_handoffs(eligible.len()),
-            ));
+            planned_now.extend(handoff::drain_all(&mut spec, &workers, max_handoffs));
         }
         if planned_now
             .iter()
