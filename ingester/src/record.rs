@@ -86,8 +86,33 @@ pub struct Chunk {
     pub records: Vec<Record>,
     /// Shard id the chunk belongs to.
     pub shard_id: Arc<str>,
+    /// Which reading of the shard produced it (see [`Reading`]); 0 in the standalone ingester.
+    pub generation: u64,
     /// The position after the last raw record this chunk covers.
     pub checkpoint: Position,
+}
+
+impl Chunk {
+    /// The reading of a shard this chunk belongs to.
+    pub fn reading(&self) -> Reading {
+        Reading {
+            shard_id: self.shard_id.clone(),
+            generation: self.generation,
+        }
+    }
+}
+
+/// One reading of a shard by this process: a fleet worker starts a new generation each time it
+/// starts (or restarts) a reader, always from the shard's last acknowledged position. The sink
+/// delivers only the current generation of each shard, so chunks of an earlier one still queued
+/// when the shard was handed back and taken again are dropped, never delivered after (or
+/// before) what the new reader reads again.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Reading {
+    /// The shard.
+    pub shard_id: Arc<str>,
+    /// The worker's reader generation.
+    pub generation: u64,
 }
 
 /// Called by a sink, in shard order, once every record of a chunk has been acknowledged by the

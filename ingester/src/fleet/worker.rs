@@ -1,7 +1,7 @@
 //! The reader manager of a fleet worker: follows the shard table, starts one reader per owned shard, releases drained ones, stops revoked ones at once, and self-fences when its status cannot be written.
 
 use std::{
-    collections::{BTreeMap, HashSet},
+    collections::{BTreeMap, HashMap},
     sync::{Arc, Mutex, PoisonError, atomic::AtomicBool},
     time::Duration,
 };
@@ -752,13 +752,14 @@ impl State {
         let generation = self.generation;
         let cancel = CancellationToken::new();
         info!(shard = %id, epoch = o.epoch, ?resume, ?start, "reading an owned shard");
-        let reader = self
-            .w
-            .parts
-            .reader(id, o.hash_range, resume, start.clone(), cancel.clone());
-        let owned_id = id.to_owned();
-        self.tasks
-            .spawn(async move { (owned_id, generation, reader.await) });
+        let reader = self.w.parts.reader(
+            id,
+            o.hash_range,
+            resume,
+            start.clone(),
+            cancel.clone(),
+            generation,
+        );
         self.held.insert(
             id.to_owned(),
             Held {
@@ -768,10 +769,17 @@ impl State {
                 phase: Phase::Reading(cancel),
             },
         );
+        // The sink takes the new reading before its reader can send anything: a chunk it
+        // dropped as not (yet) deliverable would leave a gap the next acknowledgement skips.
+        self.sync_deliverable();
+        let owned_id = id.to_owned();
+        self.tasks
+            .spawn(async move { (owned_id, generation, reader.await) });
     }
 
-    /// Releases every held shard (on SIGTERM): each is handed back as the sink drains it, so a
-    /// slow sink delays only its own shards, and the writer keeps renewing meanwhile.
+    /// Releases every held shard (on SIGTERM): each is handed back once the sink's requests in
+    /// flight for it are acknowledged, so a slow sink delays only its own shards, and the writer
+    /// keeps renewing meanwhile.
     fn release_all(&mut self, deadline: Instant) {
         self.stopping = true;
         let ids: Vec<String> = self.held.keys().cloned().collect();
@@ -804,12 +812,16 @@ impl State {
         })
     }
 
-    /// Release step 2 (docs/design.md §3.5): stop the reader; the rest happens as it returns.
+    /// Release step 2 (docs/design.md §3.5): stop the reader and close the shard to new sink
+    /// requests; the rest happens as the reader returns and the requests in flight finish.
+    /// What was read but not sent is dropped and read again by the next owner, so a slow sink
+    /// delays a handoff by one request, not by its whole backlog, and delivers nothing twice.
     fn begin_release(&mut self, id: &str, deadline: Instant) {
         let Some(h) = self.held.get_mut(id) else {
             return;
         };
-        info!(shard = %id, epoch = h.epoch, "releasing the shard: stop reading, flush, acknowledge");
+        self.w.deliverable.close(id);
+        info!(shard = %id, epoch = h.epoch, "releasing the shard: stop reading and sending, acknowledge what is in flight");
         h.phase = match std::mem::replace(&mut h.phase, Phase::Ending) {
             Phase::Reading(cancel) => {
                 cancel.cancel();
@@ -868,7 +880,10 @@ impl State {
                     last_sent,
                     deadline,
                 } => {
-                    let drained = self.w.tracker.drained(id, last_sent.as_ref());
+                    // Everything read was acknowledged, or nothing of the shard is in flight
+                    // any more and nothing new will be sent.
+                    let drained = self.w.tracker.drained(id, last_sent.as_ref())
+                        || self.w.deliverable.closed_and_idle(id);
                     if !drained && now < *deadline {
                         self.w.sink_flush.notify_one();
                         continue;
@@ -899,17 +914,18 @@ impl State {
         }
     }
 
-    /// Lets the sink deliver exactly the shards held in a delivering phase, and nothing while
-    /// self-fenced: a shard lost, paused or revoked is dropped from every batch before its next
-    /// send and never acknowledged.
+    /// Lets the sink deliver exactly the current reading of each shard held in a delivering
+    /// phase, and nothing while self-fenced: a shard lost, paused or revoked is dropped from
+    /// every batch before its next send and never acknowledged, and so is what an earlier
+    /// reader of a shard taken back read.
     fn sync_deliverable(&self) {
         let shards = if self.w.self_fenced {
-            HashSet::new()
+            HashMap::new()
         } else {
             self.held
                 .iter()
                 .filter(|(_, h)| h.phase.delivers())
-                .map(|(id, _)| Arc::from(id.as_str()))
+                .map(|(id, h)| (Arc::from(id.as_str()), h.generation))
                 .collect()
         };
         if self.w.deliverable.set(shards) {

@@ -1,6 +1,6 @@
 //! Batching: encodes chunks into request bodies that close on a record count, a byte size or an age, and keeps each chunk's checkpoint with the batch holding its last record.
 
-use std::{collections::VecDeque, sync::Arc, time::Duration};
+use std::{collections::VecDeque, time::Duration};
 
 use kinesis_ingester_api::{BatchSpec, bounds};
 use tokio::time::Instant;
@@ -8,7 +8,7 @@ use tokio::time::Instant;
 use super::ndjson::Encoding;
 use kinesis_ingester_api::sequence::Position;
 
-use crate::record::Chunk;
+use crate::record::{Chunk, Reading};
 
 /// When a batch closes: whichever limit is reached first.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -37,9 +37,9 @@ pub struct Batch {
     body: Vec<u8>,
     /// End offset in `body` of each item.
     ends: Vec<usize>,
-    /// The shard of each item.
-    shards: Vec<Arc<str>>,
-    checkpoints: Vec<(Arc<str>, Position)>,
+    /// The shard (and reader generation) of each item.
+    shards: Vec<Reading>,
+    checkpoints: Vec<(Reading, Position)>,
 }
 
 impl Batch {
@@ -64,13 +64,13 @@ impl Batch {
         &self.body[start..self.ends[i]]
     }
 
-    /// The shard of each item, in order.
-    pub fn shards(&self) -> &[Arc<str>] {
+    /// The shard (and reader generation) of each item, in order.
+    pub fn shards(&self) -> &[Reading] {
         &self.shards
     }
 
-    /// `(shard_id, checkpoint)` pairs to acknowledge, in order, once every item is delivered.
-    pub fn checkpoints(&self) -> &[(Arc<str>, Position)] {
+    /// `(reading, checkpoint)` pairs to acknowledge, in order, once every item is delivered.
+    pub fn checkpoints(&self) -> &[(Reading, Position)] {
         &self.checkpoints
     }
 
@@ -90,9 +90,10 @@ impl Batch {
         self.shards = shards;
     }
 
-    /// Drops every item and checkpoint of a shard `keep` rejects (one the worker lost): such
-    /// records are never sent again and never acknowledged. Returns how many items went.
-    pub fn retain_shards(&mut self, keep: impl Fn(&str) -> bool) -> usize {
+    /// Drops every item and checkpoint of a reading `keep` rejects (a shard the worker lost, or
+    /// an earlier generation of one): such records are never sent again and never
+    /// acknowledged. Returns how many items went.
+    pub fn retain_shards(&mut self, mut keep: impl FnMut(&Reading) -> bool) -> usize {
         self.checkpoints.retain(|(shard, _)| keep(shard));
         let kept: Vec<usize> = (0..self.len()).filter(|&i| keep(&self.shards[i])).collect();
         let dropped = self.len() - kept.len();
@@ -129,9 +130,16 @@ impl Batcher {
 
     /// Adds a chunk's records, closing batches as limits are reached. Its checkpoint goes with
     /// the batch holding its last record; a chunk without records rides with the open batch, or
-    /// becomes a checkpoint-only batch at once when no batch is open.
+    /// becomes a checkpoint-only batch at once when no batch is open. A batch closed in the
+    /// middle of a chunk carries the position of its last record of that chunk, so every batch
+    /// acknowledges exactly what it delivered: the rest of the chunk may never be sent (a
+    /// planned handoff drops it), and its records must not be read again by the next owner.
     pub fn push(&mut self, chunk: Chunk, now: Instant) -> Result<(), serde_json::Error> {
-        for record in &chunk.records {
+        let reading = chunk.reading();
+        let last = chunk.records.len().saturating_sub(1);
+        // Records of this chunk in the open batch.
+        let mut in_open = 0;
+        for (i, record) in chunk.records.iter().enumerate() {
             let start = self.open.body.len();
             self.encoding.write(&mut self.open.body, record)?;
             if !self.open.is_empty() && self.open.body.len() > self.limits.max_bytes {
@@ -139,19 +147,30 @@ impl Batcher {
                 let mut next = self.spare.take().unwrap_or_default();
                 next.extend_from_slice(&self.open.body[start..]);
                 self.open.body.truncate(start);
+                if in_open > 0 {
+                    let delivered = chunk.records[i - 1].position.clone();
+                    self.open.checkpoints.push((reading.clone(), delivered));
+                }
                 self.close();
                 self.open.body = next;
+                in_open = 0;
             }
             self.open.ends.push(self.open.body.len());
-            self.open.shards.push(chunk.shard_id.clone());
+            self.open.shards.push(reading.clone());
+            in_open += 1;
             self.opened_at.get_or_insert(now);
             if self.open.len() >= self.limits.max_records
                 || self.open.body.len() >= self.limits.max_bytes
             {
+                if i < last {
+                    let delivered = record.position.clone();
+                    self.open.checkpoints.push((reading.clone(), delivered));
+                }
                 self.close();
+                in_open = 0;
             }
         }
-        let checkpoint = (chunk.shard_id, chunk.checkpoint);
+        let checkpoint = (chunk.reading(), chunk.checkpoint);
         if !self.open.is_empty() {
             self.open.checkpoints.push(checkpoint);
         } else if let Some(last) = self.ready.back_mut() {
@@ -238,6 +257,7 @@ mod tests {
         Chunk {
             records: seqs.map(|s| record(shard, s, b"payload")).collect(),
             shard_id: shard.into(),
+            generation: 0,
             checkpoint: Position::whole(checkpoint.to_string().parse().expect("seq")),
         }
     }
@@ -245,7 +265,7 @@ mod tests {
     fn acks(b: &Batch) -> Vec<(String, String)> {
         b.checkpoints()
             .iter()
-            .map(|(s, p)| (s.to_string(), p.sequence.to_string()))
+            .map(|(s, p)| (s.shard_id.to_string(), p.sequence.to_string()))
             .collect()
     }
 
@@ -264,7 +284,10 @@ mod tests {
         let first = b.pop_ready().expect("first batch");
         let second = b.pop_ready().expect("second batch");
         assert_eq!((first.len(), second.len()), (3, 3));
-        assert!(first.checkpoints().is_empty() && second.checkpoints().is_empty());
+        // Closed mid-chunk: each acknowledges its own last record, so what it delivered is
+        // not read again if the rest of the chunk is dropped (a planned handoff).
+        assert_eq!(acks(&first), [("s".into(), "3".into())]);
+        assert_eq!(acks(&second), [("s".into(), "6".into())]);
         assert!(b.pop_ready().is_none());
         assert_eq!(b.pending_records(), 1);
         b.flush();
@@ -285,11 +308,18 @@ mod tests {
         }
         assert_eq!(sizes, [2, 2]);
         assert_eq!(b.pending_records(), 1);
+        b.flush();
+        let all: Vec<_> = std::iter::from_fn(|| b.pop_ready()).collect();
+        assert_eq!(acks(&all[0]), [("s".into(), "5".into())]);
 
         // A record larger than the limit is sent alone rather than held forever.
         let mut b = Batcher::new(limits(100, 10, 1000), Encoding::Ndjson);
         b.push(chunk("s", 1..3, 2), Instant::now()).expect("push");
-        assert_eq!(b.pop_ready().map(|x| x.len()), Some(1));
+        let first = b.pop_ready().expect("first");
+        assert_eq!(
+            (first.len(), acks(&first)),
+            (1, vec![("s".into(), "1".into())])
+        );
         let second = b.pop_ready().expect("second");
         assert_eq!((second.len(), acks(&second).len()), (1, 1));
     }

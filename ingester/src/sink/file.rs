@@ -95,6 +95,7 @@ mod tests {
         let chunk = Chunk {
             records: seqs.map(|s| record("s", s, b"x")).collect(),
             shard_id: "s".into(),
+            generation: 0,
             checkpoint: kinesis_ingester_api::sequence::Position::whole("1".parse().expect("seq")),
         };
         b.push(chunk, tokio::time::Instant::now()).expect("push");

@@ -77,9 +77,10 @@ impl SinkPipeline {
         self
     }
 
-    /// Takes a chunk into the open batch, unless its shard is no longer deliverable.
+    /// Takes a chunk into the open batch, unless its reading of the shard is no longer
+    /// deliverable or is being handed back.
     fn take(&mut self, chunk: Chunk) -> Result<(), SinkError> {
-        if !self.deliverable.allows(&chunk.shard_id) {
+        if !self.deliverable.sendable(&chunk.reading()) {
             self.stats.dropped_revoked(chunk.records.len());
             return Ok(());
         }
@@ -153,14 +154,17 @@ impl SinkPipeline {
         self.in_flight = records;
         let mut attempt = 0u32;
         let mut revoked_total = 0;
+        // Counts the batch's readings as sending until its acknowledgements are made.
+        let mut sending;
         loop {
-            let revoked = batch.retain_shards(|s| self.deliverable.allows(s));
+            let (revoked, guard) = self.deliverable.begin_send(&mut batch);
+            sending = guard;
             if revoked > 0 {
                 self.stats.dropped_revoked(revoked);
                 revoked_total += revoked;
                 tracing::info!(
                     records = revoked,
-                    "dropped records of shards this worker no longer holds; their new owner reads them again"
+                    "dropped records of shards this worker no longer holds, is handing back or has taken back since; they are read again"
                 );
             }
             if batch.is_empty() {
@@ -196,14 +200,15 @@ impl SinkPipeline {
         if records > revoked_total {
             self.stats.delivered(records - revoked_total, bytes);
         }
-        for (shard_id, checkpoint) in batch.checkpoints() {
+        for (reading, checkpoint) in batch.checkpoints() {
             // Delivered, but a shard lost meanwhile is never acknowledged: its new owner
             // starts from the checkpoint the fence froze.
-            if self.deliverable.allows(shard_id) {
-                (self.ack)(shard_id, checkpoint);
+            if self.deliverable.allows(reading) {
+                (self.ack)(&reading.shard_id, checkpoint);
                 self.stats.acked();
             }
         }
+        drop(sending);
         self.batcher.recycle(batch);
         self.in_flight = 0;
         true

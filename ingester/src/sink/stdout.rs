@@ -82,6 +82,7 @@ mod tests {
         let chunk = Chunk {
             records: (1..5).map(|s| record("s", s, b"x")).collect(),
             shard_id: "s".into(),
+            generation: 0,
             checkpoint: Position::whole("4".parse().expect("seq")),
         };
         batcher

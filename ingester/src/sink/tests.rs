@@ -25,8 +25,14 @@ fn chunk(shard: &str, seqs: std::ops::Range<u64>, checkpoint: u64) -> Chunk {
     Chunk {
         records: seqs.map(|s| record(shard, s, b"payload")).collect(),
         shard_id: shard.into(),
+        generation: 0,
         checkpoint: Position::whole(checkpoint.to_string().parse().expect("seq")),
     }
+}
+
+/// Shards held by a worker, each at its first reading (generation 0, as [`chunk`] makes).
+fn held(shards: &[&str]) -> std::collections::HashMap<Arc<str>, u64> {
+    shards.iter().map(|s| (Arc::from(*s), 0)).collect()
 }
 
 /// Acks seen, each with a value sampled when the ack was made.
@@ -403,7 +409,7 @@ async fn a_lost_shard_is_dropped_from_the_batch_being_retried_and_never_acked() 
     let attempts = Arc::new(Mutex::new(Vec::new()));
     let (acks, stats) = (Acks::default(), Arc::new(SinkStats::default()));
     let deliverable = Deliverable::only_set();
-    deliverable.set([Arc::from("a"), Arc::from("b")].into());
+    deliverable.set(held(&["a", "b"]));
     let pipeline = SinkPipeline::new(
         Box::new(Flaky {
             failing: failing.clone(),
@@ -427,7 +433,7 @@ async fn a_lost_shard_is_dropped_from_the_batch_being_retried_and_never_acked() 
     })
     .await;
     // The worker lost shard a; the destination recovers.
-    deliverable.set([Arc::from("b")].into());
+    deliverable.set(held(&["b"]));
     failing.store(false, SeqCst);
     tokio::time::timeout(DEADLINE, task)
         .await
@@ -449,7 +455,7 @@ async fn chunks_of_a_lost_shard_are_not_even_batched() {
     let attempts = Arc::new(Mutex::new(Vec::new()));
     let acks = Acks::default();
     let deliverable = Deliverable::only_set();
-    deliverable.set([Arc::from("b")].into());
+    deliverable.set(held(&["b"]));
     let pipeline = SinkPipeline::new(
         Box::new(Flaky {
             failing: Arc::default(),
@@ -482,7 +488,7 @@ async fn a_request_in_flight_is_abandoned_when_its_shard_is_lost() {
     let (gate, calls) = (Arc::new(Semaphore::new(0)), Arc::new(AtomicUsize::new(0)));
     let acks = Acks::default();
     let deliverable = Deliverable::only_set();
-    deliverable.set([Arc::from("a")].into());
+    deliverable.set(held(&["a"]));
     let pipeline = SinkPipeline::new(
         Box::new(Gated {
             gate,
@@ -500,7 +506,7 @@ async fn a_request_in_flight_is_abandoned_when_its_shard_is_lost() {
     drop(tx);
     let task = tokio::spawn(pipeline.run(rx));
     wait_until("the request is in flight", || calls.load(SeqCst) == 1).await;
-    deliverable.set(std::collections::HashSet::new());
+    deliverable.set(held(&[]));
     tokio::time::timeout(DEADLINE, task)
         .await
         .expect("abandoned the hung request")
@@ -509,3 +515,5 @@ async fn a_request_in_flight_is_abandoned_when_its_shard_is_lost() {
     assert!(acks.get().is_empty());
     assert_eq!(calls.load(SeqCst), 1, "not sent again");
 }
+
+mod handoff;

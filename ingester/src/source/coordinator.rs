@@ -96,7 +96,8 @@ impl std::fmt::Debug for ReaderParts {
 impl ReaderParts {
     /// A reader of `shard_id` (hash keys `hash_range`, for KPL filtering): just after `resume`
     /// when given (inside an aggregated record, skipping the user records already delivered),
-    /// else at `start`. It runs until the shard ends or `cancel` fires.
+    /// else at `start`. It runs until the shard ends or `cancel` fires, and tags its chunks with
+    /// `generation`.
     pub fn reader(
         &self,
         shard_id: &str,
@@ -104,6 +105,7 @@ impl ReaderParts {
         resume: Option<Position>,
         start: StartAt,
         cancel: CancellationToken,
+        generation: u64,
     ) -> BoxFuture<'static, ShardOutcome> {
         let reader = ShardReader {
             api: self.api.clone(),
@@ -123,6 +125,7 @@ impl ReaderParts {
             metrics: self.metrics.clone(),
             tracker: self.tracker.clone(),
             cancel,
+            generation,
         };
         match &self.kind {
             ReaderKind::Polling => Box::pin(reader.run()),
@@ -335,7 +338,7 @@ impl Coordinator {
             running.insert(id.clone());
             let reader =
                 self.parts()
-                    .reader(id, shard.hash_range, resume, start, stop.child_token());
+                    .reader(id, shard.hash_range, resume, start, stop.child_token(), 0);
             let id = id.clone();
             tasks.spawn(async move { (id, reader.await) });
         }

@@ -83,6 +83,8 @@ pub struct ShardReader {
     pub tracker: Arc<Tracker>,
     /// Stops reading.
     pub cancel: CancellationToken,
+    /// This reading's generation, carried by every chunk (see [`crate::record::Reading`]).
+    pub generation: u64,
 }
 
 impl std::fmt::Debug for ShardReader {
@@ -227,6 +229,7 @@ impl ShardReader {
         let chunk = Chunk {
             records,
             shard_id: self.shard.shard_id.clone(),
+            generation: self.generation,
             checkpoint: checkpoint.clone(),
         };
         self.tracker.read(&self.shard.shard_id, &checkpoint);

@@ -170,6 +170,7 @@ fn reader(api: Arc<Scripted>, chunks: mpsc::Sender<Chunk>, cancel: CancellationT
             metrics: Arc::new(Metrics::new(stats)),
             tracker: Arc::default(),
             cancel,
+            generation: 0,
         },
         settings: EfoSettings {
             stall_timeout: Duration::from_millis(300),
