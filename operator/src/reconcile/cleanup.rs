@@ -73,10 +73,15 @@ pub async fn run(ki: &KinesisIngester, ctx: &Context) -> Result<Action> {
     let still_live = {
         let mut memory = ctx.memory();
         let m = memory.entry(key.clone()).or_default();
-        liveness(m, &reports, ctx.settings.worker_lease)
-            .into_iter()
-            .filter(|l| *l == Liveness::Live)
-            .count()
+        liveness(
+            m,
+            &reports,
+            ctx.settings.worker_lease,
+            tokio::time::Instant::now(),
+        )
+        .into_iter()
+        .filter(|l| *l == Liveness::Live)
+        .count()
     };
     let waiting = pods.len().max(still_live);
     if waiting > 0 && since.elapsed() < ctx.settings.cleanup_timeout {

@@ -360,25 +360,26 @@ async fn ensure_table(
     }
 }
 
-/// `replace` with the object's `resourceVersion`: a compare-and-swap.
+/// Writes the table as a compare-and-swap on its `resourceVersion`.
 async fn replace_table(
     ki: &KinesisIngester,
     ctx: &Context,
     tables: &Api<KinesisShardAssignment>,
     next: &KinesisShardAssignment,
 ) -> Result<KinesisShardAssignment> {
-    let res = tables
-        .replace(&next.name_any(), &PostParams::default(), next)
-        .await;
-    ctx.metrics
-        .write(&labels(ki), "assignment", result_label(&res));
-    res.map_err(|e| {
-        if is_conflict(&e) {
-            Error::Conflict
-        } else {
-            kerr("writing the shard table")(e)
-        }
-    })
+    match fleet::cas_replace(
+        ctx,
+        &labels(ki),
+        tables,
+        next,
+        "assignment",
+        "writing the shard table",
+    )
+    .await?
+    {
+        fleet::Cas::Written(t) => Ok(t),
+        fleet::Cas::Conflict => Err(Error::Conflict),
+    }
 }
 
 fn result_label<T>(r: &std::result::Result<T, kube::Error>) -> &'static str {
@@ -417,8 +418,8 @@ fn liveness(
     memory: &mut Memory,
     workers: &[kinesis_ingester_api::KinesisWorker],
     lease: Duration,
+    now: Instant,
 ) -> Vec<Liveness> {
-    let now = Instant::now();
     memory
         .seen
         .retain(|name, _| workers.iter().any(|w| w.name_any() == *name));
