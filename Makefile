@@ -125,6 +125,10 @@ soak-short: ## The 3-minute chaos soak that CI runs
 fuzz: ## Run every cargo-fuzz target FUZZ_SECONDS (default 600) each, one at a time; prints executions per target (needs nightly and cargo-fuzz)
 	fuzz/run.sh $(FUZZ_SECONDS)
 
+.PHONY: fuzz-10m
+fuzz-10m: ## Run every cargo-fuzz target for 10 million executions each (issue 10's bar; hours for the slow targets), one at a time
+	FUZZ_RUNS=10000000 fuzz/run.sh 86400 $(FUZZ_TARGETS)
+
 .PHONY: fuzz-smoke
 fuzz-smoke: ## Run every cargo-fuzz target for 15 s (CI)
 	fuzz/run.sh 15

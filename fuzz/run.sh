@@ -6,7 +6,8 @@
 # Usage: fuzz/run.sh SECONDS [TARGET...], or fuzz/run.sh --rustc-version (the compiler it uses).
 # The nightly toolchain is used when installed, else stable with RUSTC_BOOTSTRAP=1 (cargo-fuzz
 # needs unstable flags); FUZZ_CARGO overrides the command. FUZZ_TARGET_DIR is the cargo target
-# dir (default fuzz/target).
+# dir (default fuzz/target). FUZZ_RUNS=N stops each target after N executions instead (SECONDS
+# is then only an upper bound), for counted campaigns such as `make fuzz-10m`.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 if rustup toolchain list 2>/dev/null | grep -q '^nightly'; then
@@ -36,8 +37,10 @@ for target in "${targets[@]}"; do
   # The regressions are read as corpus too, so every run replays them first.
   inputs=("fuzz/target/corpus/$target" "fuzz/corpus/$target")
   [ -d "fuzz/regressions/$target" ] && inputs+=("fuzz/regressions/$target")
+  runs=()
+  [ -z "${FUZZ_RUNS:-}" ] || runs=(-runs="$FUZZ_RUNS")
   "${cargo[@]}" fuzz run -a "$target" "${inputs[@]}" -- \
-    -max_total_time="$seconds" -rss_limit_mb=512 -malloc_limit_mb=256 \
+    -max_total_time="$seconds" "${runs[@]}" -rss_limit_mb=512 -malloc_limit_mb=256 \
     -print_final_stats=1 >"$log" 2>&1
   status=$?
   execs=$(sed -n 's/^stat::number_of_executed_units: *//p' "$log" | tail -1)
