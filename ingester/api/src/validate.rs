@@ -184,7 +184,23 @@ impl KinesisIngesterSpec {
 }
 
 fn matches(pattern: &str, text: &str) -> bool {
-    regex::Regex::new(pattern).is_ok_and(|re| re.is_match(text))
+    compiled(pattern).is_ok_and(|re| re.is_match(text))
+}
+
+/// `pattern` compiled once per process: validating a spec checks a pattern per string field
+/// (and per label), and compiling costs far more than matching. Only the CRD schema's own
+/// patterns and the label-key pattern come here, so the cache is bounded by the schema.
+pub(crate) fn compiled(pattern: &str) -> Result<regex::Regex, regex::Error> {
+    static CACHE: std::sync::LazyLock<
+        std::sync::Mutex<std::collections::HashMap<String, Result<regex::Regex, regex::Error>>>,
+    > = std::sync::LazyLock::new(Default::default);
+    let mut cache = CACHE
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    cache
+        .entry(pattern.to_owned())
+        .or_insert_with(|| regex::Regex::new(pattern))
+        .clone()
 }
 
 fn label_key_ok(key: &str) -> bool {

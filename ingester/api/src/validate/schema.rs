@@ -166,7 +166,7 @@ fn check_string(s: &str, schema: &Value, path: &str, out: &mut Vec<FieldError>) 
         fail(out, path, format!("must be at most {max} characters"));
     }
     if let Some(pattern) = schema["pattern"].as_str() {
-        match regex::Regex::new(pattern) {
+        match super::compiled(pattern) {
             Ok(re) if re.is_match(s) => {
                 // What the pattern lets through may still be too long for CEL's duration().
                 if pattern == DURATION_PATTERN
