@@ -25,11 +25,37 @@ pub enum EntryState {
     Frozen {
         /// The position.
         position: Option<Position>,
-        /// Released (handoff acknowledged).
-        released: bool,
-        /// Read to its end and delivered.
-        finished: bool,
+        /// What became of the shard.
+        handed: Handed,
     },
+}
+
+/// What became of a shard whose position is fixed. Released and finished exclude each other,
+/// so a state with both cannot be represented (the report's two flags could say both).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Handed {
+    /// Carried over from the previous process and not handed back yet.
+    Kept,
+    /// Released: the handoff is acknowledged.
+    Released,
+    /// Read to its end and delivered.
+    Finished,
+}
+
+impl Handed {
+    /// From a report's flags; `finished` wins, as a finished shard is never read again.
+    pub fn from_flags(released: bool, finished: bool) -> Self {
+        match (released, finished) {
+            (_, true) => Self::Finished,
+            (true, false) => Self::Released,
+            (false, false) => Self::Kept,
+        }
+    }
+
+    /// Handed back: released or finished.
+    pub fn is_back(self) -> bool {
+        self != Self::Kept
+    }
 }
 
 /// What the worker knows of a shard it reads, when the status is built.
@@ -131,17 +157,13 @@ pub fn build_status(
         .map(|(id, e)| {
             let (live, released, finished) = match &e.state {
                 EntryState::Live => (live(id), false, false),
-                EntryState::Frozen {
-                    position,
-                    released,
-                    finished,
-                } => (
+                EntryState::Frozen { position, handed } => (
                     LiveShard {
                         acked: position.clone(),
                         ..LiveShard::default()
                     },
-                    *released,
-                    *finished,
+                    *handed == Handed::Released,
+                    *handed == Handed::Finished,
                 ),
             };
             WorkerShard {
@@ -230,8 +252,7 @@ mod tests {
                 2,
                 EntryState::Frozen {
                     position: Some(pos("7")),
-                    released: true,
-                    finished: false,
+                    handed: Handed::Released,
                 },
             ),
             ("c", 1, EntryState::Live),

@@ -27,7 +27,7 @@ use kinesis_ingester_api::{StartAt, sequence::Position};
 use kinesis_observability::server;
 use kinesis_protocol::{
     owned::{Owned, Want, desired, start_position, to_position},
-    report::{EntryState, LiveShard, ReportEntry, SinkHealth, build_status},
+    report::{EntryState, Handed, LiveShard, ReportEntry, SinkHealth, build_status},
 };
 
 use crate::{
@@ -139,11 +139,10 @@ enum Phase {
     },
     /// Read to SHARD_END: waiting for the sink.
     Ending,
-    /// Carried from the previous process (neither flag), released or finished.
+    /// Carried from the previous process, released or finished.
     Frozen {
         position: Option<Position>,
-        released: bool,
-        finished: bool,
+        handed: Handed,
     },
 }
 
@@ -165,14 +164,9 @@ impl Phase {
 
     fn entry(&self) -> EntryState {
         match self {
-            Self::Frozen {
-                position,
-                released,
-                finished,
-            } => EntryState::Frozen {
+            Self::Frozen { position, handed } => EntryState::Frozen {
                 position: position.clone(),
-                released: *released,
-                finished: *finished,
+                handed: *handed,
             },
             _ => EntryState::Live,
         }
@@ -264,18 +258,13 @@ pub fn final_entries(
                     }
                     EntryState::Frozen {
                         position: tracker.acked(&id),
-                        released: !finished,
-                        finished,
+                        handed: Handed::from_flags(true, finished),
                     }
                 }
-                EntryState::Frozen {
+                // Whatever was kept is released now.
+                EntryState::Frozen { position, handed } => EntryState::Frozen {
                     position,
-                    released,
-                    finished,
-                } => EntryState::Frozen {
-                    position,
-                    released: released || !finished,
-                    finished,
+                    handed: Handed::from_flags(true, handed == Handed::Finished),
                 },
             };
             (
@@ -406,8 +395,7 @@ impl Worker {
             if !spec.is_fenced(&s.shard_id, s.epoch) {
                 let phase = Phase::Frozen {
                     position: s.position.as_ref().and_then(to_position),
-                    released: s.released,
-                    finished: s.finished,
+                    handed: Handed::from_flags(s.released, s.finished),
                 };
                 held.insert(
                     s.shard_id.clone(),
@@ -698,8 +686,7 @@ impl State {
                     Want::Read,
                     Phase::Frozen {
                         position,
-                        released: false,
-                        finished: false,
+                        handed: Handed::Kept,
                     },
                 ) if self.reads => {
                     let (resume, start) =
@@ -713,16 +700,14 @@ impl State {
                     Want::Release,
                     Phase::Frozen {
                         position,
-                        released: false,
-                        finished: false,
+                        handed: Handed::Kept,
                     },
                 ) => {
                     let position = position.clone();
                     info!(shard = %id, epoch = o.epoch, "released a shard never read by this process");
                     h.phase = Phase::Frozen {
                         position,
-                        released: true,
-                        finished: false,
+                        handed: Handed::Released,
                     };
                     self.w.metrics.fleet_released("handoff");
                     urgent = true;
@@ -789,12 +774,11 @@ impl State {
         // Carried shards never read by this process are released as they are.
         for h in self.held.values_mut() {
             if let Phase::Frozen {
-                released: released @ false,
-                finished: false,
+                handed: handed @ Handed::Kept,
                 ..
             } = &mut h.phase
             {
-                *released = true;
+                *handed = Handed::Released;
             }
         }
         self.publish();
@@ -804,12 +788,9 @@ impl State {
 
     /// Whether every held shard is handed back (released or finished).
     fn all_handed_back(&self) -> bool {
-        self.held.values().all(|h| {
-            matches!(
-                h.phase,
-                Phase::Frozen { released: true, .. } | Phase::Frozen { finished: true, .. }
-            )
-        })
+        self.held
+            .values()
+            .all(|h| matches!(h.phase, Phase::Frozen { handed, .. } if handed.is_back()))
     }
 
     /// Release step 2 (docs/design.md §3.5): stop the reader and close the shard to new sink
@@ -875,7 +856,7 @@ impl State {
         let now = Instant::now();
         let mut changed = false;
         for (id, h) in &mut self.held {
-            let done = match &h.phase {
+            let handed = match &h.phase {
                 Phase::Draining {
                     last_sent,
                     deadline,
@@ -892,18 +873,14 @@ impl State {
                         warn!(shard = %id, "the sink did not deliver the shard's last records in time; releasing at the last acknowledged position (they may be delivered twice)");
                     }
                     self.w.metrics.fleet_released("handoff");
-                    (true, false)
+                    Handed::Released
                 }
-                Phase::Ending if self.w.tracker.is_finished(id) => (false, true),
+                Phase::Ending if self.w.tracker.is_finished(id) => Handed::Finished,
                 _ => continue,
             };
             let position = self.w.tracker.acked(id);
-            info!(shard = %id, epoch = h.epoch, ?position, released = done.0, finished = done.1, "shard handed back");
-            h.phase = Phase::Frozen {
-                position,
-                released: done.0,
-                finished: done.1,
-            };
+            info!(shard = %id, epoch = h.epoch, ?position, ?handed, "shard handed back");
+            h.phase = Phase::Frozen { position, handed };
             self.w.tracker.forget(id);
             self.w.metrics.clear_shard(id);
             changed = true;
@@ -1051,8 +1028,7 @@ mod tests {
                 "f",
                 EntryState::Frozen {
                     position: Some(pos("3")),
-                    released: false,
-                    finished: true,
+                    handed: Handed::Finished,
                 },
             ),
         ]
@@ -1064,23 +1040,20 @@ mod tests {
             out["a"].state,
             EntryState::Frozen {
                 position: Some(pos("9")),
-                released: true,
-                finished: false
+                handed: Handed::Released,
             }
         );
         assert!(matches!(
             out["e"].state,
             EntryState::Frozen {
-                finished: true,
-                released: false,
+                handed: Handed::Finished,
                 ..
             }
         ));
         assert!(matches!(
             out["f"].state,
             EntryState::Frozen {
-                finished: true,
-                released: false,
+                handed: Handed::Finished,
                 ..
             }
         ));

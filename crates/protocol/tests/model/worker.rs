@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use kinesis_ingester_api::{Holder, StartAt};
 use kinesis_protocol::{
     owned::{Owned, Want, desired, start_position},
-    report::{EntryState, LiveShard, ReportEntry, SinkHealth, build_status},
+    report::{EntryState, Handed, LiveShard, ReportEntry, SinkHealth, build_status},
 };
 
 use crate::api::{pos_of, position};
@@ -310,8 +310,7 @@ impl Model {
                         finished,
                     } => EntryState::Frozen {
                         position: position(at),
-                        released,
-                        finished,
+                        handed: Handed::from_flags(released, finished),
                     },
                     _ => EntryState::Live,
                 };
