@@ -280,3 +280,55 @@ async fn a_mapping_conflict_dead_letters_only_the_bad_records() -> Result<()> {
     assert_eq!(lines(&dead)?.len(), 5, "each bad record once");
     Ok(())
 }
+
+#[tokio::test]
+async fn an_ingester_killed_mid_stream_and_restarted_leaves_one_document_per_record() -> Result<()>
+{
+    let kinesis = kinesis_client()?;
+    let stream = create_stream(&kinesis, 2).await?;
+    let records: Vec<(String, Vec<u8>)> = (0..300)
+        .map(|i| (format!("pk-{}", i % 9), format!("killed-{i}").into_bytes()))
+        .collect();
+    put(&kinesis, &stream, &records).await?;
+    let index = format!("killed-{}", unique());
+    let dir = tempfile::tempdir()?;
+    let config = dir.path().join("ingester.yaml");
+    let endpoint = std::env::var("KINESIS_ENDPOINT")?;
+    std::fs::write(
+        &config,
+        format!(
+            "apiVersion: kinesis-operator.dev/v1alpha1\nkind: KinesisIngester\nmetadata: {{name: t}}\nspec:\n  stream: {{name: {stream}, region: us-east-1, endpoint: '{endpoint}'}}\n  read: {{startingPosition: {{type: TrimHorizon}}, pollInterval: 200ms, maxRecordsPerCall: 20}}\n  sink:\n{}",
+            bulk_sink(&index, "")
+        ),
+    )?;
+    let checkpoints = dir.path().join("checkpoints");
+
+    let mut first = binary(&config, &checkpoints, free_port()?).spawn()?;
+    let index_ref = &index;
+    wait_until("some documents indexed", DEADLINE, || async move {
+        Ok((count(index_ref).await.unwrap_or(0) >= 60).then_some(()))
+    })
+    .await?;
+    // SIGKILL: no shutdown, no final checkpoint; what was delivered since the last stored
+    // checkpoint is delivered again.
+    first.kill().await?;
+    let after_kill = count(&index).await?;
+
+    let mut second = binary(&config, &checkpoints, free_port()?).spawn()?;
+    wait_for_count(&index, 300).await?;
+    second.kill().await?;
+    let docs = documents(&index).await?;
+    let mut data: Vec<&str> = docs
+        .iter()
+        .map(|d| d["_source"]["data"].as_str().unwrap_or_default())
+        .collect();
+    data.sort_unstable();
+    data.dedup();
+    assert_eq!(data.len(), 300, "every record once");
+    let versions: u64 = docs.iter().filter_map(|d| d["_version"].as_u64()).sum();
+    eprintln!(
+        "killed with {after_kill} documents indexed; {} records were indexed again after the restart",
+        versions - 300
+    );
+    Ok(())
+}
