@@ -20,11 +20,16 @@ fn opensearch() -> &'static str {
         if let Ok(url) = std::env::var("OPENSEARCH_URL") {
             return url;
         }
-        let state = tempfile::Builder::new()
-            .prefix("opensearch-it")
-            .tempdir()
-            .expect("state dir")
-            .keep();
+        // Under with-env.sh, in its state directory: kept with the node's log when the run
+        // fails, removed when it passes.
+        let state = match std::env::var_os("TEST_ENV_STATE") {
+            Some(dir) => Path::new(&dir).join(format!("opensearch-{}", std::process::id())),
+            None => tempfile::Builder::new()
+                .prefix("opensearch-it")
+                .tempdir()
+                .expect("state dir")
+                .keep(),
+        };
         let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/env/opensearch.sh");
         let status = std::process::Command::new(script)
             .arg("start")
