@@ -70,7 +70,7 @@ fuzz_target!(|input: Input| {
             })
         }),
     };
-    let encoding = match &input.bulk_index {
+    let mut encoding = match &input.bulk_index {
         Some(index) => Encoding::bulk(index),
         None => Encoding::Ndjson,
     };

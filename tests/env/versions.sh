@@ -29,3 +29,7 @@ CONTAINERD_VERSION=${CONTAINERD_VERSION:-v2.4.2}
 CONTAINERD_BIN=$CACHE_ROOT/containerd-$CONTAINERD_VERSION
 # The sandbox image the real node pins; built from tests/env/pause.c, never pulled.
 PAUSE_IMAGE=registry.k8s.io/pause:3.10.2
+# The OpenSearch node of the `_bulk` sink tests (opensearch.sh): Maven Central artifacts and our own
+# launcher (tests/env/opensearch/), built with Maven; 2.19 is the newest line that runs on Java 17.
+OPENSEARCH_VERSION=${OPENSEARCH_VERSION:-2.19.6}
+OPENSEARCH_DIR=$CACHE_ROOT/opensearch-$OPENSEARCH_VERSION

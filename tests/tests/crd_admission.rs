@@ -171,6 +171,29 @@ fn cases() -> Vec<Case> {
         case("long-index", "spec.sink.http.index", move |s| {
             s["sink"] = http(json!({ "format": "ElasticsearchBulk", "index": "i".repeat(256) }))
         }),
+        case("uppercase-index", "spec.sink.http.index", move |s| {
+            s["sink"] = http(json!({ "format": "ElasticsearchBulk", "index": "Logs" }))
+        }),
+        case("unknown-date-letter", "spec.sink.http.index", move |s| {
+            s["sink"] = http(json!({ "format": "ElasticsearchBulk", "index": "logs-{yyyy.ww}" }))
+        }),
+        case("unclosed-date", "spec.sink.http.index", move |s| {
+            s["sink"] = http(json!({ "format": "ElasticsearchBulk", "index": "logs-{yyyy" }))
+        }),
+        case(
+            "document-id-without-bulk",
+            "spec.sink.http.documentId",
+            move |s| s["sink"] = http(json!({ "documentId": { "field": "/id" } })),
+        ),
+        case(
+            "document-id-not-a-pointer",
+            "spec.sink.http.documentId.field",
+            move |s| {
+                s["sink"] = http(json!({
+                    "format": "ElasticsearchBulk", "index": "logs", "documentId": { "field": "id" }
+                }))
+            },
+        ),
         case("bad-url", "spec.sink.http.url", |s| {
             s["sink"] = json!({ "http": { "url": "es:9200" } })
         }),

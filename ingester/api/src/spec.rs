@@ -418,6 +418,7 @@ pub struct FileSink {
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
 #[serde(rename_all = "camelCase")]
 #[x_kube(validation = Rule::new("self.format != 'ElasticsearchBulk' || has(self.index)").message("sink.http.index is required when format is ElasticsearchBulk").field_path(".index").reason(Reason::FieldValueRequired))]
+#[x_kube(validation = Rule::new("self.format == 'ElasticsearchBulk' || !has(self.documentId)").message(DOCUMENT_ID_REQUIREMENT).field_path(".documentId").reason(Reason::FieldValueForbidden))]
 pub struct HttpSink {
     /// URL that batches are POSTed to, e.g. `https://search.example.com:9200/_bulk`.
     #[schemars(regex(pattern = r"^https?://[^\s/]+(/.*)?$"))]
@@ -428,10 +429,22 @@ pub struct HttpSink {
     #[serde(default)]
     pub format: HttpFormat,
 
-    /// Index name for `ElasticsearchBulk`.
+    /// Index name for `ElasticsearchBulk`: lowercase, e.g. `logs`. A `{...}` part is a date
+    /// from the record's arrival time in UTC, written with `yyyy`, `MM`, `dd` and `HH` and the
+    /// separators `.`, `-` and `_`: `logs-{yyyy.MM.dd}` indexes into `logs-2026.11.26`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(min = 1, max = 255))]
+    #[schemars(regex(
+        pattern = r#"^[a-z0-9][^\\/*?"<>| ,#:{}A-Z]*(\{(yyyy|MM|dd|HH|[-._])+\}[^\\/*?"<>| ,#:{}A-Z]*)*$"#
+    ))]
     pub index: Option<String>,
+
+    /// Where each `_bulk` document's `_id` comes from. By default it is the record's position,
+    /// `<stream>:<shardId>:<sequenceNumber>` with `.<subSequenceNumber>` for a KPL user record
+    /// and `:<id>` for a CloudWatch Logs event, so a batch delivered twice leaves one document
+    /// per record. Only with `ElasticsearchBulk`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub document_id: Option<DocumentId>,
 
     /// Extra request headers with values that are not secret, e.g. `X-Team: payments`. Stored in
     /// plain text in the resource: credentials (`Authorization`) belong in `headersFrom`.
@@ -449,6 +462,23 @@ pub struct HttpSink {
     #[serde(default = "default_http_timeout")]
     #[x_kube(validation = bounds::HTTP_TIMEOUT.rule())]
     pub timeout: Duration,
+}
+
+/// Why `sink.http.documentId` was refused.
+pub const DOCUMENT_ID_REQUIREMENT: &str =
+    "sink.http.documentId is allowed only when format is ElasticsearchBulk";
+
+/// A `_bulk` document's `_id` taken from its payload.
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct DocumentId {
+    /// JSON pointer (RFC 6901) to a string or number in the payload, read as JSON, e.g. `/id`
+    /// or `/event/uuid`. A record whose payload has no such field (or is not JSON) gets the
+    /// position `_id` instead. Two records with the same value are one document: the later
+    /// one replaces the earlier.
+    #[schemars(length(min = 2, max = 256))]
+    #[schemars(regex(pattern = r"^(/([^~/]|~[01])*)+$"))]
+    pub field: String,
 }
 
 /// CEL: no inline `Authorization` or `Proxy-Authorization` header (constant cost: `in`, not a

@@ -118,6 +118,12 @@ impl KinesisIngesterSpec {
                     "is required when format is ElasticsearchBulk",
                 );
             }
+            if http.format != HttpFormat::ElasticsearchBulk && http.document_id.is_some() {
+                errors.fail(
+                    "spec.sink.http.documentId",
+                    crate::spec::DOCUMENT_ID_REQUIREMENT,
+                );
+            }
             errors.duration(bounds::HTTP_TIMEOUT, &http.timeout);
             if http
                 .headers

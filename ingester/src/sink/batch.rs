@@ -1,6 +1,6 @@
 //! Batching: encodes chunks into request bodies that close on a record count, a byte size or an age, and keeps each chunk's checkpoint with the batch holding its last record.
 
-use std::{collections::VecDeque, time::Duration};
+use std::{collections::VecDeque, sync::Arc, time::Duration};
 
 use kinesis_ingester_api::{BatchSpec, bounds};
 use tokio::time::Instant;
@@ -40,6 +40,21 @@ pub struct Batch {
     /// The shard (and reader generation) of each item.
     shards: Vec<Reading>,
     checkpoints: Vec<(Reading, Position)>,
+    /// The records of each shard in the body, in order of first appearance.
+    ranges: Vec<SequenceRange>,
+}
+
+/// The first and last record of one shard in a batch.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SequenceRange {
+    /// Stream name.
+    pub stream: Arc<str>,
+    /// Shard id.
+    pub shard_id: Arc<str>,
+    /// Position of the shard's first record in the batch.
+    pub first: Position,
+    /// Position of its last record in the batch.
+    pub last: Position,
 }
 
 impl Batch {
@@ -74,6 +89,56 @@ impl Batch {
         &self.checkpoints
     }
 
+    /// The first and last record of each shard in the batch.
+    pub fn ranges(&self) -> &[SequenceRange] {
+        &self.ranges
+    }
+
+    /// A key that names this batch's content, the same each time the same records of the same
+    /// shards make a batch: the MD5, in hex, of the stream, shard and first and last position
+    /// of every shard in it. Sent as the NDJSON sink's `Idempotency-Key`.
+    pub fn idempotency_key(&self) -> String {
+        use md5::{Digest, Md5};
+        let mut hash = Md5::new();
+        hash.update(b"kinesis-ingester/v1\n");
+        for r in &self.ranges {
+            for part in [&*r.stream, &*r.shard_id] {
+                hash.update(part.as_bytes());
+                hash.update(b"\n");
+            }
+            for p in [&r.first, &r.last] {
+                hash.update(p.sequence.as_str().as_bytes());
+                if let Some(sub) = p.sub_sequence {
+                    hash.update(format!(".{sub}").as_bytes());
+                }
+                hash.update(b"\n");
+            }
+        }
+        format!("{:x}", hash.finalize())
+    }
+
+    /// Widens the range of `record`'s shard to take it in.
+    fn note(&mut self, record: &crate::record::Record) {
+        match self.ranges.last_mut() {
+            Some(last) if last.shard_id == record.shard.shard_id => {
+                last.last.clone_from(&record.position);
+            }
+            _ => match self
+                .ranges
+                .iter_mut()
+                .find(|r| r.shard_id == record.shard.shard_id)
+            {
+                Some(range) => range.last.clone_from(&record.position),
+                None => self.ranges.push(SequenceRange {
+                    stream: record.shard.stream.clone(),
+                    shard_id: record.shard.shard_id.clone(),
+                    first: record.position.clone(),
+                    last: record.position.clone(),
+                }),
+            },
+        }
+    }
+
     /// Keeps only the items at the given indexes (ascending), e.g. the failed items of a `_bulk`
     /// request, so a retry sends just those. Out-of-range indexes are ignored.
     pub fn retain_items(&mut self, keep: &[usize]) {
@@ -99,6 +164,9 @@ impl Batch {
         let dropped = self.len() - kept.len();
         if dropped > 0 {
             self.retain_items(&kept);
+            let shards = &self.shards;
+            self.ranges
+                .retain(|r| shards.iter().any(|s| s.shard_id == r.shard_id));
         }
         dropped
     }
@@ -156,6 +224,7 @@ impl Batcher {
                 in_open = 0;
             }
             self.open.ends.push(self.open.body.len());
+            self.open.note(record);
             self.open.shards.push(reading.clone());
             in_open += 1;
             self.opened_at.get_or_insert(now);
@@ -379,5 +448,79 @@ mod tests {
         assert_eq!(batch.len(), 2);
         assert_eq!(batch.body(), [one, three].concat());
         assert_eq!(batch.checkpoints().len(), 1);
+    }
+
+    #[test]
+    fn the_idempotency_key_follows_the_shards_and_sequence_ranges_of_a_batch() {
+        let key = |chunks: Vec<Chunk>| {
+            let mut b = Batcher::new(limits(100, 1 << 20, 1000), Encoding::Ndjson);
+            for c in chunks {
+                b.push(c, Instant::now()).expect("push");
+            }
+            b.flush();
+            let batch = b.pop_ready().expect("batch");
+            (batch.idempotency_key(), batch.ranges().len())
+        };
+        let (a, shards) = key(vec![
+            chunk("a", 1..4, 3),
+            chunk("b", 7..9, 8),
+            chunk("a", 4..6, 5),
+        ]);
+        assert_eq!(shards, 2);
+        assert_eq!(a.len(), 32);
+        // The same records again: the same key.
+        let again = key(vec![
+            chunk("a", 1..4, 3),
+            chunk("b", 7..9, 8),
+            chunk("a", 4..6, 5),
+        ]);
+        assert_eq!(again.0, a);
+        // One record more or less, or another shard: another key.
+        assert_ne!(
+            key(vec![
+                chunk("a", 1..4, 3),
+                chunk("b", 7..9, 8),
+                chunk("a", 4..7, 6)
+            ])
+            .0,
+            a
+        );
+        assert_ne!(
+            key(vec![
+                chunk("a", 1..4, 3),
+                chunk("c", 7..9, 8),
+                chunk("a", 4..6, 5)
+            ])
+            .0,
+            a
+        );
+        assert_ne!(
+            key(vec![
+                chunk("a", 2..4, 3),
+                chunk("b", 7..9, 8),
+                chunk("a", 4..6, 5)
+            ])
+            .0,
+            a
+        );
+    }
+
+    #[test]
+    fn a_dropped_shard_leaves_the_key_and_ranges_of_the_rest() {
+        let mut b = Batcher::new(limits(100, 1 << 20, 1000), Encoding::Ndjson);
+        b.push(chunk("a", 1..4, 3), Instant::now()).expect("push");
+        b.push(chunk("b", 7..9, 8), Instant::now()).expect("push");
+        b.flush();
+        let mut both = b.pop_ready().expect("batch");
+        let mut only_a = Batcher::new(limits(100, 1 << 20, 1000), Encoding::Ndjson);
+        only_a
+            .push(chunk("a", 1..4, 3), Instant::now())
+            .expect("push");
+        only_a.flush();
+        let only_a = only_a.pop_ready().expect("batch");
+        assert_ne!(both.idempotency_key(), only_a.idempotency_key());
+        both.retain_shards(|s| &*s.shard_id == "a");
+        assert_eq!(both.idempotency_key(), only_a.idempotency_key());
+        assert_eq!(both.ranges(), only_a.ranges());
     }
 }

@@ -6,7 +6,7 @@ use base64::{display::Base64Display, engine::general_purpose::STANDARD};
 use serde::{Serialize, Serializer};
 use tokio::{fs::File, io::AsyncWriteExt};
 
-use super::{SinkError, SinkStats, ndjson::Millis};
+use super::{SinkError, SinkStats, error::RejectedItem, ndjson::Millis};
 use crate::record::DeadLetter;
 
 /// Appends dead letters to a file, or, without a path, only logs and counts them.
@@ -41,11 +41,64 @@ impl DeadLetterWriter {
             reason = %letter.reason,
             "record cannot be decoded; dead-lettered"
         );
+        if self.path.is_none() {
+            return Ok(());
+        }
+        self.buf.clear();
+        serde_json::to_writer(&mut self.buf, &Line::from(letter))?;
+        self.append().await
+    }
+
+    /// Logs, counts and appends a `_bulk` item the destination refused (400, e.g. a mapping
+    /// error): its status and error, the action and the document as sent, and the record's
+    /// stream, shard and sequence number read back from the document.
+    pub async fn write_rejected(
+        &mut self,
+        item: &[u8],
+        rejected: &RejectedItem,
+    ) -> Result<(), SinkError> {
+        self.stats.dead_lettered();
+        let mut lines = item.split(|&b| b == b'\n');
+        let parse = |line: Option<&[u8]>| {
+            line.and_then(|l| serde_json::from_slice::<serde_json::Value>(l).ok())
+                .unwrap_or_default()
+        };
+        let action = parse(lines.next());
+        let document = parse(lines.next());
+        let reason: serde_json::Value = serde_json::from_str(&rejected.reason)
+            .unwrap_or_else(|_| rejected.reason.clone().into());
+        tracing::warn!(
+            stream = %document["stream"],
+            shard_id = %document["shardId"],
+            sequence_number = %document["sequenceNumber"],
+            status = rejected.status,
+            reason = %rejected.reason,
+            "_bulk item rejected by the destination; dead-lettered"
+        );
+        if self.path.is_none() {
+            return Ok(());
+        }
+        let line = serde_json::json!({
+            "reason": reason,
+            "category": "bulk_rejected",
+            "status": rejected.status,
+            "stream": document["stream"],
+            "shardId": document["shardId"],
+            "sequenceNumber": document["sequenceNumber"],
+            "index": action["index"]["_index"],
+            "id": action["index"]["_id"],
+            "document": document,
+        });
+        self.buf.clear();
+        serde_json::to_writer(&mut self.buf, &line)?;
+        self.append().await
+    }
+
+    /// Appends `buf` and a newline to the file, flushed.
+    async fn append(&mut self) -> Result<(), SinkError> {
         let Some(path) = &self.path else {
             return Ok(());
         };
-        self.buf.clear();
-        serde_json::to_writer(&mut self.buf, &Line::from(letter))?;
         self.buf.push(b'\n');
         let result = async {
             let file = match &mut self.file {

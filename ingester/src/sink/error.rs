@@ -28,23 +28,37 @@ pub enum SinkError {
         /// The start of the response body, for the log.
         body: String,
     },
-    /// A `_bulk` request succeeded but some items failed; only those are retried.
-    #[error("{} of {total} bulk items failed (first: HTTP {first_status}: {first_error})", failed.len())]
+    /// A `_bulk` request succeeded but some items failed: those `failed` are retried, those
+    /// `rejected` (status 400, e.g. a mapping error) go to the dead-letter file instead.
+    #[error("{} of {total} bulk items failed, {} rejected (first: HTTP {first_status}: {first_error})", failed.len(), rejected.len())]
     BulkItems {
-        /// Indexes, in the batch, of the items that failed.
+        /// Indexes, in the batch, of the items to send again.
         failed: Vec<usize>,
+        /// Items the destination refused as invalid (400): sending them again cannot succeed.
+        rejected: Vec<RejectedItem>,
         /// Items in the request.
         total: usize,
         /// Status of the first failed item.
         first_status: u16,
         /// Error of the first failed item, as JSON text.
         first_error: String,
-        /// Whether every failed item may succeed on retry (429 or 5xx).
+        /// Whether every item of `failed` may succeed on retry (429 or 5xx).
         retryable: bool,
     },
     /// A `_bulk` response could not be read, so nothing in the batch counts as delivered.
     #[error("unreadable _bulk response: {0}")]
     BulkResponse(String),
+}
+
+/// A `_bulk` item refused with status 400 (a mapping error, an invalid document).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RejectedItem {
+    /// Index of the item in the batch.
+    pub index: usize,
+    /// Its status.
+    pub status: u16,
+    /// Its `error` object, as JSON text.
+    pub reason: String,
 }
 
 impl SinkError {

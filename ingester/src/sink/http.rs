@@ -8,7 +8,13 @@ use kinesis_ingester_api::{HeadersFrom, HttpFormat, HttpSink, bounds};
 use reqwest::header::{CONTENT_TYPE, HeaderMap, HeaderName, HeaderValue};
 use serde::Deserialize;
 
-use super::{Batch, Destination, SinkError, ndjson::Encoding};
+use super::{
+    Batch, Destination, SinkError, bulk::BulkFraming, error::RejectedItem, ndjson::Encoding,
+};
+
+/// The header that carries [`Batch::idempotency_key`] on NDJSON requests: a receiver that has
+/// seen the key may drop the request as a repeat.
+pub const IDEMPOTENCY_KEY: &str = "Idempotency-Key";
 
 /// Longest part of an error response body kept for the log.
 const ERROR_BODY_LIMIT: usize = 512;
@@ -133,23 +139,23 @@ impl HttpDestination {
 
     /// How batch bodies for `spec` are framed.
     pub fn encoding(spec: &HttpSink) -> Result<Encoding, SinkError> {
-        match (spec.format, &spec.index) {
-            (HttpFormat::Ndjson, _) => Ok(Encoding::Ndjson),
-            (HttpFormat::ElasticsearchBulk, Some(index)) => Ok(Encoding::bulk(index)),
-            (HttpFormat::ElasticsearchBulk, None) => Err(SinkError::Config(
-                "sink.http.index is required when format is ElasticsearchBulk".into(),
-            )),
+        match spec.format {
+            HttpFormat::Ndjson => Ok(Encoding::Ndjson),
+            HttpFormat::ElasticsearchBulk => Ok(Encoding::Bulk(BulkFraming::new(spec)?)),
         }
     }
 
     async fn post(&self, batch: &Batch) -> Result<(), SinkError> {
-        let response = self
+        let mut request = self
             .client
             .post(self.url.clone())
-            .body(Bytes::copy_from_slice(batch.body()))
-            .send()
-            .await
-            .map_err(SinkError::Request)?;
+            .body(Bytes::copy_from_slice(batch.body()));
+        if !self.bulk {
+            // A `_bulk` retry resends only the failed items, so the key would not name its
+            // content: it goes with NDJSON batches only, which are always resent whole.
+            request = request.header(IDEMPOTENCY_KEY, batch.idempotency_key());
+        }
+        let response = request.send().await.map_err(SinkError::Request)?;
         let status = response.status();
         if !status.is_success() {
             let body = read_body(response, OTHER_BODY_READ_LIMIT).await?;
@@ -254,27 +260,45 @@ fn bulk_result(body: &[u8], total: usize) -> Result<(), SinkError> {
             response.items.len()
         )));
     }
-    let failed: Vec<usize> = (0..total)
-        .filter(|&i| !(200..300).contains(&response.items[i].index.status))
-        .collect();
-    let Some(&first) = failed.first() else {
+    let item = |i: usize| &response.items[i].index;
+    let mut failed = Vec::new();
+    let mut rejected = Vec::new();
+    for i in (0..total).filter(|&i| !(200..300).contains(&item(i).status)) {
+        if item(i).status == 400 {
+            rejected.push(RejectedItem {
+                index: i,
+                status: item(i).status,
+                reason: error_text(item(i)),
+            });
+        } else {
+            failed.push(i);
+        }
+    }
+    let Some(first) = failed
+        .first()
+        .copied()
+        .or(rejected.first().map(|r| r.index))
+    else {
         return Ok(());
     };
     let retryable = failed.iter().all(|&i| {
-        let status = response.items[i].index.status;
+        let status = item(i).status;
         status == 429 || status >= 500
     });
-    let first = &response.items[first].index;
     Err(SinkError::BulkItems {
         total,
-        first_status: first.status,
-        first_error: first
-            .error
-            .as_ref()
-            .map_or_else(String::new, |e| e.to_string()),
+        first_status: item(first).status,
+        first_error: error_text(item(first)),
         retryable,
         failed,
+        rejected,
     })
+}
+
+fn error_text(item: &ItemResult) -> String {
+    item.error
+        .as_ref()
+        .map_or_else(String::new, |e| e.to_string())
 }
 
 #[cfg(test)]
@@ -309,11 +333,28 @@ mod tests {
     }
 
     #[test]
-    fn bulk_response_mapping_errors_are_not_retryable_and_success_is_ok() {
-        let body =
-            br#"{"errors":true,"items":[{"index":{"status":400}},{"index":{"status":201}}]}"#;
-        let err = bulk_result(body, 2).expect_err("item 0 failed");
+    fn bulk_response_mapping_errors_are_rejected_other_4xx_not_retryable_and_success_is_ok() {
+        let body = br#"{"errors":true,"items":[{"index":{"status":400,"error":{"type":"mapper_parsing_exception"}}},{"index":{"status":201}},{"index":{"status":403}}]}"#;
+        let err = bulk_result(body, 3).expect_err("items 0 and 2 failed");
         assert!(!err.is_retryable());
+        let SinkError::BulkItems {
+            failed, rejected, ..
+        } = err
+        else {
+            panic!("expected BulkItems, got {err:?}")
+        };
+        assert_eq!(failed, [2]);
+        assert_eq!(rejected.len(), 1);
+        assert_eq!((rejected[0].index, rejected[0].status), (0, 400));
+        assert!(rejected[0].reason.contains("mapper_parsing_exception"));
+        let only_rejected =
+            br#"{"errors":true,"items":[{"index":{"status":201}},{"index":{"status":400}}]}"#;
+        match bulk_result(only_rejected, 2) {
+            Err(SinkError::BulkItems {
+                failed, rejected, ..
+            }) => assert!(failed.is_empty() && rejected.len() == 1),
+            other => panic!("expected BulkItems, got {other:?}"),
+        }
         assert!(bulk_result(br#"{"errors":false,"items":[]}"#, 2).is_ok());
         let short = bulk_result(br#"{"errors":true,"items":[{"index":{"status":400}}]}"#, 2);
         assert_eq!(short.map_err(|e| e.category()), Err("bulk_response"));
@@ -359,6 +400,10 @@ mod tests {
         assert_eq!(headers["authorization"], "Bearer s3cret");
         assert_eq!(headers["x-tenant"], "a");
         assert_eq!(headers["x-team"], "payments");
+        assert_eq!(
+            headers["idempotency-key"],
+            Batch::default().idempotency_key()
+        );
 
         let only = server.spec(serde_json::json!({
             "headersFrom": {"secretName": "sink-auth", "keys": ["Missing"]}

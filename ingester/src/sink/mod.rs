@@ -5,6 +5,7 @@
 //! [`AckFn`] in shard order once delivered (at-least-once).
 
 mod batch;
+mod bulk;
 mod dead_letter;
 mod deliverable;
 mod error;
@@ -129,10 +130,11 @@ pub fn spawn_sink(
         encoding,
         ack,
         control.cancel,
-        stats,
+        stats.clone(),
     )
     .with_flush(control.flush)
-    .with_deliverable(control.deliverable);
+    .with_deliverable(control.deliverable)
+    .with_dead_letters(dead_letter_writer(spec, stats));
     let span = tracing::info_span!("sink", stream = stream_name);
     Ok(tokio::spawn(pipeline.run(rx).instrument(span)))
 }

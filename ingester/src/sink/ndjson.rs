@@ -3,6 +3,7 @@
 use base64::{display::Base64Display, engine::general_purpose::STANDARD};
 use serde::{Serialize, Serializer};
 
+use super::bulk::BulkFraming;
 use crate::record::{CloudWatchMeta, Record};
 
 /// How records are framed in a batch body.
@@ -10,30 +11,21 @@ use crate::record::{CloudWatchMeta, Record};
 pub enum Encoding {
     /// One JSON object per line.
     Ndjson,
-    /// An `{"index":{"_index":…}}` action line before each JSON line (`_bulk` API).
-    Bulk {
-        /// The action line, with its newline, encoded once.
-        action: Vec<u8>,
-    },
+    /// An `{"index":{"_index":…,"_id":…}}` action line before each JSON line (`_bulk` API).
+    Bulk(BulkFraming),
 }
 
 impl Encoding {
-    /// `_bulk` framing that indexes every record into `index`.
+    /// `_bulk` framing that indexes every record into `index` (taken literally) with its
+    /// position `_id`.
     pub fn bulk(index: &str) -> Self {
-        let mut action = Vec::with_capacity(index.len() + 24);
-        action.extend_from_slice(br#"{"index":{"_index":"#);
-        // Serializing a &str into a Vec cannot fail; fall back to an empty name if it ever did.
-        if serde_json::to_writer(&mut action, index).is_err() {
-            action.extend_from_slice(br#""""#);
-        }
-        action.extend_from_slice(b"}}\n");
-        Self::Bulk { action }
+        Self::Bulk(BulkFraming::literal(index))
     }
 
     /// Appends one record, framed, to `buf`.
-    pub fn write(&self, buf: &mut Vec<u8>, record: &Record) -> Result<(), serde_json::Error> {
-        if let Self::Bulk { action } = self {
-            buf.extend_from_slice(action);
+    pub fn write(&mut self, buf: &mut Vec<u8>, record: &Record) -> Result<(), serde_json::Error> {
+        if let Self::Bulk(framing) = self {
+            framing.write_action(buf, record)?;
         }
         write_line(buf, record)
     }
@@ -243,15 +235,18 @@ pub(crate) mod tests {
 
     #[test]
     fn bulk_puts_an_escaped_index_action_before_each_document() {
-        let enc = Encoding::bulk("logs-\"a\"");
+        let mut enc = Encoding::bulk("logs-\"a\"");
         let mut buf = Vec::new();
         enc.write(&mut buf, &record("s", 1, b"a")).expect("encode");
         enc.write(&mut buf, &record("s", 2, b"b")).expect("encode");
         let text = String::from_utf8(buf).expect("utf8");
         let lines: Vec<&str> = text.lines().collect();
         assert_eq!(lines.len(), 4);
-        assert_eq!(lines[0], r#"{"index":{"_index":"logs-\"a\""}}"#);
-        assert_eq!(lines[2], lines[0]);
+        assert_eq!(
+            lines[0],
+            r#"{"index":{"_index":"logs-\"a\"","_id":"orders:s:1"}}"#
+        );
+        assert_eq!(lines[2], lines[0].replace(":1\"", ":2\""));
         let doc: Value = serde_json::from_str(lines[3]).expect("doc");
         assert_eq!(doc["data"], "b");
     }

@@ -11,7 +11,8 @@ use tokio_util::sync::CancellationToken;
 use kinesis_client::backoff::Backoff;
 
 use super::{
-    Batch, BatchLimits, Batcher, Deliverable, Destination, SinkError, SinkStats, ndjson::Encoding,
+    Batch, BatchLimits, Batcher, DeadLetterWriter, Deliverable, Destination, SinkError, SinkStats,
+    ndjson::Encoding,
 };
 use crate::record::{AckFn, Chunk};
 
@@ -35,6 +36,8 @@ pub struct SinkPipeline {
     flush: Arc<Notify>,
     /// Shards whose records may still be sent and acknowledged.
     deliverable: Deliverable,
+    /// Where `_bulk` items the destination rejects as invalid (400) go.
+    dead_letters: DeadLetterWriter,
 }
 
 impl std::fmt::Debug for SinkPipeline {
@@ -62,12 +65,20 @@ impl SinkPipeline {
             batcher: Batcher::new(limits, encoding),
             ack,
             cancel,
-            stats,
             backoff: Backoff::default(),
             in_flight: 0,
             flush: Arc::new(Notify::new()),
             deliverable: Deliverable::all(),
+            dead_letters: DeadLetterWriter::new(None, stats.clone()),
+            stats,
         }
+    }
+
+    /// Writes `_bulk` items rejected with status 400 to `writer` (by default they are only
+    /// logged and counted), and does not send them again.
+    pub fn with_dead_letters(mut self, writer: DeadLetterWriter) -> Self {
+        self.dead_letters = writer;
+        self
     }
 
     /// Delivers only records of shards `deliverable` allows, checked before every send and
@@ -179,6 +190,42 @@ impl SinkPipeline {
             };
             let Err(error) = result else { break };
             self.stats.failed(&error);
+            if let SinkError::BulkItems {
+                failed, rejected, ..
+            } = &error
+                && !rejected.is_empty()
+            {
+                let mut retry = failed.clone();
+                for item in rejected {
+                    if let Err(e) = self
+                        .dead_letters
+                        .write_rejected(batch.item(item.index), item)
+                        .await
+                    {
+                        // Not written down, so not dropped: it is sent (and refused) again.
+                        tracing::error!(error = %e, "cannot dead-letter a rejected _bulk item; sending it again");
+                        retry.push(item.index);
+                    }
+                }
+                if retry.is_empty() {
+                    break;
+                }
+                retry.sort_unstable();
+                batch.retain_items(&retry);
+                if retry.len() > failed.len() {
+                    // Some of them only because the dead-letter file failed: back off fully.
+                    tokio::select! {
+                        biased;
+                        () = self.cancel.cancelled() => return false,
+                        () = tokio::time::sleep(self.backoff.max) => {}
+                    }
+                    attempt = attempt.saturating_add(1);
+                    self.stats.retried();
+                    continue;
+                }
+            } else if let SinkError::BulkItems { failed, .. } = &error {
+                batch.retain_items(failed);
+            }
             let delay = if error.is_retryable() {
                 tracing::warn!(%error, category = error.category(), attempt, records = batch.len(), "batch delivery failed; retrying");
                 self.backoff.delay(attempt)
@@ -186,9 +233,6 @@ impl SinkPipeline {
                 tracing::error!(%error, category = error.category(), attempt, records = batch.len(), "batch rejected; retrying at the longest backoff so no record is dropped (fix the endpoint or its configuration)");
                 self.backoff.max
             };
-            if let SinkError::BulkItems { failed, .. } = &error {
-                batch.retain_items(failed);
-            }
             tokio::select! {
                 biased;
                 () = self.cancel.cancelled() => return false,

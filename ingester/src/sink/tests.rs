@@ -192,6 +192,76 @@ async fn bulk_partial_failure_retries_only_the_failed_items() {
     assert_eq!(stats.records_out(), 4);
 }
 
+#[tokio::test]
+async fn bulk_items_rejected_as_invalid_are_dead_lettered_and_the_rest_retried() {
+    let first = r#"{"errors":true,"items":[{"index":{"status":201}},
+        {"index":{"status":400,"error":{"type":"mapper_parsing_exception","reason":"bad data"}}},
+        {"index":{"status":429}}]}"#;
+    let server = Arc::new(TestServer::start(vec![(200, first)]).await);
+    server
+        .script
+        .lock()
+        .expect("script")
+        .push_back((200, r#"{"errors":false,"items":[]}"#.into()));
+    let spec = server.spec(serde_json::json!({ "format": "ElasticsearchBulk", "index": "logs" }));
+    let (acks, stats) = (Acks::default(), Arc::new(SinkStats::default()));
+    let dir = tempfile::tempdir().expect("dir");
+    let dead = dir.path().join("dead.ndjson");
+    let counter = server.clone();
+    let pipeline = http_pipeline(
+        &spec,
+        acks.ack_fn(move || counter.request_count()),
+        stats.clone(),
+    )
+    .with_dead_letters(DeadLetterWriter::new(Some(dead.clone()), stats.clone()));
+    let (tx, rx) = mpsc::channel(4);
+    tx.send(chunk("a", 1..4, 3)).await.expect("send");
+    drop(tx);
+    tokio::time::timeout(DEADLINE, pipeline.run(rx))
+        .await
+        .expect("finished")
+        .expect("ok");
+
+    // Only the 429 item is sent again; the 400 one is written down, not resent.
+    assert_eq!(server.request_count(), 2);
+    assert_eq!(sequence_numbers(&server.body(1)), ["3"]);
+    assert_eq!(acks.get(), [("a".into(), "3".into(), 2)]);
+    let text = std::fs::read_to_string(&dead).expect("dead letters");
+    let lines: Vec<serde_json::Value> = text
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("json"))
+        .collect();
+    assert_eq!(lines.len(), 1);
+    assert_eq!(lines[0]["category"], "bulk_rejected");
+    assert_eq!(lines[0]["status"], 400);
+    assert_eq!(lines[0]["reason"]["type"], "mapper_parsing_exception");
+    assert_eq!(lines[0]["sequenceNumber"], "2");
+    assert_eq!(lines[0]["shardId"], "a");
+    assert_eq!(lines[0]["index"], "logs");
+    assert_eq!(lines[0]["id"], "orders:a:2");
+    assert_eq!(lines[0]["document"]["data"], "payload");
+    assert_eq!(stats.dead_letters(), 1);
+}
+
+#[tokio::test]
+async fn a_batch_of_only_rejected_bulk_items_does_not_block_the_shard() {
+    let first = r#"{"errors":true,"items":[{"index":{"status":400}},{"index":{"status":400}}]}"#;
+    let server = Arc::new(TestServer::start(vec![(200, first)]).await);
+    let spec = server.spec(serde_json::json!({ "format": "ElasticsearchBulk", "index": "logs" }));
+    let (acks, stats) = (Acks::default(), Arc::new(SinkStats::default()));
+    let pipeline = http_pipeline(&spec, acks.ack_fn(|| 0), stats.clone());
+    let (tx, rx) = mpsc::channel(4);
+    tx.send(chunk("a", 1..3, 2)).await.expect("send");
+    drop(tx);
+    tokio::time::timeout(DEADLINE, pipeline.run(rx))
+        .await
+        .expect("finished")
+        .expect("ok");
+    assert_eq!(server.request_count(), 1);
+    assert_eq!(acks.get(), [("a".into(), "2".into(), 0)]);
+    assert_eq!((stats.dead_letters(), stats.retries()), (2, 0));
+}
+
 /// A destination that blocks each send until the test releases a permit.
 struct Gated {
     gate: Arc<Semaphore>,

@@ -1,4 +1,4 @@
-//! `make bench`: runs the release `kinesis-ingester` against an in-memory replay server and prints throughput per core of ingester CPU, peak RSS, and the cost of 1,000 idle shards.
+//! `make bench`: runs the release `kinesis-ingester` against an in-memory replay server and prints throughput per core of ingester CPU, peak RSS, the cost of 1,000 idle shards, and the same into a real OpenSearch node.
 //!
 //! Figures only: nothing here fails on a slow machine.
 
@@ -18,12 +18,22 @@ use tokio::process::{Child, Command};
 const RECORD_BYTES: usize = 1024;
 const RECORDS_PER_PAGE: usize = 10_000;
 
-async fn start_ingester(binary: &Path, dir: &Path, endpoint: &str, port: u16) -> Result<Child> {
+/// The stdout sink (to /dev/null) in large batches.
+const STDOUT_SINK: &str =
+    "    stdout: {}\n    batch: {maxRecords: 10000, maxBytes: 16777216, maxAge: 1s}\n";
+
+async fn start_ingester(
+    binary: &Path,
+    dir: &Path,
+    endpoint: &str,
+    port: u16,
+    sink: &str,
+) -> Result<Child> {
     let config = dir.join("bench.yaml");
     std::fs::write(
         &config,
         format!(
-            "apiVersion: kinesis-operator.dev/v1alpha1\nkind: KinesisIngester\nmetadata: {{name: bench}}\nspec:\n  stream: {{name: bench, region: us-east-1, endpoint: '{endpoint}'}}\n  read: {{startingPosition: {{type: TrimHorizon}}}}\n  sink:\n    stdout: {{}}\n    batch: {{maxRecords: 10000, maxBytes: 16777216, maxAge: 1s}}\n"
+            "apiVersion: kinesis-operator.dev/v1alpha1\nkind: KinesisIngester\nmetadata: {{name: bench}}\nspec:\n  stream: {{name: bench, region: us-east-1, endpoint: '{endpoint}'}}\n  read: {{startingPosition: {{type: TrimHorizon}}}}\n  sink:\n{sink}"
         ),
     )?;
     Ok(Command::new(binary)
@@ -55,13 +65,20 @@ impl Launched {
         spec: ReplaySpec,
         ready_within: Duration,
         progress: bool,
+        sink: &str,
     ) -> Result<Self> {
         let shards = spec.shards;
         let server = replay::start(spec).await?;
         let dir = tempfile::tempdir()?;
         let port = free_port()?;
-        let child =
-            start_ingester(binary, dir.path(), &format!("http://{}", server.addr), port).await?;
+        let child = start_ingester(
+            binary,
+            dir.path(),
+            &format!("http://{}", server.addr),
+            port,
+            sink,
+        )
+        .await?;
         let pid = child.id().context("pid")?;
         wait_metric(
             port,
@@ -100,7 +117,8 @@ async fn throughput(binary: &Path, shards: usize, pages: u64) -> Result<()> {
         record_bytes: RECORD_BYTES,
         payloads: Vec::new(),
     };
-    let ingester = Launched::start(binary, spec, Duration::from_secs(60), false).await?;
+    let ingester =
+        Launched::start(binary, spec, Duration::from_secs(60), false, STDOUT_SINK).await?;
     let (pid, port) = (ingester.pid, ingester.port);
     let (t0, cpu0) = (Instant::now(), cpu_seconds(pid)?);
     wait_metric(
@@ -143,7 +161,8 @@ async fn idle(binary: &Path, shards: usize, window: Duration) -> Result<f64> {
         record_bytes: 0,
         payloads: Vec::new(),
     };
-    let ingester = Launched::start(binary, spec, Duration::from_secs(120), true).await?;
+    let ingester =
+        Launched::start(binary, spec, Duration::from_secs(120), true, STDOUT_SINK).await?;
     let pid = ingester.pid;
     // A measurement window, not a synchronization: CPU and RSS are sampled at both ends.
     let cpu0 = cpu_seconds(pid)?;
@@ -166,6 +185,93 @@ async fn idle(binary: &Path, shards: usize, window: Duration) -> Result<f64> {
     Ok(rss)
 }
 
+/// Into a real OpenSearch node (tests/env/opensearch.sh, started here and stopped after):
+/// `_bulk` with position `_id`s into a dated index. OpenSearch, on the same cores, sets the
+/// wall-clock pace; the ingester's own cost is its CPU.
+async fn opensearch(binary: &Path, shards: usize, pages: u64) -> Result<()> {
+    const RECORDS: usize = 5_000;
+    let total = (shards as u64 * pages * RECORDS as u64) as f64;
+    println!(
+        "OpenSearch: {shards} shards x {pages} pages x {RECORDS} records x {RECORD_BYTES} B JSON lines, _bulk into bench-{{yyyy.MM.dd}} (one node, 512 MiB heap, same machine)"
+    );
+    let state = tempfile::tempdir()?;
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("env/opensearch.sh");
+    let started = Instant::now();
+    let status = Command::new(&script)
+        .arg("start")
+        .arg(state.path())
+        .arg(std::process::id().to_string())
+        .status()
+        .await?;
+    anyhow::ensure!(status.success(), "OpenSearch did not start: {status}");
+    println!(
+        "  node start:         {:.1} s",
+        started.elapsed().as_secs_f64()
+    );
+    let env = std::fs::read_to_string(state.path().join("opensearch.env"))?;
+    let url = env
+        .trim()
+        .strip_prefix("export OPENSEARCH_URL=")
+        .context("opensearch.env")?
+        .to_owned();
+    let node_pid: u32 = std::fs::read_to_string(state.path().join("opensearch.pid"))?
+        .trim()
+        .parse()?;
+    let line = |i: usize| {
+        let mut l = format!(r#"{{"level":"info","service":"checkout","request":{i},"msg":"#);
+        l.push('"');
+        while l.len() < RECORD_BYTES - 2 {
+            l.push_str("lorem ipsum ");
+        }
+        l.truncate(RECORD_BYTES - 2);
+        l.push_str("\"}");
+        l.into_bytes()
+    };
+    let spec = ReplaySpec {
+        shards,
+        pages_per_shard: pages,
+        records_per_page: RECORDS,
+        record_bytes: RECORD_BYTES,
+        payloads: (0..4).map(line).collect(),
+    };
+    let sink = format!(
+        "    http: {{url: '{url}/_bulk', format: ElasticsearchBulk, index: 'bench-{{yyyy.MM.dd}}', timeout: 60s}}\n    batch: {{maxRecords: 5000, maxBytes: 8388608, maxAge: 1s}}\n"
+    );
+    let ingester = Launched::start(binary, spec, Duration::from_secs(60), false, &sink).await?;
+    let (pid, port) = (ingester.pid, ingester.port);
+    let (t0, cpu0, node0) = (Instant::now(), cpu_seconds(pid)?, cpu_seconds(node_pid)?);
+    wait_metric(
+        port,
+        "kinesis_ingester_records_out_total",
+        total,
+        Duration::from_secs(1800),
+        true,
+    )
+    .await?;
+    let wall = t0.elapsed().as_secs_f64();
+    let (cpu, node_cpu) = (cpu_seconds(pid)? - cpu0, cpu_seconds(node_pid)? - node0);
+    let hwm = status_kib(pid, "VmHWM")?;
+    let mb = total * RECORD_BYTES as f64 / 1e6;
+    println!(
+        "  payload:            {mb:.0} MB in {wall:.1} s wall; {cpu:.1} s of ingester CPU, {node_cpu:.1} s of OpenSearch CPU"
+    );
+    println!(
+        "  throughput:         {:.1} MB/s wall ({:.0} records/s), {:.0} MB/s per ingester core ({:.0} records/s)",
+        mb / wall,
+        total / wall,
+        mb / cpu,
+        total / cpu
+    );
+    println!("  peak RSS:           {:.1} MiB (ingester)", hwm / 1024.0);
+    ingester.stop().await;
+    let _ = Command::new(&script)
+        .arg("stop")
+        .arg(state.path())
+        .status()
+        .await;
+    Ok(())
+}
+
 #[tokio::main]
 async fn main() -> Result<()> {
     let binary = std::env::args_os()
@@ -173,6 +279,10 @@ async fn main() -> Result<()> {
         .map(PathBuf::from)
         .context("usage: ingester-bench PATH-TO-RELEASE-kinesis-ingester")?;
     throughput(&binary, 8, 12).await?;
+    // OpenSearch needs Java 17 and Maven (cached build); without them the rest still runs.
+    if let Err(e) = opensearch(&binary, 4, 4).await {
+        println!("OpenSearch: skipped: {e:#}");
+    }
     let base = idle(&binary, 1, Duration::from_secs(5)).await?;
     let rss = idle(&binary, 1000, Duration::from_secs(10)).await?;
     let per_shard = (rss - base) / 999.0;

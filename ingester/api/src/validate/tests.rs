@@ -67,6 +67,13 @@ fn cases() -> Vec<Case> {
         ),
         (
             Box::new(|s| {
+                s["sink"] = json!({"http": {"url": "http://h/", "documentId": {"field": "/id"}}})
+            }),
+            "spec.sink.http.documentId",
+            false,
+        ),
+        (
+            Box::new(|s| {
                 s["sink"] = json!({"http": {"url": "http://h/", "headers": {"AUTHORIZATION": "t"}}})
             }),
             "spec.sink.http.headers",
@@ -265,4 +272,33 @@ fn a_fleet_may_write_files_below_the_scratch_volume_only() {
     });
     assert!(ki.validate_fleet().is_err());
     assert_eq!(ki.spec.validate(), Ok(()), "standalone writes anywhere");
+}
+
+#[test]
+fn bulk_index_names_may_hold_one_or_more_date_parts() {
+    for index in ["logs", "logs-{yyyy.MM.dd}", "a-{yyyy}-b-{MM_dd-HH}", "2026"] {
+        let ki = ingester("bulk", |s| {
+            s["sink"] = json!({"http": {
+                "url": "http://h/_bulk", "format": "ElasticsearchBulk", "index": index,
+                "documentId": {"field": "/event/id"},
+            }})
+        });
+        assert_eq!(ki.spec.validate(), Ok(()), "{index}");
+    }
+    for index in [
+        "Logs",
+        "_logs",
+        "logs-{yyyy.ww}",
+        "logs-{}",
+        "logs-{yyyy",
+        "lo gs",
+        "a:b",
+    ] {
+        let ki = ingester(
+            "bulk",
+            |s| s["sink"] = json!({"http": {"url": "http://h/", "format": "ElasticsearchBulk", "index": index}}),
+        );
+        let errors = ki.spec.validate().expect_err(index).0;
+        assert_eq!(errors[0].field, "spec.sink.http.index", "{index}");
+    }
 }
