@@ -1,7 +1,7 @@
 //! The reader manager of a fleet worker: follows the shard table, starts one reader per owned shard, releases drained ones, stops revoked ones at once, and self-fences when its status cannot be written.
 
 use std::{
-    collections::{BTreeMap, HashMap},
+    collections::{BTreeMap, BTreeSet, HashMap},
     sync::{Arc, Mutex, PoisonError, atomic::AtomicBool},
     time::Duration,
 };
@@ -633,90 +633,63 @@ impl State {
             Some(t) => desired(t, &self.spec, &self.w.me, self.w.self_fenced),
             None => BTreeMap::new(),
         };
-        // Revoked (another owner, a higher epoch, fenced, or gone): stop at once, forget.
-        let revoked: Vec<String> = self
-            .held
-            .iter()
-            .filter(|(id, h)| self.wanted.get(*id).map(|o| o.epoch) != Some(h.epoch))
-            .map(|(id, _)| id.clone())
-            .collect();
-        for id in revoked {
-            if let Some(h) = self.held.remove(&id) {
-                h.phase.cancel();
-                if !matches!(h.phase, Phase::Frozen { .. }) {
-                    info!(shard = %id, epoch = h.epoch, "shard revoked; stopped reading it");
-                }
-            }
-            self.w.tracker.forget(&id);
-            self.w.metrics.clear_shard(&id);
-        }
         let now = Instant::now();
+        let deadline = now + self.w.drain_timeout;
         let mut urgent = false;
-        let wanted: Vec<(String, Owned)> = self
-            .wanted
-            .iter()
-            .map(|(k, v)| (k.clone(), v.clone()))
+        let ids: BTreeSet<String> = self
+            .held
+            .keys()
+            .chain(self.wanted.keys())
+            .cloned()
             .collect();
-        for (id, o) in wanted {
-            if self.stopping {
-                // Shutting down: release what is held, start nothing.
-                break;
+        for id in ids {
+            let o = self.wanted.get(&id).cloned();
+            let mut step = shard_step(o.as_ref(), self.held.get(&id), self.reads, self.stopping);
+            if step == ShardStep::Revoke {
+                self.revoke(&id);
+                // Given again at a higher epoch: decided afresh, as a new claim.
+                step = shard_step(o.as_ref(), None, self.reads, self.stopping);
             }
-            let deadline = now + self.w.drain_timeout;
-            let Some(h) = self.held.get_mut(&id) else {
-                if o.want == Want::Pause || !self.reads {
-                    continue;
+            match (step, o) {
+                (ShardStep::Revoke, _) => self.revoke(&id),
+                (ShardStep::Start { then_release }, Some(o)) => {
+                    let carried = match self.held.get(&id).map(|h| &h.phase) {
+                        Some(Phase::Frozen { position, .. }) => position.clone(),
+                        _ => None,
+                    };
+                    let (resume, start) =
+                        start_position(&o, carried.as_ref(), &self.w.default_start);
+                    self.start(&id, &o, resume, start);
+                    if then_release {
+                        self.begin_release(&id, deadline);
+                    }
                 }
-                let (resume, start) = start_position(&o, None, &self.w.default_start);
-                self.start(&id, &o, resume, start);
-                if o.want == Want::Release {
-                    self.begin_release(&id, deadline);
-                }
-                continue;
-            };
-            match (o.want, &h.phase) {
-                (Want::Read, Phase::Paused { .. }) if self.reads => {
+                (ShardStep::Resume, Some(o)) => {
                     // What was read before the pause was dropped undelivered and is read again.
                     self.w.tracker.rewind(&id);
                     let resume = self.w.tracker.acked(&id);
-                    let start = h.start.clone();
-                    self.spawn(&id, &o, resume, start);
+                    if let Some(start) = self.held.get(&id).map(|h| h.start.clone()) {
+                        self.spawn(&id, &o, resume, start);
+                    }
                 }
-                (
-                    Want::Read,
-                    Phase::Frozen {
-                        position,
-                        handed: Handed::Kept,
-                    },
-                ) if self.reads => {
-                    let (resume, start) =
-                        start_position(&o, position.as_ref(), &self.w.default_start);
-                    self.start(&id, &o, resume, start);
+                (ShardStep::Release, _) => self.begin_release(&id, deadline),
+                (ShardStep::ReleaseUnread, _) => {
+                    if let Some(h) = self.held.get_mut(&id)
+                        && let Phase::Frozen { handed, .. } = &mut h.phase
+                    {
+                        info!(shard = %id, epoch = h.epoch, "released a shard never read by this process");
+                        *handed = Handed::Released;
+                        self.w.metrics.fleet_released("handoff");
+                        urgent = true;
+                    }
                 }
-                (Want::Release, Phase::Reading(_) | Phase::Paused { .. }) => {
-                    self.begin_release(&id, deadline);
+                (ShardStep::Pause, _) => {
+                    if let Some(h) = self.held.get_mut(&id) {
+                        h.phase.cancel();
+                        h.phase = Phase::Paused { last_sent: None };
+                    }
                 }
-                (
-                    Want::Release,
-                    Phase::Frozen {
-                        position,
-                        handed: Handed::Kept,
-                    },
-                ) => {
-                    let position = position.clone();
-                    info!(shard = %id, epoch = o.epoch, "released a shard never read by this process");
-                    h.phase = Phase::Frozen {
-                        position,
-                        handed: Handed::Released,
-                    };
-                    self.w.metrics.fleet_released("handoff");
-                    urgent = true;
-                }
-                (Want::Pause, Phase::Reading(cancel)) => {
-                    cancel.cancel();
-                    h.phase = Phase::Paused { last_sent: None };
-                }
-                _ => {}
+                (ShardStep::Keep, _) | (ShardStep::Start { .. } | ShardStep::Resume, None) => {}
             }
         }
         self.publish();
@@ -724,6 +697,18 @@ impl State {
             self.shared.urgent.notify_one();
         }
         self.progress();
+    }
+
+    /// Stops a shard at once and forgets it: another owner, a higher epoch, fenced, or gone.
+    fn revoke(&mut self, id: &str) {
+        if let Some(h) = self.held.remove(id) {
+            h.phase.cancel();
+            if !matches!(h.phase, Phase::Frozen { .. }) {
+                info!(shard = %id, epoch = h.epoch, "shard revoked; stopped reading it");
+            }
+        }
+        self.w.tracker.forget(id);
+        self.w.metrics.clear_shard(id);
     }
 
     /// Seeds the tracker for a newly owned shard and starts its reader.
@@ -949,12 +934,154 @@ fn worker_ready(reads: bool, self_fenced: bool, all_read: bool, delivering: bool
     reads && !self_fenced && all_read && delivering
 }
 
+/// What [`State::reconcile`] does with one shard: a pure decision over the table's wish for it
+/// (`None`: not this worker's at any epoch) and what this process holds of it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum ShardStep {
+    /// Not wanted at the held epoch (another owner, a higher epoch, fenced, or gone): stop at
+    /// once and forget it.
+    Revoke,
+    /// Read it: a new claim, or a shard carried from the previous process and never read here
+    /// (from its carried position). `then_release`: it is to be handed on at once.
+    Start { then_release: bool },
+    /// Read again after a pause, from the acknowledged position.
+    Resume,
+    /// Begin the planned release (docs/design.md §3.5).
+    Release,
+    /// Release a carried shard never read by this process, at its carried position.
+    ReleaseUnread,
+    /// Stop reading and keep the state (the worker self-fenced).
+    Pause,
+    /// Nothing to do.
+    Keep,
+}
+
+fn shard_step(want: Option<&Owned>, held: Option<&Held>, reads: bool, stopping: bool) -> ShardStep {
+    let Some(o) = want.filter(|o| held.is_none_or(|h| h.epoch == o.epoch)) else {
+        return if held.is_some() {
+            ShardStep::Revoke
+        } else {
+            ShardStep::Keep
+        };
+    };
+    if stopping {
+        // Shutting down: `release_all` hands back what is held; nothing starts.
+        return ShardStep::Keep;
+    }
+    let Some(h) = held else {
+        return match o.want {
+            Want::Pause => ShardStep::Keep,
+            _ if !reads => ShardStep::Keep,
+            want => ShardStep::Start {
+                then_release: want == Want::Release,
+            },
+        };
+    };
+    let kept = matches!(
+        h.phase,
+        Phase::Frozen {
+            handed: Handed::Kept,
+            ..
+        }
+    );
+    match (o.want, &h.phase) {
+        (Want::Read, Phase::Paused { .. }) if reads => ShardStep::Resume,
+        (Want::Read, Phase::Frozen { .. }) if reads && kept => ShardStep::Start {
+            then_release: false,
+        },
+        (Want::Release, Phase::Reading(_) | Phase::Paused { .. }) => ShardStep::Release,
+        (Want::Release, Phase::Frozen { .. }) if kept => ShardStep::ReleaseUnread,
+        (Want::Pause, Phase::Reading(_)) => ShardStep::Pause,
+        _ => ShardStep::Keep,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     fn pos(seq: &str) -> Position {
         Position::whole(seq.parse().expect("seq"))
+    }
+
+    fn owned(epoch: i64, want: Want) -> Owned {
+        Owned {
+            epoch,
+            want,
+            hash_range: (0, u128::MAX),
+            start_after: None,
+            known_parent: false,
+            pinned_at_ms: None,
+        }
+    }
+
+    fn held(epoch: i64, phase: Phase) -> Held {
+        Held {
+            epoch,
+            generation: 1,
+            start: StartAt::TrimHorizon,
+            phase,
+        }
+    }
+
+    fn frozen(handed: Handed) -> Phase {
+        Phase::Frozen {
+            position: Some(pos("7")),
+            handed,
+        }
+    }
+
+    /// Wanted, held, reads, stopping, and the step expected.
+    type Row = (Option<Owned>, Option<Held>, bool, bool, ShardStep);
+
+    /// Every rule of the worker's per-shard decision, one row each.
+    #[test]
+    fn the_shard_step_table() {
+        use ShardStep::*;
+        use Want::{Pause as P, Read as R, Release as L};
+        let reading = || Phase::Reading(CancellationToken::new());
+        let paused = || Phase::Paused { last_sent: None };
+        let draining = || Phase::Draining {
+            last_sent: None,
+            deadline: Instant::now(),
+        };
+        #[rustfmt::skip]
+        let rows: Vec<Row> = vec![
+            // Not wanted, or wanted at another epoch: a held shard is revoked, even when stopping.
+            (None, None, true, false, Keep),
+            (None, Some(held(1, reading())), true, false, Revoke),
+            (Some(owned(2, R)), Some(held(1, reading())), true, false, Revoke),
+            (Some(owned(2, R)), Some(held(1, reading())), true, true, Revoke),
+            // Stopping: nothing starts, nothing more is decided here.
+            (Some(owned(1, R)), None, true, true, Keep),
+            (Some(owned(1, L)), Some(held(1, reading())), true, true, Keep),
+            // A new claim is read (and released at once when so wanted), unless paused or not reading.
+            (Some(owned(1, R)), None, true, false, Start { then_release: false }),
+            (Some(owned(1, L)), None, true, false, Start { then_release: true }),
+            (Some(owned(1, P)), None, true, false, Keep),
+            (Some(owned(1, R)), None, false, false, Keep),
+            // Held.
+            (Some(owned(1, R)), Some(held(1, paused())), true, false, Resume),
+            (Some(owned(1, R)), Some(held(1, paused())), false, false, Keep),
+            (Some(owned(1, R)), Some(held(1, frozen(Handed::Kept))), true, false, Start { then_release: false }),
+            (Some(owned(1, R)), Some(held(1, frozen(Handed::Released))), true, false, Keep),
+            (Some(owned(1, R)), Some(held(1, frozen(Handed::Finished))), true, false, Keep),
+            (Some(owned(1, L)), Some(held(1, reading())), true, false, Release),
+            (Some(owned(1, L)), Some(held(1, paused())), true, false, Release),
+            (Some(owned(1, L)), Some(held(1, draining())), true, false, Keep),
+            (Some(owned(1, L)), Some(held(1, frozen(Handed::Kept))), true, false, ReleaseUnread),
+            (Some(owned(1, L)), Some(held(1, frozen(Handed::Released))), true, false, Keep),
+            (Some(owned(1, P)), Some(held(1, reading())), true, false, Pause),
+            (Some(owned(1, P)), Some(held(1, paused())), true, false, Keep),
+            (Some(owned(1, R)), Some(held(1, reading())), true, false, Keep),
+        ];
+        for (i, (want, h, reads, stopping, expected)) in rows.iter().enumerate() {
+            assert_eq!(
+                shard_step(want.as_ref(), h.as_ref(), *reads, *stopping),
+                *expected,
+                "row {i}: want {want:?}, held {h:?}, reads {reads}, stopping {stopping}"
+            );
+        }
     }
 
     #[test]
