@@ -50,10 +50,11 @@ crds-check: ## Fail when crds/ or the chart's crds/ is stale
 	$(CARGO) test --quiet --locked -p kinesis-ingester-api --test crd
 
 .PHONY: tools
-tools: ## Build the Kubernetes binaries, kwok, helm, promtool and Toxiproxy (cached by version) and install kinesis-local
+tools: ## Build the Kubernetes binaries, kwok, helm, promtool, Toxiproxy and SeaweedFS (cached by version) and install kinesis-local
 	tests/env/build-k8s.sh
 	tests/env/build-promtool.sh
 	tests/env/build-toxiproxy.sh
+	tests/env/build-seaweedfs.sh
 	tests/env/kinesis-local.sh install
 
 .PHONY: cluster-up

@@ -29,3 +29,7 @@ CONTAINERD_VERSION=${CONTAINERD_VERSION:-v2.4.2}
 CONTAINERD_BIN=$CACHE_ROOT/containerd-$CONTAINERD_VERSION
 # The sandbox image the real node pins; built from tests/env/pause.c, never pulled.
 PAUSE_IMAGE=registry.k8s.io/pause:3.10.2
+# SeaweedFS's S3 gateway (`weed`), the S3-compatible store the S3 sink tests write to; the module
+# proxy serves the repository only at pseudo-versions.
+SEAWEEDFS_VERSION=${SEAWEEDFS_VERSION:-v0.0.0-20261109003541-7506e5f91cd6}
+WEED=$CACHE_ROOT/seaweedfs-$SEAWEEDFS_VERSION/weed

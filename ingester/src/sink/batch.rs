@@ -1,11 +1,18 @@
 //! Batching: encodes chunks into request bodies that close on a record count, a byte size or an age, and keeps each chunk's checkpoint with the batch holding its last record.
 
-use std::{collections::VecDeque, sync::Arc, time::Duration};
+use std::{
+    collections::{HashSet, VecDeque},
+    sync::Arc,
+    time::Duration,
+};
 
 use kinesis_ingester_api::{BatchSpec, bounds};
 use tokio::time::Instant;
 
-use super::ndjson::Encoding;
+use super::{
+    ndjson::Encoding,
+    s3::{PartitionKey, Partitioner},
+};
 use kinesis_ingester_api::sequence::Position;
 
 use crate::record::Chunk;
@@ -40,6 +47,19 @@ pub struct Batch {
     /// The shard of each item.
     shards: Vec<Arc<str>>,
     checkpoints: Vec<(Arc<str>, Position)>,
+    /// The partition and position of each item, when the batcher partitions (the S3 sink).
+    parts: Vec<ItemPart>,
+}
+
+/// Where an item goes among a batch's objects, and its position in its shard.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ItemPart {
+    /// Its object group.
+    pub key: PartitionKey,
+    /// Its stream.
+    pub stream: Arc<str>,
+    /// Its sequence (and sub-sequence) number.
+    pub position: Position,
 }
 
 impl Batch {
@@ -69,6 +89,11 @@ impl Batch {
         &self.shards
     }
 
+    /// The partition of each item, in order; empty unless the batcher partitions.
+    pub fn parts(&self) -> &[ItemPart] {
+        &self.parts
+    }
+
     /// `(shard_id, checkpoint)` pairs to acknowledge, in order, once every item is delivered.
     pub fn checkpoints(&self) -> &[(Arc<str>, Position)] {
         &self.checkpoints
@@ -80,14 +105,19 @@ impl Batch {
         let mut body = Vec::with_capacity(self.body.len());
         let mut ends = Vec::with_capacity(keep.len());
         let mut shards = Vec::with_capacity(keep.len());
+        let mut parts = Vec::new();
         for &i in keep.iter().filter(|&&i| i < self.len()) {
             body.extend_from_slice(self.item(i));
             ends.push(body.len());
             shards.push(self.shards[i].clone());
+            if let Some(part) = self.parts.get(i) {
+                parts.push(part.clone());
+            }
         }
         self.body = body;
         self.ends = ends;
         self.shards = shards;
+        self.parts = parts;
     }
 
     /// Drops every item and checkpoint of a shard `keep` rejects (one the worker lost): such
@@ -112,6 +142,11 @@ pub struct Batcher {
     opened_at: Option<Instant>,
     ready: VecDeque<Batch>,
     spare: Option<Vec<u8>>,
+    /// Set for the S3 sink: each item's partition is recorded and a batch spans at most
+    /// `max_open` partitions.
+    partitioner: Option<Partitioner>,
+    /// The partitions of the open batch.
+    open_partitions: HashSet<PartitionKey>,
 }
 
 impl Batcher {
@@ -124,7 +159,34 @@ impl Batcher {
             opened_at: None,
             ready: VecDeque::new(),
             spare: None,
+            partitioner: None,
+            open_partitions: HashSet::new(),
         }
+    }
+
+    /// Records each item's partition (key prefix) and closes a batch before it would span more
+    /// than the partitioner's `max_open` partitions.
+    pub fn set_partitioner(&mut self, partitioner: Option<Partitioner>) {
+        self.partitioner = partitioner;
+    }
+
+    /// The partition of `record`, reusing the previous item's prefix when it is the same.
+    fn part_of(&self, record: &crate::record::Record) -> Option<ItemPart> {
+        let partitioner = self.partitioner.as_ref()?;
+        let now_ms = jiff::Timestamp::now().as_millisecond();
+        let prefix = partitioner.prefix(record, now_ms);
+        let prefix = match self.open.parts.last() {
+            Some(last) if *last.key.prefix == *prefix => last.key.prefix.clone(),
+            _ => Arc::from(prefix),
+        };
+        Some(ItemPart {
+            key: PartitionKey {
+                prefix,
+                shard: record.shard.shard_id.clone(),
+            },
+            stream: record.shard.stream.clone(),
+            position: record.position.clone(),
+        })
     }
 
     /// Adds a chunk's records, closing batches as limits are reached. Its checkpoint goes with
@@ -132,6 +194,14 @@ impl Batcher {
     /// becomes a checkpoint-only batch at once when no batch is open.
     pub fn push(&mut self, chunk: Chunk, now: Instant) -> Result<(), serde_json::Error> {
         for record in &chunk.records {
+            let part = self.part_of(record);
+            if let (Some(part), Some(partitioner)) = (&part, &self.partitioner)
+                && !self.open.is_empty()
+                && !self.open_partitions.contains(&part.key)
+                && self.open_partitions.len() >= partitioner.max_open
+            {
+                self.close();
+            }
             let start = self.open.body.len();
             self.encoding.write(&mut self.open.body, record)?;
             if !self.open.is_empty() && self.open.body.len() > self.limits.max_bytes {
@@ -144,6 +214,10 @@ impl Batcher {
             }
             self.open.ends.push(self.open.body.len());
             self.open.shards.push(chunk.shard_id.clone());
+            if let Some(part) = part {
+                self.open_partitions.insert(part.key.clone());
+                self.open.parts.push(part);
+            }
             self.opened_at.get_or_insert(now);
             if self.open.len() >= self.limits.max_records
                 || self.open.body.len() >= self.limits.max_bytes
@@ -218,6 +292,7 @@ impl Batcher {
         );
         self.ready.push_back(open);
         self.opened_at = None;
+        self.open_partitions.clear();
     }
 }
 

@@ -15,6 +15,8 @@ pub enum Encoding {
         /// The action line, with its newline, encoded once.
         action: Vec<u8>,
     },
+    /// Each payload as it is, followed by a newline (the S3 sink's `Raw` format).
+    Raw,
 }
 
 impl Encoding {
@@ -32,8 +34,14 @@ impl Encoding {
 
     /// Appends one record, framed, to `buf`.
     pub fn write(&self, buf: &mut Vec<u8>, record: &Record) -> Result<(), serde_json::Error> {
-        if let Self::Bulk { action } = self {
-            buf.extend_from_slice(action);
+        match self {
+            Self::Raw => {
+                buf.extend_from_slice(&record.data);
+                buf.push(b'\n');
+                return Ok(());
+            }
+            Self::Bulk { action } => buf.extend_from_slice(action),
+            Self::Ndjson => {}
         }
         write_line(buf, record)
     }
