@@ -18,6 +18,7 @@ const REQUIRED: [&str; 5] = [
     "cloudwatch-logs.yaml",
     "kpl-aggregated.yaml",
     "cross-account.yaml",
+    "s3-partitioned.yaml",
 ];
 
 fn examples() -> Result<Vec<(PathBuf, String)>> {
