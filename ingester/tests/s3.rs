@@ -16,7 +16,13 @@ fn s3_endpoint() -> Result<String> {
 }
 
 fn s3_client(endpoint: &str) -> Client {
+    let http = aws_smithy_http_client::Builder::new()
+        .tls_provider(aws_smithy_http_client::tls::Provider::Rustls(
+            aws_smithy_http_client::tls::rustls_provider::CryptoMode::Ring,
+        ))
+        .build_https();
     let conf = aws_sdk_s3::Config::builder()
+        .http_client(http)
         .behavior_version(aws_sdk_s3::config::BehaviorVersion::latest())
         .region(aws_sdk_s3::config::Region::new("us-east-1"))
         .endpoint_url(endpoint)
@@ -40,11 +46,7 @@ async fn bucket(s3: &Client, stream: &str) -> Result<String> {
 /// Every object of `bucket`: key → its NDJSON lines (gunzipped).
 async fn objects(s3: &Client, bucket: &str) -> Result<BTreeMap<String, Vec<Value>>> {
     let mut out = BTreeMap::new();
-    let mut pages = s3
-        .list_objects_v2()
-        .bucket(bucket)
-        .into_paginator()
-        .send();
+    let mut pages = s3.list_objects_v2().bucket(bucket).into_paginator().send();
     while let Some(page) = pages.next().await {
         for obj in page?.contents() {
             let key = obj.key().unwrap_or_default().to_owned();
@@ -175,5 +177,87 @@ async fn partitioned_gzip_objects_hold_exactly_the_records_put() -> Result<()> {
             }
         }
     }
+    Ok(())
+}
+
+/// Puts `records` with PutRecords, 500 at a time.
+async fn put_many(
+    kinesis: &aws_sdk_kinesis::Client,
+    stream: &str,
+    records: &[(String, Vec<u8>)],
+) -> Result<()> {
+    for chunk in records.chunks(500) {
+        let entries = chunk
+            .iter()
+            .map(|(k, d)| {
+                aws_sdk_kinesis::types::PutRecordsRequestEntry::builder()
+                    .partition_key(k)
+                    .data(aws_sdk_kinesis::primitives::Blob::new(d.clone()))
+                    .build()
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        let out = kinesis
+            .put_records()
+            .stream_name(stream)
+            .set_records(Some(entries))
+            .send()
+            .await?;
+        anyhow::ensure!(out.failed_record_count() == Some(0), "PutRecords failed");
+    }
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_kill_during_uploads_then_a_restart_loses_nothing_and_writes_no_record_twice()
+-> Result<()> {
+    let endpoint = s3_endpoint()?;
+    let s3 = s3_client(&endpoint);
+    let kinesis = kinesis_client()?;
+    let stream = create_stream(&kinesis, 1).await?;
+    let bucket = bucket(&s3, &stream).await?;
+    let records = json_records(0..3000);
+    put_many(&kinesis, &stream, &records).await?;
+
+    let dir = tempfile::tempdir()?;
+    let sink = s3_sink(&endpoint, &bucket, "{maxRecords: 20, maxAge: 100ms}");
+    let mut child = start(dir.path(), &sink, &stream)?;
+    // SIGKILL as soon as the first objects are there, while the rest are being uploaded.
+    let before = wait_for_records(&s3, &bucket, 1).await?;
+    child.start_kill()?;
+    child.wait().await?;
+    let written: usize = objects(&s3, &bucket).await?.values().map(Vec::len).sum();
+    eprintln!(
+        "FIGURE killed after {} objects seen, {written} of {} records written",
+        before.len(),
+        records.len()
+    );
+
+    let mut child = start(dir.path(), &sink, &stream)?;
+    let deadline = tokio::time::Instant::now() + DEADLINE;
+    let objs = loop {
+        let objs = objects(&s3, &bucket).await?;
+        if counts(&objs).len() >= records.len() {
+            break objs;
+        }
+        anyhow::ensure!(
+            tokio::time::Instant::now() < deadline,
+            "{} of {} records after the restart",
+            counts(&objs).len(),
+            records.len()
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    child.start_kill()?;
+    child.wait().await?;
+
+    let seen = counts(&objs);
+    assert_eq!(seen.len(), records.len(), "no record lost");
+    let twice: Vec<_> = seen.iter().filter(|(_, n)| **n > 1).collect();
+    eprintln!(
+        "FIGURE {} objects, {} records in two objects",
+        objs.len(),
+        twice.len()
+    );
+    assert!(twice.is_empty(), "records in two objects: {twice:?}");
     Ok(())
 }

@@ -62,7 +62,9 @@ fn partition_value(data: &[u8], by: &PartitionBy) -> Option<String> {
     };
     let value = match json.pointer(&by.json_pointer) {
         Some(serde_json::Value::String(s)) => Some(s.clone()),
-        Some(v @ (serde_json::Value::Number(_) | serde_json::Value::Bool(_))) => Some(v.to_string()),
+        Some(v @ (serde_json::Value::Number(_) | serde_json::Value::Bool(_))) => {
+            Some(v.to_string())
+        }
         _ => None,
     };
     value
@@ -164,7 +166,10 @@ mod tests {
         r.approximate_arrival_ms = Some(1_709_251_199_999);
         assert_eq!(p.prefix(&r, 0), "orders/2024/02/29/23/shardId-1/");
         r.approximate_arrival_ms = None;
-        assert_eq!(p.prefix(&r, 1_709_251_200_000), "orders/2024/03/01/00/shardId-1/");
+        assert_eq!(
+            p.prefix(&r, 1_709_251_200_000),
+            "orders/2024/03/01/00/shardId-1/"
+        );
         for (ms, want) in [(0, (1970, 1, 1, 0)), (-1, (1969, 12, 31, 23))] {
             assert_eq!(civil_hour(ms), want);
         }
@@ -172,7 +177,12 @@ mod tests {
         let z = ts.to_zoned(jiff::tz::TimeZone::UTC);
         assert_eq!(
             civil_hour(ts.as_millisecond()),
-            (i64::from(z.year()), z.month() as u32, z.day() as u32, z.hour() as u32)
+            (
+                i64::from(z.year()),
+                z.month() as u32,
+                z.day() as u32,
+                z.hour() as u32
+            )
         );
     }
 
@@ -183,7 +193,10 @@ mod tests {
             Some(("/customer/region", Some("unknown"))),
         ));
         let at = |data: &[u8]| p.prefix(&record("s", 1, data), 0);
-        assert_eq!(at(br#"{"customer":{"region":"eu-west-1"}}"#), "p/eu-west-1/");
+        assert_eq!(
+            at(br#"{"customer":{"region":"eu-west-1"}}"#),
+            "p/eu-west-1/"
+        );
         assert_eq!(at(br#"{"customer":{"region":42}}"#), "p/42/");
         assert_eq!(at(br#"{"customer":{"region":"../a b"}}"#), "p/.._a_b/");
         assert_eq!(at(br#"{"customer":{"region":".."}}"#), "p/__/");
@@ -192,6 +205,9 @@ mod tests {
         assert_eq!(at(b"not json"), "errors/orders/1970/01/01/00/");
 
         let strict = Partitioner::new(&spec("p/{partition}/", Some(("/k", None))));
-        assert_eq!(strict.prefix(&record("s", 1, b"{}"), 0), "errors/orders/1970/01/01/00/");
+        assert_eq!(
+            strict.prefix(&record("s", 1, b"{}"), 0),
+            "errors/orders/1970/01/01/00/"
+        );
     }
 }

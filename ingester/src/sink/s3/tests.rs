@@ -57,7 +57,14 @@ fn a_batch_splits_into_one_object_per_shard_and_partition_named_by_its_sequence_
     let mut b = batcher(&spec, limits());
     let now = Instant::now();
     b.push(
-        chunk("a", &[(1, r#"{"k":"x"}"#), (2, r#"{"k":"y"}"#), (3, r#"{"k":"x"}"#)]),
+        chunk(
+            "a",
+            &[
+                (1, r#"{"k":"x"}"#),
+                (2, r#"{"k":"y"}"#),
+                (3, r#"{"k":"x"}"#),
+            ],
+        ),
         now,
     )
     .expect("push");
@@ -90,8 +97,11 @@ fn a_batch_splits_into_one_object_per_shard_and_partition_named_by_its_sequence_
 fn gzip_bodies_decompress_to_the_ndjson_lines() {
     let spec = spec(serde_json::json!({}));
     let mut b = batcher(&spec, limits());
-    b.push(chunk("a", &[(1, r#"{"k":"x"}"#), (2, r#"{"k":"x"}"#)]), Instant::now())
-        .expect("push");
+    b.push(
+        chunk("a", &[(1, r#"{"k":"x"}"#), (2, r#"{"k":"x"}"#)]),
+        Instant::now(),
+    )
+    .expect("push");
     b.flush();
     let batch = b.pop_ready().expect("batch");
     let dest = S3Destination::new(&spec);
@@ -115,7 +125,13 @@ fn a_batch_closes_before_it_would_span_more_partitions_than_allowed() {
     b.push(
         chunk(
             "a",
-            &[(1, r#"{"k":"x"}"#), (2, r#"{"k":"y"}"#), (3, r#"{"k":"x"}"#), (4, r#"{"k":"z"}"#), (5, r#"{"k":"y"}"#)],
+            &[
+                (1, r#"{"k":"x"}"#),
+                (2, r#"{"k":"y"}"#),
+                (3, r#"{"k":"x"}"#),
+                (4, r#"{"k":"z"}"#),
+                (5, r#"{"k":"y"}"#),
+            ],
         ),
         now,
     )
@@ -135,9 +151,12 @@ fn a_batch_closes_before_it_would_span_more_partitions_than_allowed() {
 fn a_batch_without_partitions_is_a_configuration_error() {
     let spec = spec(serde_json::json!({}));
     let mut b = Batcher::new(limits(), Encoding::Ndjson);
-    b.push(chunk("a", &[(1, "x")]), Instant::now()).expect("push");
+    b.push(chunk("a", &[(1, "x")]), Instant::now())
+        .expect("push");
     b.flush();
     let batch = b.pop_ready().expect("batch");
-    let err = S3Destination::new(&spec).objects(&batch).expect_err("no parts");
+    let err = S3Destination::new(&spec)
+        .objects(&batch)
+        .expect_err("no parts");
     assert_eq!(err.category(), "config");
 }
