@@ -12,7 +12,7 @@ use kube::{
 };
 
 /// The examples the README and the chart's NOTES point to; each must exist.
-const REQUIRED: [&str; 5] = [
+const REQUIRED: [&str; 6] = [
     "polling-stdout.yaml",
     "efo-elasticsearch.yaml",
     "cloudwatch-logs.yaml",
