@@ -95,6 +95,16 @@ fn s3_sink(endpoint: &str, bucket: &str, batch: &str) -> String {
 
 /// Writes the config and starts the binary on it.
 fn start(dir: &std::path::Path, yaml_sink: &str, stream: &str) -> Result<tokio::process::Child> {
+    Ok(start_on(dir, yaml_sink, stream, free_port()?)?)
+}
+
+/// [`start`] with metrics on `port`.
+fn start_on(
+    dir: &std::path::Path,
+    yaml_sink: &str,
+    stream: &str,
+    port: u16,
+) -> Result<tokio::process::Child> {
     let endpoint = std::env::var("KINESIS_ENDPOINT")?;
     let yaml = format!(
         "apiVersion: kinesis-operator.dev/v1alpha1\nkind: KinesisIngester\nmetadata: {{name: t}}\nspec:\n  stream: {{name: {stream}, region: us-east-1, endpoint: '{endpoint}'}}\n  read: {{startingPosition: {{type: TrimHorizon}}, pollInterval: 200ms, shardSyncInterval: 1s}}\n  sink:\n{yaml_sink}"
@@ -103,7 +113,6 @@ fn start(dir: &std::path::Path, yaml_sink: &str, stream: &str) -> Result<tokio::
     kinesis_ingester::config::parse(std::path::Path::new("s3.yaml"), &yaml)?;
     let path = dir.join("ingester.yaml");
     std::fs::write(&path, yaml)?;
-    let port = free_port()?;
     Ok(binary(&path, &dir.join("checkpoints"), port).spawn()?)
 }
 
@@ -259,5 +268,63 @@ async fn a_kill_during_uploads_then_a_restart_loses_nothing_and_writes_no_record
         twice.len()
     );
     assert!(twice.is_empty(), "records in two objects: {twice:?}");
+    Ok(())
+}
+
+/// How long the gateway is unreachable in [`an_unreachable_gateway_holds_records_back_and_loses_none`].
+const OUTAGE: Duration = Duration::from_secs(12);
+
+#[tokio::test]
+async fn an_unreachable_gateway_holds_records_back_and_loses_none() -> Result<()> {
+    let endpoint = s3_endpoint()?;
+    let s3 = s3_client(&endpoint);
+    let kinesis = kinesis_client()?;
+    let stream = create_stream(&kinesis, 2).await?;
+    let bucket = bucket(&s3, &stream).await?;
+    let dir = tempfile::tempdir()?;
+    let toxiproxy =
+        kinesis_testkit::toxiproxy::Toxiproxy::start(&dir.path().join("toxiproxy.log")).await?;
+    let upstream = endpoint.trim_start_matches("http://");
+    let proxy = toxiproxy.proxy("s3", upstream).await?;
+    proxy.cut().await?;
+
+    let records = json_records(0..300);
+    put_many(&kinesis, &stream, &records).await?;
+    let sink = s3_sink(
+        &proxy.http_url(),
+        &bucket,
+        "{maxRecords: 50, maxAge: 100ms}",
+    );
+    let port = free_port()?;
+    let mut child = start_on(dir.path(), &sink, &stream, port)?;
+    // The sink fails and retries; nothing reaches the bucket while the path is cut.
+    let outage = tokio::time::Instant::now();
+    wait_until("sink retries", DEADLINE, || async {
+        let text = metrics(port).await.unwrap_or_default();
+        Ok(
+            (value(&text, "kinesis_ingester_sink_retries_total").unwrap_or(0.0) >= 2.0)
+                .then_some(()),
+        )
+    })
+    .await?;
+    tokio::time::sleep_until(outage + OUTAGE).await;
+    assert!(
+        objects(&s3, &bucket).await?.is_empty(),
+        "nothing written during the outage"
+    );
+    proxy.restore().await?;
+    let restored = tokio::time::Instant::now();
+    let objs = wait_for_records(&s3, &bucket, records.len()).await?;
+    eprintln!(
+        "FIGURE all {} records in S3 {:?} after the gateway came back ({:?} outage)",
+        records.len(),
+        restored.elapsed(),
+        OUTAGE
+    );
+    child.start_kill()?;
+    child.wait().await?;
+    let seen = counts(&objs);
+    assert_eq!(seen.len(), records.len(), "no record lost");
+    assert!(seen.values().all(|&n| n == 1), "no duplicates");
     Ok(())
 }
