@@ -95,7 +95,7 @@ fn s3_sink(endpoint: &str, bucket: &str, batch: &str) -> String {
 
 /// Writes the config and starts the binary on it.
 fn start(dir: &std::path::Path, yaml_sink: &str, stream: &str) -> Result<tokio::process::Child> {
-    Ok(start_on(dir, yaml_sink, stream, free_port()?)?)
+    start_on(dir, yaml_sink, stream, free_port()?)
 }
 
 /// [`start`] with metrics on `port`.
