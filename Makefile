@@ -93,10 +93,13 @@ bench-fleet: tools ## Fleet figures on the local control plane: SplitShard->chil
 	tests/env/with-env.sh $(CARGO) test --locked -p kinesis-operator --test e2e -- --nocapture --test-threads 1 s1_ s2_ s3_ s5_ 2>&1 | grep -A3 FIGURE
 
 .PHONY: bench
-bench: ## Release-build benchmarks: decode MB/s, end-to-end MB/s per core and RSS, 1,000 idle shards (prints figures)
+bench: ## Release-build benchmarks: decode MB/s, end-to-end MB/s per core and RSS (stdout, and S3 into SeaweedFS), 1,000 idle shards (prints figures)
 	$(CARGO) bench --locked -p kinesis-ingester --bench decode
 	$(CARGO) build --release --locked -p kinesis-ingester -p kinesis-operator-tests --bin kinesis-ingester --bin ingester-bench
-	$(or $(CARGO_TARGET_DIR),target)/release/ingester-bench $(or $(CARGO_TARGET_DIR),target)/release/kinesis-ingester
+	tests/env/build-seaweedfs.sh
+	st=$$(mktemp -d) && tests/env/seaweedfs.sh start $$st && . $$st/seaweedfs.env && rc=0 && \
+	  $(or $(CARGO_TARGET_DIR),target)/release/ingester-bench $(or $(CARGO_TARGET_DIR),target)/release/kinesis-ingester || rc=$$?; \
+	  tests/env/seaweedfs.sh stop $$st; rm -rf $$st; exit $$rc
 
 BENCH_TARGET = $(or $(CARGO_TARGET_DIR),target)
 

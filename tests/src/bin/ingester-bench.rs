@@ -1,5 +1,8 @@
 //! `make bench`: runs the release `kinesis-ingester` against an in-memory replay server and prints throughput per core of ingester CPU, peak RSS, and the cost of 1,000 idle shards.
 //!
+//! With `S3_ENDPOINT` set (`make bench` starts SeaweedFS), also the same figures into its S3
+//! gateway through the S3 sink (gzip NDJSON objects).
+//!
 //! Figures only: nothing here fails on a slow machine.
 
 use std::{
@@ -18,12 +21,21 @@ use tokio::process::{Child, Command};
 const RECORD_BYTES: usize = 1024;
 const RECORDS_PER_PAGE: usize = 10_000;
 
-async fn start_ingester(binary: &Path, dir: &Path, endpoint: &str, port: u16) -> Result<Child> {
+/// The sink of the stdout figures.
+const STDOUT_SINK: &str = "    stdout: {}\n";
+
+async fn start_ingester(
+    binary: &Path,
+    dir: &Path,
+    endpoint: &str,
+    port: u16,
+    sink: &str,
+) -> Result<Child> {
     let config = dir.join("bench.yaml");
     std::fs::write(
         &config,
         format!(
-            "apiVersion: kinesis-operator.dev/v1alpha1\nkind: KinesisIngester\nmetadata: {{name: bench}}\nspec:\n  stream: {{name: bench, region: us-east-1, endpoint: '{endpoint}'}}\n  read: {{startingPosition: {{type: TrimHorizon}}}}\n  sink:\n    stdout: {{}}\n    batch: {{maxRecords: 10000, maxBytes: 16777216, maxAge: 1s}}\n"
+            "apiVersion: kinesis-operator.dev/v1alpha1\nkind: KinesisIngester\nmetadata: {{name: bench}}\nspec:\n  stream: {{name: bench, region: us-east-1, endpoint: '{endpoint}'}}\n  read: {{startingPosition: {{type: TrimHorizon}}}}\n  sink:\n{sink}    batch: {{maxRecords: 10000, maxBytes: 16777216, maxAge: 1s}}\n"
         ),
     )?;
     Ok(Command::new(binary)
@@ -55,13 +67,20 @@ impl Launched {
         spec: ReplaySpec,
         ready_within: Duration,
         progress: bool,
+        sink: &str,
     ) -> Result<Self> {
         let shards = spec.shards;
         let server = replay::start(spec).await?;
         let dir = tempfile::tempdir()?;
         let port = free_port()?;
-        let child =
-            start_ingester(binary, dir.path(), &format!("http://{}", server.addr), port).await?;
+        let child = start_ingester(
+            binary,
+            dir.path(),
+            &format!("http://{}", server.addr),
+            port,
+            sink,
+        )
+        .await?;
         let pid = child.id().context("pid")?;
         wait_metric(
             port,
@@ -88,10 +107,16 @@ impl Launched {
     }
 }
 
-async fn throughput(binary: &Path, shards: usize, pages: u64) -> Result<()> {
+async fn throughput(
+    binary: &Path,
+    shards: usize,
+    pages: u64,
+    sink: &str,
+    what: &str,
+) -> Result<()> {
     let total = (shards as u64 * pages * RECORDS_PER_PAGE as u64) as f64;
     println!(
-        "end to end: {shards} shards x {pages} pages x {RECORDS_PER_PAGE} records x {RECORD_BYTES} B, stdout sink to /dev/null"
+        "end to end: {shards} shards x {pages} pages x {RECORDS_PER_PAGE} records x {RECORD_BYTES} B, {what}"
     );
     let spec = ReplaySpec {
         shards,
@@ -100,7 +125,7 @@ async fn throughput(binary: &Path, shards: usize, pages: u64) -> Result<()> {
         record_bytes: RECORD_BYTES,
         payloads: Vec::new(),
     };
-    let ingester = Launched::start(binary, spec, Duration::from_secs(60), false).await?;
+    let ingester = Launched::start(binary, spec, Duration::from_secs(60), false, sink).await?;
     let (pid, port) = (ingester.pid, ingester.port);
     let (t0, cpu0) = (Instant::now(), cpu_seconds(pid)?);
     wait_metric(
@@ -143,7 +168,8 @@ async fn idle(binary: &Path, shards: usize, window: Duration) -> Result<f64> {
         record_bytes: 0,
         payloads: Vec::new(),
     };
-    let ingester = Launched::start(binary, spec, Duration::from_secs(120), true).await?;
+    let ingester =
+        Launched::start(binary, spec, Duration::from_secs(120), true, STDOUT_SINK).await?;
     let pid = ingester.pid;
     // A measurement window, not a synchronization: CPU and RSS are sampled at both ends.
     let cpu0 = cpu_seconds(pid)?;
@@ -172,7 +198,15 @@ async fn main() -> Result<()> {
         .nth(1)
         .map(PathBuf::from)
         .context("usage: ingester-bench PATH-TO-RELEASE-kinesis-ingester")?;
-    throughput(&binary, 8, 12).await?;
+    throughput(&binary, 8, 12, STDOUT_SINK, "stdout sink to /dev/null").await?;
+    if let Ok(endpoint) = std::env::var("S3_ENDPOINT") {
+        // SeaweedFS creates the bucket on the first PutObject.
+        let sink = format!(
+            "    s3: {{bucket: bench-{}, region: us-east-1, endpoint: '{endpoint}'}}\n",
+            std::process::id()
+        );
+        throughput(&binary, 4, 4, &sink, "S3 sink (gzip NDJSON) into SeaweedFS").await?;
+    }
     let base = idle(&binary, 1, Duration::from_secs(5)).await?;
     let rss = idle(&binary, 1000, Duration::from_secs(10)).await?;
     let per_shard = (rss - base) / 999.0;
