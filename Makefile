@@ -97,7 +97,8 @@ bench: ## Release-build benchmarks: decode MB/s, end-to-end MB/s per core and RS
 	$(CARGO) bench --locked -p kinesis-ingester --bench decode
 	$(CARGO) build --release --locked -p kinesis-ingester -p kinesis-operator-tests --bin kinesis-ingester --bin ingester-bench
 	tests/env/build-seaweedfs.sh
-	st=$$(mktemp -d) && tests/env/seaweedfs.sh start $$st && . $$st/seaweedfs.env && rc=0 && \
+	st=$$(mktemp -d) && tests/env/seaweedfs.sh start $$st && . $$st/seaweedfs.env && \
+	  curl -fsS -o /dev/null -X PUT "$$S3_ENDPOINT/kinesis-bench" && rc=0 && \
 	  $(or $(CARGO_TARGET_DIR),target)/release/ingester-bench $(or $(CARGO_TARGET_DIR),target)/release/kinesis-ingester || rc=$$?; \
 	  tests/env/seaweedfs.sh stop $$st; rm -rf $$st; exit $$rc
 

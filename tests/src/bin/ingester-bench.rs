@@ -200,10 +200,10 @@ async fn main() -> Result<()> {
         .context("usage: ingester-bench PATH-TO-RELEASE-kinesis-ingester")?;
     throughput(&binary, 8, 12, STDOUT_SINK, "stdout sink to /dev/null").await?;
     if let Ok(endpoint) = std::env::var("S3_ENDPOINT") {
-        // SeaweedFS creates the bucket on the first PutObject.
+        // The bucket `kinesis-bench` is created by `make bench` (SeaweedFS refuses to create
+        // it on the first PutObject of a signed request).
         let sink = format!(
-            "    s3: {{bucket: bench-{}, region: us-east-1, endpoint: '{endpoint}'}}\n",
-            std::process::id()
+            "    s3: {{bucket: kinesis-bench, region: us-east-1, endpoint: '{endpoint}'}}\n"
         );
         throughput(&binary, 4, 4, &sink, "S3 sink (gzip NDJSON) into SeaweedFS").await?;
     }
