@@ -50,10 +50,11 @@ crds-check: ## Fail when crds/ or the chart's crds/ is stale
 	$(CARGO) test --quiet --locked -p kinesis-ingester-api --test crd
 
 .PHONY: tools
-tools: ## Build the Kubernetes binaries, kwok, helm, promtool, Toxiproxy and the OpenSearch node (cached by version) and install kinesis-local
+tools: ## Build the Kubernetes binaries, kwok, helm, promtool, Toxiproxy, SeaweedFS and the OpenSearch node (cached by version) and install kinesis-local
 	tests/env/build-k8s.sh
 	tests/env/build-promtool.sh
 	tests/env/build-toxiproxy.sh
+	tests/env/build-seaweedfs.sh
 	tests/env/kinesis-local.sh install
 	tests/env/opensearch.sh build >/dev/null
 
@@ -93,10 +94,14 @@ bench-fleet: tools ## Fleet figures on the local control plane: SplitShard->chil
 	tests/env/with-env.sh $(CARGO) test --locked -p kinesis-operator --test e2e -- --nocapture --test-threads 1 s1_ s2_ s3_ s5_ 2>&1 | grep -A3 FIGURE
 
 .PHONY: bench
-bench: ## Release-build benchmarks: decode MB/s, end-to-end MB/s per core and RSS, 1,000 idle shards, _bulk into a real OpenSearch node (prints figures)
+bench: ## Release-build benchmarks: decode MB/s, end-to-end MB/s per core and RSS (stdout, and S3 into SeaweedFS), 1,000 idle shards, _bulk into a real OpenSearch node (prints figures)
 	$(CARGO) bench --locked -p kinesis-ingester --bench decode
 	$(CARGO) build --release --locked -p kinesis-ingester -p kinesis-operator-tests --bin kinesis-ingester --bin ingester-bench
-	$(or $(CARGO_TARGET_DIR),target)/release/ingester-bench $(or $(CARGO_TARGET_DIR),target)/release/kinesis-ingester
+	tests/env/build-seaweedfs.sh
+	st=$$(mktemp -d) && tests/env/seaweedfs.sh start $$st && . $$st/seaweedfs.env && \
+	  curl -fsS -o /dev/null -X PUT "$$S3_ENDPOINT/kinesis-bench" && rc=0 && \
+	  $(or $(CARGO_TARGET_DIR),target)/release/ingester-bench $(or $(CARGO_TARGET_DIR),target)/release/kinesis-ingester || rc=$$?; \
+	  tests/env/seaweedfs.sh stop $$st; rm -rf $$st; exit $$rc
 
 BENCH_TARGET = $(or $(CARGO_TARGET_DIR),target)
 

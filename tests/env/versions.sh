@@ -33,3 +33,7 @@ PAUSE_IMAGE=registry.k8s.io/pause:3.10.2
 # launcher (tests/env/opensearch/), built with Maven; 2.19 is the newest line that runs on Java 17.
 OPENSEARCH_VERSION=${OPENSEARCH_VERSION:-2.19.6}
 OPENSEARCH_DIR=$CACHE_ROOT/opensearch-$OPENSEARCH_VERSION
+# SeaweedFS's S3 gateway (`weed`), the S3-compatible store the S3 sink tests write to; the module
+# proxy serves the repository only at pseudo-versions.
+SEAWEEDFS_VERSION=${SEAWEEDFS_VERSION:-v0.0.0-20261109003541-7506e5f91cd6}
+WEED=$CACHE_ROOT/seaweedfs-$SEAWEEDFS_VERSION/weed

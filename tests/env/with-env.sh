@@ -4,7 +4,7 @@
 #
 #   tests/env/with-env.sh cargo test --workspace
 #
-# The command sees KUBECONFIG and KINESIS_ENDPOINT. With USE_EXISTING_CLUSTER=1 the cluster in the
+# The command sees KUBECONFIG, KINESIS_ENDPOINT and S3_ENDPOINT (a SeaweedFS S3 gateway). With USE_EXISTING_CLUSTER=1 the cluster in the
 # caller's KUBECONFIG (kind, k3d, a cloud cluster) is used instead of starting one.
 # KEEP_ENV=1 keeps the state directory (logs, kubeconfig) after a successful run too.
 set -euo pipefail
@@ -24,6 +24,7 @@ cleanup() {
   trap - EXIT INT TERM
   [ "${USE_EXISTING_CLUSTER:-}" = 1 ] || "$here/cluster.sh" down "$state" || true
   "$here/kinesis-local.sh" stop "$state" || true
+  "$here/seaweedfs.sh" stop "$state" || true
   if [ "$rc" -eq 0 ] && [ "${KEEP_ENV:-}" != 1 ]; then
     rm -rf "$state"
   else
@@ -38,6 +39,9 @@ trap 'exit 143' TERM
 "$here/kinesis-local.sh" start "$state"
 # shellcheck disable=SC1091
 . "$state/kinesis.env"
+"$here/seaweedfs.sh" start "$state"
+# shellcheck disable=SC1091
+. "$state/seaweedfs.env"
 if [ "${USE_EXISTING_CLUSTER:-}" = 1 ]; then
   [ -n "${KUBECONFIG:-}" ] || die "USE_EXISTING_CLUSTER=1 needs KUBECONFIG"
   log "using the existing cluster in $KUBECONFIG"

@@ -216,6 +216,24 @@ fn cases() -> Vec<Case> {
             "spec.sink.http.headersFrom.secretName",
             move |s| s["sink"] = http(json!({ "headersFrom": { "secretName": "Sink Auth" } })),
         ),
+        case(
+            "s3-partition-by-without-placeholder",
+            "spec.sink.s3.prefix",
+            |s| {
+                s["sink"] = json!({ "s3": { "bucket": "logs", "partitionBy": { "jsonPointer": "/region" } } })
+            },
+        ),
+        case("s3-unknown-placeholder", "spec.sink.s3.prefix", |s| {
+            s["sink"] = json!({ "s3": { "bucket": "logs", "prefix": "{year}/" } })
+        }),
+        case("s3-bad-bucket", "spec.sink.s3.bucket", |s| {
+            s["sink"] = json!({ "s3": { "bucket": "Logs_Bucket" } })
+        }),
+        case(
+            "s3-bad-json-pointer",
+            "spec.sink.s3.partitionBy.jsonPointer",
+            |s| s["sink"] = json!({ "s3": { "bucket": "logs", "prefix": "{partition}/", "partitionBy": { "jsonPointer": "region" } } }),
+        ),
         case("long-tag", "spec.sink.tag", |s| {
             s["sink"]["tag"] = json!("t".repeat(257))
         }),

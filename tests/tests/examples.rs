@@ -12,12 +12,13 @@ use kube::{
 };
 
 /// The examples the README and the chart's NOTES point to; each must exist.
-const REQUIRED: [&str; 5] = [
+const REQUIRED: [&str; 6] = [
     "polling-stdout.yaml",
     "efo-elasticsearch.yaml",
     "cloudwatch-logs.yaml",
     "kpl-aggregated.yaml",
     "cross-account.yaml",
+    "s3-partitioned.yaml",
 ];
 
 fn examples() -> Result<Vec<(PathBuf, String)>> {

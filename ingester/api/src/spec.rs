@@ -7,7 +7,7 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use crate::{
-    Duration, WorkersSpec,
+    Duration, S3Sink, WorkersSpec,
     bounds::{self, SCRATCH_MOUNT_PATH},
     status::KinesisIngesterStatus,
 };
@@ -366,10 +366,10 @@ pub enum RecordFormat {
     CloudWatchLogs,
 }
 
-/// Exactly one sink (`stdout`, `file` or `http`), with batching and a dead-letter file.
+/// Exactly one sink (`stdout`, `file`, `http` or `s3`), with batching and a dead-letter file.
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
 #[serde(rename_all = "camelCase")]
-#[x_kube(validation = Rule::new("[has(self.stdout), has(self.file), has(self.http)].filter(x, x).size() == 1").message("sink: set exactly one of stdout, file or http").reason(Reason::FieldValueRequired))]
+#[x_kube(validation = Rule::new("[has(self.stdout), has(self.file), has(self.http), has(self.s3)].filter(x, x).size() == 1").message("sink: set exactly one of stdout, file, http or s3").reason(Reason::FieldValueRequired))]
 pub struct SinkSpec {
     /// Write NDJSON records to standard output.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -382,6 +382,10 @@ pub struct SinkSpec {
     /// POST batches to an HTTP endpoint.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub http: Option<HttpSink>,
+
+    /// Write batches as objects to an S3 bucket, partitioned by time, shard and payload field.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub s3: Option<S3Sink>,
 
     /// A free-form tag copied into every delivered record, e.g. the source system's name.
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -107,9 +107,18 @@ impl KinesisIngesterSpec {
             sink.stdout.is_some(),
             sink.file.is_some(),
             sink.http.is_some(),
+            sink.s3.is_some(),
         ];
         if sinks.iter().filter(|s| **s).count() != 1 {
-            errors.fail("spec.sink", "set exactly one of stdout, file or http");
+            errors.fail("spec.sink", "set exactly one of stdout, file, http or s3");
+        }
+        if let Some(s3) = &sink.s3
+            && s3.partition_by.is_some() != s3.prefix.contains("{partition}")
+        {
+            errors.fail(
+                "spec.sink.s3.prefix",
+                "must contain {partition} when sink.s3.partitionBy is set, and only then",
+            );
         }
         if let Some(http) = &sink.http {
             if http.format == HttpFormat::ElasticsearchBulk && http.index.is_none() {

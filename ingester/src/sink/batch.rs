@@ -1,11 +1,18 @@
 //! Batching: encodes chunks into request bodies that close on a record count, a byte size or an age, and keeps each chunk's checkpoint with the batch holding its last record.
 
-use std::{collections::VecDeque, sync::Arc, time::Duration};
+use std::{
+    collections::{HashSet, VecDeque},
+    sync::Arc,
+    time::Duration,
+};
 
 use kinesis_ingester_api::{BatchSpec, bounds};
 use tokio::time::Instant;
 
-use super::ndjson::Encoding;
+use super::{
+    ndjson::Encoding,
+    s3::{PartitionKey, Partitioner},
+};
 use kinesis_ingester_api::sequence::Position;
 
 use crate::record::{Chunk, Reading};
@@ -42,6 +49,8 @@ pub struct Batch {
     checkpoints: Vec<(Reading, Position)>,
     /// The records of each shard in the body, in order of first appearance.
     ranges: Vec<SequenceRange>,
+    /// The partition and position of each item, when the batcher partitions (the S3 sink).
+    parts: Vec<ItemPart>,
 }
 
 /// The first and last record of one shard in a batch.
@@ -55,6 +64,17 @@ pub struct SequenceRange {
     pub first: Position,
     /// Position of its last record in the batch.
     pub last: Position,
+}
+
+/// Where an item goes among a batch's objects, and its position in its shard.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ItemPart {
+    /// Its object group.
+    pub key: PartitionKey,
+    /// Its stream.
+    pub stream: Arc<str>,
+    /// Its sequence (and sub-sequence) number.
+    pub position: Position,
 }
 
 impl Batch {
@@ -82,6 +102,11 @@ impl Batch {
     /// The shard (and reader generation) of each item, in order.
     pub fn shards(&self) -> &[Reading] {
         &self.shards
+    }
+
+    /// The partition of each item, in order; empty unless the batcher partitions.
+    pub fn parts(&self) -> &[ItemPart] {
+        &self.parts
     }
 
     /// `(reading, checkpoint)` pairs to acknowledge, in order, once every item is delivered.
@@ -145,14 +170,19 @@ impl Batch {
         let mut body = Vec::with_capacity(self.body.len());
         let mut ends = Vec::with_capacity(keep.len());
         let mut shards = Vec::with_capacity(keep.len());
+        let mut parts = Vec::new();
         for &i in keep.iter().filter(|&&i| i < self.len()) {
             body.extend_from_slice(self.item(i));
             ends.push(body.len());
             shards.push(self.shards[i].clone());
+            if let Some(part) = self.parts.get(i) {
+                parts.push(part.clone());
+            }
         }
         self.body = body;
         self.ends = ends;
         self.shards = shards;
+        self.parts = parts;
     }
 
     /// Drops every item and checkpoint of a reading `keep` rejects (a shard the worker lost, or
@@ -181,6 +211,11 @@ pub struct Batcher {
     opened_at: Option<Instant>,
     ready: VecDeque<Batch>,
     spare: Option<Vec<u8>>,
+    /// Set for the S3 sink: each item's partition is recorded and a batch spans at most
+    /// `max_open` partitions.
+    partitioner: Option<Partitioner>,
+    /// The partitions of the open batch.
+    open_partitions: HashSet<PartitionKey>,
 }
 
 impl Batcher {
@@ -193,7 +228,34 @@ impl Batcher {
             opened_at: None,
             ready: VecDeque::new(),
             spare: None,
+            partitioner: None,
+            open_partitions: HashSet::new(),
         }
+    }
+
+    /// Records each item's partition (key prefix) and closes a batch before it would span more
+    /// than the partitioner's `max_open` partitions.
+    pub fn set_partitioner(&mut self, partitioner: Option<Partitioner>) {
+        self.partitioner = partitioner;
+    }
+
+    /// The partition of `record`, reusing the previous item's prefix when it is the same.
+    fn part_of(&self, record: &crate::record::Record) -> Option<ItemPart> {
+        let partitioner = self.partitioner.as_ref()?;
+        let now_ms = jiff::Timestamp::now().as_millisecond();
+        let prefix = partitioner.prefix(record, now_ms);
+        let prefix = match self.open.parts.last() {
+            Some(last) if *last.key.prefix == *prefix => last.key.prefix.clone(),
+            _ => Arc::from(prefix),
+        };
+        Some(ItemPart {
+            key: PartitionKey {
+                prefix,
+                shard: record.shard.shard_id.clone(),
+            },
+            stream: record.shard.stream.clone(),
+            position: record.position.clone(),
+        })
     }
 
     /// Adds a chunk's records, closing batches as limits are reached. Its checkpoint goes with
@@ -208,6 +270,20 @@ impl Batcher {
         // Records of this chunk in the open batch.
         let mut in_open = 0;
         for (i, record) in chunk.records.iter().enumerate() {
+            let part = self.part_of(record);
+            if let (Some(part), Some(partitioner)) = (&part, &self.partitioner)
+                && !self.open.is_empty()
+                && !self.open_partitions.contains(&part.key)
+                && self.open_partitions.len() >= partitioner.max_open
+            {
+                // One partition too many: close the batch before this record.
+                if in_open > 0 {
+                    let delivered = chunk.records[i - 1].position.clone();
+                    self.open.checkpoints.push((reading.clone(), delivered));
+                }
+                self.close();
+                in_open = 0;
+            }
             let start = self.open.body.len();
             self.encoding.write(&mut self.open.body, record)?;
             if !self.open.is_empty() && self.open.body.len() > self.limits.max_bytes {
@@ -227,6 +303,10 @@ impl Batcher {
             self.open.note(record);
             self.open.shards.push(reading.clone());
             in_open += 1;
+            if let Some(part) = part {
+                self.open_partitions.insert(part.key.clone());
+                self.open.parts.push(part);
+            }
             self.opened_at.get_or_insert(now);
             if self.open.len() >= self.limits.max_records
                 || self.open.body.len() >= self.limits.max_bytes
@@ -306,6 +386,7 @@ impl Batcher {
         );
         self.ready.push_back(open);
         self.opened_at = None;
+        self.open_partitions.clear();
     }
 }
 

@@ -48,6 +48,61 @@ pub enum SinkError {
     /// A `_bulk` response could not be read, so nothing in the batch counts as delivered.
     #[error("unreadable _bulk response: {0}")]
     BulkResponse(String),
+    /// An S3 request failed; nothing of the batch counts as delivered.
+    #[error("S3 {operation} failed ({}): {message}", failure.category())]
+    S3 {
+        /// The S3 operation, e.g. `PutObject`.
+        operation: &'static str,
+        /// What kind of failure.
+        failure: S3Failure,
+        /// The SDK's message, for the log.
+        message: String,
+    },
+}
+
+/// Kinds of S3 failures, each with its metric label and retry policy.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum S3Failure {
+    /// The request could not be built or signed (e.g. no credentials).
+    Build,
+    /// The request or the connection timed out.
+    Timeout,
+    /// The request could not be sent or its response read (connection refused or reset).
+    Dispatch,
+    /// `503 SlowDown`, `429` or another throttling answer.
+    Throttled,
+    /// A 5xx answer.
+    Server,
+    /// The bucket does not exist.
+    NoSuchBucket,
+    /// 403: the credentials may not write there.
+    AccessDenied,
+    /// Another 4xx answer.
+    Client,
+}
+
+impl S3Failure {
+    /// A bounded label for metrics.
+    pub fn category(self) -> &'static str {
+        match self {
+            Self::Build => "s3_build",
+            Self::Timeout => "s3_timeout",
+            Self::Dispatch => "s3_dispatch",
+            Self::Throttled => "s3_throttled",
+            Self::Server => "s3_5xx",
+            Self::NoSuchBucket => "s3_no_bucket",
+            Self::AccessDenied => "s3_denied",
+            Self::Client => "s3_4xx",
+        }
+    }
+
+    /// Whether a retry may succeed without anyone changing anything.
+    pub fn is_retryable(self) -> bool {
+        matches!(
+            self,
+            Self::Timeout | Self::Dispatch | Self::Throttled | Self::Server
+        )
+    }
 }
 
 /// A `_bulk` item refused with status 400 (a mapping error, an invalid document).
@@ -63,7 +118,7 @@ pub struct RejectedItem {
 
 impl SinkError {
     /// Every value [`SinkError::category`] returns, for metrics that pre-register their labels.
-    pub const CATEGORIES: [&'static str; 11] = [
+    pub const CATEGORIES: [&'static str; 19] = [
         "config",
         "io",
         "encode",
@@ -75,6 +130,14 @@ impl SinkError {
         "http_4xx",
         "bulk_items",
         "bulk_response",
+        "s3_build",
+        "s3_timeout",
+        "s3_dispatch",
+        "s3_throttled",
+        "s3_5xx",
+        "s3_no_bucket",
+        "s3_denied",
+        "s3_4xx",
     ];
 
     /// A bounded label for metrics.
@@ -91,6 +154,7 @@ impl SinkError {
             Self::Status { .. } => "http_4xx",
             Self::BulkItems { .. } => "bulk_items",
             Self::BulkResponse(_) => "bulk_response",
+            Self::S3 { failure, .. } => failure.category(),
         }
     }
 
@@ -105,6 +169,7 @@ impl SinkError {
             Self::Config(_) | Self::Encode(_) => false,
             Self::Status { status, .. } => *status == 429 || *status >= 500,
             Self::BulkItems { retryable, .. } => *retryable,
+            Self::S3 { failure, .. } => failure.is_retryable(),
             Self::Io { .. } | Self::Request(_) | Self::BulkResponse(_) => true,
         }
     }

@@ -13,6 +13,7 @@ mod file;
 mod http;
 pub mod ndjson;
 mod pipeline;
+mod s3;
 mod stats;
 mod stdout;
 #[cfg(test)]
@@ -35,7 +36,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
 pub use self::{
-    batch::{Batch, BatchLimits, Batcher},
+    batch::{Batch, BatchLimits, Batcher, ItemPart},
     dead_letter::DeadLetterWriter,
     deliverable::Deliverable,
     error::SinkError,
@@ -43,6 +44,7 @@ pub use self::{
     http::HttpDestination,
     ndjson::Encoding,
     pipeline::SinkPipeline,
+    s3::{MULTIPART_THRESHOLD, PartitionKey, Partitioner, S3Destination},
     stats::SinkStats,
     stdout::WriterDestination,
 };
@@ -58,18 +60,24 @@ pub trait Destination: Send {
 
 /// The destination and body framing `spec` asks for. Fsyncs file batches.
 pub fn destination(spec: &SinkSpec) -> Result<(Box<dyn Destination>, Encoding), SinkError> {
-    match (&spec.stdout, &spec.file, &spec.http) {
-        (Some(_), None, None) => Ok((Box::new(WriterDestination::stdout()), Encoding::Ndjson)),
-        (None, Some(file), None) => Ok((
+    match (&spec.stdout, &spec.file, &spec.http, &spec.s3) {
+        (Some(_), None, None, None) => {
+            Ok((Box::new(WriterDestination::stdout()), Encoding::Ndjson))
+        }
+        (None, Some(file), None, None) => Ok((
             Box::new(FileDestination::new(&file.path, true)),
             Encoding::Ndjson,
         )),
-        (None, None, Some(http)) => Ok((
+        (None, None, Some(http), None) => Ok((
             Box::new(HttpDestination::new(http)?),
             HttpDestination::encoding(http)?,
         )),
+        (None, None, None, Some(s3)) => Ok((
+            Box::new(S3Destination::new(s3)),
+            S3Destination::encoding(s3),
+        )),
         _ => Err(SinkError::Config(
-            "sink: set exactly one of stdout, file or http".into(),
+            "sink: set exactly one of stdout, file, http or s3".into(),
         )),
     }
 }
@@ -134,7 +142,8 @@ pub fn spawn_sink(
     )
     .with_flush(control.flush)
     .with_deliverable(control.deliverable)
-    .with_dead_letters(dead_letter_writer(spec, stats));
+    .with_dead_letters(dead_letter_writer(spec, stats))
+    .with_partitioner(spec.s3.as_ref().map(Partitioner::new));
     let span = tracing::info_span!("sink", stream = stream_name);
     Ok(tokio::spawn(pipeline.run(rx).instrument(span)))
 }

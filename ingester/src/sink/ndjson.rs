@@ -13,6 +13,8 @@ pub enum Encoding {
     Ndjson,
     /// An `{"index":{"_index":…,"_id":…}}` action line before each JSON line (`_bulk` API).
     Bulk(BulkFraming),
+    /// Each payload as it is, followed by a newline (the S3 sink's `Raw` format).
+    Raw,
 }
 
 impl Encoding {
@@ -24,8 +26,14 @@ impl Encoding {
 
     /// Appends one record, framed, to `buf`.
     pub fn write(&mut self, buf: &mut Vec<u8>, record: &Record) -> Result<(), serde_json::Error> {
-        if let Self::Bulk(framing) = self {
-            framing.write_action(buf, record)?;
+        match self {
+            Self::Raw => {
+                buf.extend_from_slice(&record.data);
+                buf.push(b'\n');
+                return Ok(());
+            }
+            Self::Bulk(framing) => framing.write_action(buf, record)?,
+            Self::Ndjson => {}
         }
         write_line(buf, record)
     }

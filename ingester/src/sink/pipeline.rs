@@ -88,6 +88,12 @@ impl SinkPipeline {
         self
     }
 
+    /// Records each item's partition, for the S3 sink (see [`Batcher::with_partitioner`]).
+    pub fn with_partitioner(mut self, partitioner: Option<super::Partitioner>) -> Self {
+        self.batcher.set_partitioner(partitioner);
+        self
+    }
+
     /// Takes a chunk into the open batch, unless its reading of the shard is no longer
     /// deliverable or is being handed back.
     fn take(&mut self, chunk: Chunk) -> Result<(), SinkError> {

@@ -1,5 +1,8 @@
 //! `make bench`: runs the release `kinesis-ingester` against an in-memory replay server and prints throughput per core of ingester CPU, peak RSS, the cost of 1,000 idle shards, and the same into a real OpenSearch node.
 //!
+//! With `S3_ENDPOINT` set (`make bench` starts SeaweedFS), also the same figures into its S3
+//! gateway through the S3 sink (gzip NDJSON objects).
+//!
 //! Figures only: nothing here fails on a slow machine.
 
 use std::{
@@ -105,10 +108,16 @@ impl Launched {
     }
 }
 
-async fn throughput(binary: &Path, shards: usize, pages: u64) -> Result<()> {
+async fn throughput(
+    binary: &Path,
+    shards: usize,
+    pages: u64,
+    sink: &str,
+    what: &str,
+) -> Result<()> {
     let total = (shards as u64 * pages * RECORDS_PER_PAGE as u64) as f64;
     println!(
-        "end to end: {shards} shards x {pages} pages x {RECORDS_PER_PAGE} records x {RECORD_BYTES} B, stdout sink to /dev/null"
+        "end to end: {shards} shards x {pages} pages x {RECORDS_PER_PAGE} records x {RECORD_BYTES} B, {what}"
     );
     let spec = ReplaySpec {
         shards,
@@ -117,8 +126,7 @@ async fn throughput(binary: &Path, shards: usize, pages: u64) -> Result<()> {
         record_bytes: RECORD_BYTES,
         payloads: Vec::new(),
     };
-    let ingester =
-        Launched::start(binary, spec, Duration::from_secs(60), false, STDOUT_SINK).await?;
+    let ingester = Launched::start(binary, spec, Duration::from_secs(60), false, sink).await?;
     let (pid, port) = (ingester.pid, ingester.port);
     let (t0, cpu0) = (Instant::now(), cpu_seconds(pid)?);
     wait_metric(
@@ -278,7 +286,15 @@ async fn main() -> Result<()> {
         .nth(1)
         .map(PathBuf::from)
         .context("usage: ingester-bench PATH-TO-RELEASE-kinesis-ingester")?;
-    throughput(&binary, 8, 12).await?;
+    throughput(&binary, 8, 12, STDOUT_SINK, "stdout sink to /dev/null").await?;
+    if let Ok(endpoint) = std::env::var("S3_ENDPOINT") {
+        // The bucket `kinesis-bench` is created by `make bench` (SeaweedFS refuses to create
+        // it on the first PutObject of a signed request).
+        let sink = format!(
+            "    s3: {{bucket: kinesis-bench, region: us-east-1, endpoint: '{endpoint}'}}\n    batch: {{maxRecords: 10000, maxBytes: 16777216, maxAge: 1s}}\n"
+        );
+        throughput(&binary, 4, 4, &sink, "S3 sink (gzip NDJSON) into SeaweedFS").await?;
+    }
     // OpenSearch needs Java 17 and Maven (cached build); without them the rest still runs.
     if let Err(e) = opensearch(&binary, 4, 4).await {
         println!("OpenSearch: skipped: {e:#}");

@@ -23,6 +23,18 @@ fn cases() -> Vec<Case> {
     vec![
         (
             Box::new(|s| {
+                s["sink"] = json!({"s3": {"bucket": "logs", "partitionBy": {"jsonPointer": "/r"}}})
+            }),
+            "spec.sink.s3.prefix",
+            false,
+        ),
+        (
+            Box::new(|s| s["sink"] = json!({"s3": {"bucket": "logs", "prefix": "{partition}/"}})),
+            "spec.sink.s3.prefix",
+            false,
+        ),
+        (
+            Box::new(|s| {
                 s["stream"]["arn"] = json!("arn:aws:kinesis:us-east-1:123456789012:stream/o")
             }),
             "spec.stream",

@@ -1,0 +1,330 @@
+//! The S3 sink against a real SeaweedFS S3 gateway (S3_ENDPOINT, started by tests/env/with-env.sh): partitioned keys, gzip objects holding exactly the records put, and a kill -9 during uploads.
+
+mod common;
+
+use std::{collections::BTreeMap, io::Read, time::Duration};
+
+use anyhow::{Context, Result};
+use aws_sdk_s3::Client;
+use common::*;
+use serde_json::Value;
+
+const DEADLINE: Duration = Duration::from_secs(60);
+
+fn s3_endpoint() -> Result<String> {
+    std::env::var("S3_ENDPOINT").context("S3_ENDPOINT; run with `make test`")
+}
+
+fn s3_client(endpoint: &str) -> Client {
+    let http = aws_smithy_http_client::Builder::new()
+        .tls_provider(aws_smithy_http_client::tls::Provider::Rustls(
+            aws_smithy_http_client::tls::rustls_provider::CryptoMode::Ring,
+        ))
+        .build_https();
+    let conf = aws_sdk_s3::Config::builder()
+        .http_client(http)
+        .behavior_version(aws_sdk_s3::config::BehaviorVersion::latest())
+        .region(aws_sdk_s3::config::Region::new("us-east-1"))
+        .endpoint_url(endpoint)
+        .force_path_style(true)
+        .credentials_provider(aws_credential_types::Credentials::from_keys(
+            "000000000000",
+            "test",
+            None,
+        ))
+        .build();
+    Client::from_conf(conf)
+}
+
+/// A bucket of its own for one test.
+async fn bucket(s3: &Client, stream: &str) -> Result<String> {
+    let name = format!("it-{}", stream.to_ascii_lowercase().replace('_', "-"));
+    s3.create_bucket().bucket(&name).send().await?;
+    Ok(name)
+}
+
+/// Every object of `bucket`: key → its NDJSON lines (gunzipped).
+async fn objects(s3: &Client, bucket: &str) -> Result<BTreeMap<String, Vec<Value>>> {
+    let mut out = BTreeMap::new();
+    let mut pages = s3.list_objects_v2().bucket(bucket).into_paginator().send();
+    while let Some(page) = pages.next().await {
+        for obj in page?.contents() {
+            let key = obj.key().unwrap_or_default().to_owned();
+            let body = s3.get_object().bucket(bucket).key(&key).send().await?;
+            let bytes = body.body.collect().await?.into_bytes();
+            let mut text = String::new();
+            flate2::read::GzDecoder::new(&bytes[..])
+                .read_to_string(&mut text)
+                .with_context(|| format!("{key} is not gzip"))?;
+            let lines = text
+                .lines()
+                .map(serde_json::from_str)
+                .collect::<Result<Vec<Value>, _>>()?;
+            out.insert(key, lines);
+        }
+    }
+    Ok(out)
+}
+
+/// Waits until the bucket holds at least `n` records; returns the objects.
+async fn wait_for_records(
+    s3: &Client,
+    bucket: &str,
+    n: usize,
+) -> Result<BTreeMap<String, Vec<Value>>> {
+    let deadline = tokio::time::Instant::now() + DEADLINE;
+    loop {
+        let objs = objects(s3, bucket).await?;
+        let count: usize = objs.values().map(Vec::len).sum();
+        if count >= n {
+            return Ok(objs);
+        }
+        anyhow::ensure!(
+            tokio::time::Instant::now() < deadline,
+            "{count} of {n} records in s3://{bucket} after {DEADLINE:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+fn s3_sink(endpoint: &str, bucket: &str, batch: &str) -> String {
+    format!(
+        "    s3:\n      bucket: {bucket}\n      region: us-east-1\n      endpoint: '{endpoint}'\n      prefix: '{{stream}}/region={{partition}}/{{yyyy}}/{{MM}}/'\n      partitionBy: {{jsonPointer: /region}}\n      errorPrefix: 'errors/{{shard}}/'\n    batch: {batch}\n"
+    )
+}
+
+/// Writes the config and starts the binary on it.
+fn start(dir: &std::path::Path, yaml_sink: &str, stream: &str) -> Result<tokio::process::Child> {
+    start_on(dir, yaml_sink, stream, free_port()?)
+}
+
+/// [`start`] with metrics on `port`.
+fn start_on(
+    dir: &std::path::Path,
+    yaml_sink: &str,
+    stream: &str,
+    port: u16,
+) -> Result<tokio::process::Child> {
+    let endpoint = std::env::var("KINESIS_ENDPOINT")?;
+    let yaml = format!(
+        "apiVersion: kinesis-operator.dev/v1alpha1\nkind: KinesisIngester\nmetadata: {{name: t}}\nspec:\n  stream: {{name: {stream}, region: us-east-1, endpoint: '{endpoint}'}}\n  read: {{startingPosition: {{type: TrimHorizon}}, pollInterval: 200ms, shardSyncInterval: 1s}}\n  sink:\n{yaml_sink}"
+    );
+    // Checks the document parses as the binary will parse it.
+    kinesis_ingester::config::parse(std::path::Path::new("s3.yaml"), &yaml)?;
+    let path = dir.join("ingester.yaml");
+    std::fs::write(&path, yaml)?;
+    Ok(binary(&path, &dir.join("checkpoints"), port).spawn()?)
+}
+
+fn json_records(range: std::ops::Range<usize>) -> Vec<(String, Vec<u8>)> {
+    range
+        .map(|i| {
+            let region = ["eu", "us", "ap"][i % 3];
+            (
+                format!("pk-{}", i % 5),
+                format!(r#"{{"n":{i},"region":"{region}"}}"#).into_bytes(),
+            )
+        })
+        .collect()
+}
+
+/// The `n` of each line, with how many times it was seen.
+fn counts(objs: &BTreeMap<String, Vec<Value>>) -> BTreeMap<String, usize> {
+    let mut seen = BTreeMap::new();
+    for line in objs.values().flatten() {
+        *seen
+            .entry(line["data"].as_str().unwrap_or_default().to_owned())
+            .or_default() += 1;
+    }
+    seen
+}
+
+#[tokio::test]
+async fn partitioned_gzip_objects_hold_exactly_the_records_put() -> Result<()> {
+    let endpoint = s3_endpoint()?;
+    let s3 = s3_client(&endpoint);
+    let kinesis = kinesis_client()?;
+    let stream = create_stream(&kinesis, 2).await?;
+    let bucket = bucket(&s3, &stream).await?;
+    let mut records = json_records(0..150);
+    records.extend((0..4).map(|i| (format!("bad-{i}"), format!("not json {i}").into_bytes())));
+    put(&kinesis, &stream, &records).await?;
+
+    let dir = tempfile::tempdir()?;
+    let sink = s3_sink(&endpoint, &bucket, "{maxRecords: 40, maxAge: 200ms}");
+    let mut child = start(dir.path(), &sink, &stream)?;
+    let objs = wait_for_records(&s3, &bucket, records.len()).await?;
+    child.start_kill()?;
+    child.wait().await?;
+
+    let seen = counts(&objs);
+    assert_eq!(seen.len(), records.len(), "every record, once");
+    assert!(seen.values().all(|&n| n == 1), "no duplicates: {seen:?}");
+    for (key, lines) in &objs {
+        let first = &lines[0];
+        let last = &lines[lines.len() - 1];
+        let shard = first["shardId"].as_str().unwrap_or_default();
+        // The key names the shard and the sequence range the object holds.
+        let name = format!(
+            "{stream}-{shard}-{}-{}.ndjson.gz",
+            first["sequenceNumber"].as_str().unwrap_or_default(),
+            last["sequenceNumber"].as_str().unwrap_or_default()
+        );
+        assert!(key.ends_with(&name), "{key} should end with {name}");
+        for line in lines {
+            assert_eq!(line["shardId"], first["shardId"], "one shard per object");
+            let data = line["data"].as_str().unwrap_or_default();
+            match serde_json::from_str::<Value>(data) {
+                Ok(v) => {
+                    let region = v["region"].as_str().unwrap_or_default();
+                    assert!(
+                        key.starts_with(&format!("{stream}/region={region}/20")),
+                        "{key} holds a record of region {region}"
+                    );
+                }
+                Err(_) => assert!(key.starts_with(&format!("errors/{shard}/")), "{key}"),
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Puts `records` with PutRecords, 500 at a time.
+async fn put_many(
+    kinesis: &aws_sdk_kinesis::Client,
+    stream: &str,
+    records: &[(String, Vec<u8>)],
+) -> Result<()> {
+    for chunk in records.chunks(500) {
+        let entries = chunk
+            .iter()
+            .map(|(k, d)| {
+                aws_sdk_kinesis::types::PutRecordsRequestEntry::builder()
+                    .partition_key(k)
+                    .data(aws_sdk_kinesis::primitives::Blob::new(d.clone()))
+                    .build()
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        let out = kinesis
+            .put_records()
+            .stream_name(stream)
+            .set_records(Some(entries))
+            .send()
+            .await?;
+        anyhow::ensure!(out.failed_record_count() == Some(0), "PutRecords failed");
+    }
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_kill_during_uploads_then_a_restart_loses_nothing_and_writes_no_record_twice()
+-> Result<()> {
+    let endpoint = s3_endpoint()?;
+    let s3 = s3_client(&endpoint);
+    let kinesis = kinesis_client()?;
+    let stream = create_stream(&kinesis, 1).await?;
+    let bucket = bucket(&s3, &stream).await?;
+    let records = json_records(0..3000);
+    put_many(&kinesis, &stream, &records).await?;
+
+    let dir = tempfile::tempdir()?;
+    let sink = s3_sink(&endpoint, &bucket, "{maxRecords: 20, maxAge: 100ms}");
+    let mut child = start(dir.path(), &sink, &stream)?;
+    // SIGKILL as soon as the first objects are there, while the rest are being uploaded.
+    let before = wait_for_records(&s3, &bucket, 1).await?;
+    child.start_kill()?;
+    child.wait().await?;
+    let written: usize = objects(&s3, &bucket).await?.values().map(Vec::len).sum();
+    eprintln!(
+        "FIGURE killed after {} objects seen, {written} of {} records written",
+        before.len(),
+        records.len()
+    );
+
+    let mut child = start(dir.path(), &sink, &stream)?;
+    let deadline = tokio::time::Instant::now() + DEADLINE;
+    let objs = loop {
+        let objs = objects(&s3, &bucket).await?;
+        if counts(&objs).len() >= records.len() {
+            break objs;
+        }
+        anyhow::ensure!(
+            tokio::time::Instant::now() < deadline,
+            "{} of {} records after the restart",
+            counts(&objs).len(),
+            records.len()
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    child.start_kill()?;
+    child.wait().await?;
+
+    let seen = counts(&objs);
+    assert_eq!(seen.len(), records.len(), "no record lost");
+    let twice: Vec<_> = seen.iter().filter(|(_, n)| **n > 1).collect();
+    eprintln!(
+        "FIGURE {} objects, {} records in two objects",
+        objs.len(),
+        twice.len()
+    );
+    assert!(twice.is_empty(), "records in two objects: {twice:?}");
+    Ok(())
+}
+
+/// How long the gateway is unreachable in [`an_unreachable_gateway_holds_records_back_and_loses_none`].
+const OUTAGE: Duration = Duration::from_secs(12);
+
+#[tokio::test]
+async fn an_unreachable_gateway_holds_records_back_and_loses_none() -> Result<()> {
+    let endpoint = s3_endpoint()?;
+    let s3 = s3_client(&endpoint);
+    let kinesis = kinesis_client()?;
+    let stream = create_stream(&kinesis, 2).await?;
+    let bucket = bucket(&s3, &stream).await?;
+    let dir = tempfile::tempdir()?;
+    let toxiproxy =
+        kinesis_testkit::toxiproxy::Toxiproxy::start(&dir.path().join("toxiproxy.log")).await?;
+    let upstream = endpoint.trim_start_matches("http://");
+    let proxy = toxiproxy.proxy("s3", upstream).await?;
+    proxy.cut().await?;
+
+    let records = json_records(0..300);
+    put_many(&kinesis, &stream, &records).await?;
+    let sink = s3_sink(
+        &proxy.http_url(),
+        &bucket,
+        "{maxRecords: 50, maxAge: 100ms}",
+    );
+    let port = free_port()?;
+    let mut child = start_on(dir.path(), &sink, &stream, port)?;
+    // The sink fails and retries; nothing reaches the bucket while the path is cut.
+    let outage = tokio::time::Instant::now();
+    wait_until("sink retries", DEADLINE, || async {
+        let text = metrics(port).await.unwrap_or_default();
+        Ok(
+            (value(&text, "kinesis_ingester_sink_retries_total").unwrap_or(0.0) >= 2.0)
+                .then_some(()),
+        )
+    })
+    .await?;
+    tokio::time::sleep_until(outage + OUTAGE).await;
+    assert!(
+        objects(&s3, &bucket).await?.is_empty(),
+        "nothing written during the outage"
+    );
+    proxy.restore().await?;
+    let restored = tokio::time::Instant::now();
+    let objs = wait_for_records(&s3, &bucket, records.len()).await?;
+    eprintln!(
+        "FIGURE all {} records in S3 {:?} after the gateway came back ({:?} outage)",
+        records.len(),
+        restored.elapsed(),
+        OUTAGE
+    );
+    child.start_kill()?;
+    child.wait().await?;
+    let seen = counts(&objs);
+    assert_eq!(seen.len(), records.len(), "no record lost");
+    assert!(seen.values().all(|&n| n == 1), "no duplicates");
+    Ok(())
+}
