@@ -4,6 +4,7 @@
 //! `KUBECONFIG` and `KINESIS_ENDPOINT`.
 
 pub mod chart;
+pub mod control_plane;
 pub mod fleet;
 pub mod ledger;
 pub mod procstat;
