@@ -1,7 +1,8 @@
 //! Unit tests of the pure status computation.
 
 use kinesis_ingester_api::{
-    AssignedShard, Holder, KinesisWorker, KinesisWorkerSpec, KinesisWorkerStatus, WorkerShard,
+    AssignedShard, DeliveryStuck, Holder, KinesisWorker, KinesisWorkerSpec, KinesisWorkerStatus,
+    ReadError, ShardState, WorkerShard,
 };
 
 use super::*;
