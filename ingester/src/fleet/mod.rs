@@ -4,6 +4,7 @@
 //! per owned shard, as the pure `kinesis_protocol::owned` decides; `report` is the only writer of
 //! the status that `kinesis_protocol::report` builds.
 
+mod phase;
 mod report;
 mod startup;
 mod worker;

@@ -21,6 +21,10 @@ use tracing::{debug, error, info, warn};
 
 use super::{
     FleetError,
+    phase::{
+        Drain, Held, Phase, ShardStep, StopStep, Stopping, begin_release, drain, reader_stopped,
+        shard_step,
+    },
     report::{Reporter, Written},
 };
 use kinesis_ingester_api::{StartAt, sequence::Position};
@@ -107,113 +111,6 @@ pub struct WorkerExit {
     pub reporter: Option<Reporter>,
     /// Every shard held at the end.
     pub entries: BTreeMap<String, ReportEntry>,
-}
-
-/// One shard held by this worker at one epoch.
-#[derive(Debug)]
-struct Held {
-    epoch: i64,
-    /// Identifies the reader task; outcomes of an older one are ignored.
-    generation: u64,
-    /// Where the reader started when there was no checkpoint.
-    start: StartAt,
-    phase: Phase,
-}
-
-#[derive(Debug)]
-enum Phase {
-    Reading(CancellationToken),
-    /// Self-fenced: not read, state kept.
-    Paused {
-        last_sent: Option<Position>,
-    },
-    /// Releasing: waiting for the reader to return.
-    Stopping {
-        cancel: CancellationToken,
-        deadline: Instant,
-    },
-    /// Releasing: waiting for the sink to acknowledge `last_sent`.
-    Draining {
-        last_sent: Option<Position>,
-        deadline: Instant,
-    },
-    /// Read to SHARD_END: waiting for the sink.
-    Ending,
-    /// Carried from the previous process, released or finished.
-    Frozen {
-        position: Option<Position>,
-        handed: Handed,
-    },
-}
-
-impl Phase {
-    /// Whether the sink may deliver this shard's records: while it is read, and while a release
-    /// or a shard end waits for the sink.
-    fn delivers(&self) -> bool {
-        match self {
-            Self::Reading(_) | Self::Stopping { .. } | Self::Draining { .. } | Self::Ending => true,
-            Self::Paused { .. } | Self::Frozen { .. } => false,
-        }
-    }
-
-    fn cancel(&self) {
-        if let Self::Reading(c) | Self::Stopping { cancel: c, .. } = self {
-            c.cancel();
-        }
-    }
-
-    fn entry(&self) -> EntryState {
-        match self {
-            Self::Frozen { position, handed } => EntryState::Frozen {
-                position: position.clone(),
-                handed: *handed,
-            },
-            _ => EntryState::Live,
-        }
-    }
-}
-
-/// The shutdown drain: its deadline, and when every shard was first seen handed back.
-#[derive(Debug)]
-struct Stopping {
-    deadline: Instant,
-    /// When every shard was handed back; a write started after it carries the releases.
-    written_after: Option<(Instant, bool)>,
-}
-
-#[derive(Debug, PartialEq, Eq)]
-enum StopStep {
-    Wait,
-    Done,
-    TimedOut,
-}
-
-impl Stopping {
-    fn step(&mut self, s: &State) -> StopStep {
-        if s.all_handed_back() {
-            match self.written_after {
-                None => {
-                    self.written_after = Some((Instant::now(), false));
-                    s.shared.urgent.notify_one();
-                }
-                Some((_, true)) => return StopStep::Done,
-                Some((_, false)) => {}
-            }
-        }
-        if Instant::now() >= self.deadline {
-            return StopStep::TimedOut;
-        }
-        StopStep::Wait
-    }
-
-    /// A write that started at `started` succeeded.
-    fn written(&mut self, started: Instant) {
-        if let Some((since, done)) = &mut self.written_after
-            && started >= *since
-        {
-            *done = true;
-        }
-    }
 }
 
 /// What the writer task tells the manager.
@@ -446,8 +343,12 @@ impl Worker {
         let mut stopping: Option<Stopping> = None;
         let result = loop {
             if let Some(st) = &mut stopping {
-                match st.step(&s) {
-                    StopStep::Wait => {}
+                match st.step(s.all_handed_back(), Instant::now()) {
+                    StopStep::Wait { write_now } => {
+                        if write_now {
+                            s.shared.urgent.notify_one();
+                        }
+                    }
                     StopStep::Done => break Ok(()),
                     StopStep::TimedOut => {
                         warn!(
@@ -464,7 +365,7 @@ impl Worker {
                     let deadline = Instant::now() + s.w.drain_timeout * 4 / 5;
                     info!(shards = s.held.len(), "stopping: releasing every shard as the sink drains it, still reporting");
                     s.release_all(deadline);
-                    stopping = Some(Stopping { deadline, written_after: None });
+                    stopping = Some(Stopping::new(deadline));
                 }
                 Some(event) = events.recv() => match event {
                     WriterEvent::Written(started) => {
@@ -788,20 +689,15 @@ impl State {
         };
         self.w.deliverable.close(id);
         info!(shard = %id, epoch = h.epoch, "releasing the shard: stop reading and sending, acknowledge what is in flight");
-        h.phase = match std::mem::replace(&mut h.phase, Phase::Ending) {
-            Phase::Reading(cancel) => {
-                cancel.cancel();
-                Phase::Stopping { cancel, deadline }
-            }
-            Phase::Paused { last_sent } => {
-                self.w.sink_flush.notify_one();
-                Phase::Draining {
-                    last_sent,
-                    deadline,
-                }
-            }
-            other => other,
-        };
+        let (phase, effects) =
+            begin_release(std::mem::replace(&mut h.phase, Phase::Ending), deadline);
+        h.phase = phase;
+        if effects.cancel_reader {
+            h.phase.cancel();
+        }
+        if effects.flush_sink {
+            self.w.sink_flush.notify_one();
+        }
     }
 
     fn on_outcome(&mut self, id: &str, generation: u64, outcome: ShardOutcome) {
@@ -815,21 +711,15 @@ impl State {
                 h.phase = Phase::Ending;
             }
             ShardOutcome::Stopped { last_sent } => {
-                h.phase = match std::mem::replace(&mut h.phase, Phase::Ending) {
-                    Phase::Stopping { deadline, .. } => {
-                        self.w.sink_flush.notify_one();
-                        Phase::Draining {
-                            last_sent,
-                            deadline,
-                        }
-                    }
-                    Phase::Reading(_) => {
-                        warn!(shard = %id, "the reader stopped on its own (the sink is gone)");
-                        Phase::Paused { last_sent }
-                    }
-                    Phase::Paused { .. } => Phase::Paused { last_sent },
-                    other => other,
-                };
+                let (phase, effects, on_its_own) =
+                    reader_stopped(std::mem::replace(&mut h.phase, Phase::Ending), last_sent);
+                h.phase = phase;
+                if on_its_own {
+                    warn!(shard = %id, "the reader stopped on its own (the sink is gone)");
+                }
+                if effects.flush_sink {
+                    self.w.sink_flush.notify_one();
+                }
             }
         }
         self.progress();
@@ -841,27 +731,31 @@ impl State {
         let now = Instant::now();
         let mut changed = false;
         for (id, h) in &mut self.held {
-            let handed = match &h.phase {
-                Phase::Draining {
-                    last_sent,
-                    deadline,
-                } => {
-                    // Everything read was acknowledged, or nothing of the shard is in flight
-                    // any more and nothing new will be sent.
-                    let drained = self.w.tracker.drained(id, last_sent.as_ref())
-                        || self.w.deliverable.closed_and_idle(id);
-                    if !drained && now < *deadline {
-                        self.w.sink_flush.notify_one();
-                        continue;
-                    }
-                    if !drained {
+            // Everything read was acknowledged, or nothing of the shard is in flight any more
+            // and nothing new will be sent.
+            let drained = match &h.phase {
+                Phase::Draining { last_sent, .. } => {
+                    self.w.tracker.drained(id, last_sent.as_ref())
+                        || self.w.deliverable.closed_and_idle(id)
+                }
+                _ => false,
+            };
+            let finished = matches!(h.phase, Phase::Ending) && self.w.tracker.is_finished(id);
+            let handed = match drain(&h.phase, drained, finished, now) {
+                Drain::Idle => continue,
+                Drain::Wait => {
+                    self.w.sink_flush.notify_one();
+                    continue;
+                }
+                Drain::HandBack { handed, in_time } => {
+                    if !in_time {
                         warn!(shard = %id, "the sink did not deliver the shard's last records in time; releasing at the last acknowledged position (they may be delivered twice)");
                     }
-                    self.w.metrics.fleet_released("handoff");
-                    Handed::Released
+                    if handed == Handed::Released {
+                        self.w.metrics.fleet_released("handoff");
+                    }
+                    handed
                 }
-                Phase::Ending if self.w.tracker.is_finished(id) => Handed::Finished,
-                _ => continue,
             };
             let position = self.w.tracker.acked(id);
             info!(shard = %id, epoch = h.epoch, ?position, ?handed, "shard handed back");
@@ -934,154 +828,12 @@ fn worker_ready(reads: bool, self_fenced: bool, all_read: bool, delivering: bool
     reads && !self_fenced && all_read && delivering
 }
 
-/// What [`State::reconcile`] does with one shard: a pure decision over the table's wish for it
-/// (`None`: not this worker's at any epoch) and what this process holds of it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum ShardStep {
-    /// Not wanted at the held epoch (another owner, a higher epoch, fenced, or gone): stop at
-    /// once and forget it.
-    Revoke,
-    /// Read it: a new claim, or a shard carried from the previous process and never read here
-    /// (from its carried position). `then_release`: it is to be handed on at once.
-    Start { then_release: bool },
-    /// Read again after a pause, from the acknowledged position.
-    Resume,
-    /// Begin the planned release (docs/design.md §3.5).
-    Release,
-    /// Release a carried shard never read by this process, at its carried position.
-    ReleaseUnread,
-    /// Stop reading and keep the state (the worker self-fenced).
-    Pause,
-    /// Nothing to do.
-    Keep,
-}
-
-fn shard_step(want: Option<&Owned>, held: Option<&Held>, reads: bool, stopping: bool) -> ShardStep {
-    let Some(o) = want.filter(|o| held.is_none_or(|h| h.epoch == o.epoch)) else {
-        return if held.is_some() {
-            ShardStep::Revoke
-        } else {
-            ShardStep::Keep
-        };
-    };
-    if stopping {
-        // Shutting down: `release_all` hands back what is held; nothing starts.
-        return ShardStep::Keep;
-    }
-    let Some(h) = held else {
-        return match o.want {
-            Want::Pause => ShardStep::Keep,
-            _ if !reads => ShardStep::Keep,
-            want => ShardStep::Start {
-                then_release: want == Want::Release,
-            },
-        };
-    };
-    let kept = matches!(
-        h.phase,
-        Phase::Frozen {
-            handed: Handed::Kept,
-            ..
-        }
-    );
-    match (o.want, &h.phase) {
-        (Want::Read, Phase::Paused { .. }) if reads => ShardStep::Resume,
-        (Want::Read, Phase::Frozen { .. }) if reads && kept => ShardStep::Start {
-            then_release: false,
-        },
-        (Want::Release, Phase::Reading(_) | Phase::Paused { .. }) => ShardStep::Release,
-        (Want::Release, Phase::Frozen { .. }) if kept => ShardStep::ReleaseUnread,
-        (Want::Pause, Phase::Reading(_)) => ShardStep::Pause,
-        _ => ShardStep::Keep,
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
     fn pos(seq: &str) -> Position {
         Position::whole(seq.parse().expect("seq"))
-    }
-
-    fn owned(epoch: i64, want: Want) -> Owned {
-        Owned {
-            epoch,
-            want,
-            hash_range: (0, u128::MAX),
-            start_after: None,
-            known_parent: false,
-            pinned_at_ms: None,
-        }
-    }
-
-    fn held(epoch: i64, phase: Phase) -> Held {
-        Held {
-            epoch,
-            generation: 1,
-            start: StartAt::TrimHorizon,
-            phase,
-        }
-    }
-
-    fn frozen(handed: Handed) -> Phase {
-        Phase::Frozen {
-            position: Some(pos("7")),
-            handed,
-        }
-    }
-
-    /// Wanted, held, reads, stopping, and the step expected.
-    type Row = (Option<Owned>, Option<Held>, bool, bool, ShardStep);
-
-    /// Every rule of the worker's per-shard decision, one row each.
-    #[test]
-    fn the_shard_step_table() {
-        use ShardStep::*;
-        use Want::{Pause as P, Read as R, Release as L};
-        let reading = || Phase::Reading(CancellationToken::new());
-        let paused = || Phase::Paused { last_sent: None };
-        let draining = || Phase::Draining {
-            last_sent: None,
-            deadline: Instant::now(),
-        };
-        #[rustfmt::skip]
-        let rows: Vec<Row> = vec![
-            // Not wanted, or wanted at another epoch: a held shard is revoked, even when stopping.
-            (None, None, true, false, Keep),
-            (None, Some(held(1, reading())), true, false, Revoke),
-            (Some(owned(2, R)), Some(held(1, reading())), true, false, Revoke),
-            (Some(owned(2, R)), Some(held(1, reading())), true, true, Revoke),
-            // Stopping: nothing starts, nothing more is decided here.
-            (Some(owned(1, R)), None, true, true, Keep),
-            (Some(owned(1, L)), Some(held(1, reading())), true, true, Keep),
-            // A new claim is read (and released at once when so wanted), unless paused or not reading.
-            (Some(owned(1, R)), None, true, false, Start { then_release: false }),
-            (Some(owned(1, L)), None, true, false, Start { then_release: true }),
-            (Some(owned(1, P)), None, true, false, Keep),
-            (Some(owned(1, R)), None, false, false, Keep),
-            // Held.
-            (Some(owned(1, R)), Some(held(1, paused())), true, false, Resume),
-            (Some(owned(1, R)), Some(held(1, paused())), false, false, Keep),
-            (Some(owned(1, R)), Some(held(1, frozen(Handed::Kept))), true, false, Start { then_release: false }),
-            (Some(owned(1, R)), Some(held(1, frozen(Handed::Released))), true, false, Keep),
-            (Some(owned(1, R)), Some(held(1, frozen(Handed::Finished))), true, false, Keep),
-            (Some(owned(1, L)), Some(held(1, reading())), true, false, Release),
-            (Some(owned(1, L)), Some(held(1, paused())), true, false, Release),
-            (Some(owned(1, L)), Some(held(1, draining())), true, false, Keep),
-            (Some(owned(1, L)), Some(held(1, frozen(Handed::Kept))), true, false, ReleaseUnread),
-            (Some(owned(1, L)), Some(held(1, frozen(Handed::Released))), true, false, Keep),
-            (Some(owned(1, P)), Some(held(1, reading())), true, false, Pause),
-            (Some(owned(1, P)), Some(held(1, paused())), true, false, Keep),
-            (Some(owned(1, R)), Some(held(1, reading())), true, false, Keep),
-        ];
-        for (i, (want, h, reads, stopping, expected)) in rows.iter().enumerate() {
-            assert_eq!(
-                shard_step(want.as_ref(), h.as_ref(), *reads, *stopping),
-                *expected,
-                "row {i}: want {want:?}, held {h:?}, reads {reads}, stopping {stopping}"
-            );
-        }
     }
 
     #[test]
