@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result};
 use kinesis_testkit::{
     control_plane::ControlPlane,
-    ledger::{Producer, figures, produce, wait_delivered},
+    ledger::{figures, produce, wait_delivered},
 };
 use world::{LONG, World, poll, scenario};
 
@@ -42,13 +42,7 @@ async fn f2_the_api_server_killed_for_60s_loses_nothing() -> Result<()> {
         })
         .await?;
         w.wait_ready("Ready before the outage").await?;
-        let p = Producer::start(
-            w.kinesis.clone(),
-            w.stream.clone(),
-            100,
-            20,
-            Duration::from_millis(100),
-        );
+        let p = w.producer(100);
         let pid = cp.api_server_pid()?;
         tokio::task::block_in_place(|| cp.kill_api_server())?;
         let killed = Instant::now();

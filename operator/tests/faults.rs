@@ -12,7 +12,7 @@ use anyhow::Result;
 use kinesis_ingester_api::{KinesisShardAssignment, KinesisWorker};
 use kinesis_testkit::{
     fleet::impersonating_kubeconfig,
-    ledger::{Producer, explain, figures, produce, wait_delivered},
+    ledger::{explain, figures, produce, wait_delivered},
 };
 use kube::{
     Api,
@@ -24,16 +24,6 @@ const VICTIM: &str = "orders-worker-1";
 const SURVIVOR: &str = "orders-worker-0";
 const TRIM: &str =
     "{startingPosition: {type: TrimHorizon}, pollInterval: 200ms, shardSyncInterval: 5s}";
-
-fn producer(w: &World, from: usize) -> Producer {
-    Producer::start(
-        w.kinesis.clone(),
-        w.stream.clone(),
-        from,
-        20,
-        Duration::from_millis(100),
-    )
-}
 
 /// a. The zombie of design §4.2: one worker loses the API server for 40 s while Kinesis and
 /// its sink still work (slowly, 5 s per request, so that it holds a backlog). Its shards move to the other worker; once they have, nothing more
@@ -52,7 +42,7 @@ async fn f1_a_worker_cut_off_from_the_api_server_stops_delivering_and_rejoins() 
         })
         .await?;
         w.wait_ready("Ready before the cut").await?;
-        let p = producer(&w, 100);
+        let p = w.producer(100);
         // Its sink path slows down too, so that it holds a backlog when it self-fences: what it
         // must then drop rather than deliver after its shards have moved.
         victim.sink.slow(Duration::from_secs(5)).await?;
@@ -139,7 +129,7 @@ async fn f3_a_slow_sink_during_rebalance_and_sigterm() -> Result<()> {
         wait_delivered(&w.sink, 100, LONG).await?;
         w.wait_ready("Ready with one worker").await?;
         let t0 = Instant::now();
-        let p = producer(&w, 100);
+        let p = w.producer(100);
         for path in paths.values() {
             path.sink.slow(Duration::from_secs(20)).await?;
         }
@@ -330,7 +320,7 @@ async fn f5_table_writes_failing_after_the_fences_lose_nothing() -> Result<()> {
             })
             .await?;
         w.wait_ready("Ready before the fault").await?;
-        let p = producer(&w, 100);
+        let p = w.producer(100);
         let policy = deny_table_writes(&w).await?;
         let workers = Api::<KinesisWorker>::namespaced(w.client.clone(), w.ns.name());
         let table = Api::<KinesisShardAssignment>::namespaced(w.client.clone(), w.ns.name())

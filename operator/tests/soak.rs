@@ -15,7 +15,7 @@ use std::{
 use anyhow::{Context, Result};
 use kinesis_ingester_api::KinesisShardAssignment;
 use kinesis_testkit::{
-    ledger::{Producer, figures, longest_gap, produce, wait_delivered},
+    ledger::{figures, longest_gap, produce, wait_delivered},
     wait_stream_active,
 };
 use kube::Api;
@@ -197,13 +197,7 @@ async fn chaos_soak() -> Result<()> {
         produce(&w.kinesis, &w.stream, 0, 100).await?;
         wait_delivered(&w.sink, 100, world::LONG).await?;
         w.wait_ready("Ready before the soak").await?;
-        let p = Producer::start(
-            w.kinesis.clone(),
-            w.stream.clone(),
-            100,
-            20,
-            Duration::from_millis(100),
-        );
+        let p = w.producer(100);
         let start = Instant::now();
         let mut rng = Rng(seed.max(1));
         let mut restores = Vec::new();

@@ -207,26 +207,28 @@ pub(super) struct Effects {
     pub(super) flush_sink: bool,
 }
 
+impl Effects {
+    const CANCEL_READER: Self = Self {
+        cancel_reader: true,
+        flush_sink: false,
+    };
+    const FLUSH_SINK: Self = Self {
+        cancel_reader: false,
+        flush_sink: true,
+    };
+}
+
 /// Release step 2 (docs/design.md §3.5) on one shard's phase: a reading shard stops its reader
 /// and waits for it; a paused one waits for the sink at once. Every other phase stays.
 pub(super) fn begin_release(phase: Phase, deadline: Instant) -> (Phase, Effects) {
     match phase {
-        Phase::Reading(cancel) => (
-            Phase::Stopping { cancel, deadline },
-            Effects {
-                cancel_reader: true,
-                ..Effects::default()
-            },
-        ),
+        Phase::Reading(cancel) => (Phase::Stopping { cancel, deadline }, Effects::CANCEL_READER),
         Phase::Paused { last_sent } => (
             Phase::Draining {
                 last_sent,
                 deadline,
             },
-            Effects {
-                flush_sink: true,
-                ..Effects::default()
-            },
+            Effects::FLUSH_SINK,
         ),
         other => (other, Effects::default()),
     }
@@ -242,10 +244,7 @@ pub(super) fn reader_stopped(phase: Phase, last_sent: Option<Position>) -> (Phas
                 last_sent,
                 deadline,
             },
-            Effects {
-                flush_sink: true,
-                ..Effects::default()
-            },
+            Effects::FLUSH_SINK,
             false,
         ),
         Phase::Reading(_) => (Phase::Paused { last_sent }, Effects::default(), true),

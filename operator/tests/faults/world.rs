@@ -11,7 +11,7 @@ use kinesis_testkit::{
     TestNamespace, create_stream,
     fleet::{Kubelet, OperatorProcess, Routes, install_operator_rbac},
     install_kinesis_ingester_crd, kinesis_client, kube_client,
-    ledger::RecordingSink,
+    ledger::{Producer, RecordingSink},
     toxiproxy::{Proxy, Toxiproxy},
     wait_until,
 };
@@ -167,6 +167,17 @@ spec:
             kubelet: Some(kubelet),
         };
         Ok((world, paths))
+    }
+
+    /// A steady producer of unique ids from `from`: 20 records every 100 ms.
+    pub fn producer(&self, from: usize) -> Producer {
+        Producer::start(
+            self.kinesis.clone(),
+            self.stream.clone(),
+            from,
+            20,
+            Duration::from_millis(100),
+        )
     }
 
     pub fn kubelet(&self) -> &Kubelet {
