@@ -236,6 +236,24 @@ pub struct Holder {
     pub incarnation: String,
 }
 
+impl AssignedShard {
+    /// A shard of the table owned by `owner` at `epoch`, with nothing else known yet: no
+    /// parents, hash range or position.
+    pub fn new(shard_id: impl Into<String>, owner: Option<&str>, epoch: i64) -> Self {
+        Self {
+            shard_id: shard_id.into(),
+            parents: vec![],
+            starting_hash_key: None,
+            ending_hash_key: None,
+            owner: owner.map(str::to_owned),
+            epoch,
+            draining: false,
+            start_after: None,
+            start_at_timestamp: None,
+        }
+    }
+}
+
 /// One shard as its worker reports it.
 #[derive(JsonSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
 #[serde(rename_all = "camelCase")]
@@ -317,6 +335,25 @@ pub struct DeliveryStuck {
     /// since the last delivery.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sink_error: Option<String>,
+}
+
+impl WorkerShard {
+    /// The entry of a shard held at `epoch`, with nothing reported yet: no position, lag,
+    /// delivery or error, neither released nor finished.
+    pub fn new(shard_id: impl Into<String>, epoch: i64) -> Self {
+        Self {
+            shard_id: shard_id.into(),
+            epoch,
+            position: None,
+            millis_behind_latest: None,
+            released: false,
+            finished: false,
+            last_delivery: None,
+            delivery_stuck: None,
+            read_error: None,
+            waiting_seconds: None,
+        }
+    }
 }
 
 impl KinesisWorkerStatus {

@@ -14,17 +14,7 @@ fn pos(seq: &str) -> CheckpointPosition {
 }
 
 fn shard(id: &str, owner: Option<&str>, epoch: i64) -> AssignedShard {
-    AssignedShard {
-        shard_id: id.into(),
-        parents: vec![],
-        starting_hash_key: None,
-        ending_hash_key: None,
-        owner: owner.map(str::to_owned),
-        epoch,
-        draining: false,
-        start_after: None,
-        start_at_timestamp: None,
-    }
+    AssignedShard::new(id, owner, epoch)
 }
 
 fn table(shards: Vec<AssignedShard>) -> KinesisShardAssignmentSpec {
@@ -56,16 +46,8 @@ fn worker(name: &str, liveness: Liveness, entries: Vec<WorkerShard>) -> (String,
 
 fn entry(id: &str, epoch: i64, seq: Option<&str>) -> WorkerShard {
     WorkerShard {
-        shard_id: id.into(),
-        epoch,
         position: seq.map(pos),
-        millis_behind_latest: None,
-        released: false,
-        finished: false,
-        last_delivery: None,
-        delivery_stuck: None,
-        read_error: None,
-        waiting_seconds: None,
+        ..WorkerShard::new(id, epoch)
     }
 }
 

@@ -14,17 +14,7 @@ fn table(owners: &[Option<&str>]) -> KinesisShardAssignmentSpec {
         shards: owners
             .iter()
             .enumerate()
-            .map(|(i, o)| AssignedShard {
-                shard_id: format!("s{i}"),
-                parents: vec![],
-                starting_hash_key: None,
-                ending_hash_key: None,
-                owner: o.map(str::to_owned),
-                epoch: 1,
-                draining: false,
-                start_after: None,
-                start_at_timestamp: None,
-            })
+            .map(|(i, o)| AssignedShard::new(format!("s{i}"), *o, 1))
             .collect(),
         ..Default::default()
     }
@@ -46,16 +36,8 @@ fn workers(live: Liveness, lags: &[(usize, i64)]) -> Workers {
         shards: lags
             .iter()
             .map(|(i, lag)| WorkerShard {
-                shard_id: format!("s{i}"),
-                epoch: 1,
-                position: None,
                 millis_behind_latest: Some(*lag),
-                released: false,
-                finished: false,
-                last_delivery: None,
-                delivery_stuck: None,
-                read_error: None,
-                waiting_seconds: None,
+                ..WorkerShard::new(format!("s{i}"), 1)
             })
             .collect(),
         ..Default::default()

@@ -21,17 +21,7 @@ fn ingester(spec: serde_json::Value) -> KinesisIngester {
 }
 
 fn shard(id: &str, owner: Option<&str>, epoch: i64) -> AssignedShard {
-    AssignedShard {
-        shard_id: id.into(),
-        parents: vec![],
-        starting_hash_key: None,
-        ending_hash_key: None,
-        owner: owner.map(str::to_owned),
-        epoch,
-        draining: false,
-        start_after: None,
-        start_at_timestamp: None,
-    }
+    AssignedShard::new(id, owner, epoch)
 }
 
 fn spec_of(shards: Vec<AssignedShard>) -> KinesisShardAssignmentSpec {
@@ -63,19 +53,12 @@ fn worker(name: &str, sa: Option<&str>, shards: &[(&str, i64, &str)]) -> Kinesis
         shards: shards
             .iter()
             .map(|(id, epoch, pos)| WorkerShard {
-                shard_id: (*id).into(),
-                epoch: *epoch,
                 position: Some(CheckpointPosition {
                     sequence: (*pos).into(),
                     sub_sequence: None,
                 }),
                 millis_behind_latest: Some(0),
-                released: false,
-                finished: false,
-                last_delivery: None,
-                delivery_stuck: None,
-                read_error: None,
-                waiting_seconds: None,
+                ..WorkerShard::new(*id, *epoch)
             })
             .collect(),
         ..Default::default()
