@@ -44,7 +44,7 @@ pub use self::{
     http::HttpDestination,
     ndjson::Encoding,
     pipeline::SinkPipeline,
-    s3::{MULTIPART_THRESHOLD, PartitionKey, Partitioner, S3Destination},
+    s3::{MIN_PART_SIZE, MULTIPART_THRESHOLD, PART_SIZE, PartitionKey, Partitioner, S3Destination},
     stats::SinkStats,
     stdout::WriterDestination,
 };
