@@ -13,6 +13,7 @@ mod file;
 mod http;
 pub mod ndjson;
 mod pipeline;
+pub mod retry_after;
 mod s3;
 mod stats;
 mod stdout;
