@@ -442,8 +442,8 @@ async fn an_object_above_the_multipart_threshold_goes_up_in_parts_and_reads_back
     assert!(batch.body().len() > 2 * MIN_PART_SIZE);
     dest.send(&batch).await?;
 
-    let key = format!("mp/big-shardId-000000000000-1-176.txt");
-    let got = s3.get_object().bucket(&bucket).key(&key).send().await?;
+    let key = "mp/big-shardId-000000000000-1-176.txt";
+    let got = s3.get_object().bucket(&bucket).key(key).send().await?;
     let etag = got.e_tag().unwrap_or_default().to_owned();
     let body = got.body.collect().await?.into_bytes();
     assert!(
