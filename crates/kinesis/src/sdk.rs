@@ -13,8 +13,10 @@ use futures::{
 };
 use kinesis_ingester_api::StreamSpec;
 
-use crate::api::{
-    KinesisApi, RecordsPage, ShardInfo, SourceError, StartAt, StreamRef, SubscribeEvent,
+pub use crate::aws::ClientOptions;
+use crate::{
+    api::{KinesisApi, RecordsPage, ShardInfo, SourceError, StartAt, StreamRef, SubscribeEvent},
+    aws::{AwsTarget, sdk_config},
 };
 
 mod convert;
@@ -57,58 +59,18 @@ impl SdkKinesis {
 
     /// [`SdkKinesis::from_spec`] with overrides for tests.
     pub async fn from_spec_with(stream: &StreamSpec, options: ClientOptions) -> Self {
-        let region = stream
-            .region
-            .clone()
-            .or_else(|| region_of_arn(stream.arn.as_deref()?));
-        let loader = |endpoint: Option<&str>| {
-            let https = aws_smithy_http_client::Builder::new()
-                .tls_provider(aws_smithy_http_client::tls::Provider::Rustls(
-                    aws_smithy_http_client::tls::rustls_provider::CryptoMode::Ring,
-                ))
-                .build_https();
-            let mut loader =
-                aws_config::defaults(aws_config::BehaviorVersion::latest()).http_client(https);
-            if let Some(region) = region.clone() {
-                loader = loader.region(aws_config::Region::new(region));
-            }
-            if let Some(endpoint) = endpoint {
-                loader = loader.endpoint_url(endpoint);
-            }
-            if let Some(creds) = options.credentials.clone() {
-                loader = loader.credentials_provider(creds);
-            }
-            loader
+        let target = AwsTarget {
+            region: stream
+                .region
+                .clone()
+                .or_else(|| region_of_arn(stream.arn.as_deref()?)),
+            // STS keeps its own endpoint: `spec.stream.endpoint` overrides Kinesis only
+            // (AWS_ENDPOINT_URL_STS still applies).
+            endpoint: stream.endpoint.clone(),
+            role_arn: stream.role_arn.clone(),
         };
-        let config = loader(stream.endpoint.as_deref()).load().await;
-        let Some(role) = &stream.role_arn else {
-            return Self::new(Client::new(&config));
-        };
-        // STS keeps its own endpoint: `spec.stream.endpoint` overrides Kinesis only
-        // (AWS_ENDPOINT_URL_STS still applies).
-        let sts = loader(options.sts_endpoint.as_deref()).load().await;
-        let provider = aws_config::sts::AssumeRoleProvider::builder(role)
-            .session_name("kinesis-operator")
-            .configure(&sts)
-            .build()
-            .await;
-        let config = config
-            .to_builder()
-            .credentials_provider(
-                aws_credential_types::provider::SharedCredentialsProvider::new(provider),
-            )
-            .build();
-        Self::new(Client::new(&config))
+        Self::new(Client::new(&sdk_config(&target, &options).await))
     }
-}
-
-/// Overrides of [`SdkKinesis::from_spec_with`].
-#[derive(Clone, Debug, Default)]
-pub struct ClientOptions {
-    /// STS endpoint for role assumption (default: the regional endpoint).
-    pub sts_endpoint: Option<String>,
-    /// Base credentials instead of the default chain.
-    pub credentials: Option<aws_credential_types::Credentials>,
 }
 
 fn region_of_arn(arn: &str) -> Option<String> {

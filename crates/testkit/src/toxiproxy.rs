@@ -180,6 +180,18 @@ impl Proxy {
         .await
     }
 
+    /// Closes each connection once `bytes` bytes have gone upstream on it (a `limit_data`
+    /// toxic): small requests pass, a larger body breaks off.
+    pub async fn limit_upstream(&self, bytes: u64) -> Result<()> {
+        self.toxic(
+            "limit",
+            "limit_data",
+            "upstream",
+            serde_json::json!({ "bytes": bytes }),
+        )
+        .await
+    }
+
     /// Delays every answer by `latency`.
     pub async fn slow(&self, latency: Duration) -> Result<()> {
         let ms = u64::try_from(latency.as_millis()).unwrap_or(u64::MAX);

@@ -27,6 +27,8 @@ pub enum SinkError {
         status: u16,
         /// The start of the response body, for the log.
         body: String,
+        /// How long the endpoint asked us to wait (`Retry-After`), if it did.
+        retry_after: Option<std::time::Duration>,
     },
     /// A `_bulk` request succeeded but some items failed: those `failed` are retried, those
     /// `rejected` (status 400, e.g. a mapping error) go to the dead-letter file instead.
@@ -174,6 +176,14 @@ impl SinkError {
         }
     }
 
+    /// How long the destination asked to wait before the next attempt (`Retry-After`).
+    pub fn retry_after(&self) -> Option<std::time::Duration> {
+        match self {
+            Self::Status { retry_after, .. } => *retry_after,
+            _ => None,
+        }
+    }
+
     pub(crate) fn io(target: impl Into<String>, source: std::io::Error) -> Self {
         Self::Io {
             target: target.into(),
@@ -191,6 +201,7 @@ mod tests {
         let status = |status| SinkError::Status {
             status,
             body: String::new(),
+            retry_after: None,
         };
         assert_eq!(status(503).category(), "http_5xx");
         assert!(status(503).is_retryable());

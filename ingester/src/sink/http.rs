@@ -10,6 +10,7 @@ use serde::Deserialize;
 
 use super::{
     Batch, Destination, SinkError, bulk::BulkFraming, error::RejectedItem, ndjson::Encoding,
+    retry_after,
 };
 
 /// The header that carries [`Batch::idempotency_key`] on NDJSON requests: a receiver that has
@@ -158,11 +159,13 @@ impl HttpDestination {
         let response = request.send().await.map_err(SinkError::Request)?;
         let status = response.status();
         if !status.is_success() {
+            let retry_after = retry_after::from_headers(response.headers(), jiff::Timestamp::now());
             let body = read_body(response, OTHER_BODY_READ_LIMIT).await?;
             let end = body.bytes.len().min(ERROR_BODY_LIMIT);
             return Err(SinkError::Status {
                 status: status.as_u16(),
                 body: String::from_utf8_lossy(&body.bytes[..end]).into_owned(),
+                retry_after,
             });
         }
         if !self.bulk {
@@ -462,7 +465,7 @@ mod tests {
             .await
             .expect_err("503");
         match err {
-            SinkError::Status { status, body } => {
+            SinkError::Status { status, body, .. } => {
                 assert_eq!(status, 503);
                 assert_eq!(body.len(), ERROR_BODY_LIMIT);
             }

@@ -13,6 +13,7 @@ mod file;
 mod http;
 pub mod ndjson;
 mod pipeline;
+pub mod retry_after;
 mod s3;
 mod stats;
 mod stdout;
@@ -44,7 +45,7 @@ pub use self::{
     http::HttpDestination,
     ndjson::Encoding,
     pipeline::SinkPipeline,
-    s3::{MULTIPART_THRESHOLD, PartitionKey, Partitioner, S3Destination},
+    s3::{MIN_PART_SIZE, MULTIPART_THRESHOLD, PART_SIZE, PartitionKey, Partitioner, S3Destination},
     stats::SinkStats,
     stdout::WriterDestination,
 };

@@ -12,7 +12,7 @@ use kinesis_client::backoff::Backoff;
 
 use super::{
     Batch, BatchLimits, Batcher, DeadLetterWriter, Deliverable, Destination, SinkError, SinkStats,
-    ndjson::Encoding,
+    ndjson::Encoding, retry_after,
 };
 use crate::record::{AckFn, Chunk};
 
@@ -234,7 +234,7 @@ impl SinkPipeline {
             }
             let delay = if error.is_retryable() {
                 tracing::warn!(%error, category = error.category(), attempt, records = batch.len(), "batch delivery failed; retrying");
-                self.backoff.delay(attempt)
+                retry_after::retry_delay(&error, self.backoff.delay(attempt))
             } else {
                 tracing::error!(%error, category = error.category(), attempt, records = batch.len(), "batch rejected; retrying at the longest backoff so no record is dropped (fix the endpoint or its configuration)");
                 self.backoff.max

@@ -125,6 +125,7 @@ mod tests {
         stats.failed(&SinkError::Status {
             status: 503,
             body: String::new(),
+            retry_after: None,
         });
         assert_eq!(stats.last_error(), Some("http_5xx"));
         stats.delivered(1, 10);

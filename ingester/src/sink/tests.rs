@@ -462,6 +462,7 @@ impl Destination for Flaky {
                 Err(SinkError::Status {
                     status: 503,
                     body: "busy".into(),
+                    retry_after: None,
                 })
             } else {
                 Ok(())

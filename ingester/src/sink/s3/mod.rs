@@ -11,6 +11,7 @@ use aws_sdk_s3::{
     types::{CompletedMultipartUpload, CompletedPart},
 };
 use futures::{StreamExt, TryStreamExt, future::BoxFuture};
+use kinesis_client::aws::{AwsTarget, ClientOptions, sdk_config};
 use kinesis_ingester_api::{S3Compression, S3Format, S3Sink, sequence::Position};
 
 pub use self::partition::{PartitionKey, Partitioner};
@@ -18,8 +19,10 @@ use super::{Batch, Destination, SinkError, error::S3Failure, ndjson::Encoding};
 
 /// Objects at least this large are uploaded in parts.
 pub const MULTIPART_THRESHOLD: usize = 16 << 20;
-/// Size of each part of a multipart upload (S3's minimum is 5 MiB, but for the last part).
-const PART_SIZE: usize = 8 << 20;
+/// Size of each part of a multipart upload.
+pub const PART_SIZE: usize = 8 << 20;
+/// S3's smallest part, but for the last one.
+pub const MIN_PART_SIZE: usize = 5 << 20;
 /// Objects of one batch uploaded at once.
 const UPLOAD_CONCURRENCY: usize = 4;
 
@@ -30,6 +33,8 @@ pub struct S3Destination {
     spec: S3Sink,
     client: Option<Client>,
     multipart_threshold: usize,
+    part_size: usize,
+    options: ClientOptions,
 }
 
 /// One object of a batch: the items of one shard and partition, in order.
@@ -46,7 +51,25 @@ impl S3Destination {
             spec: spec.clone(),
             client: None,
             multipart_threshold: MULTIPART_THRESHOLD,
+            part_size: PART_SIZE,
+            options: ClientOptions::default(),
         }
+    }
+
+    /// Builds the client with `options` (e.g. static credentials in tests) instead of the
+    /// default credential chain.
+    pub fn with_client_options(mut self, options: ClientOptions) -> Self {
+        self.options = options;
+        self
+    }
+
+    /// Uploads objects of `threshold` bytes or more in parts of `part_size` bytes (at least
+    /// [`MIN_PART_SIZE`]) instead of [`MULTIPART_THRESHOLD`] and [`PART_SIZE`]; lets tests reach
+    /// multipart uploads with small objects.
+    pub fn with_multipart(mut self, threshold: usize, part_size: usize) -> Self {
+        self.multipart_threshold = threshold;
+        self.part_size = part_size.max(MIN_PART_SIZE);
+        self
     }
 
     /// How `spec` encodes records.
@@ -61,17 +84,13 @@ impl S3Destination {
         if let Some(c) = &self.client {
             return c.clone();
         }
-        let https = aws_smithy_http_client::Builder::new()
-            .tls_provider(aws_smithy_http_client::tls::Provider::Rustls(
-                aws_smithy_http_client::tls::rustls_provider::CryptoMode::Ring,
-            ))
-            .build_https();
-        let mut loader =
-            aws_config::defaults(aws_config::BehaviorVersion::latest()).http_client(https);
-        if let Some(region) = &self.spec.region {
-            loader = loader.region(aws_config::Region::new(region.clone()));
-        }
-        let shared = loader.load().await;
+        // The endpoint goes on the S3 client below, with path-style addressing.
+        let target = AwsTarget {
+            region: self.spec.region.clone(),
+            endpoint: None,
+            role_arn: None,
+        };
+        let shared = sdk_config(&target, &self.options).await;
         let mut config = aws_sdk_s3::config::Builder::from(&shared);
         if let Some(endpoint) = &self.spec.endpoint {
             // S3-compatible stores: path-style addressing, and checksums only where S3 requires
@@ -248,7 +267,7 @@ impl S3Destination {
         };
         let result = async {
             let mut parts = Vec::new();
-            for (n, chunk) in body.chunks(PART_SIZE).enumerate() {
+            for (n, chunk) in body.chunks(self.part_size).enumerate() {
                 let number = i32::try_from(n + 1).unwrap_or(i32::MAX);
                 let out = client
                     .upload_part()

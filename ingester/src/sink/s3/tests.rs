@@ -161,3 +161,95 @@ fn a_batch_without_partitions_is_a_configuration_error() {
         .expect_err("no parts");
     assert_eq!(err.category(), "config");
 }
+
+#[test]
+fn many_partitions_close_batches_instead_of_growing_them() {
+    // 2000 records, every one in a partition of its own, at most 8 partitions per batch: each
+    // batch holds at most 8 objects, and what stays open between chunks is at most 8 records.
+    let spec = spec(serde_json::json!({ "maxOpenPartitions": 8, "format": "Raw" }));
+    let mut b = batcher(&spec, limits());
+    let payloads: Vec<(u64, String)> = (1..=2000)
+        .map(|i| (i, format!(r#"{{"k":"p{i}"}}"#)))
+        .collect();
+    let refs: Vec<(u64, &str)> = payloads.iter().map(|(i, p)| (*i, p.as_str())).collect();
+    let now = Instant::now();
+    let dest = S3Destination::new(&spec);
+    let (mut batches, mut records) = (0, 0);
+    let mut take = |b: &mut Batcher| {
+        while let Some(batch) = b.pop_ready() {
+            let objects = dest.objects(&batch).expect("objects");
+            assert!(objects.len() <= 8, "{} objects in one batch", objects.len());
+            batches += 1;
+            records += batch.len();
+        }
+    };
+    for part in refs.chunks(499) {
+        b.push(chunk("a", part), now).expect("push");
+        take(&mut b);
+        assert!(
+            b.pending_records() <= 8,
+            "{} records open",
+            b.pending_records()
+        );
+    }
+    b.flush();
+    take(&mut b);
+    assert_eq!(records, 2000, "every record, once");
+    assert_eq!(batches, 250, "a batch closes every 8 partitions");
+}
+
+/// The object keys of records `from..=to` of one shard read in pages of `pages` records, and
+/// each batch's last acknowledged position.
+fn keys_of_run(spec: &S3Sink, from: u64, to: u64, pages: &[usize]) -> (Vec<String>, Vec<String>) {
+    let limits = BatchLimits {
+        max_records: 20,
+        max_bytes: 1 << 20,
+        max_age: std::time::Duration::from_secs(60),
+    };
+    let mut b = batcher(spec, limits);
+    let payloads: Vec<(u64, String)> = (from..=to)
+        .map(|i| (i, format!(r#"{{"k":"p{}"}}"#, i % 3)))
+        .collect();
+    let refs: Vec<(u64, &str)> = payloads.iter().map(|(i, p)| (*i, p.as_str())).collect();
+    let dest = S3Destination::new(spec);
+    let (mut keys, mut acks) = (Vec::new(), Vec::new());
+    let mut rest = &refs[..];
+    let mut sizes = pages.iter().cycle();
+    while !rest.is_empty() {
+        let n = (*sizes.next().expect("a page size")).min(rest.len());
+        b.push(chunk("a", &rest[..n]), Instant::now())
+            .expect("push");
+        rest = &rest[n..];
+        while let Some(batch) = b.pop_ready() {
+            keys.extend(
+                dest.objects(&batch)
+                    .expect("objects")
+                    .into_iter()
+                    .map(|o| o.key),
+            );
+            if let Some((_, p)) = batch.checkpoints().last() {
+                acks.push(p.sequence.to_string());
+            }
+        }
+    }
+    (keys, acks)
+}
+
+#[test]
+fn after_a_restart_at_a_stored_checkpoint_one_shard_closing_on_max_records_rewrites_the_same_keys()
+{
+    // Before the crash: records 1..=200 in pages of 7, 30 and 63 records; batches close at
+    // maxRecords (20). Every acknowledged position is where a batch ended.
+    let spec = spec(serde_json::json!({ "format": "Raw" }));
+    let (before, acks) = keys_of_run(&spec, 1, 200, &[7, 30, 63]);
+    assert_eq!(acks[..3], ["20", "40", "60"]);
+    // After the crash: reading resumes after a stored checkpoint (here 60), in other pages.
+    let (after, _) = keys_of_run(&spec, 61, 200, &[50, 1, 100]);
+    let rewritten: Vec<&String> = before.iter().skip_while(|k| !k.contains("-61-")).collect();
+    assert_eq!(
+        rewritten,
+        after.iter().collect::<Vec<_>>(),
+        "same objects, same keys"
+    );
+    assert!(after[0].starts_with("p1/orders-a-61-"), "{}", after[0]);
+}
