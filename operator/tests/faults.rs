@@ -6,6 +6,9 @@
 #[path = "faults/world.rs"]
 mod world;
 
+#[path = "faults/api_restart.rs"]
+mod api_restart;
+
 use std::time::{Duration, Instant};
 
 use anyhow::Result;

@@ -1,22 +1,20 @@
 //! The whole API server gone for 60 s: the kube-apiserver process is killed and started again
 //! (issue 9, section 3). It runs on a control plane of its own, since stopping the shared one
 //! would break every test running beside it; the test re-runs itself in a child process pointed
-//! at that control plane ([`ControlPlane::run_test_in_child`]).
+//! at that control plane ([`ControlPlane::run_test_in_child`]), so it runs beside the other fault
+//! scenarios.
 //!
 //! The one sleep is the fault's own duration; everything else waits on a condition with a
 //! deadline.
 
-#[path = "faults/world.rs"]
-mod world;
-
 use std::time::{Duration, Instant};
 
+use super::world::{LONG, World, poll, scenario};
 use anyhow::{Context, Result};
 use kinesis_testkit::{
     control_plane::ControlPlane,
     ledger::{figures, produce, wait_delivered},
 };
-use world::{LONG, World, poll, scenario};
 
 const TRIM: &str =
     "{startingPosition: {type: TrimHorizon}, pollInterval: 200ms, shardSyncInterval: 5s}";
@@ -31,7 +29,7 @@ const OUTAGE: Duration = Duration::from_secs(60);
 async fn f2_the_api_server_killed_for_60s_loses_nothing() -> Result<()> {
     let Some(cp) = ControlPlane::attached()? else {
         let cp = ControlPlane::start(1)?;
-        return cp.run_test_in_child("f2_the_api_server_killed_for_60s_loses_nothing");
+        return cp.run_test_in_child("api_restart::f2_the_api_server_killed_for_60s_loses_nothing");
     };
     let (world, _) = World::start("f-apikill", 4, "{shardsPerWorker: 2}", TRIM, &[]).await?;
     scenario(world, |w| async move {
