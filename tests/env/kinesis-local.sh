@@ -38,17 +38,13 @@ case "$cmd" in
     SHARD_LIMIT=1000 LOG_LEVEL=${KINESIS_LOCAL_LOG_LEVEL:-WARN} \
       nohup node "$main" >"$state/kinesis.log" 2>&1 &
     echo $! >"$state/kinesis.pid"
-    wait_for "kinesis-local on 127.0.0.1:$plain" 60 port_open "$plain" || {
-      tail -20 "$state/kinesis.log" >&2; die "kinesis-local did not start; its log is above"; }
+    started_or_die "kinesis-local on 127.0.0.1:$plain" "$state/kinesis.log" 60 port_open "$plain"
     echo "export KINESIS_ENDPOINT=http://127.0.0.1:$plain" >"$state/kinesis.env"
     log "kinesis-local ready at http://127.0.0.1:$plain"
     ;;
   stop)
     [ -n "$state" ] || die "usage: kinesis-local.sh stop DIR"
-    if [ -f "$state/kinesis.pid" ]; then
-      kill "$(cat "$state/kinesis.pid")" 2>/dev/null || true
-      rm -f "$state/kinesis.pid"
-    fi
+    stop_pidfile kinesis-local "$state/kinesis.pid" 5
     ;;
   *) die "unknown command $cmd; use start, stop or install" ;;
 esac

@@ -32,19 +32,14 @@ case "$cmd" in
       -s3 -s3.port="$s3" -s3.port.grpc="$(p)" -s3.localSocket="$data/s3.sock" \
       -s3.port.iceberg=0 -s3.port.lance=0 >"$data/weed.log" 2>&1) &
     echo $! >"$state/seaweedfs.pid"
-    wait_for "the SeaweedFS S3 gateway on 127.0.0.1:$s3" 60 s3_ready "$s3" || {
-      tail -20 "$data/weed.log" >&2; die "SeaweedFS did not start; its log is above"; }
+    started_or_die "the SeaweedFS S3 gateway on 127.0.0.1:$s3" "$data/weed.log" 60 s3_ready "$s3"
     echo "export S3_ENDPOINT=http://127.0.0.1:$s3" >"$state/seaweedfs.env"
     log "SeaweedFS S3 gateway ready at http://127.0.0.1:$s3"
     ;;
   stop)
-    if [ -f "$state/seaweedfs.pid" ]; then
-      pid=$(cat "$state/seaweedfs.pid")
-      kill "$pid" 2>/dev/null || true
-      gone() { ! kill -0 "$pid" 2>/dev/null; }
-      wait_for "SeaweedFS (pid $pid) to stop" 10 gone || kill -9 "$pid" 2>/dev/null || true
-      rm -f "$state/seaweedfs.pid"
-    fi
+    # Its data is a scratch directory: a short grace, then SIGKILL (a graceful stop takes
+    # over 10 s).
+    stop_pidfile SeaweedFS "$state/seaweedfs.pid" 2
     ;;
   *) die "unknown command $cmd; use start or stop" ;;
 esac
