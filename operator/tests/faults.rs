@@ -107,7 +107,8 @@ async fn f1_a_worker_cut_off_from_the_api_server_stops_delivering_and_rejoins() 
 }
 
 /// d. A sink that takes 20 s per request (Toxiproxy latency on each worker's sink path) during
-/// a planned rebalance (1 -> 2 workers) and during a SIGTERM (2 -> 1): nothing is lost.
+/// a planned rebalance (1 -> 2 workers) and during a SIGTERM (2 -> 1): nothing is lost, and the
+/// stopping worker, which keeps renewing while it drains, is never fenced as expired.
 ///
 /// Planned handoffs deliver nothing twice and break no order (docs/design.md §3.5): a released
 /// shard is closed in the sink, only its request in flight is waited for (each batch
@@ -161,6 +162,13 @@ async fn f3_a_slow_sink_during_rebalance_and_sigterm() -> Result<()> {
         eprintln!(
             "FIGURE slow sink: 2 -> 1 workers (SIGTERM) in {:.1}s",
             shrink.elapsed().as_secs_f64()
+        );
+        // Defect 3: a worker that stopped renewing while its sink drained was judged expired
+        // and fenced at older positions. A planned stop keeps renewing and is never expired.
+        let expired = w.expiry_fences();
+        assert!(
+            expired.is_empty(),
+            "the stopping worker was fenced as expired: {expired:?}"
         );
         eprintln!(
             "slow sink: grown at {:.1}s, shrink started at {:.1}s",

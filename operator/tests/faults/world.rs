@@ -265,6 +265,15 @@ spec:
         Ok(())
     }
 
+    /// Lines of the operator's log saying it fenced a shard off an expired worker.
+    pub fn expiry_fences(&self) -> Vec<String> {
+        let log = std::fs::read_to_string(self.dir.path().join("operator.log")).unwrap_or_default();
+        log.lines()
+            .filter(|l| l.contains("fenced a shard off its worker") && l.contains("expired"))
+            .map(str::to_owned)
+            .collect()
+    }
+
     fn logs(&self) -> String {
         let mut out = String::new();
         if let Ok(entries) = std::fs::read_dir(self.dir.path()) {
