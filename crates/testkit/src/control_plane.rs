@@ -10,6 +10,8 @@ use std::{
 
 use anyhow::{Context, Result, bail};
 
+use crate::chart::run;
+
 fn env_script(name: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("../../tests/env")
@@ -28,6 +30,15 @@ enum State {
     Attached(PathBuf),
 }
 
+impl State {
+    fn path(&self) -> &Path {
+        match self {
+            Self::Owned(t) => t.path(),
+            Self::Attached(p) => p,
+        }
+    }
+}
+
 /// A private control plane; stopped (`cluster.sh down`) on drop by the process that started it.
 #[derive(Debug)]
 pub struct ControlPlane {
@@ -43,19 +54,10 @@ impl ControlPlane {
         let state = tempfile::Builder::new()
             .prefix("kinesis-operator-cp.")
             .tempdir()?;
-        let out = Command::new("bash")
+        run(Command::new("bash")
             .arg(env_script("cluster.sh"))
             .args(["up".as_ref(), state.path().as_os_str()])
-            .env("CLUSTER_NODES", nodes.to_string())
-            .output()
-            .context("running tests/env/cluster.sh up")?;
-        if !out.status.success() {
-            bail!(
-                "tests/env/cluster.sh up failed: {}{}",
-                String::from_utf8_lossy(&out.stdout),
-                String::from_utf8_lossy(&out.stderr)
-            );
-        }
+            .env("CLUSTER_NODES", nodes.to_string()))?;
         Self::load(State::Owned(state))
     }
 
@@ -69,17 +71,11 @@ impl ControlPlane {
     }
 
     fn dir(&self) -> &Path {
-        match &self.state {
-            State::Owned(t) => t.path(),
-            State::Attached(p) => p,
-        }
+        self.state.path()
     }
 
     fn load(state: State) -> Result<Self> {
-        let dir = match &state {
-            State::Owned(t) => t.path().to_owned(),
-            State::Attached(p) => p.clone(),
-        };
+        let dir = state.path().to_owned();
         let env = std::fs::read_to_string(dir.join("cluster.env"))
             .with_context(|| format!("reading {}/cluster.env", dir.display()))?;
         let value = |key: &str| {
@@ -175,18 +171,9 @@ impl ControlPlane {
     /// Starts the components that are not running (the killed API server) with their original
     /// flags, and waits until it serves again (`kwokctl start cluster`).
     pub fn start_stopped(&self) -> Result<()> {
-        let out = Command::new(self.bin.join("kwokctl"))
+        run(Command::new(self.bin.join("kwokctl"))
             .args(["start", "cluster", "--name", &self.name])
-            .env("KWOK_WORKDIR", self.dir().join("kwok"))
-            .output()
-            .context("running kwokctl start cluster")?;
-        if !out.status.success() {
-            bail!(
-                "kwokctl start cluster failed: {}{}",
-                String::from_utf8_lossy(&out.stdout),
-                String::from_utf8_lossy(&out.stderr)
-            );
-        }
+            .env("KWOK_WORKDIR", self.dir().join("kwok")))?;
         Ok(())
     }
 }
