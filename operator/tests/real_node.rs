@@ -12,7 +12,7 @@ use std::{
 };
 
 use anyhow::{Context, Result, bail, ensure};
-use k8s_openapi::api::core::v1::{Namespace, Pod};
+use k8s_openapi::api::core::v1::{Namespace, Pod, Secret};
 use kinesis_ingester_api::KinesisIngester;
 use kinesis_testkit::{
     TestNamespace,
@@ -28,12 +28,57 @@ use kube::{
 
 const LONG: Duration = Duration::from_secs(240);
 const SHARDS: usize = 4;
-/// What the EKS Pod Identity or IRSA webhook would inject: the emulator takes any key.
-const AWS_ENV: [&str; 3] = [
-    "AWS_ACCESS_KEY_ID=000000000000",
-    "AWS_SECRET_ACCESS_KEY=test-secret",
-    "AWS_REGION=us-east-1",
+/// Static keys, as a cluster without IRSA or EKS Pod Identity gives them: a Secret per
+/// namespace, named by the chart's `envFrom` (operator) and `spec.workers.awsCredentials`
+/// (workers). The emulator takes any key.
+const AWS_KEYS: [(&str, &str); 3] = [
+    ("AWS_ACCESS_KEY_ID", "000000000000"),
+    ("AWS_SECRET_ACCESS_KEY", "test-secret"),
+    ("AWS_REGION", "us-east-1"),
 ];
+const AWS_SECRET: &str = "aws-keys";
+
+async fn create_aws_secret(client: &kube::Client, ns: &str) -> Result<()> {
+    let secret = Secret {
+        metadata: kube::api::ObjectMeta {
+            name: Some(AWS_SECRET.into()),
+            ..Default::default()
+        },
+        string_data: Some(
+            AWS_KEYS
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+                .collect(),
+        ),
+        ..Default::default()
+    };
+    Api::<Secret>::namespaced(client.clone(), ns)
+        .create(&PostParams::default(), &secret)
+        .await?;
+    Ok(())
+}
+
+/// Whether the pod's container takes its AWS keys from the Secret, not from literal values.
+fn has_aws_keys_from_secret(p: &Pod) -> bool {
+    let spec = p.spec.as_ref();
+    let c = spec.map(|s| &s.containers[0]);
+    let from_env = c.and_then(|c| c.env.as_ref()).is_some_and(|env| {
+        env.iter().any(|e| {
+            e.name == "AWS_ACCESS_KEY_ID"
+                && e.value.is_none()
+                && e.value_from
+                    .as_ref()
+                    .and_then(|v| v.secret_key_ref.as_ref())
+                    .is_some_and(|r| r.name == AWS_SECRET)
+        })
+    });
+    let from_env_from = c.and_then(|c| c.env_from.as_ref()).is_some_and(|sources| {
+        sources
+            .iter()
+            .any(|s| s.secret_ref.as_ref().is_some_and(|r| r.name == AWS_SECRET))
+    });
+    from_env || from_env_from
+}
 
 fn env(name: &str) -> Result<String> {
     std::env::var(name).with_context(|| format!("{name} is not set: run `make test-real-node`"))
@@ -156,6 +201,8 @@ async fn the_fleet_runs_in_containers_on_the_real_node() -> Result<()> {
     let apps = TestNamespace::create(&client, "rn-apps").await?;
     restrict(&client, system.name()).await?;
     restrict(&client, apps.name()).await?;
+    create_aws_secret(&client, system.name()).await?;
+    create_aws_secret(&client, apps.name()).await?;
     let release = unique_name("ko");
     let chart = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../charts/kinesis-operator");
     run(Command::new("helm")
@@ -164,6 +211,10 @@ async fn the_fleet_runs_in_containers_on_the_real_node() -> Result<()> {
         .args(["--namespace", system.name(), "--set", "replicas=1"])
         .args(["--set", "image.pullPolicy=Never"])
         .args(["--set", &format!("watchNamespace={}", apps.name())])
+        .args([
+            "--set-json",
+            &format!("envFrom=[{{\"secretRef\":{{\"name\":\"{AWS_SECRET}\"}}}}]"),
+        ])
         .args([
             "--set-json",
             &format!("allowList.endpoints=[\"http://{node_ip}:*\"]"),
@@ -218,22 +269,13 @@ async fn scenario(
 ) -> Result<()> {
     // 1. The operator, from the image, with the chart's ServiceAccount and in-cluster config.
     let selector = "app.kubernetes.io/name=kinesis-operator";
-    let mut set_env = vec!["set", "env", "deployment", "-l", selector, "-n", system];
-    set_env.extend(AWS_ENV);
-    kubectl(&set_env)?;
     let pods = Api::<Pod>::namespaced(client.clone(), system);
     let op = wait_until("the operator pod Ready", LONG, || async {
         let list = pods.list(&ListParams::default().labels(selector)).await?;
-        Ok(list.items.into_iter().find(|p| {
-            is_ready(p)
-                && p.spec.as_ref().is_some_and(|s| {
-                    s.containers[0]
-                        .env
-                        .iter()
-                        .flatten()
-                        .any(|e| e.name == "AWS_ACCESS_KEY_ID")
-                })
-        }))
+        Ok(list
+            .items
+            .into_iter()
+            .find(|p| is_ready(p) && has_aws_keys_from_secret(p)))
     })
     .await?;
     let spec = op.spec.clone().unwrap_or_default();
@@ -278,6 +320,7 @@ spec:
     batch: {{maxRecords: 100, maxAge: 100ms}}
   workers:
     shardsPerWorker: 2
+    awsCredentials: {{secretName: {AWS_SECRET}}}
     resources: {{requests: {{cpu: 20m, memory: 32Mi}}, limits: {{memory: 256Mi}}}}
 "
     ))?;
@@ -288,9 +331,6 @@ spec:
         Ok(kubectl(&["get", "statefulset", sts, "-n", apps]).ok())
     })
     .await?;
-    let mut set_env = vec!["set", "env", "statefulset", sts, "-n", apps];
-    set_env.extend(AWS_ENV);
-    kubectl(&set_env)?;
     let workers = Api::<Pod>::namespaced(client.clone(), apps);
     let ready_workers = || async {
         let list = workers.list(&ListParams::default()).await?;
@@ -300,13 +340,7 @@ spec:
             .filter(|p| {
                 p.metadata.deletion_timestamp.is_none()
                     && is_ready(p)
-                    && p.spec.as_ref().is_some_and(|s| {
-                        s.containers[0]
-                            .env
-                            .iter()
-                            .flatten()
-                            .any(|e| e.name == "AWS_ACCESS_KEY_ID")
-                    })
+                    && has_aws_keys_from_secret(p)
             })
             .collect();
         Ok::<_, anyhow::Error>((ready.len() == SHARDS / 2).then_some(ready))

@@ -294,6 +294,11 @@ fn cases() -> Vec<Case> {
             },
         ),
         case(
+            "bad-aws-credentials-secret",
+            "spec.workers.awsCredentials.secretName",
+            |s| s["workers"]["awsCredentials"] = json!({ "secretName": "AWS_Keys" }),
+        ),
+        case(
             "bad-service-account-annotation-key",
             "spec.workers.serviceAccountAnnotations",
             |s| s["workers"]["serviceAccountAnnotations"] = json!({ "a/b/c": "x" }),

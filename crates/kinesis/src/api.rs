@@ -121,7 +121,7 @@ pub enum SourceError {
     },
     /// No AWS credentials could be loaded (no IRSA, Pod Identity, environment or profile).
     #[error(
-        "{operation}: no AWS credentials; give this pod an AWS identity (IRSA, Pod Identity or AWS_* variables; for workers, spec.workers.serviceAccountAnnotations): {message}"
+        "{operation}: no AWS credentials; give this pod an AWS identity (IRSA, Pod Identity or AWS_* variables; for workers, spec.workers.serviceAccountAnnotations or spec.workers.awsCredentials): {message}"
     )]
     Credentials {
         /// The API call.

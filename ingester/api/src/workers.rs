@@ -83,6 +83,14 @@ pub struct WorkersSpec {
     #[x_kube(validation = label_keys_rule("workers.serviceAccountAnnotations"))]
     pub service_account_annotations: BTreeMap<String, String>,
 
+    /// Static AWS credentials for the workers, from a Secret in the ingester's namespace:
+    /// `AWS_ACCESS_KEY_ID` and `AWS_SECRET_ACCESS_KEY` (and `AWS_SESSION_TOKEN` when present)
+    /// become the worker container's environment. For clusters without IRSA or EKS Pod Identity
+    /// (on-premises, another cloud, an emulator); prefer those where they exist, as a Secret
+    /// holds long-lived keys. Environment credentials come first in the AWS SDK's chain.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub aws_credentials: Option<AwsCredentials>,
+
     /// Extra labels on worker pods.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     #[schemars(extend("maxProperties" = MAX_LABELS, "additionalProperties" = label_value_schema()))]
@@ -101,6 +109,25 @@ pub struct WorkersSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub scratch: Option<ScratchSpec>,
 }
+
+/// A Secret holding static AWS credentials.
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct AwsCredentials {
+    /// Name of the Secret, in the ingester's namespace. Its keys `AWS_ACCESS_KEY_ID` and
+    /// `AWS_SECRET_ACCESS_KEY` are required (a worker pod does not start without them);
+    /// `AWS_SESSION_TOKEN` is optional. The operator never reads the Secret.
+    #[schemars(length(min = 1, max = 253), regex(pattern = DNS_SUBDOMAIN_PATTERN))]
+    pub secret_name: String,
+}
+
+/// The environment variables [`AwsCredentials`] sets, each from the Secret key of the same
+/// name, and whether the key is optional.
+pub const AWS_CREDENTIAL_KEYS: [(&str, bool); 3] = [
+    ("AWS_ACCESS_KEY_ID", false),
+    ("AWS_SECRET_ACCESS_KEY", false),
+    ("AWS_SESSION_TOKEN", true),
+];
 
 /// The worker's scratch volume.
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
@@ -210,6 +237,7 @@ impl Default for WorkersSpec {
             priority_class_name: None,
             service_account_name: None,
             service_account_annotations: BTreeMap::new(),
+            aws_credentials: None,
             pod_labels: BTreeMap::new(),
             pod_annotations: BTreeMap::new(),
             scratch: None,

@@ -5,6 +5,7 @@ pub mod workload;
 
 mod adopt;
 mod cleanup;
+mod credentials;
 mod fleet;
 mod headers;
 

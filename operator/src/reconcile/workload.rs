@@ -23,7 +23,7 @@ use kinesis_ingester_api::{
     INGESTER_LABEL, KinesisIngester, ScratchSpec, ScratchType, bounds::SCRATCH_MOUNT_PATH,
 };
 
-use super::headers;
+use super::{credentials, headers};
 
 /// Port of the worker's `/metrics`, `/healthz` and `/readyz`.
 pub const WORKER_METRICS_PORT: i32 = 9464;
@@ -233,11 +233,16 @@ pub fn stateful_set(
                 .unwrap_or_else(|| settings.default_image.clone()),
         ),
         args: Some(args),
-        env: Some(vec![
-            field_env("POD_NAME", "metadata.name"),
-            field_env("POD_UID", "metadata.uid"),
-            field_env("POD_NAMESPACE", "metadata.namespace"),
-        ]),
+        env: Some(
+            [
+                field_env("POD_NAME", "metadata.name"),
+                field_env("POD_UID", "metadata.uid"),
+                field_env("POD_NAMESPACE", "metadata.namespace"),
+            ]
+            .into_iter()
+            .chain(credentials::env(ki))
+            .collect(),
+        ),
         ports: Some(vec![ContainerPort {
             name: Some("metrics".into()),
             container_port: WORKER_METRICS_PORT,

@@ -136,25 +136,33 @@ async fn demo() -> Result<()> {
     } else {
         "IfNotPresent"
     };
-    run(Command::new("helm")
-        .args(["install", "kinesis-operator"])
+    run(Command::new("kubectl").args(["create", "namespace", OPERATOR_NS]))?;
+    run(Command::new("kubectl").args(["create", "namespace", DEMO_NS]))?;
+    let mut helm = Command::new("helm");
+    helm.args(["install", "kinesis-operator"])
         .arg(&chart)
-        .args(["--namespace", OPERATOR_NS, "--create-namespace"])
+        .args(["--namespace", OPERATOR_NS])
         .args([
             "--set",
             "replicas=1",
             "--set",
             &format!("image.pullPolicy={pull}"),
         ])
-        .args(["--set-json", &endpoints]))?;
-    run(Command::new("kubectl").args(["create", "namespace", DEMO_NS]))?;
+        .args(["--set-json", &endpoints]);
     if real_node.is_some() {
-        // What an IRSA or Pod Identity webhook would inject; the emulator takes any key.
-        run(Command::new("kubectl")
-            .args(["set", "env", "deployment", "-n", OPERATOR_NS, "-l"])
-            .args(["app.kubernetes.io/name=kinesis-operator"])
-            .args(AWS_ENV))?;
+        // Containers get static keys from a Secret in each namespace (no IRSA or Pod Identity
+        // here); the emulator takes any key.
+        for ns in [OPERATOR_NS, DEMO_NS] {
+            run(Command::new("kubectl")
+                .args(["create", "secret", "generic", AWS_SECRET, "-n", ns])
+                .args(AWS_KEYS.map(|(k, v)| format!("--from-literal={k}={v}"))))?;
+        }
+        helm.args([
+            "--set-json",
+            &format!("envFrom=[{{\"secretRef\":{{\"name\":\"{AWS_SECRET}\"}}}}]"),
+        ]);
     }
+    run(&mut helm)?;
 
     let http_sink = RecordingSink::new();
     let mut stand_ins = None;
@@ -200,9 +208,6 @@ async fn demo() -> Result<()> {
             },
         )
         .await?;
-        run(Command::new("kubectl")
-            .args(["set", "env", "statefulset", "orders-worker", "-n", DEMO_NS])
-            .args(AWS_ENV))?;
         println!(
             "    {} records are waiting; the ingester reads from TRIM_HORIZON and POSTs to {addr}",
             produced.load(Ordering::Relaxed)
@@ -312,12 +317,14 @@ async fn demo() -> Result<()> {
     Ok(())
 }
 
-/// What the EKS Pod Identity or IRSA webhook would inject on the real node.
-const AWS_ENV: [&str; 3] = [
-    "AWS_ACCESS_KEY_ID=000000000000",
-    "AWS_SECRET_ACCESS_KEY=test-secret",
-    "AWS_REGION=us-east-1",
+/// Static keys for the containers on the real node, from a Secret named by the chart's
+/// `envFrom` and the ingester's `workers.awsCredentials`.
+const AWS_KEYS: [(&str, &str); 3] = [
+    ("AWS_ACCESS_KEY_ID", "000000000000"),
+    ("AWS_SECRET_ACCESS_KEY", "test-secret"),
+    ("AWS_REGION", "us-east-1"),
 ];
+const AWS_SECRET: &str = "aws-keys";
 
 enum Sink {
     /// On the workers' scratch volume, which the local kubelet keeps in the state directory.
@@ -377,5 +384,9 @@ fn example(stream: &str, sink: &Sink, node_ip: std::net::IpAddr) -> Result<Kines
     v["spec"]["read"]["pollInterval"] = serde_json::json!("500ms");
     v["spec"]["read"]["maxRecordsPerCall"] = serde_json::json!(25);
     v["spec"]["workers"] = serde_json::json!({"shardsPerWorker": 2, "scratch": {"size": "64Mi"}});
+    if matches!(sink, Sink::Http(_)) {
+        // On the real node (the HTTP sink is its sink): keys from the demo namespace's Secret.
+        v["spec"]["workers"]["awsCredentials"] = serde_json::json!({"secretName": AWS_SECRET});
+    }
     Ok(serde_json::from_value(v)?)
 }
