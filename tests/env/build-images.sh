@@ -11,7 +11,8 @@
 # which `ctr images import`, `kind load image-archive`, `docker load`, `podman load` and
 # `crane push` all accept), tagged $IMAGE_PREFIX/<name>:$IMAGE_VERSION (default
 # ghcr.io/kinesis-operator/<name>:<workspace version>, what the chart pulls), for this machine's
-# architecture, with OUT_DIR/<name>-config.json beside each. The Dockerfiles build the same image with Docker; check_dockerfile below fails the build when they
+# architecture (IMAGE_ARCH=arm64 or amd64 for another, from cross-built binaries), with
+# OUT_DIR/<name>-config.json beside each. The Dockerfiles build the same image with Docker; check_dockerfile below fails the build when they
 # disagree on the entrypoint, the user or the files the image must hold.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
@@ -34,10 +35,20 @@ revision=$(git -C "$root" rev-parse HEAD 2>/dev/null || echo unknown)
 source_url=$(sed -n 's/^repository = "\(.*\)"/\1/p' "$root/Cargo.toml" | head -1)
 registry_prefix=${IMAGE_PREFIX:-ghcr.io/kinesis-operator}
 case "$(uname -m)" in
-  x86_64) arch=amd64 ;;
-  aarch64) arch=arm64 ;;
+  x86_64) host_arch=amd64 ;;
+  aarch64) host_arch=arm64 ;;
   *) die "unsupported machine $(uname -m)" ;;
 esac
+# IMAGE_ARCH=arm64 on an amd64 machine (or the reverse): RELEASE_DIR holds binaries cross-built
+# for it (`make images IMAGE_ARCH=arm64`), and their libraries come from the cross toolchain's
+# sysroot (Debian: /usr/aarch64-linux-gnu from libc6-dev-arm64-cross) instead of `ldd`.
+arch=${IMAGE_ARCH:-$host_arch}
+case "$arch" in
+  amd64) triple=x86_64-linux-gnu ;;
+  arm64) triple=aarch64-linux-gnu ;;
+  *) die "IMAGE_ARCH must be amd64 or arm64, not $arch" ;;
+esac
+sysroot=${CROSS_SYSROOT:-/usr/$triple}
 ca_bundle=${CA_BUNDLE:-/etc/ssl/certs/ca-certificates.crt}
 [ -s "$ca_bundle" ] || die "no CA bundle at $ca_bundle (install ca-certificates or set CA_BUNDLE)"
 
@@ -57,17 +68,51 @@ rootfs() { # rootfs NAME DIR
   chmod 1777 "$dir/tmp"
   # The release profile keeps line tables (debug = "line-tables-only"): 5x the size. The image
   # keeps the symbols (backtraces name functions) and drops the rest, as the Dockerfiles do.
-  strip --strip-debug -o "$dir/usr/local/bin/$name" "$bin"
-  # Every shared library the dynamic loader resolves, and the loader itself, at the same path.
-  for lib in $(ldd "$bin" | awk '/=> \// {print $3} /^\t\// {print $1}'); do
-    mkdir -p "$dir$(dirname "$lib")"
-    cp -L "$lib" "$dir$lib"
-  done
+  local strip=strip
+  [ "$arch" = "$host_arch" ] || strip=$triple-strip
+  "$strip" --strip-debug -o "$dir/usr/local/bin/$name" "$bin"
+  if [ "$arch" = "$host_arch" ]; then
+    # Every shared library the dynamic loader resolves, and the loader itself, at the same path.
+    for lib in $(ldd "$bin" | awk '/=> \// {print $3} /^\t\// {print $1}'); do
+      mkdir -p "$dir$(dirname "$lib")"
+      cp -L "$lib" "$dir$lib"
+    done
+  else
+    cross_libs "$bin" "$dir"
+  fi
   cp -L "$ca_bundle" "$dir/etc/ssl/certs/ca-certificates.crt"
   printf 'root:x:0:0:root:/root:/sbin/nologin\nnonroot:x:65532:65532:nonroot:/home/nonroot:/sbin/nologin\n' \
     >"$dir/etc/passwd"
   printf 'root:x:0:\nnonroot:x:65532:\n' >"$dir/etc/group"
   printf 'hosts: files dns\n' >"$dir/etc/nsswitch.conf"
+}
+
+# A cross-built binary's loader (its ELF interpreter) and the libraries it names (NEEDED), from
+# the sysroot, at Debian's multiarch paths, as in distroless/cc-debian12 for that architecture.
+# The libraries of glibc name no others beyond these.
+cross_libs() { # cross_libs BIN DIR
+  local bin=$1 dir=$2 interp lib file_arch
+  [ -d "$sysroot/lib" ] || die "no $arch sysroot at $sysroot: install the cross toolchain (apt-get install gcc-$triple libc6-dev-${arch}-cross) or set CROSS_SYSROOT"
+  file_arch=$(readelf -h "$bin" | sed -n 's/^ *Machine: *//p')
+  case "$arch/$file_arch" in
+    arm64/AArch64 | amd64/*X86-64) ;;
+    *) die "$bin is built for $file_arch, not $arch" ;;
+  esac
+  interp=$(readelf -l "$bin" | sed -n 's/.*Requesting program interpreter: \(.*\)]$/\1/p')
+  [ -n "$interp" ] || die "$bin has no ELF interpreter"
+  mkdir -p "$dir$(dirname "$interp")" "$dir/lib/$triple"
+  cp -L "$sysroot/lib/$(basename "$interp")" "$dir$interp"
+  for lib in $(readelf -d "$bin" | sed -n 's/.*Shared library: \[\(.*\)\]$/\1/p'); do
+    [ -e "$sysroot/lib/$lib" ] || die "$bin needs $lib, which $sysroot/lib does not have"
+    cp -L "$sysroot/lib/$lib" "$dir/lib/$triple/$lib"
+  done
+  # The binary starts with only the image's files: run it under qemu-user when it is installed.
+  if command -v "qemu-${triple%%-*}" >/dev/null; then
+    "qemu-${triple%%-*}" -L "$dir" "$dir/usr/local/bin/$(basename "$bin")" --version >&2 ||
+      die "$(basename "$bin") does not start under qemu-${triple%%-*} with only the image's files"
+  else
+    log "qemu-${triple%%-*} not installed (apt-get install qemu-user): the $arch binary was not started"
+  fi
 }
 
 # Fails when the Dockerfile would build a different image: entrypoint, user, labels and the
