@@ -146,8 +146,8 @@ soak: tools ## Chaos soak on the local stack, SOAK_SECONDS (default 600; SOAK_SE
 	SOAK_SECONDS=$(SOAK_SECONDS) tests/env/with-env.sh $(CARGO) test --locked -p kinesis-operator --test soak -- --ignored --nocapture
 
 .PHONY: soak-short
-soak-short: ## The 3-minute chaos soak that CI runs
-	$(MAKE) soak SOAK_SECONDS=180
+soak-short: ## The 2-minute chaos soak that CI runs (6 faults)
+	$(MAKE) soak SOAK_SECONDS=120
 
 .PHONY: fuzz
 fuzz: ## Run every cargo-fuzz target FUZZ_SECONDS (default 600) each, one at a time; prints executions per target (needs nightly and cargo-fuzz)
