@@ -40,7 +40,9 @@ const FIGURE: &str = "OURS_FAILOVER_SECONDS ";
 pub async fn ours(repo: &Path, dir: &Path) -> Result<f64> {
     let cp = tokio::task::spawn_blocking(|| ControlPlane::start(2))
         .await?
-        .context("the private control plane did not start (are the kube binaries cached? `make tools`)")?;
+        .context(
+            "the private control plane did not start (are the kube binaries cached? `make tools`)",
+        )?;
     let kl = KinesisLocal::start(repo, &dir.join("kinesis-local-failover")).await?;
     let result = child(&cp, &kl.endpoint).await;
     kl.stop().await;
@@ -49,10 +51,17 @@ pub async fn ours(repo: &Path, dir: &Path) -> Result<f64> {
 }
 
 async fn child(cp: &ControlPlane, endpoint: &str) -> Result<f64> {
+    // helm (the operator's RBAC is rendered from the chart) comes with the kube binaries.
+    let mut dirs = vec![cp.bin_dir().to_owned()];
+    dirs.extend(std::env::split_paths(
+        &std::env::var_os("PATH").unwrap_or_default(),
+    ));
+    let path = std::env::join_paths(dirs)?;
     let mut c = tokio::process::Command::new(std::env::current_exe()?)
         .arg("--ours-failover")
         .env("KUBECONFIG", cp.kubeconfig())
         .env("KINESIS_ENDPOINT", endpoint)
+        .env("PATH", path)
         .stdout(Stdio::piped())
         .kill_on_drop(true)
         .spawn()
@@ -229,7 +238,13 @@ mod tests {
                 .collect::<BTreeMap<_, _>>()
         };
         assert_eq!(
-            victim(&o(&[("a", "w-0"), ("b", "w-1"), ("c", "w-1"), ("d", "w-0"), ("e", "w-1")])),
+            victim(&o(&[
+                ("a", "w-0"),
+                ("b", "w-1"),
+                ("c", "w-1"),
+                ("d", "w-0"),
+                ("e", "w-1")
+            ])),
             Some(("w-1".into(), 3))
         );
         assert_eq!(

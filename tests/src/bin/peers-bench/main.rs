@@ -405,13 +405,17 @@ async fn failover(env: &Env, repo: &std::path::Path, rows: &mut Vec<Row>) {
         env.kcl_failover_ms
     );
     let (of, why) = match fleet_failover::ours(repo, env.dir.path()).await {
-        Ok(s) => (s, String::new()),
+        Ok(s) => {
+            println!(
+                "  ours  failover: {s:.1} s until a marker in each of the 4 shards is delivered"
+            );
+            (s, String::new())
+        }
         Err(e) => {
             println!("  ours  failover: {e:#}");
-            (f64::NAN, format!("; ours not measured: {}", e.root_cause()))
+            (f64::NAN, format!("; ours not measured: {e}"))
         }
     };
-    println!("  ours  failover: {of:.1} s until a marker in each of the 4 shards is delivered");
     let kf = runs::kcl_failover(env).await.unwrap_or_else(|e| {
         println!("  KCL failover: {e:#}");
         f64::NAN
