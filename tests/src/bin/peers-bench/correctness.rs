@@ -151,54 +151,68 @@ async fn run_on(
     }
     let total = (keys * per_key) as usize;
     println!(
-        "  putting {total} records ({keys} keys x {per_key}) at {rate:.0}/s; SplitShard at 1/3, MergeShards at 2/3"
+        "  putting {total} records ({keys} keys x {per_key}, one producer per key) at {rate:.0}/s; SplitShard at 1/3 of the time, MergeShards at 2/3"
     );
     let start = Instant::now();
-    for i in 0..total {
-        let due = start + Duration::from_secs_f64(i as f64 / rate);
-        tokio::time::sleep_until(due.into()).await;
-        if i == total / 3 {
-            let open = open_shards(&kinesis, &stream).await?;
-            let (id, lo, hi) = open.first().context("no open shard")?.clone();
-            kinesis
-                .split_shard()
-                .stream_name(&stream)
-                .shard_to_split(&id)
-                .new_starting_hash_key((lo / 2 + hi / 2 + 1).to_string())
-                .send()
-                .await
-                .context("SplitShard")?;
-            wait_stream_active(&kinesis, &stream).await?;
-            println!("    split {id} after {i} records");
-        }
-        if i == 2 * total / 3 {
-            let open = open_shards(&kinesis, &stream).await?;
-            let pair = open
-                .windows(2)
-                .rev()
-                .find(|w| w[0].2.checked_add(1) == Some(w[1].1))
-                .context("no adjacent open shards")?;
-            let (a, b) = (pair[0].0.clone(), pair[1].0.clone());
-            kinesis
-                .merge_shards()
-                .stream_name(&stream)
-                .shard_to_merge(&a)
-                .adjacent_shard_to_merge(&b)
-                .send()
-                .await
-                .context("MergeShards")?;
-            wait_stream_active(&kinesis, &stream).await?;
-            println!("    merged {a} and {b} after {i} records");
-        }
-        let (key, seq) = (i as u32 % keys, i as u32 / keys);
-        kinesis
-            .put_record()
-            .stream_name(&stream)
-            .partition_key(format!("key-{key}"))
-            .data(Blob::new(format!("key={key} seq={seq}")))
-            .send()
-            .await
-            .context("PutRecord")?;
+    // One producer per key, each putting its own records one after another: the per-key order
+    // is the put order, and the keys go in parallel so a slow emulator does not stretch the run.
+    let mut producers = Vec::new();
+    for key in 0..keys {
+        let (kinesis, stream) = (kinesis.clone(), stream.clone());
+        let per_key_rate = rate / f64::from(keys);
+        producers.push(tokio::spawn(async move {
+            for seq in 0..per_key {
+                let due = start + Duration::from_secs_f64(f64::from(seq) / per_key_rate);
+                tokio::time::sleep_until(due.into()).await;
+                kinesis
+                    .put_record()
+                    .stream_name(&stream)
+                    .partition_key(format!("key-{key}"))
+                    .data(Blob::new(format!("key={key} seq={seq}")))
+                    .send()
+                    .await
+                    .context("PutRecord")?;
+            }
+            anyhow::Ok(())
+        }));
+    }
+    let span = Duration::from_secs_f64(total as f64 / rate);
+    tokio::time::sleep_until((start + span / 3).into()).await;
+    let open = open_shards(&kinesis, &stream).await?;
+    let (id, lo, hi) = open.first().context("no open shard")?.clone();
+    kinesis
+        .split_shard()
+        .stream_name(&stream)
+        .shard_to_split(&id)
+        .new_starting_hash_key((lo / 2 + hi / 2 + 1).to_string())
+        .send()
+        .await
+        .context("SplitShard")?;
+    wait_stream_active(&kinesis, &stream).await?;
+    println!("    split {id} at {:.1} s", start.elapsed().as_secs_f64());
+    tokio::time::sleep_until((start + span * 2 / 3).into()).await;
+    let open = open_shards(&kinesis, &stream).await?;
+    let pair = open
+        .windows(2)
+        .rev()
+        .find(|w| w[0].2.checked_add(1) == Some(w[1].1))
+        .context("no adjacent open shards")?;
+    let (a, b) = (pair[0].0.clone(), pair[1].0.clone());
+    kinesis
+        .merge_shards()
+        .stream_name(&stream)
+        .shard_to_merge(&a)
+        .adjacent_shard_to_merge(&b)
+        .send()
+        .await
+        .context("MergeShards")?;
+    wait_stream_active(&kinesis, &stream).await?;
+    println!(
+        "    merged {a} and {b} at {:.1} s",
+        start.elapsed().as_secs_f64()
+    );
+    for p in producers {
+        p.await??;
     }
     println!(
         "  produced in {:.1} s; waiting until each consumer has every record (at most 4 min)",

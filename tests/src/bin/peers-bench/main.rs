@@ -29,7 +29,7 @@ struct Row {
 fn fmt(v: f64) -> String {
     if v.is_nan() {
         "n/a".to_owned()
-    } else if v.abs() >= 100.0 {
+    } else if v.abs() >= 100.0 || v.fract() == 0.0 {
         format!("{v:.0}")
     } else {
         format!("{v:.1}")
@@ -487,7 +487,7 @@ mod tests {
         let lines: Vec<&str> = t.lines().skip(2).collect();
         assert_eq!(lines[0], "| x | 100 ms | 400 ms | 4.0x better |");
         assert_eq!(lines[1], "| x | 100 ms | 400 ms | 4.0x worse |");
-        assert_eq!(lines[2], "| x | 0.0 ms | 0.0 ms | same |");
+        assert_eq!(lines[2], "| x | 0 ms | 0 ms | same |");
         assert_eq!(lines[3], "| x | n/a | 62.4 ms | n/a |");
     }
 }
