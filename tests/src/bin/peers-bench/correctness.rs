@@ -125,7 +125,7 @@ async fn run_on(
     let kinesis = kinesis_client_at(endpoint);
     let stream = create_stream(&kinesis, "peers-reshard", 2).await?;
     let mut consumers = Vec::new();
-    // KCL first: it takes a minute or more to take its first lease, and reads from TRIM_HORIZON.
+    // KCL first: it takes a minute or more to take its first lease.
     for kind in [Kind::Kcl, Kind::Ours] {
         let o = Opts {
             endpoint,
@@ -148,6 +148,18 @@ async fn run_on(
             }
         });
         consumers.push((c, arrivals));
+    }
+    // Resharding starts once both read the 2 shards: kinesis-local answers ListShards with
+    // ShardFilter AT_TRIM_HORIZON with every shard, children included, and KCL's first shard sync
+    // then finds overlapping hash ranges and never starts ("Hash range of shards returned ...
+    // was incomplete"); real Kinesis returns only the shards open at the trim horizon.
+    for (c, _) in &mut consumers {
+        let up = c.wait_shards(2, Duration::from_secs(240)).await?;
+        println!(
+            "  {:<5} reading both shards after {:.1} s",
+            c.kind.label(),
+            up.as_secs_f64()
+        );
     }
     let total = (keys * per_key) as usize;
     println!(
