@@ -128,9 +128,9 @@ bench: ## Release-build benchmarks: decode MB/s, end-to-end MB/s per core and RS
 BENCH_TARGET = $(or $(CARGO_TARGET_DIR),target)
 
 .PHONY: bench-peers
-bench-peers: ## Side by side with a KCL 3 consumer (docs/benchmarks.md): throughput per core, RSS, idle memory, latency, failover; writes the table to bench-peers.md in the target dir
-	$(CARGO) build --release --locked -p kinesis-ingester -p kinesis-operator-tests --bin kinesis-ingester --bin peers-bench
-	eval "$$(bench/peers/setup.sh)" && $(BENCH_TARGET)/release/peers-bench $(BENCH_TARGET)/release/kinesis-ingester --out $(BENCH_TARGET)/bench-peers.md
+bench-peers: ## Side by side with a KCL 3 consumer (docs/benchmarks.md): throughput per core, RSS, idle memory, latency, failover, split/merge correctness (BENCH_PEERS_ONLY=failover,... for some); writes the table to bench-peers.md in the target dir
+	$(CARGO) build --release --locked -p kinesis-ingester -p kinesis-operator -p kinesis-operator-tests --bin kinesis-ingester --bin kinesis-operator --bin peers-bench
+	eval "$$(bench/peers/setup.sh)" && $(BENCH_TARGET)/release/peers-bench $(BENCH_TARGET)/release/kinesis-ingester --out $(BENCH_TARGET)/bench-peers.md $(if $(BENCH_PEERS_ONLY),--only $(BENCH_PEERS_ONLY))
 
 .PHONY: bench-peers-short
 bench-peers-short: ## One small run per consumer (ours, KCL 3) that fails unless both read every record exactly once (debug build: a smoke, not figures)

@@ -104,6 +104,12 @@ impl ControlPlane {
         &self.kubeconfig
     }
 
+    /// The directory of its kube binaries and helm (first on `cluster.env`'s `PATH`), for a
+    /// child process that runs the fleet harness against it.
+    pub fn bin_dir(&self) -> &Path {
+        &self.bin
+    }
+
     /// Runs the test `name` of this test binary again in a child process whose `KUBECONFIG` is
     /// this control plane (the tests' helpers read it from the environment, which a running
     /// test must not change), and fails with its output when it fails.

@@ -12,7 +12,10 @@ use aws_sdk_kinesis::primitives::Blob;
 use kinesis_testkit::{create_stream, kinesis_client_at, unique_name};
 use tokio::io::{AsyncBufReadExt, BufReader};
 
-use crate::consumer::{Consumer, Env, Kind, Opts};
+use crate::{
+    consumer::{Consumer, Env, Kind, Opts},
+    kinesis_local::KinesisLocal,
+};
 
 /// Latency figures of one consumer, in milliseconds.
 #[derive(Debug, Clone, Default)]
@@ -65,43 +68,25 @@ pub async fn latency(
     count: usize,
     rate: f64,
 ) -> Result<Vec<(Kind, Latency)>> {
-    let state = env.dir.path().join("kinesis-local");
-    let script = repo.join("tests/env/kinesis-local.sh");
-    let status = tokio::process::Command::new(&script)
-        .arg("start")
-        .arg(&state)
-        .status()
-        .await?;
-    anyhow::ensure!(status.success(), "kinesis-local did not start");
-    let result = run(env, &state, kinds, count, rate).await;
-    let _ = tokio::process::Command::new(&script)
-        .arg("stop")
-        .arg(&state)
-        .status()
-        .await;
+    let kl = KinesisLocal::start(repo, &env.dir.path().join("kinesis-local")).await?;
+    let result = run(env, &kl.endpoint, kinds, count, rate).await;
+    kl.stop().await;
     result
 }
 
 async fn run(
     env: &Env,
-    state: &Path,
+    endpoint: &str,
     kinds: &[Kind],
     count: usize,
     rate: f64,
 ) -> Result<Vec<(Kind, Latency)>> {
-    let file = std::fs::read_to_string(state.join("kinesis.env"))?;
-    let endpoint = file
-        .split("KINESIS_ENDPOINT=")
-        .nth(1)
-        .context("kinesis.env")?
-        .trim()
-        .to_owned();
-    let kinesis = kinesis_client_at(&endpoint);
+    let kinesis = kinesis_client_at(endpoint);
     let stream = create_stream(&kinesis, "peers-latency", 4).await?;
     let mut consumers = Vec::new();
     for &kind in kinds {
         let o = Opts {
-            endpoint: &endpoint,
+            endpoint,
             stream: &stream,
             app: unique_name(&format!(
                 "lat-{}",

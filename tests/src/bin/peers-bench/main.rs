@@ -5,6 +5,9 @@
 
 mod chart;
 mod consumer;
+mod correctness;
+mod fleet_failover;
+mod kinesis_local;
 mod latency;
 mod runs;
 
@@ -26,7 +29,7 @@ struct Row {
 fn fmt(v: f64) -> String {
     if v.is_nan() {
         "n/a".to_owned()
-    } else if v.abs() >= 100.0 {
+    } else if v.abs() >= 100.0 || v.fract() == 0.0 {
         format!("{v:.0}")
     } else {
         format!("{v:.1}")
@@ -69,10 +72,14 @@ fn table(rows: &[Row]) -> String {
     s
 }
 
+/// The sections of the full run, in order (`--only` picks some).
+const SECTIONS: [&str; 5] = ["throughput", "memory", "latency", "failover", "correctness"];
+
 struct Args {
     ingester: PathBuf,
     short: bool,
     out: Option<PathBuf>,
+    only: Option<Vec<String>>,
 }
 
 fn args() -> Result<Args> {
@@ -80,12 +87,27 @@ fn args() -> Result<Args> {
     let ingester = it
         .next()
         .map(PathBuf::from)
-        .context("usage: peers-bench PATH-TO-RELEASE-kinesis-ingester [--short] [--out FILE]")?;
-    let (mut short, mut out) = (false, None);
+        .context(
+            "usage: peers-bench PATH-TO-RELEASE-kinesis-ingester [--short] [--out FILE] [--only SECTION,...]",
+        )?;
+    let (mut short, mut out, mut only) = (false, None, None);
     while let Some(a) = it.next() {
         match a.to_str() {
             Some("--short") => short = true,
             Some("--out") => out = it.next().map(PathBuf::from),
+            Some("--only") => {
+                let list: Vec<String> = it
+                    .next()
+                    .and_then(|v| v.into_string().ok())
+                    .context("--only needs a list")?
+                    .split(',')
+                    .map(str::to_owned)
+                    .collect();
+                if let Some(bad) = list.iter().find(|s| !SECTIONS.contains(&s.as_str())) {
+                    bail!("unknown section {bad:?}: one of {SECTIONS:?}");
+                }
+                only = Some(list);
+            }
             _ => bail!("unknown argument {a:?}"),
         }
     }
@@ -93,11 +115,15 @@ fn args() -> Result<Args> {
         ingester,
         short,
         out,
+        only,
     })
 }
 
 #[tokio::main]
 async fn main() -> Result<()> {
+    if std::env::args().nth(1).as_deref() == Some("--ours-failover") {
+        return fleet_failover::run_child().await;
+    }
     let a = args()?;
     let kcl_classpath = std::env::var("KCL_PEER_CP")
         .context("KCL_PEER_CP is not set: run through `make bench-peers` (bench/peers/setup.sh)")?;
@@ -121,7 +147,7 @@ async fn main() -> Result<()> {
     let result = if a.short {
         short(&env).await
     } else {
-        full(&env, &repo).await
+        full(&env, &repo, a.only.as_deref()).await
     };
     moto.stop().await;
     let (text, svg) = result?;
@@ -175,8 +201,34 @@ async fn short(env: &Env) -> Result<(String, Option<String>)> {
     Ok((table(&rows), None))
 }
 
-async fn full(env: &Env, repo: &std::path::Path) -> Result<(String, Option<String>)> {
+async fn full(
+    env: &Env,
+    repo: &std::path::Path,
+    only: Option<&[String]>,
+) -> Result<(String, Option<String>)> {
+    let want = |section: &str| only.is_none_or(|o| o.iter().any(|s| s == section));
     let mut rows = Vec::new();
+    let mut panels = Vec::new();
+    if want("throughput") {
+        throughput(env, &mut rows, &mut panels).await?;
+    }
+    if want("memory") {
+        memory(env, &mut rows).await?;
+    }
+    if want("latency") {
+        latency(env, repo, &mut rows, &mut panels).await?;
+    }
+    if want("failover") {
+        failover(env, repo, &mut rows).await;
+    }
+    if want("correctness") {
+        correctness(env, repo, &mut rows).await?;
+    }
+    let chart = (!panels.is_empty()).then(|| chart::svg(&panels));
+    Ok((table(&rows), chart))
+}
+
+async fn throughput(env: &Env, rows: &mut Vec<Row>, panels: &mut Vec<Panel>) -> Result<()> {
     let mut throughput = Panel {
         title: "Throughput per CPU-second of the consumer".into(),
         unit: "MB/s",
@@ -243,6 +295,11 @@ async fn full(env: &Env, repo: &std::path::Path) -> Result<(String, Option<Strin
             });
         }
     }
+    panels.push(throughput);
+    Ok(())
+}
+
+async fn memory(env: &Env, rows: &mut Vec<Row>) -> Result<()> {
     println!("memory: 1 and 1,000 idle shards, polled every 200 ms");
     let window = Duration::from_secs(10);
     let mut idle = Vec::new();
@@ -270,6 +327,15 @@ async fn full(env: &Env, repo: &std::path::Path) -> Result<(String, Option<Strin
         unit: "KiB",
         higher_is_better: false,
     });
+    Ok(())
+}
+
+async fn latency(
+    env: &Env,
+    repo: &std::path::Path,
+    rows: &mut Vec<Row>,
+    panels: &mut Vec<Panel>,
+) -> Result<()> {
     println!("latency: kinesis-local, 4 shards, 600 records at 20/s, all consumers at once");
     let lat = latency::latency(
         env,
@@ -329,23 +395,74 @@ async fn full(env: &Env, repo: &std::path::Path) -> Result<(String, Option<Strin
         unit: "",
         higher_is_better: false,
     });
+    panels.push(latency_panel);
+    Ok(())
+}
+
+async fn failover(env: &Env, repo: &std::path::Path, rows: &mut Vec<Row>) {
     println!(
-        "failover: two KCL workers on 4 shards, SIGKILL one (failoverTimeMillis {} = our worker lease)",
+        "failover: two workers on 4 shards, SIGKILL the one holding more, until all 4 are read again (KCL failoverTimeMillis {} = our worker lease)",
         env.kcl_failover_ms
     );
+    let (of, why) = match fleet_failover::ours(repo, env.dir.path()).await {
+        Ok(s) => {
+            println!(
+                "  ours  failover: {s:.1} s until a marker in each of the 4 shards is delivered"
+            );
+            (s, String::new())
+        }
+        Err(e) => {
+            println!("  ours  failover: {e:#}");
+            (f64::NAN, format!("; ours not measured: {e}"))
+        }
+    };
     let kf = runs::kcl_failover(env).await.unwrap_or_else(|e| {
         println!("  KCL failover: {e:#}");
         f64::NAN
     });
     println!("  KCL   failover: {kf:.1} s until the survivor reads all 4 shards");
     rows.push(Row {
-        what: "failover, kill to shards read again (ours: not in this run, see notes)".into(),
-        ours: f64::NAN,
+        what: format!(
+            "failover, kill to shards read again (worker lease = KCL failoverTimeMillis = {} s{why})",
+            env.kcl_failover_ms / 1000
+        ),
+        ours: of,
         kcl: kf,
         unit: "s",
         higher_is_better: false,
     });
-    Ok((table(&rows), Some(chart::svg(&[throughput, latency_panel]))))
+}
+
+async fn correctness(env: &Env, repo: &std::path::Path, rows: &mut Vec<Row>) -> Result<()> {
+    let (keys, per_key, rate) = (16, 150, 100.0);
+    println!(
+        "correctness: kinesis-local, 2 shards, split and merge while producing {} records, ours and KCL at once",
+        keys * per_key
+    );
+    let figures = correctness::run(env, repo, keys, per_key, rate).await?;
+    let get = |k: Kind| {
+        figures
+            .iter()
+            .find(|(x, _)| *x == k)
+            .map(|(_, t)| t.clone())
+            .unwrap_or_default()
+    };
+    let (o, k) = (get(Kind::Ours), get(Kind::Kcl));
+    let n = keys * per_key;
+    for (what, ov, kv) in [
+        ("lost", o.lost, k.lost),
+        ("duplicated", o.duplicated, k.duplicated),
+        ("order breaks per key", o.order_breaks, k.order_breaks),
+    ] {
+        rows.push(Row {
+            what: format!("split + merge, {n} records: {what}"),
+            ours: ov as f64,
+            kcl: kv as f64,
+            unit: "",
+            higher_is_better: false,
+        });
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -370,7 +487,7 @@ mod tests {
         let lines: Vec<&str> = t.lines().skip(2).collect();
         assert_eq!(lines[0], "| x | 100 ms | 400 ms | 4.0x better |");
         assert_eq!(lines[1], "| x | 100 ms | 400 ms | 4.0x worse |");
-        assert_eq!(lines[2], "| x | 0.0 ms | 0.0 ms | same |");
+        assert_eq!(lines[2], "| x | 0 ms | 0 ms | same |");
         assert_eq!(lines[3], "| x | n/a | 62.4 ms | n/a |");
     }
 }
