@@ -38,12 +38,14 @@ lint-workflows: ## Check .github/workflows with actionlint (built from its Go mo
 
 IMAGES_DIR ?= $(or $(CARGO_TARGET_DIR),target)/images
 # The binaries the images hold: release (what ships), or debug (CI's real-node step: built anyway
-# by `make test`, where a release build would add half an hour to a cold run).
+# by `make test`, where a release build would add half an hour to a cold run). The debug build
+# and the tests below use `--workspace`, as `make test` does: the same features, so nothing is
+# compiled again.
 IMAGES_PROFILE ?= release
 
 .PHONY: images
 images: ## Build the operator and ingester images without Docker (release binaries + crane) into $(IMAGES_DIR); IMAGES_PROFILE=debug from the debug build
-	$(CARGO) build $(if $(filter release,$(IMAGES_PROFILE)),--release) --locked -p kinesis-ingester -p kinesis-operator --bin kinesis-ingester --bin kinesis-operator
+	$(CARGO) build --locked $(if $(filter release,$(IMAGES_PROFILE)),--release -p kinesis-ingester -p kinesis-operator --bin kinesis-ingester --bin kinesis-operator,--workspace --bins)
 	tests/env/build-images.sh $(IMAGES_DIR) $(or $(CARGO_TARGET_DIR),target)/$(IMAGES_PROFILE)
 	@source tests/env/versions.sh && for i in kinesis-ingester kinesis-operator; do \
 	  echo "$(IMAGES_DIR)/$$i.tar: $$(du -h $(IMAGES_DIR)/$$i.tar | cut -f1)"; cat $(IMAGES_DIR)/$$i-config.json; echo; done
@@ -107,7 +109,7 @@ demo: tools $(if $(filter 1,$(REAL_NODE)),images) ## Local demo, no cloud accoun
 .PHONY: test-real-node
 test-real-node: images ## The fleet in containers on a real kubelet node (root; one per machine): chart, images, delete-pod handoff, OOM kill; prints figures
 	REAL_NODE=1 REAL_NODE_IMAGES="$(abspath $(IMAGES_DIR))/kinesis-operator.tar $(abspath $(IMAGES_DIR))/kinesis-ingester.tar" \
-	  tests/env/with-env.sh $(CARGO) test --locked -p kinesis-operator --test real_node -- --ignored --nocapture
+	  tests/env/with-env.sh $(CARGO) test --workspace --locked --test real_node -- --ignored --nocapture
 
 .PHONY: bench-fleet
 bench-fleet: tools ## Fleet figures on the local control plane: SplitShard->children read, worker kill->shards read again, API writes/s per worker, object sizes
@@ -143,7 +145,7 @@ SOAK_SECONDS ?= 600
 .PHONY: soak
 soak: tools ## Chaos soak on the local stack, SOAK_SECONDS (default 600; SOAK_SEED replays a schedule); prints the ledger figures
 	$(CARGO) build --workspace --bins --locked
-	SOAK_SECONDS=$(SOAK_SECONDS) tests/env/with-env.sh $(CARGO) test --locked -p kinesis-operator --test soak -- --ignored --nocapture
+	SOAK_SECONDS=$(SOAK_SECONDS) tests/env/with-env.sh $(CARGO) test --workspace --locked --test soak -- --ignored --nocapture
 
 .PHONY: soak-short
 soak-short: ## The 2-minute chaos soak that CI runs (6 faults)
