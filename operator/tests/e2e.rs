@@ -6,7 +6,7 @@
 
 use std::{
     collections::{BTreeMap, HashMap},
-    path::{Path, PathBuf},
+    path::Path,
     sync::{
         Arc,
         atomic::{AtomicBool, AtomicUsize, Ordering},
@@ -17,17 +17,14 @@ use std::{
 use anyhow::{Context, Result};
 use aws_sdk_kinesis::primitives::Blob;
 use k8s_openapi::api::apps::v1::StatefulSet;
-use kinesis_ingester_api::{
-    KinesisIngester, KinesisShardAssignment, KinesisWorker, ScratchSpec, ScratchType,
-    bounds::SCRATCH_MOUNT_PATH,
-};
+use kinesis_ingester_api::{KinesisIngester, KinesisShardAssignment, KinesisWorker};
 use kinesis_testkit::{
-    TestNamespace, create_stream,
-    fleet::{Kubelet, OperatorProcess, install_operator_rbac},
-    install_kinesis_ingester_crd, kinesis_client, kube_client, wait_stream_active, wait_until,
+    file_fleet::FileFleet,
+    fleet::{Kubelet, OperatorProcess},
+    wait_stream_active, wait_until,
 };
 use kube::{
-    Api, Client, ResourceExt,
+    Api, ResourceExt,
     api::{ListParams, Patch, PatchParams, PostParams},
 };
 
@@ -48,66 +45,25 @@ where
     .await
 }
 
-/// One scenario's world.
-struct Fleet {
-    client: Client,
-    kinesis: aws_sdk_kinesis::Client,
-    ns: TestNamespace,
-    dir: tempfile::TempDir,
-    stream: String,
-    out: PathBuf,
-    operator: Option<OperatorProcess>,
-    kubelet: Option<Kubelet>,
+/// One scenario's world: the shared file-sink fleet, with the scenarios' helpers.
+struct Fleet(FileFleet);
+
+impl std::ops::Deref for Fleet {
+    type Target = FileFleet;
+    fn deref(&self) -> &FileFleet {
+        &self.0
+    }
+}
+
+impl std::ops::DerefMut for Fleet {
+    fn deref_mut(&mut self) -> &mut FileFleet {
+        &mut self.0
+    }
 }
 
 impl Fleet {
     async fn start(prefix: &str, shards: i32, workers: &str) -> Result<Self> {
-        let client = kube_client().await?;
-        install_kinesis_ingester_crd(&client).await?;
-        let ns = TestNamespace::create(&client, prefix).await?;
-        install_operator_rbac(&client, ns.name()).await?;
-        let kinesis = kinesis_client()?;
-        let stream = create_stream(&kinesis, prefix, shards).await?;
-        let dir = tempfile::tempdir()?;
-        let out = dir.path().join("out.ndjson");
-        let endpoint = std::env::var("KINESIS_ENDPOINT")?;
-        let ki: KinesisIngester = serde_saphyr::from_str(&format!(
-            "apiVersion: kinesis-operator.dev/v1alpha1
-kind: KinesisIngester
-metadata: {{name: {NAME}}}
-spec:
-  stream: {{name: {stream}, region: us-east-1, endpoint: '{endpoint}'}}
-  read: {{startingPosition: {{type: TrimHorizon}}, pollInterval: 200ms, shardSyncInterval: 5s}}
-  sink:
-    file: {{path: '{SCRATCH_MOUNT_PATH}/out.ndjson'}}
-    batch: {{maxRecords: 100, maxAge: 100ms}}
-  workers: {workers}
-"
-        ))?;
-        // Worker pods write their files on the scratch volume, which the harness keeps in
-        // `dir`: the sink file is `out`.
-        let mut ki = ki;
-        ki.spec.workers.scratch = Some(ScratchSpec {
-            kind: ScratchType::EmptyDir,
-            size: "1Gi".into(),
-            storage_class_name: None,
-        });
-        Api::<KinesisIngester>::namespaced(client.clone(), ns.name())
-            .create(&PostParams::default(), &ki)
-            .await
-            .context("creating the KinesisIngester")?;
-        let operator = OperatorProcess::start(dir.path(), ns.name(), &[]).await?;
-        let kubelet = Kubelet::start(client.clone(), dir.path(), ns.name())?;
-        Ok(Self {
-            client,
-            kinesis,
-            ns,
-            dir,
-            stream,
-            out,
-            operator: Some(operator),
-            kubelet: Some(kubelet),
-        })
+        Ok(Self(FileFleet::start(NAME, prefix, shards, workers).await?))
     }
 
     fn kubelet(&self) -> &Kubelet {

@@ -5,6 +5,7 @@
 
 pub mod chart;
 pub mod control_plane;
+pub mod file_fleet;
 pub mod fleet;
 pub mod ledger;
 pub mod procstat;

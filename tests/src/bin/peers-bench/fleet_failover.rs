@@ -16,17 +16,11 @@ use std::{
 
 use anyhow::{Context, Result, bail};
 use aws_sdk_kinesis::primitives::Blob;
-use kinesis_ingester_api::{
-    KinesisIngester, KinesisShardAssignment, ScratchSpec, ScratchType, bounds::SCRATCH_MOUNT_PATH,
-};
+use kinesis_ingester_api::KinesisShardAssignment;
 use kinesis_testkit::{
-    TestNamespace,
-    control_plane::ControlPlane,
-    create_stream,
-    fleet::{Kubelet, OperatorProcess, install_operator_rbac},
-    install_kinesis_ingester_crd, kinesis_client, kube_client, wait_until,
+    control_plane::ControlPlane, file_fleet::FileFleet, fleet::Kubelet, wait_until,
 };
-use kube::{Api, api::PostParams};
+use kube::Api;
 use tokio::io::{AsyncBufReadExt, BufReader};
 
 use crate::kinesis_local::KinesisLocal;
@@ -83,43 +77,21 @@ async fn child(cp: &ControlPlane, endpoint: &str) -> Result<f64> {
 
 /// The child: runs the fleet on the control plane of `KUBECONFIG` and prints the figure.
 pub async fn run_child() -> Result<()> {
-    let client = kube_client().await?;
-    install_kinesis_ingester_crd(&client).await?;
-    let ns = TestNamespace::create(&client, "peers-failover").await?;
-    install_operator_rbac(&client, ns.name()).await?;
-    let kinesis = kinesis_client()?;
-    let stream = create_stream(&kinesis, "peers-failover", 4).await?;
-    let dir = tempfile::tempdir()?;
-    let out = dir.path().join("out.ndjson");
-    let endpoint = std::env::var("KINESIS_ENDPOINT")?;
-    let mut ki: KinesisIngester = serde_saphyr::from_str(&format!(
-        "apiVersion: kinesis-operator.dev/v1alpha1
-kind: KinesisIngester
-metadata: {{name: {NAME}}}
-spec:
-  stream: {{name: {stream}, region: us-east-1, endpoint: '{endpoint}'}}
-  read: {{startingPosition: {{type: TrimHorizon}}, pollInterval: 200ms, shardSyncInterval: 5s}}
-  sink:
-    file: {{path: '{SCRATCH_MOUNT_PATH}/out.ndjson'}}
-    batch: {{maxRecords: 100, maxAge: 100ms}}
-  workers: {{shardsPerWorker: 2}}
-"
-    ))?;
-    // Worker pods write on the scratch volume, which the kubelet keeps in `dir`.
-    ki.spec.workers.scratch = Some(ScratchSpec {
-        kind: ScratchType::EmptyDir,
-        size: "1Gi".into(),
-        storage_class_name: None,
-    });
-    Api::<KinesisIngester>::namespaced(client.clone(), ns.name())
-        .create(&PostParams::default(), &ki)
-        .await
-        .context("creating the KinesisIngester")?;
-    let operator = OperatorProcess::start(dir.path(), ns.name(), &[]).await?;
-    let kubelet = Kubelet::start(client.clone(), dir.path(), ns.name())?;
-    let result = measure(&client, ns.name(), &kinesis, &stream, &out, &kubelet).await;
+    let mut f = FileFleet::start(NAME, "peers-failover", 4, "{shardsPerWorker: 2}").await?;
+    let kubelet = f.kubelet.take().context("the kubelet")?;
+    let result = measure(
+        &f.client,
+        f.ns.name(),
+        &f.kinesis,
+        &f.stream,
+        &f.out,
+        &kubelet,
+    )
+    .await;
     kubelet.shutdown().await;
-    operator.kill().await;
+    if let Some(operator) = f.operator.take() {
+        operator.kill().await;
+    }
     let s = result?;
     println!("{FIGURE}{s}");
     Ok(())
