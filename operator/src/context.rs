@@ -83,6 +83,8 @@ pub struct Memory {
     pub applied: Option<(u64, Instant)>,
     /// When deletion started waiting for workers.
     pub cleanup_since: Option<Instant>,
+    /// The autoscaler's recent recommendations.
+    pub autoscale: crate::autoscale::History,
 }
 
 /// Shared by every reconcile.

@@ -12,6 +12,7 @@ use kinesis_ingester_api::{
     AssignedShard, Holder, KinesisIngester, KinesisShardAssignmentSpec, KinesisWorker,
     KinesisWorkerSpec, KinesisWorkerStatus, WorkerShard, check_schema,
 };
+use kinesis_operator::autoscale;
 use kinesis_operator::reconcile::{
     status::{StatusInput, compute},
     workload::{self, Names, WorkloadSettings},
@@ -77,6 +78,15 @@ fn random_spec(rng: &mut fastrand::Rng) -> Value {
     }
     if rng.bool() {
         workers["scratch"] = json!({"size": pick(rng, &["1Mi", "1Gi", "16Ti"])});
+    }
+    if rng.bool() {
+        workers["autoscaling"] = json!({
+            "enabled": rng.u8(..4) > 0,
+            "targetLag": pick(rng, &["1s", "1m", "24h"]),
+            "scaleUpStabilization": pick(rng, &["0s", "30s", "1h"]),
+            "scaleDownStabilization": pick(rng, &["0s", "5m", "1h"]),
+            "maxStep": int(rng, 1, 1000),
+        });
     }
     if rng.bool() {
         workers["podLabels"] = json!({"team": "a", "example.com/x": "y"});
@@ -308,6 +318,27 @@ fn plan_once(ki: &KinesisIngester, settings: &WorkloadSettings, rng: &mut fastra
     let eligible = handoff::eligible(&table, strict);
     let desired = kinesis_protocol::plan::fleet_size(&ki.spec, eligible.len());
     assert!(desired >= 0, "a negative worker count: {desired}");
+    if let Some(policy) = autoscale::Policy::of(&ki.spec.workers) {
+        let mut history = autoscale::History::default();
+        let current = rng.i32(0..=10_000);
+        for step in 0..3u64 {
+            let signal = autoscale::Signal {
+                current,
+                lag_ms: autoscale::fleet_lag(&table, &workers),
+                readable: eligible.len(),
+                settling: rng.bool(),
+            };
+            let at = now + std::time::Duration::from_secs(step * 3600);
+            let d = autoscale::decide(&policy, &signal, &mut history, at);
+            let ceiling = policy
+                .max
+                .min(i32::try_from(eligible.len()).unwrap_or(i32::MAX));
+            assert!(
+                d.size >= policy.min && d.size <= ceiling.max(policy.min),
+                "autoscaled out of bounds: {d:?} for {signal:?} and {policy:?}"
+            );
+        }
+    }
     let assignable: Vec<String> = names
         .iter()
         .filter(|n| {
@@ -348,6 +379,7 @@ fn plan_once(ki: &KinesisIngester, settings: &WorkloadSettings, rng: &mut fastra
         selector: workload::selector_string("orders"),
         previous: None,
         suspended: ki.spec.suspend,
+        autoscaling: None,
         now: jiff::Timestamp::now(),
     };
     let (status, _) = compute(&input);

@@ -267,6 +267,31 @@ fn cases() -> Vec<Case> {
             "spec.workers.shardsPerWorker",
             |s| s["workers"]["shardsPerWorker"] = json!(0),
         ),
+        case(
+            "autoscale-target-short",
+            "spec.workers.autoscaling.targetLag",
+            |s| s["workers"]["autoscaling"] = json!({ "targetLag": "999ms" }),
+        ),
+        case(
+            "autoscale-up-window-long",
+            "spec.workers.autoscaling.scaleUpStabilization",
+            |s| s["workers"]["autoscaling"] = json!({ "scaleUpStabilization": "61m" }),
+        ),
+        case(
+            "autoscale-down-window-long",
+            "spec.workers.autoscaling.scaleDownStabilization",
+            |s| s["workers"]["autoscaling"] = json!({ "scaleDownStabilization": "2h" }),
+        ),
+        case(
+            "autoscale-zero-step",
+            "spec.workers.autoscaling.maxStep",
+            |s| s["workers"]["autoscaling"] = json!({ "maxStep": 0 }),
+        ),
+        case(
+            "autoscale-enabled-text",
+            "spec.workers.autoscaling.enabled",
+            |s| s["workers"]["autoscaling"] = json!({ "enabled": "yes" }),
+        ),
         case("zero-min-replicas", "spec.workers.minReplicas", |s| {
             s["workers"]["minReplicas"] = json!(0)
         }),

@@ -12,7 +12,8 @@ use kube::{
 };
 
 /// The examples the README and the chart's NOTES point to; each must exist.
-const REQUIRED: [&str; 6] = [
+const REQUIRED: [&str; 7] = [
+    "autoscaling.yaml",
     "polling-stdout.yaml",
     "efo-elasticsearch.yaml",
     "cloudwatch-logs.yaml",

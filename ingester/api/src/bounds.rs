@@ -62,12 +62,39 @@ pub const HTTP_TIMEOUT: DurationBounds = DurationBounds {
     why: "a shorter timeout fails most bulk requests, and a longer one stalls the shards behind a hung endpoint",
 };
 
+/// `workers.autoscaling.targetLag`: 1s to 24h.
+pub const TARGET_LAG: DurationBounds = DurationBounds {
+    field: "workers.autoscaling.targetLag",
+    min: StdDuration::from_secs(1),
+    max: StdDuration::from_secs(24 * 3600),
+    why: "a caught-up shard's MillisBehindLatest moves between 0 and a second, so a smaller target never settles",
+};
+
+/// `workers.autoscaling.scaleUpStabilization`: 0s to 1h.
+pub const SCALE_UP_STABILIZATION: DurationBounds = DurationBounds {
+    field: "workers.autoscaling.scaleUpStabilization",
+    min: StdDuration::ZERO,
+    max: StdDuration::from_secs(3600),
+    why: "the operator remembers an hour of recommendations",
+};
+
+/// `workers.autoscaling.scaleDownStabilization`: 0s to 1h.
+pub const SCALE_DOWN_STABILIZATION: DurationBounds = DurationBounds {
+    field: "workers.autoscaling.scaleDownStabilization",
+    min: StdDuration::ZERO,
+    max: StdDuration::from_secs(3600),
+    why: "the operator remembers an hour of recommendations",
+};
+
 /// Every bounded duration of the spec.
-pub const DURATIONS: [DurationBounds; 4] = [
+pub const DURATIONS: [DurationBounds; 7] = [
     POLL_INTERVAL,
     SHARD_SYNC_INTERVAL,
     BATCH_MAX_AGE,
     HTTP_TIMEOUT,
+    TARGET_LAG,
+    SCALE_UP_STABILIZATION,
+    SCALE_DOWN_STABILIZATION,
 ];
 
 impl DurationBounds {
@@ -197,6 +224,9 @@ mod tests {
                 ("1s", "24h"),
                 ("10ms", "15m"),
                 ("1s", "5m"),
+                ("1s", "24h"),
+                ("0ms", "1h"),
+                ("0ms", "1h"),
             ]
             .map(|(a, b)| (a.to_owned(), b.to_owned()))
         );

@@ -61,10 +61,32 @@ pub struct KinesisIngesterStatus {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub undelivered: Option<String>,
 
+    /// What the lag-driven autoscaler decided last and why (absent while
+    /// `spec.workers.autoscaling` is off).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub autoscaling: Option<AutoscalingStatus>,
+
     /// One entry per shard that is being read or still has to be.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[x_kube(merge_strategy = ListMerge::Atomic)]
     pub shards: Vec<ShardStatus>,
+}
+
+/// The autoscaler's last decision.
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct AutoscalingStatus {
+    /// Workers the autoscaler wants.
+    pub desired_workers: i32,
+    /// Why, in one word: `LagAboveTarget`, `LagBelowTarget`, `LagWithinTarget`, `LagUnknown`,
+    /// `Stabilizing`, `Settling`, `AtMaxReplicas`, `AtMinReplicas`, `OneWorkerPerShard` or
+    /// `RecentlyTooFew`.
+    pub reason: String,
+    /// Why, for people: the lag, the target and what happens next.
+    pub message: String,
+    /// When the autoscaler last changed the fleet's size (RFC 3339).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_scale_time: Option<String>,
 }
 
 /// Progress of one shard.

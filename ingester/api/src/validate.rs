@@ -162,6 +162,14 @@ impl KinesisIngesterSpec {
                 "must not be greater than workers.maxReplicas",
             );
         }
+        if let Some(a) = &w.autoscaling {
+            errors.duration(bounds::TARGET_LAG, &a.target_lag);
+            errors.duration(bounds::SCALE_UP_STABILIZATION, &a.scale_up_stabilization);
+            errors.duration(
+                bounds::SCALE_DOWN_STABILIZATION,
+                &a.scale_down_stabilization,
+            );
+        }
         if let Some(scratch) = &w.scratch {
             // A size that does not match the pattern is reported by the schema check.
             if bounds::bytes(&scratch.size).is_some()

@@ -7,11 +7,11 @@ use kube::KubeSchema;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use crate::bounds;
+use crate::{Duration, bounds};
 
 /// The worker fleet. The operator runs `ceil(openShards / shardsPerWorker)` workers, kept within
 /// `minReplicas..maxReplicas`, unless `replicas` is set (by hand, or by an autoscaler through the
-/// scale subresource).
+/// scale subresource) or `autoscaling` is enabled (then the lag decides).
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
 #[serde(rename_all = "camelCase")]
 #[x_kube(validation = Rule::new("self.minReplicas <= self.maxReplicas").message("workers.minReplicas must not be greater than workers.maxReplicas").field_path(".minReplicas").reason(Reason::FieldValueInvalid))]
@@ -34,10 +34,17 @@ pub struct WorkersSpec {
     pub max_replicas: i32,
 
     /// Explicit worker count; overrides the count derived from `shardsPerWorker` (still kept
-    /// within the bounds). Set by `kubectl scale` or an autoscaler.
+    /// within the bounds). Set by `kubectl scale` or an autoscaler. Ignored while `autoscaling`
+    /// is enabled (the status says so).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(range(min = 0, max = 10000))]
     pub replicas: Option<i32>,
+
+    /// Lag-driven autoscaling inside the operator: the fleet grows while the slowest shard's
+    /// `MillisBehindLatest` stays above `targetLag` and shrinks while it stays below half of it,
+    /// within `minReplicas..maxReplicas` and never past one worker per readable shard.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub autoscaling: Option<AutoscalingSpec>,
 
     /// Worker container image. Defaults to the ingester image the operator was installed with.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -108,6 +115,79 @@ pub struct WorkersSpec {
     /// filesystem is read-only. Each worker gets its own volume.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub scratch: Option<ScratchSpec>,
+}
+
+/// Lag-driven autoscaling of the worker fleet.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct AutoscalingSpec {
+    /// Scale on lag (default `true` once the section is present); `false` keeps the settings and
+    /// sizes the fleet as without them.
+    #[serde(default = "enabled_by_default")]
+    pub enabled: bool,
+
+    /// The highest acceptable lag: the slowest shard's `MillisBehindLatest`. Above it the fleet
+    /// grows in proportion (lag twice the target asks for twice the workers); below half of it
+    /// the fleet shrinks; in between it holds. 1s to 24h, default `1m`.
+    #[serde(default = "default_target_lag")]
+    #[x_kube(validation = bounds::TARGET_LAG.rule())]
+    pub target_lag: Duration,
+
+    /// How long the lag must ask for more workers before the fleet grows: the smallest size
+    /// asked for over this window is applied. 0s to 1h, default `30s`.
+    #[serde(default = "default_scale_up_window")]
+    #[x_kube(validation = bounds::SCALE_UP_STABILIZATION.rule())]
+    pub scale_up_stabilization: Duration,
+
+    /// How long the lag must ask for fewer workers before the fleet shrinks: the largest size
+    /// asked for over this window is applied. 0s to 1h, default `5m`.
+    #[serde(default = "default_scale_down_window")]
+    #[x_kube(validation = bounds::SCALE_DOWN_STABILIZATION.rule())]
+    pub scale_down_stabilization: Duration,
+
+    /// Most workers added or removed in one step. 1 to 1000, default 4.
+    #[serde(default = "default_max_step")]
+    #[schemars(range(min = 1, max = 1000))]
+    pub max_step: i32,
+}
+
+fn enabled_by_default() -> bool {
+    true
+}
+
+fn default_target_lag() -> Duration {
+    Duration::from_millis(60_000)
+}
+
+fn default_scale_up_window() -> Duration {
+    Duration::from_millis(30_000)
+}
+
+fn default_scale_down_window() -> Duration {
+    Duration::from_millis(300_000)
+}
+
+fn default_max_step() -> i32 {
+    4
+}
+
+impl Default for AutoscalingSpec {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            target_lag: default_target_lag(),
+            scale_up_stabilization: default_scale_up_window(),
+            scale_down_stabilization: default_scale_down_window(),
+            max_step: default_max_step(),
+        }
+    }
+}
+
+impl WorkersSpec {
+    /// The autoscaling settings when autoscaling is on.
+    pub fn autoscaler(&self) -> Option<&AutoscalingSpec> {
+        self.autoscaling.as_ref().filter(|a| a.enabled)
+    }
 }
 
 /// A Secret holding static AWS credentials.
@@ -229,6 +309,7 @@ impl Default for WorkersSpec {
             min_replicas: default_min_replicas(),
             max_replicas: default_max_replicas(),
             replicas: None,
+            autoscaling: None,
             image: None,
             resources: None,
             node_selector: BTreeMap::new(),

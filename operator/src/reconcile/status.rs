@@ -7,7 +7,7 @@ use k8s_openapi::{
     apimachinery::pkg::apis::meta::v1::{Condition, Time},
     jiff::Timestamp,
 };
-use kinesis_ingester_api::{KinesisIngesterStatus, KinesisShardAssignmentSpec};
+use kinesis_ingester_api::{AutoscalingStatus, KinesisIngesterStatus, KinesisShardAssignmentSpec};
 
 use crate::metrics::FleetGauges;
 use kinesis_protocol::handoff::{Liveness, Workers};
@@ -54,6 +54,8 @@ pub struct StatusInput<'a> {
     pub previous: Option<&'a KinesisIngesterStatus>,
     /// `spec.suspend`: the fleet is (being) scaled to zero on purpose.
     pub suspended: bool,
+    /// The autoscaler's decision, while `spec.workers.autoscaling` is on.
+    pub autoscaling: Option<AutoscalingStatus>,
     /// Now.
     pub now: Timestamp,
 }
@@ -117,6 +119,8 @@ pub fn compute(input: &StatusInput<'_>) -> (KinesisIngesterStatus, FleetGauges) 
         ready_replicas: input.ready_pods,
         workers: Some(if input.suspended {
             format!("{}/{} suspended", input.ready_pods, input.desired)
+        } else if input.autoscaling.is_some() {
+            format!("{}/{} autoscaled", input.ready_pods, input.desired)
         } else {
             format!("{}/{}", input.ready_pods, input.desired)
         }),
@@ -130,6 +134,7 @@ pub fn compute(input: &StatusInput<'_>) -> (KinesisIngesterStatus, FleetGauges) 
             (survey.waiting >= UNDELIVERED_SHOWN_AFTER_SECS)
                 .then(|| format_lag(survey.waiting.saturating_mul(1000)))
         },
+        autoscaling: input.autoscaling.clone(),
         shards: survey.shards,
     };
     let gauges = FleetGauges {
@@ -196,6 +201,10 @@ pub fn structurally_different(
         s.undelivered = None;
         for c in &mut s.conditions {
             c.message.clear();
+        }
+        // The message quotes the lag; the reason and the size are what matter.
+        if let Some(a) = &mut s.autoscaling {
+            a.message.clear();
         }
         for sh in &mut s.shards {
             sh.millis_behind_latest = None;

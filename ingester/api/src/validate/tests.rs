@@ -51,6 +51,21 @@ fn cases() -> Vec<Case> {
             false,
         ),
         (
+            Box::new(|s| s["workers"] = json!({"autoscaling": {"targetLag": "500ms"}})),
+            "spec.workers.autoscaling.targetLag",
+            false,
+        ),
+        (
+            Box::new(|s| s["workers"] = json!({"autoscaling": {"scaleUpStabilization": "2h"}})),
+            "spec.workers.autoscaling.scaleUpStabilization",
+            false,
+        ),
+        (
+            Box::new(|s| s["workers"] = json!({"autoscaling": {"scaleDownStabilization": "61m"}})),
+            "spec.workers.autoscaling.scaleDownStabilization",
+            false,
+        ),
+        (
             Box::new(|s| s["sink"]["batch"] = json!({"maxAge": "1h"})),
             "spec.sink.batch.maxAge",
             false,

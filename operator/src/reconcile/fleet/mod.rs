@@ -106,10 +106,21 @@ pub async fn run(
         .get(&key)
         .and_then(|m| handoff::table_write_wait(m.table_written, now.mono));
     let mut transitions = Vec::new();
+    // The autoscaler decides before the table is planned, from the reports of this pass.
+    let autoscaled = table.as_ref().and_then(|t| {
+        let mut memory = ctx.memory();
+        let m = memory.entry(key.clone()).or_default();
+        plan::autoscale(ki, &t.spec, &workers, &mut m.autoscale, now)
+    });
+    let sizing = match &autoscaled {
+        _ if problem.is_some() => plan::Sizing::Recorded,
+        Some(d) => plan::Sizing::Autoscaled(d.size),
+        None => plan::Sizing::ByShards,
+    };
     let (desired, planned) = match table {
         None => (plan::recorded_size(ki), None),
         Some(table) if in_flight.table_wait.is_some() => {
-            let desired = plan::coalesced_size(ki, &table.spec, problem.is_some());
+            let desired = plan::coalesced_size(ki, &table.spec, sizing);
             (desired, Some(table))
         }
         Some(table) => {
@@ -133,15 +144,7 @@ pub async fn run(
                     .and_then(|m| m.seen.get(&c.worker).map(|(status, _)| status.clone()))
             })
             .await;
-            let tp = plan::table(
-                ki,
-                fp,
-                fenced.landed(),
-                &workers,
-                topology,
-                problem.is_some(),
-                now,
-            );
+            let tp = plan::table(ki, fp, fenced.landed(), &workers, topology, sizing, now);
             if tp.rebalanced {
                 ctx.metrics.rebalanced(&id);
             }
@@ -239,8 +242,25 @@ pub async fn run(
     )
     .await;
 
+    if let Some(d) = autoscaled
+        .as_ref()
+        .filter(|d| d.size != plan::recorded_size(ki))
+    {
+        info!(reason = d.reason.as_str(), message = %d.message, "autoscaled");
+        publish(
+            ctx,
+            ki,
+            EventType::Normal,
+            "Autoscaled",
+            "Scale",
+            d.message.clone(),
+        )
+        .await;
+    }
+
     // Status.
     let previous = ki.status.clone();
+    let autoscaling = autoscaled.map(|d| plan::autoscaling_status(ki, d, now));
     let (next, gauges) = status::compute(&status::StatusInput {
         generation: ki.meta().generation,
         stream_name: ki.stream_ref().name().to_owned(),
@@ -254,6 +274,7 @@ pub async fn run(
         selector: workload::selector_string(&name),
         previous: previous.as_ref(),
         suspended: ki.spec.suspend,
+        autoscaling,
         now: now.wall,
     });
     ctx.metrics.set_fleet(&id, &gauges);

@@ -5,8 +5,9 @@ use std::collections::BTreeSet;
 
 use k8s_openapi::{apimachinery::pkg::apis::meta::v1::OwnerReference, jiff::Timestamp};
 use kinesis_ingester_api::{
-    INGESTER_LABEL, KinesisIngester, KinesisShardAssignmentSpec, KinesisWorker, KinesisWorkerSpec,
-    ORDINAL_LABEL, SERVICE_ACCOUNT_LABEL, StartingPositionType, worker_name,
+    AutoscalingStatus, INGESTER_LABEL, KinesisIngester, KinesisShardAssignmentSpec, KinesisWorker,
+    KinesisWorkerSpec, ORDINAL_LABEL, SERVICE_ACCOUNT_LABEL, ShardState, StartingPositionType,
+    worker_name,
 };
 use kinesis_protocol::{
     handoff::{self, Expiries, FenceCandidate, Liveness, Timers, Transition, Workers},
@@ -15,7 +16,7 @@ use kinesis_protocol::{
 use kube::ResourceExt;
 
 use super::super::{ordinal, status::StreamProblem};
-use crate::topology::Topology;
+use crate::{autoscale, topology::Topology};
 
 /// The clock, read once per pass: every decision of a pass sees the same moment.
 #[derive(Clone, Copy, Debug)]
@@ -52,18 +53,89 @@ pub fn recorded_size(ki: &KinesisIngester) -> i32 {
         .max(ki.spec.workers.min_replicas)
 }
 
-/// The fleet size while table writes are being coalesced: the table as it is decides, unless
-/// the stream cannot be read.
+/// What sizes the fleet in a pass.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Sizing {
+    /// The stream cannot be read: the fleet keeps its recorded size.
+    Recorded,
+    /// The shards that may be read ([`plan::fleet_size`]).
+    ByShards,
+    /// The lag-driven autoscaler decided this size (`spec.suspend` still wins).
+    Autoscaled(i32),
+}
+
+impl Sizing {
+    /// The fleet size for `readable` shards.
+    fn size(self, ki: &KinesisIngester, readable: usize) -> i32 {
+        match self {
+            Self::Recorded => recorded_size(ki),
+            Self::Autoscaled(size) if !ki.spec.suspend => size,
+            Self::Autoscaled(_) | Self::ByShards => plan::fleet_size(&ki.spec, readable),
+        }
+    }
+}
+
+/// The autoscaler's decision for this pass, when `spec.workers.autoscaling` is on (and the
+/// ingester is not suspended): from the fleet's size in status, the lag the live owners report
+/// and the shards that may be read. Pure but for `history`, the autoscaler's memory.
+pub fn autoscale(
+    ki: &KinesisIngester,
+    table: &KinesisShardAssignmentSpec,
+    workers: &Workers,
+    history: &mut autoscale::History,
+    now: Now,
+) -> Option<autoscale::Decision> {
+    let Some(policy) = autoscale::Policy::of(&ki.spec.workers).filter(|_| !ki.spec.suspend) else {
+        history.clear();
+        return None;
+    };
+    let status = ki.status.as_ref();
+    let signal = autoscale::Signal {
+        current: status.map_or(0, |s| s.replicas).max(policy.min),
+        lag_ms: autoscale::fleet_lag(table, workers),
+        readable: handoff::eligible(table, ki.spec.read.strict_order).len(),
+        settling: status.is_some_and(|s| {
+            s.ready_replicas < s.replicas
+                || s.shards.iter().any(|sh| sh.state == ShardState::Draining)
+        }),
+    };
+    let mut decision = autoscale::decide(&policy, &signal, history, now.mono);
+    if let Some(replicas) = ki.spec.workers.replicas {
+        decision.message.push_str(&format!(
+            "; spec.workers.replicas ({replicas}) is ignored while autoscaling is on: kubectl scale and a HorizontalPodAutoscaler have no effect"
+        ));
+    }
+    Some(decision)
+}
+
+/// The status of the autoscaler's `decision`: the last scale time moves when the size does.
+pub fn autoscaling_status(
+    ki: &KinesisIngester,
+    decision: autoscale::Decision,
+    now: Now,
+) -> AutoscalingStatus {
+    let previous = ki.status.as_ref().and_then(|s| s.autoscaling.as_ref());
+    let scaled = decision.size != recorded_size(ki);
+    AutoscalingStatus {
+        desired_workers: decision.size,
+        reason: decision.reason.as_str().to_owned(),
+        message: decision.message,
+        last_scale_time: if scaled {
+            Some(now.wall.to_string())
+        } else {
+            previous.and_then(|p| p.last_scale_time.clone())
+        },
+    }
+}
+
+/// The fleet size while table writes are being coalesced: the table as it is decides.
 pub fn coalesced_size(
     ki: &KinesisIngester,
     table: &KinesisShardAssignmentSpec,
-    stream_problem: bool,
+    sizing: Sizing,
 ) -> i32 {
-    if stream_problem {
-        return recorded_size(ki);
-    }
     let eligible = handoff::eligible(table, ki.spec.read.strict_order);
-    plan::fleet_size(&ki.spec, eligible.len())
+    sizing.size(ki, eligible.len())
 }
 
 /// Step 1 of the table: the workers' reports absorbed, and the shards to fence.
@@ -130,14 +202,14 @@ pub struct TablePlan {
 
 /// Applies the fences that landed (each with the worker object as fenced, whose status holds
 /// the position the fence freezes), merges the listing, sizes the fleet and plans the owners.
-/// `stream_problem`: the stream cannot be read, so the fleet keeps its recorded size.
+/// `sizing`: what sizes the fleet (see [`Sizing`]).
 pub fn table(
     ki: &KinesisIngester,
     fp: FencePlan,
     landed: &[(FenceCandidate, KinesisWorker)],
     workers: &Workers,
     topology: Option<&Topology>,
-    stream_problem: bool,
+    sizing: Sizing,
     now: Now,
 ) -> TablePlan {
     let FencePlan {
@@ -176,11 +248,7 @@ pub fn table(
         }
     }
     let eligible = handoff::eligible(&spec, ki.spec.read.strict_order);
-    let desired = if stream_problem {
-        recorded_size(ki)
-    } else {
-        plan::fleet_size(&ki.spec, eligible.len())
-    };
+    let desired = sizing.size(ki, eligible.len());
     let name = ki.name_any();
     let assignable: Vec<String> = workers
         .iter()

@@ -66,6 +66,7 @@ fn input<'a>(t: &'a KinesisShardAssignmentSpec, w: &'a Workers) -> StatusInput<'
         selector: "a=b".into(),
         previous: None,
         suspended: false,
+        autoscaling: None,
         now: Timestamp::UNIX_EPOCH,
     }
 }
@@ -491,5 +492,39 @@ fn records_waiting_for_a_slow_sink_show_as_undelivered_before_it_counts_as_stuck
     assert!(
         !structurally_different(&s, &s2),
         "a waiting figure rides on the slow path"
+    );
+}
+
+#[test]
+fn an_autoscaled_fleet_says_so_and_its_message_alone_is_not_worth_a_write() {
+    let t = table(&[Some("w0"), Some("w0")]);
+    let w = workers(Liveness::Live, &[(0, 10), (1, 10)]);
+    let mut i = input(&t, &w);
+    let decision = |message: &str| kinesis_ingester_api::AutoscalingStatus {
+        desired_workers: 1,
+        reason: "LagWithinTarget".into(),
+        message: message.into(),
+        last_scale_time: None,
+    };
+    i.autoscaling = Some(decision("lag 40.0s is within the target 1m0s"));
+    let (a, _) = compute(&i);
+    assert_eq!(a.workers.as_deref(), Some("1/1 autoscaled"));
+    assert_eq!(
+        a.autoscaling.as_ref().map(|s| s.reason.as_str()),
+        Some("LagWithinTarget")
+    );
+    i.autoscaling = Some(decision("lag 41.0s is within the target 1m0s"));
+    let (b, _) = compute(&i);
+    assert!(
+        !structurally_different(&a, &b),
+        "only the lag in the message moved"
+    );
+    let mut c = b.clone();
+    if let Some(s) = &mut c.autoscaling {
+        s.reason = "Stabilizing".into();
+    }
+    assert!(
+        structurally_different(&b, &c),
+        "a new reason is written at once"
     );
 }

@@ -109,7 +109,7 @@ fn a_fence_that_landed_releases_the_shard_at_the_fenced_position() {
         &[(c, fenced)],
         &workers,
         None,
-        false,
+        Sizing::ByShards,
         Now::read(),
     );
     let s0 = tp
@@ -143,16 +143,33 @@ fn a_stream_problem_keeps_the_recorded_size_and_suspend_wants_none() {
         &[],
         &Workers::new(),
         None,
-        true,
+        Sizing::Recorded,
         Now::read(),
     );
     assert_eq!(tp.desired, 2);
     let suspended = ingester(serde_json::json!({"suspend": true}));
     assert_eq!(recorded_size(&suspended), 0);
-    assert_eq!(
-        coalesced_size(&suspended, &table_of(vec![shard("s0", None, 0)]), false),
-        0
+    let one = table_of(vec![shard("s0", None, 0)]);
+    assert_eq!(coalesced_size(&suspended, &one, Sizing::ByShards), 0);
+    // Suspend wins over the autoscaler too.
+    assert_eq!(coalesced_size(&suspended, &one, Sizing::Autoscaled(3)), 0);
+}
+
+#[test]
+fn the_autoscaler_sizes_the_fleet_over_shards_and_replicas() {
+    // replicas: 2 and 8 shards at 4 per worker would say 2; the autoscaler said 5.
+    let ki = ingester(serde_json::json!({"workers": {"replicas": 2, "autoscaling": {}}}));
+    let shards = (0..8).map(|i| shard(&format!("s{i}"), None, 0)).collect();
+    let tp = table(
+        &ki,
+        plan_with(table_of(shards)),
+        &[],
+        &Workers::new(),
+        None,
+        Sizing::Autoscaled(5),
+        Now::read(),
     );
+    assert_eq!(tp.desired, 5);
 }
 
 #[test]

@@ -1,0 +1,171 @@
+//! Operating a fleet on the real stack (local API server, kinesis-local, worker processes):
+//! - `spec.suspend`: every worker hands its shards back and the fleet scales to zero with the
+//!   shard table kept; records put meanwhile wait in the stream; `suspend: false` resumes exactly
+//!   where it stopped: nothing lost, nothing delivered twice.
+//! - `spec.workers.autoscaling`: a backlog built before the fleet reads makes it grow, the lag
+//!   falls, and the fleet shrinks back after the scale-down window: nothing lost or duplicated.
+
+#[path = "faults/world.rs"]
+mod world;
+
+use anyhow::{Context, Result};
+use kinesis_ingester_api::{KinesisIngester, KinesisShardAssignment};
+use kinesis_testkit::ledger::{figures, produce, wait_delivered};
+use kube::{
+    Api,
+    api::{Patch, PatchParams},
+};
+use world::{LONG, NAME, World, poll, scenario};
+
+use std::time::Duration;
+
+const TRIM: &str =
+    "{startingPosition: {type: TrimHorizon}, pollInterval: 200ms, shardSyncInterval: 5s}";
+
+async fn set_suspend(w: &World, suspend: bool) -> Result<()> {
+    Api::<KinesisIngester>::namespaced(w.client.clone(), w.ns.name())
+        .patch(
+            NAME,
+            &PatchParams::default(),
+            &Patch::Merge(serde_json::json!({"spec": {"suspend": suspend}})),
+        )
+        .await?;
+    Ok(())
+}
+
+/// The reason and status of condition `type_`, and `status.workers`.
+async fn conditions(w: &World) -> Option<(String, String, String)> {
+    let ki = w.ingester().await.ok()?;
+    let s = ki.status?;
+    (s.observed_generation == ki.metadata.generation).then_some(())?;
+    let ready = s.conditions.iter().find(|c| c.type_ == "Ready")?;
+    let progressing = s.conditions.iter().find(|c| c.type_ == "Progressing")?;
+    Some((
+        ready.reason.clone(),
+        progressing.reason.clone(),
+        s.workers.unwrap_or_default(),
+    ))
+}
+
+#[tokio::test]
+async fn suspend_stops_every_worker_and_resume_loses_and_duplicates_nothing() -> Result<()> {
+    let (world, _) = World::start("suspend", 2, "{shardsPerWorker: 1}", TRIM, &[]).await?;
+    scenario(world, |w| async move {
+        produce(&w.kinesis, &w.stream, 0, 200).await?;
+        wait_delivered(&w.sink, 200, LONG).await?;
+        w.wait_ready("Ready with two workers").await?;
+
+        set_suspend(&w, true).await?;
+        poll("Suspended, every worker stopped", LONG, || async {
+            let (ready, progressing, workers) = conditions(&w).await?;
+            (ready == "Suspended"
+                && progressing == "Suspended"
+                && workers == "0/0 suspended"
+                && w.kubelet().running().is_empty())
+            .then_some(())
+        })
+        .await?;
+        let table = Api::<KinesisShardAssignment>::namespaced(w.client.clone(), w.ns.name())
+            .get(NAME)
+            .await
+            .context("the shard table is kept")?;
+        for s in &table.spec.shards {
+            assert_eq!(s.owner, None, "{} has no owner while suspended", s.shard_id);
+            assert!(
+                s.start_after.is_some(),
+                "{} keeps its position: {s:?}",
+                s.shard_id
+            );
+        }
+        let before = w.sink.payloads().len();
+        // Put while suspended: nobody reads them until the resume.
+        produce(&w.kinesis, &w.stream, 200, 400).await?;
+        assert!(w.kubelet().running().is_empty(), "no worker runs");
+        assert_eq!(w.sink.payloads().len(), before, "nothing delivered");
+
+        set_suspend(&w, false).await?;
+        let got = wait_delivered(&w.sink, 400, LONG).await?;
+        w.wait_ready("Ready again after the resume").await?;
+        let f = figures(&got, 400);
+        eprintln!("FIGURE suspend and resume: {f}");
+        assert_eq!(f.lost, 0, "{f}");
+        assert_eq!(
+            f.duplicated, 0,
+            "a planned handoff delivers nothing twice: {f}"
+        );
+        Ok(())
+    })
+    .await
+}
+
+/// `status.replicas`, `status.autoscaling.reason` and the lag, once the status describes the
+/// current generation.
+async fn autoscaled(w: &World) -> Option<(i32, String, Option<i64>)> {
+    let ki = w.ingester().await.ok()?;
+    let s = ki.status?;
+    (s.observed_generation == ki.metadata.generation).then_some(())?;
+    let a = s.autoscaling?;
+    Some((s.replicas, a.reason, s.max_millis_behind_latest))
+}
+
+#[tokio::test]
+async fn a_backlog_grows_the_fleet_and_it_shrinks_back_losing_and_duplicating_nothing() -> Result<()>
+{
+    // Pages of 50 records, so that the read position (and the lag) follows delivery; the sink
+    // answers after 1 s, so one worker delivers about 100 records a second.
+    const READ: &str = "{startingPosition: {type: TrimHorizon}, pollInterval: 200ms, shardSyncInterval: 5s, maxRecordsPerCall: 50}";
+    const WORKERS: &str = "{minReplicas: 1, maxReplicas: 4, autoscaling: {targetLag: 3s, scaleUpStabilization: 0s, scaleDownStabilization: 10s, maxStep: 4}}";
+    let (world, _) = World::start("autoscale", 4, WORKERS, READ, &[]).await?;
+    scenario(world, |w| async move {
+        // The backlog is built while the fleet is suspended: 20 s of records, about 4,000.
+        set_suspend(&w, true).await?;
+        poll("suspended before the backlog", LONG, || async {
+            let (ready, _, _) = conditions(&w).await?;
+            (ready == "Suspended" && w.kubelet().running().is_empty()).then_some(())
+        })
+        .await?;
+        w.shared_sink.slow(Duration::from_secs(1)).await?;
+        let producer = w.producer(0);
+        poll("4,000 records put", LONG, || async {
+            (producer.produced() >= 4000).then_some(())
+        })
+        .await?;
+        let produced = producer.stop().await;
+
+        set_suspend(&w, false).await?;
+        let (grown, lag) = poll("the fleet grows on the lag", LONG, || async {
+            let (replicas, _, lag) = autoscaled(&w).await?;
+            (replicas >= 2).then_some((replicas, lag))
+        })
+        .await?;
+        eprintln!("FIGURE autoscaling: grew to {grown} workers at lag {lag:?} ms");
+        wait_delivered(&w.sink, produced, LONG).await?;
+        w.shared_sink.restore().await?;
+        let (last_lag, shrunk) = poll(
+            "the lag falls and the fleet shrinks back to 1",
+            LONG,
+            || async {
+                let (replicas, reason, lag) = autoscaled(&w).await?;
+                (replicas == 1 && reason == "AtMinReplicas" && w.kubelet().running().len() == 1)
+                    .then_some((lag, replicas))
+            },
+        )
+        .await?;
+        eprintln!("FIGURE autoscaling: back to {shrunk} worker, lag {last_lag:?} ms");
+        assert!(
+            last_lag.is_some_and(|l| l < 3000),
+            "caught up: {last_lag:?}"
+        );
+        // Everything the sink received, through the shrink.
+        let got = wait_delivered(&w.sink, produced, LONG).await?;
+        let f = figures(&got, produced);
+        eprintln!("FIGURE autoscaling ledger: {f}");
+        assert_eq!(f.lost, 0, "{f}");
+        assert_eq!(
+            f.duplicated, 0,
+            "scaling moves shards by planned handoffs: {f}"
+        );
+        Ok(())
+    })
+    .await
+}
