@@ -85,6 +85,8 @@ pub struct Memory {
     pub cleanup_since: Option<Instant>,
     /// The autoscaler's recent recommendations.
     pub autoscale: crate::autoscale::History,
+    /// When the stream was last found re-created, and what the event said.
+    pub recreated: Option<(Instant, String)>,
 }
 
 /// Shared by every reconcile.

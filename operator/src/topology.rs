@@ -21,6 +21,9 @@ pub struct Topology {
     pub listed: Vec<ListedShard>,
     /// The stream's ARN.
     pub stream_arn: String,
+    /// The stream's creation time (RFC 3339), when Kinesis says: a stream deleted and created
+    /// again under the same name has another.
+    pub created: Option<String>,
     /// When it was listed.
     pub at: Instant,
 }
@@ -42,7 +45,7 @@ pub async fn list(
         _ => Arc::new(SdkKinesis::from_spec(&ki.spec.stream).await),
     };
     let stream = ki.stream_ref();
-    let stream_arn = api.stream_arn(&stream).await?;
+    let summary = api.stream_summary(&stream).await?;
     let listed = api
         .list_shards(&stream)
         .await?
@@ -58,7 +61,11 @@ pub async fn list(
         stream: ki.spec.stream.clone(),
         api,
         listed,
-        stream_arn,
+        stream_arn: summary.arn,
+        created: summary
+            .created_ms
+            .and_then(|ms| k8s_openapi::jiff::Timestamp::from_millisecond(ms).ok())
+            .map(|t| t.to_string()),
         at: Instant::now(),
     })
 }

@@ -4,6 +4,8 @@
 //!   where it stopped: nothing lost, nothing delivered twice.
 //! - `spec.workers.autoscaling`: a backlog built before the fleet reads makes it grow, the lag
 //!   falls, and the fleet shrinks back after the scale-down window: nothing lost or duplicated.
+//! - A stream deleted and created again under the same name (`Degraded=StreamRecreated`): every
+//!   record of the new stream is delivered, none skipped for an old position.
 
 #[path = "faults/world.rs"]
 mod world;
@@ -165,6 +167,67 @@ async fn a_backlog_grows_the_fleet_and_it_shrinks_back_losing_and_duplicating_no
             f.duplicated, 0,
             "scaling moves shards by planned handoffs: {f}"
         );
+        Ok(())
+    })
+    .await
+}
+
+#[tokio::test]
+async fn a_stream_created_again_under_its_name_is_read_from_its_start() -> Result<()> {
+    let (world, _) = World::start("recreate", 2, "{shardsPerWorker: 2}", TRIM, &[]).await?;
+    scenario(world, |w| async move {
+        produce(&w.kinesis, &w.stream, 0, 200).await?;
+        wait_delivered(&w.sink, 200, LONG).await?;
+        w.wait_ready("Ready on the first stream").await?;
+
+        w.kinesis
+            .delete_stream()
+            .stream_name(&w.stream)
+            .send()
+            .await
+            .context("deleting the stream")?;
+        poll("the stream is gone", LONG, || async {
+            let described = w
+                .kinesis
+                .describe_stream_summary()
+                .stream_name(&w.stream)
+                .send()
+                .await;
+            described
+                .err()
+                .filter(|e| {
+                    e.as_service_error()
+                        .is_some_and(|s| s.is_resource_not_found_exception())
+                })
+                .map(|_| ())
+        })
+        .await?;
+        w.kinesis
+            .create_stream()
+            .stream_name(&w.stream)
+            .shard_count(2)
+            .send()
+            .await
+            .context("creating the stream again")?;
+        kinesis_testkit::wait_stream_active(&w.kinesis, &w.stream).await?;
+        // The same shard ids, sequence numbers from the start again: an old position would skip
+        // the first records of the new stream.
+        produce(&w.kinesis, &w.stream, 200, 400).await?;
+
+        poll("Degraded=StreamRecreated", LONG, || async {
+            let ki = w.ingester().await.ok()?;
+            let degraded = ki
+                .status?
+                .conditions
+                .into_iter()
+                .find(|c| c.type_ == "Degraded")?;
+            (degraded.reason == "StreamRecreated").then_some(())
+        })
+        .await?;
+        let got = wait_delivered(&w.sink, 400, LONG).await?;
+        let f = figures(&got, 400);
+        eprintln!("FIGURE stream re-created: {f}");
+        assert_eq!(f.lost, 0, "every record of both streams delivered: {f}");
         Ok(())
     })
     .await

@@ -380,6 +380,7 @@ fn plan_once(ki: &KinesisIngester, settings: &WorkloadSettings, rng: &mut fastra
         previous: None,
         suspended: ki.spec.suspend,
         autoscaling: None,
+        recreated: None,
         now: jiff::Timestamp::now(),
     };
     let (status, _) = compute(&input);

@@ -165,6 +165,15 @@ impl SourceError {
     }
 }
 
+/// What DescribeStreamSummary says of a stream.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StreamSummary {
+    /// The stream's ARN.
+    pub arn: String,
+    /// `StreamCreationTimestamp`, in milliseconds since the Unix epoch.
+    pub created_ms: Option<i64>,
+}
+
 /// The Kinesis calls a shard reader makes. Implemented over the AWS SDK by
 /// [`crate::sdk::SdkKinesis`], and by fault-injecting wrappers in tests.
 pub trait KinesisApi: Send + Sync + 'static {
@@ -194,6 +203,21 @@ pub trait KinesisApi: Send + Sync + 'static {
         &'a self,
         stream: &'a StreamRef,
     ) -> BoxFuture<'a, Result<String, SourceError>>;
+
+    /// The stream's ARN and creation time (DescribeStreamSummary): a stream deleted and created
+    /// again under the same name has the same ARN, and only the creation time tells them apart.
+    /// By default the ARN alone, with no creation time.
+    fn stream_summary<'a>(
+        &'a self,
+        stream: &'a StreamRef,
+    ) -> BoxFuture<'a, Result<StreamSummary, SourceError>> {
+        Box::pin(async move {
+            Ok(StreamSummary {
+                arn: self.stream_arn(stream).await?,
+                created_ms: None,
+            })
+        })
+    }
 
     /// Registers the enhanced fan-out consumer `name` (or finds it if it exists) and waits until
     /// it is ACTIVE; returns its ARN.

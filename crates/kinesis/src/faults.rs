@@ -91,6 +91,13 @@ impl KinesisApi for FaultyKinesis {
         self.inner.stream_arn(stream)
     }
 
+    fn stream_summary<'a>(
+        &'a self,
+        stream: &'a StreamRef,
+    ) -> BoxFuture<'a, Result<crate::StreamSummary, SourceError>> {
+        self.inner.stream_summary(stream)
+    }
+
     fn register_consumer<'a>(
         &'a self,
         stream_arn: &'a str,

@@ -7,5 +7,5 @@ pub mod backoff;
 pub mod faults;
 pub mod sdk;
 
-pub use api::{KinesisApi, RawRecord, SourceError};
+pub use api::{KinesisApi, RawRecord, SourceError, StreamSummary};
 pub use sdk::{ClientOptions, SdkKinesis};

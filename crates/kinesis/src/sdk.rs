@@ -247,6 +247,34 @@ impl KinesisApi for SdkKinesis {
         .boxed()
     }
 
+    fn stream_summary<'a>(
+        &'a self,
+        stream: &'a StreamRef,
+    ) -> BoxFuture<'a, Result<crate::StreamSummary, SourceError>> {
+        async move {
+            let req = self.client.describe_stream_summary();
+            let req = match stream {
+                StreamRef::Name(n) => req.stream_name(n),
+                StreamRef::Arn(a) => req.stream_arn(a),
+            };
+            let out = req
+                .send()
+                .await
+                .map_err(|e| classify("DescribeStreamSummary", e))?;
+            let summary = out
+                .stream_description_summary()
+                .ok_or_else(|| SourceError::Other {
+                    operation: "DescribeStreamSummary",
+                    message: format!("no summary of stream {}", stream.name()),
+                })?;
+            Ok(crate::StreamSummary {
+                arn: summary.stream_arn().to_owned(),
+                created_ms: summary.stream_creation_timestamp().to_millis().ok(),
+            })
+        }
+        .boxed()
+    }
+
     fn register_consumer<'a>(
         &'a self,
         stream_arn: &'a str,

@@ -57,6 +57,12 @@ pub struct KinesisShardAssignmentSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub consumer_arn: Option<String>,
 
+    /// `StreamCreationTimestamp` of the stream the positions belong to (RFC 3339). A stream
+    /// deleted and created again under the same name keeps its ARN but not this: the operator
+    /// then resets every position (`Degraded=StreamRecreated`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stream_created: Option<String>,
+
     /// Every shard that is not finished.
     #[serde(default)]
     #[x_kube(merge_strategy = ListMerge::Atomic)]

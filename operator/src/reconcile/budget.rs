@@ -33,6 +33,7 @@ mod tests {
             ingester_uid: "6f1c2f0e-8a55-4c1e-9a64-0d3c8e0c9f11".into(),
             stream_arn: Some("arn:aws:kinesis:us-east-1:123456789012:stream/orders".into()),
             consumer_arn: None,
+            stream_created: None,
             shards: (0..SHARDS)
                 .map(|i| AssignedShard {
                     shard_id: id(i),

@@ -41,6 +41,12 @@ use workload::Names;
 /// The one field manager of every server-side apply.
 pub const FIELD_MANAGER: &str = "kinesis-operator";
 
+/// Event and `Degraded` reason of a stream deleted and created again under the same name.
+pub const STREAM_RECREATED: &str = "StreamRecreated";
+
+/// How long `Degraded=StreamRecreated` is shown after the reset.
+pub const STREAM_RECREATED_SHOWN_FOR: Duration = Duration::from_secs(300);
+
 /// Finalizer that deregisters the consumer and applies the checkpoint retention policy.
 pub const FINALIZER: &str = "kinesis-operator.dev/cleanup";
 
@@ -334,6 +340,7 @@ async fn ensure_table(
                     ingester_uid: uid,
                     stream_arn: Some(topology.stream_arn.clone()),
                     consumer_arn,
+                    stream_created: topology.created.clone(),
                     shards: Vec::new(),
                     finished: Vec::new(),
                     shard_count: 0,
@@ -488,6 +495,12 @@ fn describe(t: &Transition) -> (&'static str, String) {
             format!("{shard} → {owner} (epoch {epoch})"),
         ),
         Transition::Draining { shard, owner } => ("Rebalancing", format!("{owner} drains {shard}")),
+        Transition::StreamRecreated { shards, was, now } => (
+            STREAM_RECREATED,
+            format!(
+                "the stream was deleted and created again (created {now}, the positions were for the stream created {was}): every position was reset and its {shards} shards are read from spec.read.startingPosition; records of the old stream that were not delivered are gone with it"
+            ),
+        ),
     }
 }
 

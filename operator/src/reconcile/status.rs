@@ -56,6 +56,8 @@ pub struct StatusInput<'a> {
     pub suspended: bool,
     /// The autoscaler's decision, while `spec.workers.autoscaling` is on.
     pub autoscaling: Option<AutoscalingStatus>,
+    /// The stream was found deleted and created again lately: what the event said.
+    pub recreated: Option<String>,
     /// Now.
     pub now: Timestamp,
 }

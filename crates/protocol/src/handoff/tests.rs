@@ -13,11 +13,11 @@ fn pos(seq: &str) -> CheckpointPosition {
     }
 }
 
-fn shard(id: &str, owner: Option<&str>, epoch: i64) -> AssignedShard {
+pub(super) fn shard(id: &str, owner: Option<&str>, epoch: i64) -> AssignedShard {
     AssignedShard::new(id, owner, epoch)
 }
 
-fn table(shards: Vec<AssignedShard>) -> KinesisShardAssignmentSpec {
+pub(super) fn table(shards: Vec<AssignedShard>) -> KinesisShardAssignmentSpec {
     KinesisShardAssignmentSpec {
         ingester_uid: "u".into(),
         shards,
@@ -25,7 +25,11 @@ fn table(shards: Vec<AssignedShard>) -> KinesisShardAssignmentSpec {
     }
 }
 
-fn worker(name: &str, liveness: Liveness, entries: Vec<WorkerShard>) -> (String, WorkerState) {
+pub(super) fn worker(
+    name: &str,
+    liveness: Liveness,
+    entries: Vec<WorkerShard>,
+) -> (String, WorkerState) {
     let mut object = KinesisWorker::new(
         name,
         KinesisWorkerSpec {
@@ -44,7 +48,7 @@ fn worker(name: &str, liveness: Liveness, entries: Vec<WorkerShard>) -> (String,
     (name.to_owned(), WorkerState { object, liveness })
 }
 
-fn entry(id: &str, epoch: i64, seq: Option<&str>) -> WorkerShard {
+pub(super) fn entry(id: &str, epoch: i64, seq: Option<&str>) -> WorkerShard {
     WorkerShard {
         position: seq.map(pos),
         ..WorkerShard::new(id, epoch)

@@ -97,6 +97,7 @@ impl Model {
             ingester_uid: UID.into(),
             stream_arn: None,
             consumer_arn: None,
+            stream_created: None,
             shards,
             finished: t
                 .finished

@@ -175,10 +175,16 @@ pub async fn run(
         match t {
             Transition::Released { .. } => ctx.metrics.handoff(&id, "rebalance"),
             Transition::Finished { .. } => in_flight.refresh_topology = true,
+            Transition::StreamRecreated { .. } => {
+                ctx.memory().entry(key.clone()).or_default().recreated =
+                    Some((now.tokio, note.clone()));
+            }
             _ => {}
         }
         let kind = match t {
-            Transition::AlreadyFenced { .. } | Transition::OwnerGone { .. } => EventType::Warning,
+            Transition::AlreadyFenced { .. }
+            | Transition::OwnerGone { .. }
+            | Transition::StreamRecreated { .. } => EventType::Warning,
             Transition::Discovered { .. } | Transition::Draining { .. } => EventType::Normal,
             _ => continue,
         };
@@ -261,6 +267,14 @@ pub async fn run(
     // Status.
     let previous = ki.status.clone();
     let autoscaling = autoscaled.map(|d| plan::autoscaling_status(ki, d, now));
+    let recreated = ctx
+        .memory()
+        .get(&key)
+        .and_then(|m| m.recreated.clone())
+        .filter(|(at, _)| {
+            now.tokio.saturating_duration_since(*at) < super::STREAM_RECREATED_SHOWN_FOR
+        })
+        .map(|(_, note)| note);
     let (next, gauges) = status::compute(&status::StatusInput {
         generation: ki.meta().generation,
         stream_name: ki.stream_ref().name().to_owned(),
@@ -275,6 +289,7 @@ pub async fn run(
         previous: previous.as_ref(),
         suspended: ki.spec.suspend,
         autoscaling,
+        recreated,
         now: now.wall,
     });
     ctx.metrics.set_fleet(&id, &gauges);

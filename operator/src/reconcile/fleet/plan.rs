@@ -229,6 +229,18 @@ pub fn table(
     if let Some(t) = topology {
         let pin = (ki.spec.read.starting_position.kind == StartingPositionType::Latest)
             .then_some(now.wall);
+        // A stream deleted and created again under the same name: no position holds (§4.5).
+        match t.created.as_deref() {
+            Some(created) if handoff::stream_recreated(&spec, Some(created)) => {
+                let reset =
+                    handoff::reset_for_new_stream(&mut spec, &t.listed, created, workers, pin);
+                transitions.push(reset);
+            }
+            Some(created) if spec.stream_created.is_none() => {
+                spec.stream_created = Some(created.to_owned());
+            }
+            _ => {}
+        }
         // The first listing of a stream is not a reshard: one event for all its shards.
         let first = spec.shards.is_empty() && spec.finished.is_empty();
         let merged = handoff::merge_topology(&mut spec, &t.listed, pin);

@@ -67,6 +67,7 @@ fn input<'a>(t: &'a KinesisShardAssignmentSpec, w: &'a Workers) -> StatusInput<'
         previous: None,
         suspended: false,
         autoscaling: None,
+        recreated: None,
         now: Timestamp::UNIX_EPOCH,
     }
 }

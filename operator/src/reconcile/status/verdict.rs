@@ -134,6 +134,8 @@ pub(super) fn progressing(input: &StatusInput<'_>, s: &Survey<'_>, fleet: &Fleet
 pub(super) fn degraded(input: &StatusInput<'_>, s: &Survey<'_>, fleet: &Fleet) -> Verdict {
     if let Some(p) = &input.problem {
         verdict(true, p.reason, p.message.clone())
+    } else if let Some(note) = &input.recreated {
+        verdict(true, super::super::STREAM_RECREATED, note.clone())
     } else if !s.failing.is_empty() {
         verdict(true, "ReadErrors", read_errors_message(&s.failing))
     } else if s.stuck.shards > 0 {
