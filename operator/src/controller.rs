@@ -96,6 +96,8 @@ pub async fn run(
     let ingesters = scoped::<KinesisIngester>(&client, ns);
     let halt = CancellationToken::new();
     let (h1, h2) = (halt.clone(), halt.clone());
+    let reports = Arc::new(crate::report_filter::ReportFilter::default());
+    let report_metrics = metrics.clone();
     let controller = Controller::new(ingesters, watcher::Config::default())
         .owns(
             scoped::<StatefulSet>(&client, ns),
@@ -108,7 +110,13 @@ pub async fn run(
         .watches(
             scoped::<KinesisWorker>(&client, ns),
             watcher::Config::default(),
-            |w| {
+            move |w| {
+                // Design §7.2: progress alone waits for the periodic pass.
+                let admitted = reports.admit(&w);
+                report_metrics.worker_report(admitted);
+                if !admitted {
+                    return None;
+                }
                 let ns = w.namespace()?;
                 let ingester = w.labels().get(INGESTER_LABEL)?.clone();
                 Some(ObjectRef::<KinesisIngester>::new(&ingester).within(&ns))

@@ -8,4 +8,5 @@ pub mod error;
 pub mod leader;
 pub mod metrics;
 pub mod reconcile;
+pub mod report_filter;
 pub mod topology;

@@ -170,7 +170,13 @@ pub struct Metrics {
     suspended: PerIngester<IngesterLabels, Gauge>,
     info: PerIngester<InfoLabels, Gauge>,
     topology_errors: PerIngester<IngesterReason, Counter>,
+    worker_reports: Family<ReportLabels, Counter>,
     leader: Gauge,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ReportLabels {
+    result: &'static str,
 }
 
 impl Default for Metrics {
@@ -200,6 +206,7 @@ impl Metrics {
             suspended: PerIngester::default(),
             info: PerIngester::default(),
             topology_errors: PerIngester::default(),
+            worker_reports: Family::default(),
             leader: Gauge::default(),
         };
         let r = &mut registry;
@@ -278,6 +285,11 @@ impl Metrics {
             "Failed ListShards refreshes of an ingester by category",
             m.topology_errors.family.clone(),
         );
+        r.register(
+            "worker_reports",
+            "Worker status writes seen, by whether they triggered a reconcile (`reconcile`) or only wait for the periodic pass (`skipped`: positions, lag and renew time alone)",
+            m.worker_reports.clone(),
+        );
         r.register("leader", "1 while this replica leads", m.leader.clone());
         Self { registry, ..m }
     }
@@ -331,6 +343,14 @@ impl Metrics {
     pub fn topology_error(&self, id: &IngesterLabels, category: &'static str) {
         self.topology_errors
             .with(reason_of(id, category), |c| c.inc());
+    }
+
+    /// A worker report was seen; `reconcile`: it triggered one (design §7.2).
+    pub fn worker_report(&self, reconcile: bool) {
+        let result = if reconcile { "reconcile" } else { "skipped" };
+        self.worker_reports
+            .get_or_create(&ReportLabels { result })
+            .inc();
     }
 
     /// Leadership changed.
