@@ -236,3 +236,24 @@ fn a_removed_worker_object_goes_only_once_it_owns_nothing_and_its_pod_is_gone() 
         .collect();
     assert_eq!(gone, ["orders-worker-1"]);
 }
+
+#[test]
+fn with_autoscaling_on_the_status_says_that_replicas_is_ignored() {
+    let ki = ingester(serde_json::json!({"workers": {"replicas": 6, "autoscaling": {}}}));
+    let t = table_of((0..8).map(|i| shard(&format!("s{i}"), None, 0)).collect());
+    let mut history = crate::autoscale::History::default();
+    let d = autoscale(&ki, &t, &Workers::new(), &mut history, Now::read()).expect("on");
+    // No lag reported yet: it holds at minReplicas, whatever kubectl scale wrote.
+    assert_eq!(d.size, 1);
+    assert!(
+        d.message
+            .contains("spec.workers.replicas (6) is ignored while autoscaling is on"),
+        "{}",
+        d.message
+    );
+    // Off (or suspended): no decision, and the memory is forgotten.
+    let off = ingester(serde_json::json!({"workers": {"autoscaling": {"enabled": false}}}));
+    assert!(autoscale(&off, &t, &Workers::new(), &mut history, Now::read()).is_none());
+    let suspended = ingester(serde_json::json!({"suspend": true, "workers": {"autoscaling": {}}}));
+    assert!(autoscale(&suspended, &t, &Workers::new(), &mut history, Now::read()).is_none());
+}
