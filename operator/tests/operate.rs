@@ -10,29 +10,20 @@
 #[path = "faults/world.rs"]
 mod world;
 
-use anyhow::{Context, Result};
-use kinesis_ingester_api::{KinesisIngester, KinesisShardAssignment};
-use kinesis_testkit::ledger::{figures, produce, wait_delivered};
-use kube::{
-    Api,
-    api::{Patch, PatchParams},
-};
-use world::{LONG, NAME, World, poll, scenario};
-
 use std::time::Duration;
+
+use anyhow::{Context, Result};
+use kinesis_ingester_api::KinesisShardAssignment;
+use kinesis_testkit::ledger::{figures, produce, wait_delivered};
+use kube::Api;
+use world::{LONG, NAME, World, poll, scenario};
 
 const TRIM: &str =
     "{startingPosition: {type: TrimHorizon}, pollInterval: 200ms, shardSyncInterval: 5s}";
 
 async fn set_suspend(w: &World, suspend: bool) -> Result<()> {
-    Api::<KinesisIngester>::namespaced(w.client.clone(), w.ns.name())
-        .patch(
-            NAME,
-            &PatchParams::default(),
-            &Patch::Merge(serde_json::json!({"spec": {"suspend": suspend}})),
-        )
-        .await?;
-    Ok(())
+    w.patch_spec(serde_json::json!({ "suspend": suspend }))
+        .await
 }
 
 /// The reason and status of condition `type_`, and `status.workers`.

@@ -228,21 +228,10 @@ impl KinesisApi for SdkKinesis {
         stream: &'a StreamRef,
     ) -> BoxFuture<'a, Result<String, SourceError>> {
         async move {
-            let req = self.client.describe_stream_summary();
-            let req = match stream {
-                StreamRef::Name(n) => req.stream_name(n),
-                StreamRef::Arn(a) => return Ok(a.clone()),
-            };
-            let out = req
-                .send()
-                .await
-                .map_err(|e| classify("DescribeStreamSummary", e))?;
-            out.stream_description_summary()
-                .map(|s| s.stream_arn().to_owned())
-                .ok_or_else(|| SourceError::Other {
-                    operation: "DescribeStreamSummary",
-                    message: format!("no summary of stream {}", stream.name()),
-                })
+            match stream {
+                StreamRef::Arn(a) => Ok(a.clone()),
+                StreamRef::Name(_) => Ok(self.stream_summary(stream).await?.arn),
+            }
         }
         .boxed()
     }

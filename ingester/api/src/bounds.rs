@@ -71,20 +71,22 @@ pub const TARGET_LAG: DurationBounds = DurationBounds {
 };
 
 /// `workers.autoscaling.scaleUpStabilization`: 0s to 1h.
-pub const SCALE_UP_STABILIZATION: DurationBounds = DurationBounds {
-    field: "workers.autoscaling.scaleUpStabilization",
-    min: StdDuration::ZERO,
-    max: StdDuration::from_secs(3600),
-    why: "the operator remembers an hour of recommendations",
-};
+pub const SCALE_UP_STABILIZATION: DurationBounds =
+    stabilization("workers.autoscaling.scaleUpStabilization");
 
 /// `workers.autoscaling.scaleDownStabilization`: 0s to 1h.
-pub const SCALE_DOWN_STABILIZATION: DurationBounds = DurationBounds {
-    field: "workers.autoscaling.scaleDownStabilization",
-    min: StdDuration::ZERO,
-    max: StdDuration::from_secs(3600),
-    why: "the operator remembers an hour of recommendations",
-};
+pub const SCALE_DOWN_STABILIZATION: DurationBounds =
+    stabilization("workers.autoscaling.scaleDownStabilization");
+
+/// An autoscaler's stabilization window: 0s to 1h.
+const fn stabilization(field: &'static str) -> DurationBounds {
+    DurationBounds {
+        field,
+        min: StdDuration::ZERO,
+        max: StdDuration::from_secs(3600),
+        why: "the operator remembers an hour of recommendations",
+    }
+}
 
 /// Every bounded duration of the spec.
 pub const DURATIONS: [DurationBounds; 7] = [

@@ -255,11 +255,17 @@ spec:
     }
 
     pub async fn patch_workers(&self, workers: serde_json::Value) -> Result<()> {
+        self.patch_spec(serde_json::json!({"workers": workers}))
+            .await
+    }
+
+    /// Merges `spec` into the ingester's spec.
+    pub async fn patch_spec(&self, spec: serde_json::Value) -> Result<()> {
         Api::<KinesisIngester>::namespaced(self.client.clone(), self.ns.name())
             .patch(
                 NAME,
                 &PatchParams::default(),
-                &Patch::Merge(serde_json::json!({"spec": {"workers": workers}})),
+                &Patch::Merge(serde_json::json!({ "spec": spec })),
             )
             .await?;
         Ok(())
