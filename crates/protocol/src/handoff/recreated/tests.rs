@@ -2,8 +2,8 @@
 
 use kinesis_ingester_api::{CheckpointPosition, Fence};
 
-use super::tests::{entry, shard, table, worker};
-use super::*;
+use super::super::tests::{entry, shard, table, worker};
+use super::super::*;
 
 fn listed(id: &str) -> ListedShard {
     ListedShard {
