@@ -10,9 +10,8 @@ use kinesis_ingester_api::{KinesisIngester, ScratchSpec, ScratchType, bounds::SC
 use kube::{Api, Client, api::PostParams};
 
 use crate::{
-    TestNamespace, create_stream,
-    fleet::{Kubelet, OperatorProcess, install_operator_rbac},
-    install_kinesis_ingester_crd, kinesis_client, kube_client,
+    FleetStage, TestNamespace,
+    fleet::{Kubelet, OperatorProcess},
 };
 
 /// The running fleet; dropping it drops the namespace, the operator and the kubelet.
@@ -50,13 +49,13 @@ impl FileFleet {
     /// `name` over it (TrimHorizon, 200 ms polls, batches of 100 records or 100 ms, the given
     /// `spec.workers` as YAML flow), and starts the operator and the kubelet.
     pub async fn start(name: &str, prefix: &str, shards: i32, workers: &str) -> Result<Self> {
-        let client = kube_client().await?;
-        install_kinesis_ingester_crd(&client).await?;
-        let ns = TestNamespace::create(&client, prefix).await?;
-        install_operator_rbac(&client, ns.name()).await?;
-        let kinesis = kinesis_client()?;
-        let stream = create_stream(&kinesis, prefix, shards).await?;
-        let dir = tempfile::tempdir()?;
+        let FleetStage {
+            client,
+            ns,
+            kinesis,
+            stream,
+            dir,
+        } = FleetStage::create(prefix, shards).await?;
         let out = dir.path().join("out.ndjson");
         let endpoint = std::env::var("KINESIS_ENDPOINT").context("KINESIS_ENDPOINT")?;
         let mut ki: KinesisIngester = serde_saphyr::from_str(&format!(

@@ -87,6 +87,51 @@ pub async fn wait_stream_active(kinesis: &aws_sdk_kinesis::Client, stream: &str)
     .await
 }
 
+/// What every fleet scenario starts from, named after one prefix: the cluster with the CRDs, a
+/// namespace with the operator's RBAC, a kinesis-local stream, and a scratch directory for the
+/// operator's and kubelet's files.
+pub struct FleetStage {
+    /// The test cluster.
+    pub client: Client,
+    /// The scenario's namespace.
+    pub ns: TestNamespace,
+    /// kinesis-local.
+    pub kinesis: aws_sdk_kinesis::Client,
+    /// The stream's name.
+    pub stream: String,
+    /// Scratch directory, removed on drop.
+    pub dir: tempfile::TempDir,
+}
+
+impl std::fmt::Debug for FleetStage {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("FleetStage")
+            .field("ns", &self.ns.name())
+            .field("stream", &self.stream)
+            .finish_non_exhaustive()
+    }
+}
+
+impl FleetStage {
+    /// Sets the stage: CRDs, a namespace and operator RBAC, and a stream of `shards` shards.
+    pub async fn create(prefix: &str, shards: i32) -> Result<Self> {
+        let client = kube_client().await?;
+        install_kinesis_ingester_crd(&client).await?;
+        let ns = TestNamespace::create(&client, prefix).await?;
+        fleet::install_operator_rbac(&client, ns.name()).await?;
+        let kinesis = kinesis_client()?;
+        let stream = create_stream(&kinesis, prefix, shards).await?;
+        let dir = tempfile::tempdir()?;
+        Ok(Self {
+            client,
+            ns,
+            kinesis,
+            stream,
+            dir,
+        })
+    }
+}
+
 /// Creates a stream named after `prefix` with `shards` shards and waits until it is ACTIVE.
 pub async fn create_stream(
     kinesis: &aws_sdk_kinesis::Client,

@@ -8,9 +8,8 @@ use std::{collections::BTreeMap, sync::Arc, time::Duration};
 use anyhow::{Context, Result};
 use kinesis_ingester_api::{KinesisIngester, KinesisShardAssignment};
 use kinesis_testkit::{
-    TestNamespace, create_stream,
-    fleet::{Kubelet, OperatorProcess, Routes, install_operator_rbac},
-    install_kinesis_ingester_crd, kinesis_client, kube_client,
+    FleetStage, TestNamespace,
+    fleet::{Kubelet, OperatorProcess, Routes},
     ledger::{Producer, RecordingSink},
     toxiproxy::{Proxy, Toxiproxy},
     wait_until,
@@ -92,13 +91,13 @@ impl World {
         read: &str,
         routed: &[&str],
     ) -> Result<(Self, BTreeMap<String, WorkerPaths>)> {
-        let client = kube_client().await?;
-        install_kinesis_ingester_crd(&client).await?;
-        let ns = TestNamespace::create(&client, prefix).await?;
-        install_operator_rbac(&client, ns.name()).await?;
-        let kinesis = kinesis_client()?;
-        let stream = create_stream(&kinesis, prefix, shards).await?;
-        let dir = tempfile::tempdir()?;
+        let FleetStage {
+            client,
+            ns,
+            kinesis,
+            stream,
+            dir,
+        } = FleetStage::create(prefix, shards).await?;
         let toxi = Toxiproxy::start(&dir.path().join("toxiproxy.log")).await?;
         let sink = RecordingSink::new();
         let main = sink.listen("main").await?;
