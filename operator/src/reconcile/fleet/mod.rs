@@ -110,7 +110,14 @@ pub async fn run(
     let autoscaled = table.as_ref().and_then(|t| {
         let mut memory = ctx.memory();
         let m = memory.entry(key.clone()).or_default();
-        plan::autoscale(ki, &t.spec, &workers, &mut m.autoscale, now)
+        plan::autoscale(
+            ki,
+            &t.spec,
+            &workers,
+            &mut m.autoscale,
+            now,
+            problem.is_some(),
+        )
     });
     let sizing = match &autoscaled {
         _ if problem.is_some() => plan::Sizing::Recorded,
@@ -248,6 +255,8 @@ pub async fn run(
     )
     .await;
 
+    // A problem found while planning the table also sizes the fleet as recorded.
+    let autoscaled = autoscaled.filter(|_| problem.is_none());
     if let Some(d) = autoscaled
         .as_ref()
         .filter(|d| d.size != plan::recorded_size(ki))
@@ -266,7 +275,14 @@ pub async fn run(
 
     // Status.
     let previous = ki.status.clone();
-    let autoscaling = autoscaled.map(|d| plan::autoscaling_status(ki, d, now));
+    // Without a decision (a stream problem), the last one stays shown while autoscaling is on.
+    let autoscaling = match autoscaled {
+        Some(d) => Some(plan::autoscaling_status(ki, d, now)),
+        None if crate::autoscale::Policy::of(&ki.spec.workers).is_some() && !ki.spec.suspend => {
+            previous.as_ref().and_then(|s| s.autoscaling.clone())
+        }
+        None => None,
+    };
     let recreated = ctx
         .memory()
         .get(&key)

@@ -84,14 +84,20 @@ pub fn autoscale(
     workers: &Workers,
     history: &mut autoscale::History,
     now: Now,
+    stream_problem: bool,
 ) -> Option<autoscale::Decision> {
+    // A stream problem sizes the fleet as recorded: no decision to announce, and its windows
+    // do not run on reports that say nothing about the load.
+    if stream_problem {
+        return None;
+    }
     let Some(policy) = autoscale::Policy::of(&ki.spec.workers).filter(|_| !ki.spec.suspend) else {
         history.clear();
         return None;
     };
     let status = ki.status.as_ref();
     let signal = autoscale::Signal {
-        current: status.map_or(0, |s| s.replicas).max(policy.min),
+        current: recorded_size(ki).max(policy.min),
         lag_ms: autoscale::fleet_lag(table, workers),
         readable: handoff::eligible(table, ki.spec.read.strict_order).len(),
         settling: status.is_some_and(|s| {

@@ -242,7 +242,7 @@ fn with_autoscaling_on_the_status_says_that_replicas_is_ignored() {
     let ki = ingester(serde_json::json!({"workers": {"replicas": 6, "autoscaling": {}}}));
     let t = table_of((0..8).map(|i| shard(&format!("s{i}"), None, 0)).collect());
     let mut history = crate::autoscale::History::default();
-    let d = autoscale(&ki, &t, &Workers::new(), &mut history, Now::read()).expect("on");
+    let d = autoscale(&ki, &t, &Workers::new(), &mut history, Now::read(), false).expect("on");
     // No lag reported yet: it holds at minReplicas, whatever kubectl scale wrote.
     assert_eq!(d.size, 1);
     assert!(
@@ -253,7 +253,20 @@ fn with_autoscaling_on_the_status_says_that_replicas_is_ignored() {
     );
     // Off (or suspended): no decision, and the memory is forgotten.
     let off = ingester(serde_json::json!({"workers": {"autoscaling": {"enabled": false}}}));
-    assert!(autoscale(&off, &t, &Workers::new(), &mut history, Now::read()).is_none());
+    assert!(autoscale(&off, &t, &Workers::new(), &mut history, Now::read(), false).is_none());
     let suspended = ingester(serde_json::json!({"suspend": true, "workers": {"autoscaling": {}}}));
-    assert!(autoscale(&suspended, &t, &Workers::new(), &mut history, Now::read()).is_none());
+    assert!(
+        autoscale(
+            &suspended,
+            &t,
+            &Workers::new(),
+            &mut history,
+            Now::read(),
+            false
+        )
+        .is_none()
+    );
+    // A stream problem sizes the fleet as recorded: no decision, so no Autoscaled event and no
+    // new status.autoscaling while the stream cannot be read.
+    assert!(autoscale(&ki, &t, &Workers::new(), &mut history, Now::read(), true).is_none());
 }
