@@ -156,6 +156,7 @@ async fn a_worker_reads_releases_obeys_fences_resumes_and_stops() -> Result<()> 
         draining: false,
         start_after: None,
         start_at_timestamp: None,
+        rewind: None,
     };
     let other = format!("{name}-worker-1");
     let table = KinesisShardAssignment {

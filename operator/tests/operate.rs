@@ -6,15 +6,17 @@
 //!   falls, and the fleet shrinks back after the scale-down window: nothing lost or duplicated.
 //! - A stream deleted and created again under the same name (`Degraded=StreamRecreated`): every
 //!   record of the new stream is delivered, none skipped for an old position.
+//! - `spec.reset` (rewind): to a timestamp before a reshard re-delivers exactly the records put
+//!   from then on, once each and in per-key order; the per-shard form replays one shard only.
 
 #[path = "faults/world.rs"]
 mod world;
 
-use std::time::Duration;
+use std::{collections::BTreeSet, time::Duration};
 
 use anyhow::{Context, Result};
 use kinesis_ingester_api::KinesisShardAssignment;
-use kinesis_testkit::ledger::{figures, produce, wait_delivered};
+use kinesis_testkit::ledger::{Delivery, figures, produce, wait_delivered};
 use kube::Api;
 use world::{LONG, NAME, World, poll, scenario};
 
@@ -219,6 +221,144 @@ async fn a_stream_created_again_under_its_name_is_read_from_its_start() -> Resul
         let f = figures(&got, 400);
         eprintln!("FIGURE stream re-created: {f}");
         assert_eq!(f.lost, 0, "every record of both streams delivered: {f}");
+        Ok(())
+    })
+    .await
+}
+
+/// Record indices of `deliveries`, with how many came twice and how many order breaks per key.
+fn pass(deliveries: &[Delivery]) -> (BTreeSet<usize>, usize, usize) {
+    let payloads: Vec<String> = deliveries.iter().map(|d| d.payload.clone()).collect();
+    let f = figures(&payloads, 0);
+    let ids: BTreeSet<usize> = payloads
+        .iter()
+        .filter_map(|p| p.rsplit_once('-')?.1.parse().ok())
+        .collect();
+    (ids, f.duplicated, f.order_breaks)
+}
+
+/// Waits until the deliveries after the first `from` hold every record of `want`; returns them.
+async fn wait_redelivered(w: &World, from: usize, want: &BTreeSet<usize>) -> Result<Vec<Delivery>> {
+    poll(
+        &format!("the {} records re-delivered", want.len()),
+        LONG,
+        || async {
+            let all = w.sink.deliveries();
+            let again = all.get(from..)?.to_vec();
+            want.is_subset(&pass(&again).0).then_some(again)
+        },
+    )
+    .await
+}
+
+/// `status.reset` once it records `request_id` for the current generation.
+async fn applied(w: &World, request_id: &str) -> Option<kinesis_ingester_api::AppliedReset> {
+    let ki = w.ingester().await.ok()?;
+    let s = ki.status?;
+    (s.observed_generation == ki.metadata.generation).then_some(())?;
+    s.reset.filter(|r| r.request_id == request_id)
+}
+
+#[tokio::test]
+async fn a_rewind_redelivers_exactly_the_records_from_its_time_on_across_a_reshard() -> Result<()> {
+    let (world, _) = World::start("rewind", 2, "{shardsPerWorker: 2}", TRIM, &[]).await?;
+    scenario(world, |w| async move {
+        // A: before the rewind time.
+        produce(&w.kinesis, &w.stream, 0, 200).await?;
+        wait_delivered(&w.sink, 200, LONG).await?;
+        let at = jiff::Timestamp::now();
+        poll("the clock past the rewind time", LONG, || async {
+            (jiff::Timestamp::now() > at + jiff::SignedDuration::from_millis(100)).then_some(())
+        })
+        .await?;
+        // B, then a split of shard 0 after the rewind time, then C into its children.
+        produce(&w.kinesis, &w.stream, 200, 400).await?;
+        let parent = "shardId-000000000000";
+        let listed = w
+            .kinesis
+            .list_shards()
+            .stream_name(&w.stream)
+            .send()
+            .await
+            .context("listing shards")?;
+        let range = listed
+            .shards()
+            .iter()
+            .find(|s| s.shard_id() == parent)
+            .and_then(|s| s.hash_key_range())
+            .context("shard 0's hash range")?;
+        let (lo, hi): (u128, u128) = (
+            range.starting_hash_key().parse()?,
+            range.ending_hash_key().parse()?,
+        );
+        w.kinesis
+            .split_shard()
+            .stream_name(&w.stream)
+            .shard_to_split(parent)
+            .new_starting_hash_key((lo + (hi - lo) / 2 + 1).to_string())
+            .send()
+            .await
+            .context("splitting shard 0")?;
+        kinesis_testkit::wait_stream_active(&w.kinesis, &w.stream).await?;
+        produce(&w.kinesis, &w.stream, 400, 600).await?;
+        let first = wait_delivered(&w.sink, 600, LONG).await?;
+        let f = figures(&first, 600);
+        assert_eq!((f.lost, f.duplicated), (0, 0), "before the rewind: {f}");
+        poll("the parent finished, its children read", LONG, || async {
+            let t = Api::<KinesisShardAssignment>::namespaced(w.client.clone(), w.ns.name())
+                .get(NAME)
+                .await
+                .ok()?;
+            t.spec.finished.iter().any(|f| f == parent).then_some(())
+        })
+        .await?;
+        let before = w.sink.deliveries().len();
+
+        w.patch_spec(serde_json::json!({ "reset": {
+            "to": "AtTimestamp", "timestamp": at.to_string(), "requestId": "replay-1"
+        }}))
+        .await?;
+        let r = poll("status.reset says replay-1 applied", LONG, || applied(&w, "replay-1")).await?;
+        assert_eq!(r.shards, 4, "the finished parent, its two children and shard 1: {r:?}");
+        let want: BTreeSet<usize> = (200..600).collect();
+        let again = wait_redelivered(&w, before, &want).await?;
+        let (ids, duplicated, breaks) = pass(&again);
+        eprintln!(
+            "FIGURE rewind to a timestamp across a split: {} re-delivered (want {}), {duplicated} twice, {breaks} order breaks",
+            ids.len(),
+            want.len()
+        );
+        assert_eq!(ids, want, "exactly the records from the rewind time on");
+        assert_eq!(duplicated, 0, "each once");
+        assert_eq!(breaks, 0, "per-key order across the split");
+
+        // The per-shard form: replay shard 1 only, from its start.
+        let one = "shardId-000000000001";
+        let want: BTreeSet<usize> = pass(
+            &w.sink.deliveries()[..before]
+                .iter()
+                .filter(|d| d.shard == one)
+                .cloned()
+                .collect::<Vec<_>>(),
+        )
+        .0;
+        let before = w.sink.deliveries().len();
+        w.patch_spec(serde_json::json!({ "reset": {
+            "to": "TrimHorizon", "timestamp": null, "requestId": "replay-2", "shards": [one]
+        }}))
+        .await?;
+        let r = poll("status.reset says replay-2 applied", LONG, || applied(&w, "replay-2")).await?;
+        assert_eq!((r.shards, r.unknown_shards.len()), (1, 0), "{r:?}");
+        let again = wait_redelivered(&w, before, &want).await?;
+        let (ids, duplicated, breaks) = pass(&again);
+        eprintln!(
+            "FIGURE rewind of one shard: {} re-delivered (want {}), {duplicated} twice, {breaks} order breaks",
+            ids.len(),
+            want.len()
+        );
+        assert!(again.iter().all(|d| d.shard == one), "only {one} is read again");
+        assert_eq!(ids, want, "every record of {one}");
+        assert_eq!((duplicated, breaks), (0, 0));
         Ok(())
     })
     .await

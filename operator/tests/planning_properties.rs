@@ -273,6 +273,7 @@ fn plan_once(ki: &KinesisIngester, settings: &WorkloadSettings, rng: &mut fastra
             ending_hash_key: None,
             start_after: None,
             start_at_timestamp: None,
+            rewind: None,
         });
     }
     let mut workers = Workers::new();

@@ -151,6 +151,34 @@ fn cases() -> Vec<Case> {
                     json!({ "type": "AtTimestamp", "timestamp": "yesterday" })
             },
         ),
+        // reset
+        case("reset-timestamp-missing", "spec.reset.timestamp", |s| {
+            s["reset"] = json!({ "to": "AtTimestamp", "requestId": "r1" })
+        }),
+        case("reset-timestamp-not-allowed", "spec.reset.timestamp", |s| {
+            s["reset"] = json!({ "to": "TrimHorizon", "timestamp": "2026-11-23T15:00:00Z", "requestId": "r1" })
+        }),
+        case("reset-timestamp-not-a-time", "spec.reset.timestamp", |s| {
+            s["reset"] = json!({ "to": "AtTimestamp", "timestamp": "yesterday", "requestId": "r1" })
+        }),
+        case("reset-request-id-missing", "spec.reset.requestId", |s| {
+            s["reset"] = json!({ "to": "Latest" })
+        }),
+        case("reset-bad-request-id", "spec.reset.requestId", |s| {
+            s["reset"] = json!({ "to": "Latest", "requestId": "replay 1" })
+        }),
+        case("reset-too-many-shards", "spec.reset.shards", |s| {
+            let ids: Vec<String> = (0..101).map(|i| format!("shardId-{i:012}")).collect();
+            s["reset"] = json!({ "to": "Latest", "requestId": "r1", "shards": ids })
+        }),
+        case(
+            "reset-shard-id-too-long",
+            "spec.reset.shards",
+            |s| {
+                s["reset"] =
+                    json!({ "to": "Latest", "requestId": "r1", "shards": ["x".repeat(129)] })
+            },
+        ),
         // decode
         case("unknown-compression", "spec.decode.compression", |s| {
             s["decode"] = json!({ "compression": "Zstd" })

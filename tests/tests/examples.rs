@@ -12,8 +12,9 @@ use kube::{
 };
 
 /// The examples the README and the chart's NOTES point to; each must exist.
-const REQUIRED: [&str; 7] = [
+const REQUIRED: [&str; 8] = [
     "autoscaling.yaml",
+    "rewind.yaml",
     "polling-stdout.yaml",
     "efo-elasticsearch.yaml",
     "cloudwatch-logs.yaml",

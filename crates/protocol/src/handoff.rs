@@ -13,7 +13,9 @@ use kinesis_ingester_api::{AssignedShard, Fence, KinesisShardAssignmentSpec, Kin
 use crate::plan::assign;
 
 mod recreated;
+mod rewind;
 pub use recreated::{reset_for_new_stream, stream_recreated};
+pub use rewind::{RewindError, rewind, rewind_pending};
 
 /// How the operator sees a worker.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -70,6 +72,17 @@ pub enum Transition {
         was: String,
         /// The new one.
         now: String,
+    },
+    /// A `spec.reset` was applied ([`rewind`]).
+    Rewound {
+        /// Its request id.
+        request_id: String,
+        /// Shards rewound.
+        shards: usize,
+        /// Where they restart.
+        to: String,
+        /// Shards it named that the stream does not list.
+        unknown: Vec<String>,
     },
 }
 
@@ -417,6 +430,7 @@ pub fn merge_topology(
             draining: false,
             start_after: None,
             start_at_timestamp: None,
+            rewind: None,
         });
         out.push(Transition::Discovered {
             shard: s.shard_id.clone(),

@@ -3,7 +3,7 @@
 use std::collections::BTreeMap;
 
 use kinesis_ingester_api::{
-    AssignedShard, CheckpointPosition, KinesisShardAssignmentSpec, KinesisWorkerSpec,
+    AssignedShard, CheckpointPosition, KinesisShardAssignmentSpec, KinesisWorkerSpec, ShardRewind,
 };
 
 use kinesis_ingester_api::{StartAt, sequence::Position};
@@ -34,6 +34,8 @@ pub struct Owned {
     pub known_parent: bool,
     /// For `Latest`: when the operator pinned the shard, in ms since the Unix epoch.
     pub pinned_at_ms: Option<i64>,
+    /// Set by a rewind: where to start without a checkpoint, over the other rules.
+    pub rewind: Option<StartAt>,
 }
 
 /// The shards `table` gives worker `me` at an epoch its fences do not cover. None while `me` is
@@ -67,10 +69,22 @@ pub fn desired(
                     .as_deref()
                     .and_then(|t| t.parse::<jiff::Timestamp>().ok())
                     .map(jiff::Timestamp::as_millisecond),
+                rewind: s.rewind.as_ref().map(rewind_start),
             };
             (s.shard_id.clone(), owned)
         })
         .collect()
+}
+
+/// Where a rewound shard starts: at its timestamp, or at TRIM_HORIZON without one (or with one
+/// that does not parse, which admission and the operator never write).
+pub fn rewind_start(r: &ShardRewind) -> StartAt {
+    r.timestamp
+        .as_deref()
+        .and_then(|t| t.parse::<jiff::Timestamp>().ok())
+        .map_or(StartAt::TrimHorizon, |t| {
+            StartAt::AtTimestamp(t.as_millisecond())
+        })
 }
 
 /// The shard's hash key range; the full range when absent or unparsable.
@@ -92,8 +106,8 @@ pub fn to_position(p: &CheckpointPosition) -> Option<Position> {
 }
 
 /// Where a newly owned shard starts (docs/design.md §2.3): after this worker's own checkpoint
-/// for that epoch (`stored`), else after the table's `startAfter`, else at TRIM_HORIZON when a
-/// parent is known, else at the spec's starting position, where `Latest` means the time the
+/// for that epoch (`stored`), else after the table's `startAfter`, else where a rewind put it
+/// (§4.7), else at TRIM_HORIZON when a parent is known, else at the spec's starting position, where `Latest` means the time the
 /// operator pinned the shard (never "latest" again after a handoff). Returns the checkpoint to
 /// resume after, if any, and the start used without one.
 pub fn start_position(
@@ -102,6 +116,9 @@ pub fn start_position(
     default: &StartAt,
 ) -> (Option<Position>, StartAt) {
     let resume = stored.or(owned.start_after.as_ref()).cloned();
+    if let Some(rewind) = &owned.rewind {
+        return (resume, rewind.clone());
+    }
     let start = match (owned.known_parent, default, owned.pinned_at_ms) {
         (true, _, _) => StartAt::TrimHorizon,
         (false, StartAt::Latest, Some(ms)) => StartAt::AtTimestamp(ms),
@@ -127,6 +144,7 @@ mod tests {
             draining: false,
             start_after: None,
             start_at_timestamp: None,
+            rewind: None,
         }
     }
 
@@ -243,6 +261,38 @@ mod tests {
         assert_eq!(
             start_position(&o, None, &StartAt::TrimHorizon).1,
             StartAt::TrimHorizon
+        );
+    }
+
+    /// A rewind (§4.7) wins over the parent rule and the starting position, not over a
+    /// checkpoint taken after it.
+    #[test]
+    fn a_rewound_shard_starts_where_the_rewind_put_it() {
+        let mut s = shard("c", "w0", 3);
+        s.parents = vec!["p".into()];
+        s.start_at_timestamp = Some("2026-11-23T15:00:00Z".into());
+        s.rewind = Some(ShardRewind {
+            timestamp: Some("2026-11-23T16:00:00Z".into()),
+        });
+        let mut t = table(vec![s]);
+        t.finished = vec!["p".into()];
+        let o = desired(&t, &KinesisWorkerSpec::default(), "w0", false)["c"].clone();
+        let at = StartAt::AtTimestamp(1_795_449_600_000);
+        assert_eq!(
+            start_position(&o, None, &StartAt::Latest),
+            (None, at.clone())
+        );
+        assert_eq!(start_position(&o, None, &StartAt::TrimHorizon).1, at);
+        assert_eq!(
+            start_position(&o, Some(&pos("7")), &StartAt::Latest),
+            (Some(pos("7")), at)
+        );
+        // Without a timestamp: TRIM_HORIZON, whatever the spec says.
+        t.shards[0].rewind = Some(ShardRewind { timestamp: None });
+        let o = desired(&t, &KinesisWorkerSpec::default(), "w0", false)["c"].clone();
+        assert_eq!(
+            start_position(&o, None, &StartAt::Latest),
+            (None, StartAt::TrimHorizon)
         );
     }
 

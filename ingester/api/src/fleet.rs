@@ -6,6 +6,8 @@ use kube::{CustomResource, KubeSchema};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
+use crate::{AppliedReset, ShardRewind};
+
 /// Label put on every object the operator makes for an ingester, naming the ingester.
 pub const INGESTER_LABEL: &str = "kinesis-operator.dev/ingester";
 
@@ -62,6 +64,11 @@ pub struct KinesisShardAssignmentSpec {
     /// then resets every position (`Degraded=StreamRecreated`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub stream_created: Option<String>,
+
+    /// The last `spec.reset` applied, written with the positions it rewrote: a reset whose
+    /// `requestId` is recorded here is never applied again.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reset: Option<AppliedReset>,
 
     /// Every shard that is not finished.
     #[serde(default)]
@@ -133,6 +140,11 @@ pub struct AssignedShard {
     /// the records put between one owner's start and the next owner's are not skipped.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub start_at_timestamp: Option<String>,
+
+    /// Set by a rewind (`spec.reset`): where an owner without `startAfter` starts, over the
+    /// starting position and the parent rule.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rewind: Option<ShardRewind>,
 }
 
 /// A position inside a shard.
@@ -256,6 +268,7 @@ impl AssignedShard {
             draining: false,
             start_after: None,
             start_at_timestamp: None,
+            rewind: None,
         }
     }
 }

@@ -7,7 +7,7 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use crate::{
-    Duration, S3Sink, WorkersSpec,
+    Duration, ResetSpec, S3Sink, WorkersSpec,
     bounds::{self, SCRATCH_MOUNT_PATH},
     status::KinesisIngesterStatus,
 };
@@ -125,6 +125,11 @@ pub struct KinesisIngesterSpec {
     /// resumes exactly where it stopped. Ignored by the standalone ingester.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub suspend: bool,
+
+    /// Rewind: restart reading every shard (or some) from another position, once per
+    /// `requestId` (see [`ResetSpec`]). Ignored by the standalone ingester.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reset: Option<ResetSpec>,
 
     /// What happens to the fleet's checkpoints when the ingester is deleted (ignored by the
     /// standalone ingester, whose checkpoints are files).

@@ -66,6 +66,10 @@ pub struct KinesisIngesterStatus {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub autoscaling: Option<AutoscalingStatus>,
 
+    /// The last `spec.reset` applied, and when.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reset: Option<crate::AppliedReset>,
+
     /// One entry per shard that is being read or still has to be.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[x_kube(merge_strategy = ListMerge::Atomic)]

@@ -102,6 +102,26 @@ impl KinesisIngesterSpec {
                 "is required when type is AtTimestamp, and allowed only then",
             );
         }
+        if let Some(reset) = &self.reset {
+            let at_timestamp = reset.to == StartingPositionType::AtTimestamp;
+            if at_timestamp != reset.timestamp.is_some() {
+                errors.fail(
+                    "spec.reset.timestamp",
+                    "is required when reset.to is AtTimestamp, and allowed only then",
+                );
+            }
+            if let Some(t) = &reset.timestamp
+                && t.parse::<jiff::Timestamp>().is_err()
+            {
+                errors.fail(
+                    "spec.reset.timestamp",
+                    format!("{t:?} is not an RFC 3339 time such as 2026-11-23T15:00:00Z"),
+                );
+            }
+            if reset.shards.iter().any(|s| s.len() > 128) {
+                errors.fail("spec.reset.shards", "a shard id has at most 128 characters");
+            }
+        }
         let sink = &self.sink;
         let sinks = [
             sink.stdout.is_some(),

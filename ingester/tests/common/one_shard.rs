@@ -92,6 +92,7 @@ impl OneShardWorker {
                     draining: false,
                     start_after: None,
                     start_at_timestamp: None,
+                    rewind: None,
                 }],
                 ..KinesisShardAssignmentSpec::default()
             },

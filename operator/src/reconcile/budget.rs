@@ -3,9 +3,9 @@
 #[cfg(test)]
 mod tests {
     use kinesis_ingester_api::{
-        AssignedShard, CheckpointPosition, DeliveryStuck, Holder, KinesisIngesterStatus,
-        KinesisShardAssignmentSpec, KinesisWorkerSpec, KinesisWorkerStatus, ShardState,
-        ShardStatus, WorkerShard,
+        AppliedReset, AssignedShard, CheckpointPosition, DeliveryStuck, Holder,
+        KinesisIngesterStatus, KinesisShardAssignmentSpec, KinesisWorkerSpec, KinesisWorkerStatus,
+        ShardRewind, ShardState, ShardStatus, WorkerShard,
     };
 
     const SHARDS: usize = 1000;
@@ -33,7 +33,15 @@ mod tests {
             ingester_uid: "6f1c2f0e-8a55-4c1e-9a64-0d3c8e0c9f11".into(),
             stream_arn: Some("arn:aws:kinesis:us-east-1:123456789012:stream/orders".into()),
             consumer_arn: None,
-            stream_created: None,
+            stream_created: Some("2026-03-02T10:15:30.123456789Z".into()),
+            // The largest reset: 100 unknown shard ids of 128 characters.
+            reset: Some(AppliedReset {
+                request_id: "r".repeat(63),
+                applied_at: "2026-03-02T10:15:30.123456789Z".into(),
+                to: "AtTimestamp 2026-03-02T10:15:30.123456789Z".into(),
+                shards: SHARDS as i32,
+                unknown_shards: (0..100).map(|i| format!("{i:0128}")).collect(),
+            }),
             shards: (0..SHARDS)
                 .map(|i| AssignedShard {
                     shard_id: id(i),
@@ -44,7 +52,11 @@ mod tests {
                     epoch: 12,
                     draining: false,
                     start_after: Some(pos()),
+                    // A rewound shard: no pin (the rewind replaced it), a position taken since.
                     start_at_timestamp: None,
+                    rewind: Some(ShardRewind {
+                        timestamp: Some("2026-03-02T10:15:30.123456789Z".into()),
+                    }),
                 })
                 .collect(),
             finished: (0..SHARDS).map(|i| id(i + 5000)).collect(),

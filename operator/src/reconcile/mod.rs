@@ -341,6 +341,7 @@ async fn ensure_table(
                     stream_arn: Some(topology.stream_arn.clone()),
                     consumer_arn,
                     stream_created: topology.created.clone(),
+                    reset: None,
                     shards: Vec::new(),
                     finished: Vec::new(),
                     shard_count: 0,
@@ -500,6 +501,22 @@ fn describe(t: &Transition) -> (&'static str, String) {
             format!(
                 "the stream was deleted and created again (created {now}, the positions were for the stream created {was}): every position was reset and its {shards} shards are read from spec.read.startingPosition; records of the old stream that were not delivered are gone with it"
             ),
+        ),
+        Transition::Rewound {
+            request_id,
+            shards,
+            to,
+            unknown,
+        } => (
+            "Rewound",
+            if unknown.is_empty() {
+                format!("spec.reset {request_id} applied: {shards} shards restart at {to}")
+            } else {
+                format!(
+                    "spec.reset {request_id} applied: {shards} shards restart at {to}; the stream does not list {}, so they were not rewound: check spec.reset.shards and change spec.reset.requestId",
+                    unknown.join(", ")
+                )
+            },
         ),
     }
 }

@@ -137,6 +137,10 @@ pub fn compute(input: &StatusInput<'_>) -> (KinesisIngesterStatus, FleetGauges) 
                 .then(|| format_lag(survey.waiting.saturating_mul(1000)))
         },
         autoscaling: input.autoscaling.clone(),
+        reset: input
+            .table
+            .and_then(|t| t.reset.clone())
+            .or_else(|| input.previous.and_then(|p| p.reset.clone())),
         shards: survey.shards,
     };
     let gauges = FleetGauges {

@@ -25,36 +25,14 @@ pub fn reset_for_new_stream(
     workers: &Workers,
     pin_latest: Option<jiff::Timestamp>,
 ) -> Transition {
-    let reported = workers.values().flat_map(|w| {
-        let status = w
-            .object
-            .status
-            .iter()
-            .flat_map(|s| s.shards.iter().map(|e| e.epoch));
-        status.chain(w.object.spec.fences.iter().map(|f| f.epoch))
-    });
-    let floor = table
-        .shards
-        .iter()
-        .map(|s| s.epoch)
-        .chain(reported)
-        .max()
-        .unwrap_or(0)
-        .saturating_add(1);
+    let floor = epoch_floor(table, workers);
     let was = table.stream_created.clone().unwrap_or_default();
     table.finished.clear();
     table.shards = listed
         .iter()
         .map(|s| AssignedShard {
-            shard_id: s.shard_id.clone(),
-            parents: s.parents.clone(),
-            starting_hash_key: Some(s.hash_range.0.clone()),
-            ending_hash_key: Some(s.hash_range.1.clone()),
-            owner: None,
-            epoch: floor,
-            draining: false,
-            start_after: None,
             start_at_timestamp: pin_latest.map(|t| t.to_string()),
+            ..fresh_entry(s, floor)
         })
         .collect();
     table.shards.sort_by(|a, b| a.shard_id.cmp(&b.shard_id));
@@ -63,6 +41,43 @@ pub fn reset_for_new_stream(
         shards: table.shards.len(),
         was,
         now: listed_created.to_owned(),
+    }
+}
+
+/// One above every epoch the table, any worker's report or any fence holds: an entry at this
+/// epoch can never be mistaken for an earlier one, whoever reports about it.
+pub(super) fn epoch_floor(table: &KinesisShardAssignmentSpec, workers: &Workers) -> i64 {
+    let reported = workers.values().flat_map(|w| {
+        let status = w
+            .object
+            .status
+            .iter()
+            .flat_map(|s| s.shards.iter().map(|e| e.epoch));
+        status.chain(w.object.spec.fences.iter().map(|f| f.epoch))
+    });
+    table
+        .shards
+        .iter()
+        .map(|s| s.epoch)
+        .chain(reported)
+        .max()
+        .unwrap_or(0)
+        .saturating_add(1)
+}
+
+/// A table entry for listed shard `s` at `epoch`: no owner, no position.
+pub(super) fn fresh_entry(s: &ListedShard, epoch: i64) -> AssignedShard {
+    AssignedShard {
+        shard_id: s.shard_id.clone(),
+        parents: s.parents.clone(),
+        starting_hash_key: Some(s.hash_range.0.clone()),
+        ending_hash_key: Some(s.hash_range.1.clone()),
+        owner: None,
+        epoch,
+        draining: false,
+        start_after: None,
+        start_at_timestamp: None,
+        rewind: None,
     }
 }
 

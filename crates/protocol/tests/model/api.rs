@@ -90,6 +90,7 @@ impl Model {
                     draining: r.draining,
                     start_after: cp(r.start_after),
                     start_at_timestamp: None,
+                    rewind: None,
                 }
             })
             .collect();
@@ -97,6 +98,7 @@ impl Model {
             ingester_uid: UID.into(),
             stream_arn: None,
             consumer_arn: None,
+            reset: None,
             stream_created: None,
             shards,
             finished: t

@@ -22,6 +22,18 @@ type Case = (Box<dyn FnOnce(&mut Value)>, &'static str, bool);
 fn cases() -> Vec<Case> {
     vec![
         (
+            Box::new(|s| s["reset"] = json!({"to": "AtTimestamp", "requestId": "r1"})),
+            "spec.reset.timestamp",
+            false,
+        ),
+        (
+            Box::new(|s| {
+                s["reset"] = json!({"to": "Latest", "requestId": "r1", "shards": ["x".repeat(129)]})
+            }),
+            "spec.reset.shards",
+            false,
+        ),
+        (
             Box::new(|s| {
                 s["sink"] = json!({"s3": {"bucket": "logs", "partitionBy": {"jsonPointer": "/r"}}})
             }),

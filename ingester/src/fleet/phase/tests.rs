@@ -25,6 +25,7 @@ fn owned(epoch: i64, want: Want) -> Owned {
         start_after: None,
         known_parent: false,
         pinned_at_ms: None,
+        rewind: None,
     }
 }
 

@@ -159,6 +159,18 @@ pub async fn run(
                 info!(%note, "first listing");
                 publish(ctx, ki, EventType::Normal, "ShardsFound", "Plan", note).await;
             }
+            if let Some(e) = &tp.reset_error {
+                warn!(error = %e, "spec.reset not applied");
+                publish(
+                    ctx,
+                    ki,
+                    EventType::Warning,
+                    "ResetInvalid",
+                    "Plan",
+                    e.to_string(),
+                )
+                .await;
+            }
             transitions = tp.transitions;
             let written = if let Some(too_large) = tp.too_large {
                 // Writing would fail at etcd's request limit, possibly mid-handoff: stop here.
@@ -192,6 +204,8 @@ pub async fn run(
             Transition::AlreadyFenced { .. }
             | Transition::OwnerGone { .. }
             | Transition::StreamRecreated { .. } => EventType::Warning,
+            Transition::Rewound { unknown, .. } if !unknown.is_empty() => EventType::Warning,
+            Transition::Rewound { .. } => EventType::Normal,
             Transition::Discovered { .. } | Transition::Draining { .. } => EventType::Normal,
             _ => continue,
         };

@@ -204,6 +204,8 @@ pub struct TablePlan {
     pub rebalanced: bool,
     /// The first listing of the stream found shards: one event for all of them.
     pub shards_found: Option<String>,
+    /// `spec.reset` cannot be applied.
+    pub reset_error: Option<handoff::RewindError>,
 }
 
 /// Applies the fences that landed (each with the worker object as fenced, whose status holds
@@ -232,6 +234,7 @@ pub fn table(
         });
     }
     let mut shards_found = None;
+    let mut reset_error = None;
     if let Some(t) = topology {
         let pin = (ki.spec.read.starting_position.kind == StartingPositionType::Latest)
             .then_some(now.wall);
@@ -246,6 +249,18 @@ pub fn table(
                 spec.stream_created = Some(created.to_owned());
             }
             _ => {}
+        }
+        // A new spec.reset (§4.7): applied once, recorded in this same table write.
+        if let Some(reset) = ki
+            .spec
+            .reset
+            .as_ref()
+            .filter(|r| handoff::rewind_pending(&spec, r))
+        {
+            match handoff::rewind(&mut spec, &t.listed, reset, workers, now.wall) {
+                Ok(rewound) => transitions.push(rewound),
+                Err(e) => reset_error = Some(e),
+            }
         }
         // The first listing of a stream is not a reshard: one event for all its shards.
         let first = spec.shards.is_empty() && spec.finished.is_empty();
@@ -305,6 +320,7 @@ pub fn table(
         too_large,
         rebalanced,
         shards_found,
+        reset_error,
     }
 }
 
