@@ -117,6 +117,15 @@ bench-fleet: tools ## Fleet figures on the local control plane: SplitShard->chil
 	$(CARGO) test --locked -p kinesis-operator --lib budget -- --nocapture 2>&1 | grep FIGURE
 	tests/env/with-env.sh $(CARGO) test --locked -p kinesis-operator --test e2e -- --nocapture --test-threads 1 s1_ s2_ s3_ s5_ 2>&1 | grep -A3 FIGURE
 
+.PHONY: bench-scale bench-scale-short
+bench-scale: tools ## One ingester over 10, 100 and 1,000 idle shards (replay server) and 1, 10 and 100 worker processes, release build: apply->all read, operator CPU and RSS, API requests/s by verb at rest and in a rebalance, largest object, SplitShard of 100 shards at once (SCALE_STEPS, SCALE_REST_SECONDS)
+	$(CARGO) build --release --locked -p kinesis-operator -p kinesis-ingester --bins
+	tests/env/with-env.sh $(CARGO) test --release --locked -p kinesis-operator --test scale -- --ignored --nocapture
+
+bench-scale-short: ## The scale benchmark's 10- and 100-shard steps with 15 s at rest, debug build (CI)
+	$(CARGO) build --workspace --bins --locked
+	SCALE_STEPS=10,100 SCALE_REST_SECONDS=15 tests/env/with-env.sh $(CARGO) test --locked -p kinesis-operator --test scale -- --ignored --nocapture
+
 .PHONY: bench
 bench: ## Release-build benchmarks: decode MB/s, end-to-end MB/s per core and RSS (stdout, and S3 into SeaweedFS), 1,000 idle shards, _bulk into a real OpenSearch node (prints figures)
 	$(CARGO) bench --locked -p kinesis-ingester --bench decode

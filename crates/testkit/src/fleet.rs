@@ -267,6 +267,23 @@ impl OperatorProcess {
         Ok(Self { child, log })
     }
 
+    /// Its process id, while it runs.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.id()
+    }
+
+    /// The port of its /metrics, from the line it logs once it serves them.
+    pub fn metrics_port(&self) -> Option<u16> {
+        let log = std::fs::read_to_string(&self.log).ok()?;
+        let line = log.lines().find(|l| l.contains("serving /metrics"))?;
+        let at = line.find("127.0.0.1:")? + "127.0.0.1:".len();
+        let digits: String = line[at..]
+            .chars()
+            .take_while(char::is_ascii_digit)
+            .collect();
+        digits.parse().ok()
+    }
+
     /// SIGKILL, as a crash or a node loss would.
     pub async fn kill(mut self) {
         let _ = self.child.kill().await;

@@ -3,7 +3,7 @@
 use std::{
     net::SocketAddr,
     sync::{
-        Arc,
+        Arc, Mutex, PoisonError,
         atomic::{AtomicU64, Ordering},
     },
 };
@@ -42,6 +42,24 @@ struct Replay {
     /// Where each record's page number is written into a copy of each page.
     offsets: Vec<Vec<usize>>,
     pages_served: AtomicU64,
+    /// Every shard, open or closed, in creation order.
+    shards: Mutex<Vec<ReplayShard>>,
+}
+
+/// One shard of the replayed stream.
+#[derive(Debug, Clone)]
+struct ReplayShard {
+    id: String,
+    parents: Vec<String>,
+    range: (u128, u128),
+    /// Split: GetRecords answers its end, with its children.
+    closed: bool,
+}
+
+impl Replay {
+    fn shards(&self) -> std::sync::MutexGuard<'_, Vec<ReplayShard>> {
+        self.shards.lock().unwrap_or_else(PoisonError::into_inner)
+    }
 }
 
 /// Requests the server has answered, for progress reports.
@@ -56,6 +74,42 @@ impl ReplayHandle {
     /// Full pages served so far.
     pub fn pages_served(&self) -> u64 {
         self.replay.pages_served.load(Ordering::Relaxed)
+    }
+
+    /// Splits the first `count` open shards in the middle of their hash ranges, as `count`
+    /// SplitShard calls at once would: each is closed (its readers get its end and the children)
+    /// and two children are listed. Returns the parents' ids.
+    pub fn split(&self, count: usize) -> Vec<String> {
+        let mut shards = self.replay.shards();
+        let mut next = shards.len();
+        let mut children = Vec::new();
+        let mut parents = Vec::new();
+        for s in shards.iter_mut().filter(|s| !s.closed).take(count) {
+            s.closed = true;
+            let mid = s.range.0 + (s.range.1 - s.range.0) / 2;
+            for range in [(s.range.0, mid), (mid + 1, s.range.1)] {
+                children.push(ReplayShard {
+                    id: shard_id(next),
+                    parents: vec![s.id.clone()],
+                    range,
+                    closed: false,
+                });
+                next += 1;
+            }
+            parents.push(s.id.clone());
+        }
+        shards.extend(children);
+        parents
+    }
+
+    /// Ids of the children of `parent`.
+    pub fn children(&self, parent: &str) -> Vec<String> {
+        self.replay
+            .shards()
+            .iter()
+            .filter(|s| s.parents.iter().any(|p| p == parent))
+            .map(|s| s.id.clone())
+            .collect()
     }
 }
 
@@ -141,7 +195,9 @@ async fn handle(
     );
     let json_body = |v: Value| Bytes::from(serde_json::to_vec(&v).unwrap_or_default());
     let reply = match target.as_str() {
-        "DescribeStreamSummary" => json_body(json!({
+        "DescribeStreamSummary" => {
+            let open = r.shards().iter().filter(|s| !s.closed).count();
+            json_body(json!({
             "StreamDescriptionSummary": {
                 "StreamName": req["StreamName"].as_str().unwrap_or("bench"),
                 "StreamARN": format!("arn:aws:kinesis:us-east-1:000000000000:stream/{}", req["StreamName"].as_str().unwrap_or("bench")),
@@ -151,21 +207,32 @@ async fn handle(
                 "StreamCreationTimestamp": 1_795_446_000.0,
                 "EnhancedMonitoring": [{ "ShardLevelMetrics": [] }],
                 "EncryptionType": "NONE",
-                "OpenShardCount": r.spec.shards,
+                "OpenShardCount": open,
                 "ConsumerCount": 0,
             }
-        })),
-        // Every shard is open and starts at the trim horizon, so each ShardFilter
+            }))
+        }
+        // Every shard starts at the trim horizon and is retained, so each ShardFilter
         // (AT_TRIM_HORIZON, AT_LATEST, FROM_TRIM_HORIZON, ...) selects all of them.
         "ListShards" => json_body(json!({
-            "Shards": (0..r.spec.shards).map(|i| json!({
-                "ShardId": shard_id(i),
-                "HashKeyRange": {
-                    "StartingHashKey": starting_hash_key(r.spec.shards, i).to_string(),
-                    "EndingHashKey": if i + 1 == r.spec.shards { u128::MAX.to_string() } else { (u128::MAX / r.spec.shards as u128 * (i as u128 + 1) - 1).to_string() },
-                },
-                "SequenceNumberRange": { "StartingSequenceNumber": "1" },
-            })).collect::<Vec<_>>()
+            "Shards": r.shards().iter().map(|s| {
+                let mut shard = json!({
+                    "ShardId": s.id,
+                    "HashKeyRange": {
+                        "StartingHashKey": s.range.0.to_string(),
+                        "EndingHashKey": s.range.1.to_string(),
+                    },
+                    "SequenceNumberRange": if s.closed {
+                        json!({ "StartingSequenceNumber": "1", "EndingSequenceNumber": "2" })
+                    } else {
+                        json!({ "StartingSequenceNumber": "1" })
+                    },
+                });
+                if let Some(p) = s.parents.first() {
+                    shard["ParentShardId"] = json!(p);
+                }
+                shard
+            }).collect::<Vec<_>>()
         })),
         "GetShardIterator" => {
             // A consumer resuming from a checkpoint starts at that record's page, or the next
@@ -192,7 +259,30 @@ async fn handle(
             let it = req["ShardIterator"].as_str().unwrap_or_default();
             let (shard, n) = it.rsplit_once('/').unwrap_or((it, "0"));
             let n: u64 = n.parse().unwrap_or(0);
-            if r.spec.pages_per_shard == 0 {
+            let children: Option<Vec<Value>> = {
+                let shards = r.shards();
+                shards.iter().any(|s| s.id == shard && s.closed).then(|| {
+                    shards
+                        .iter()
+                        .filter(|c| c.parents.iter().any(|p| p == shard))
+                        .map(|c| {
+                            json!({
+                                "ShardId": c.id,
+                                "ParentShards": c.parents,
+                                "HashKeyRange": {
+                                    "StartingHashKey": c.range.0.to_string(),
+                                    "EndingHashKey": c.range.1.to_string(),
+                                },
+                            })
+                        })
+                        .collect()
+                })
+            };
+            if let Some(children) = children {
+                json_body(
+                    json!({ "Records": [], "MillisBehindLatest": 0, "ChildShards": children }),
+                )
+            } else if r.spec.pages_per_shard == 0 {
                 json_body(
                     json!({ "Records": [], "MillisBehindLatest": 0, "NextShardIterator": it }),
                 )
@@ -234,7 +324,23 @@ async fn handle(
 /// Starts the server on 127.0.0.1 (a free port) on the current runtime.
 pub async fn start(spec: ReplaySpec) -> std::io::Result<ReplayHandle> {
     let pages = build_pages(&spec);
+    let shards = (0..spec.shards)
+        .map(|i| ReplayShard {
+            id: shard_id(i),
+            parents: Vec::new(),
+            range: (
+                starting_hash_key(spec.shards, i),
+                if i + 1 == spec.shards {
+                    u128::MAX
+                } else {
+                    starting_hash_key(spec.shards, i + 1) - 1
+                },
+            ),
+            closed: false,
+        })
+        .collect();
     let replay = Arc::new(Replay {
+        shards: Mutex::new(shards),
         offsets: pages.iter().map(|p| page_number_offsets(p)).collect(),
         pages,
         spec,
