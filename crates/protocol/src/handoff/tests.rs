@@ -62,7 +62,7 @@ const EXPIRIES: Expiries = Expiries {
 };
 
 /// `absorb_reports` at one instant with fresh timers.
-fn absorb(t: &mut KinesisShardAssignmentSpec, workers: &Workers) -> Vec<Transition> {
+pub(super) fn absorb(t: &mut KinesisShardAssignmentSpec, workers: &Workers) -> Vec<Transition> {
     absorb_reports(t, workers, &mut Timers::default(), EXPIRIES, Instant::now())
 }
 

@@ -2,7 +2,7 @@
 
 use kinesis_ingester_api::{CheckpointPosition, Fence};
 
-use super::super::tests::{entry, shard, table, worker};
+use super::super::tests::{absorb, entry, shard, table, worker};
 use super::super::*;
 
 fn listed(id: &str) -> ListedShard {
@@ -86,17 +86,7 @@ fn a_reset_forgets_every_position_above_every_epoch_ever_reported() {
 
     // The old owner's report at its old epoch no longer moves anything.
     let before = t.clone();
-    let _ = absorb_reports(
-        &mut t,
-        &workers,
-        &mut Timers::default(),
-        Expiries {
-            drain: Duration::from_secs(60),
-            start: Duration::from_secs(60),
-            gone: Duration::from_secs(14),
-        },
-        Instant::now(),
-    );
+    let _ = absorb(&mut t, &workers);
     assert_eq!(t, before);
     // The next owner gets the shard above the reset epoch, with no position: startingPosition.
     let planned = plan_owners(&mut t, &["w0".to_owned()], &workers, false, 3);
