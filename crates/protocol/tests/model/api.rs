@@ -3,12 +3,26 @@
 use std::time::{Duration, Instant};
 
 use kinesis_ingester_api::{
-    AssignedShard, CheckpointPosition, Fence, Holder, KinesisShardAssignmentSpec, KinesisWorker,
-    KinesisWorkerSpec, KinesisWorkerStatus, WorkerShard, sequence::Position,
+    AppliedReset, AssignedShard, CheckpointPosition, Fence, Holder, KinesisShardAssignmentSpec,
+    KinesisWorker, KinesisWorkerSpec, KinesisWorkerStatus, ResetSpec, ShardRewind,
+    StartingPositionType, WorkerShard, sequence::Position,
 };
 use kinesis_protocol::handoff::ListedShard;
 
 use crate::model::Model;
+
+/// The request id of the model's one rewind.
+pub const REWIND_REQUEST: &str = "r1";
+
+/// The model's rewind: every shard to TRIM_HORIZON.
+pub fn rewind_spec() -> ResetSpec {
+    ResetSpec {
+        to: StartingPositionType::TrimHorizon,
+        timestamp: None,
+        request_id: REWIND_REQUEST.into(),
+        shards: Vec::new(),
+    }
+}
 use crate::state::{Entry, FenceC, Object, Pos, Row, Status, Table};
 
 /// The ingester UID of every object.
@@ -90,7 +104,7 @@ impl Model {
                     draining: r.draining,
                     start_after: cp(r.start_after),
                     start_at_timestamp: None,
-                    rewind: None,
+                    rewind: r.rewound.then_some(ShardRewind { timestamp: None }),
                 }
             })
             .collect();
@@ -98,7 +112,10 @@ impl Model {
             ingester_uid: UID.into(),
             stream_arn: None,
             consumer_arn: None,
-            reset: None,
+            reset: t.reset.then(|| AppliedReset {
+                request_id: REWIND_REQUEST.into(),
+                ..AppliedReset::default()
+            }),
             stream_created: None,
             shards,
             finished: t
@@ -121,12 +138,14 @@ impl Model {
                     epoch: u8::try_from(s.epoch).ok()?,
                     draining: s.draining,
                     start_after: pos_of_cp(s.start_after.as_ref()),
+                    rewound: s.rewind.is_some(),
                 })
             })
             .collect();
         Table {
             rows,
             finished: t.finished.iter().filter_map(|s| self.shard_of(s)).collect(),
+            reset: t.reset.is_some(),
         }
     }
 

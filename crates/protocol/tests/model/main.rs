@@ -117,7 +117,18 @@ fn config(
         deletes,
         deposed,
         strict_order: true,
+        rewind: false,
         variant: Variant::default(),
+    }
+}
+
+/// A rewind of every shard to TRIM_HORIZON asked at any moment (before, during or after the
+/// split and the handoffs), over a parent that may split into `children`. Bounded: in every
+/// `cargo test` with one shard; with a split in `make model-check`.
+fn rewind(name: &'static str, children: &[u8]) -> Config {
+    Config {
+        rewind: true,
+        ..config(name, 1, children, 3, 0, 0, 0, 0)
     }
 }
 
@@ -175,6 +186,32 @@ fn a_split_keeps_order_and_every_record_is_delivered() {
     for example in [model::EX_CHILD_DELIVERED, model::EX_ALL_DELIVERED] {
         assert!(run.found(example).is_some(), "no example of \"{example}\"");
     }
+}
+
+#[test]
+fn a_rewind_is_read_again_from_the_start_and_no_stale_report_moves_it() {
+    let run = run(rewind("rewind", &[]), &[]);
+    run.assert_holds(&model::SAFETY);
+    run.assert_holds(&[model::ALL_DELIVERED]);
+    assert!(
+        run.found(model::EX_ALL_REDELIVERED).is_some(),
+        "no example of \"{}\"",
+        model::EX_ALL_REDELIVERED
+    );
+}
+
+/// A rewind across a split: the finished parent is read again before its child.
+#[test]
+#[ignore = "run by `make model-check`"]
+fn a_rewind_across_a_split_keeps_every_property() {
+    let run = run(rewind("rewind-split", &[1]), &[]);
+    run.assert_holds(&model::SAFETY);
+    run.assert_holds(&[model::ALL_DELIVERED]);
+    assert!(
+        run.found(model::EX_ALL_REDELIVERED).is_some(),
+        "no example of \"{}\"",
+        model::EX_ALL_REDELIVERED
+    );
 }
 
 #[test]
@@ -247,6 +284,17 @@ fn old_code_breaks(mut cfg: Config, old: impl Fn(&mut Variant), property: &'stat
     );
 }
 
+/// Without the epoch floor, a finished parent that a rewind brings back is assigned at an epoch
+/// its last owner already reported finished: it counts as read again without being delivered.
+#[test]
+fn without_the_epoch_floor_a_rewound_parent_counts_as_read() {
+    old_code_breaks(
+        rewind("no-floor", &[1]),
+        |v| v.rewind_without_floor = true,
+        model::REWIND_NO_LOSS,
+    );
+}
+
 /// Defect 9.1.1: a fence without the position, the entry dropped by the fenced worker's next
 /// write, and the table write not landed: the checkpoint falls back.
 #[test]
@@ -315,6 +363,7 @@ fn explore() {
         deletes: env("D", 0),
         deposed: env("B", 0),
         strict_order: true,
+        rewind: env("R", 0) == 1,
         variant: Variant {
             fence_without_position: env("V1", 0) == 1,
             gone_at_once: env("V5", 0) == 1,
@@ -323,6 +372,7 @@ fn explore() {
             fences_unpruned: env("V8", 0) == 1,
             fence_rechecks_expiry: env("VR", 0) == 1,
             worker_keeps_fences: env("VG", 0) == 1,
+            rewind_without_floor: env("VW", 0) == 1,
         },
     };
     let started = Instant::now();

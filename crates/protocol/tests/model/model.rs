@@ -42,6 +42,9 @@ pub struct Variant {
     pub fence_rechecks_expiry: bool,
     /// A possible fix explored: a worker keeps every fence it has read.
     pub worker_keeps_fences: bool,
+    /// A rewind without the epoch floor: entries keep their epochs, and finished shards come
+    /// back at epoch 0, instead of all going above every epoch held or reported.
+    pub rewind_without_floor: bool,
 }
 
 /// The size of the model.
@@ -65,6 +68,8 @@ pub struct Config {
     /// Passes of a deposed leader allowed.
     pub deposed: u8,
     pub strict_order: bool,
+    /// The user may ask for one rewind of every shard to TRIM_HORIZON, at any time.
+    pub rewind: bool,
     pub variant: Variant,
 }
 
@@ -94,6 +99,8 @@ pub enum Action {
     Tick(u8),
     /// The parent shard is split: it closes, and its children are listed.
     Split,
+    /// The user sets `spec.reset` (a rewind of every shard to TRIM_HORIZON).
+    Rewind,
     /// A worker's object is deleted (by hand, or by a stale leader).
     Delete(u8),
     /// A worker process starts and takes its object over.
@@ -181,8 +188,10 @@ impl Model {
                     epoch: 0,
                     draining: false,
                     start_after: 0,
+                    rewound: false,
                 }],
                 finished: Vec::new(),
+                reset: false,
             },
             objects: vec![Some(Object::default()); n],
             procs: vec![Proc::default(); n],
@@ -197,6 +206,8 @@ impl Model {
             crashes_left: self.cfg.crashes,
             deletes_left: self.cfg.deletes,
             delivered: vec![0; self.shards.len()],
+            redelivered: vec![0; self.shards.len()],
+            rewind_asked: false,
             landed: Vec::new(),
             moved: Vec::new(),
             violations: 0,
@@ -249,15 +260,28 @@ impl Model {
             })
     }
 
+    /// After the rewind landed, every record up to a checkpoint was delivered again: no report
+    /// or fence of an epoch before the rewind moved a rewound position.
+    pub fn rewind_no_loss(&self, s: &State) -> bool {
+        !s.table.reset
+            || self.shard_ids().all(|shard| {
+                (1..=self.checkpoint(s, shard))
+                    .all(|r| s.redelivered[usize::from(shard)] & (1 << (r - 1)) != 0)
+            })
+    }
+
     /// Whether a safety property is broken in `s`.
     pub fn broken(&self, s: &State) -> bool {
-        s.violations != 0 || !self.no_loss(s)
+        s.violations != 0 || !self.no_loss(s) || !self.rewind_no_loss(s)
     }
 
     /// The transition checks: checkpoints moving backwards (except by deleting the object
     /// that held one), and positions stored at fenced epochs.
     fn check(&self, before: &State, after: &mut State, action: &Action) {
-        if !matches!(action, Action::Delete(_)) {
+        // Deleting the object that held a checkpoint, and the rewind landing, move checkpoints
+        // back by design.
+        let rewound = after.table.reset && !before.table.reset;
+        if !matches!(action, Action::Delete(_)) && !rewound {
             let regressed = self
                 .shard_ids()
                 .any(|shard| self.checkpoint(after, shard) < self.checkpoint(before, shard))
@@ -387,6 +411,9 @@ impl stateright::Model for Model {
         if !s.split {
             actions.push(Action::Split);
         }
+        if self.cfg.rewind && !s.rewind_asked {
+            actions.push(Action::Rewind);
+        }
         for w in self.worker_ids() {
             let p = &s.procs[usize::from(w)];
             let exists = s.objects[usize::from(w)].is_some();
@@ -462,6 +489,11 @@ impl stateright::Model for Model {
                 next.dirty = true;
                 true
             }
+            Action::Rewind => {
+                next.rewind_asked = true;
+                next.dirty = true;
+                true
+            }
             Action::Delete(w) => {
                 next.objects[usize::from(w)] = None;
                 // Its fences go with it: a re-created object is a new one.
@@ -526,6 +558,7 @@ impl stateright::Model for Model {
                 flag(s, violation::FENCES_UNBOUNDED)
             }),
             Property::always(NO_LOSS, |m: &Model, s| m.no_loss(s)),
+            Property::always(REWIND_NO_LOSS, |m: &Model, s| m.rewind_no_loss(s)),
             // Bounded: a path that ends at the bound on handoffs, or at a broken safety property
             // (left to that property), is not a counterexample.
             Property::eventually(ALL_DELIVERED, |m: &Model, s: &State| {
@@ -556,6 +589,13 @@ impl stateright::Model for Model {
                 s.delivered.iter().skip(1).any(|d| *d != 0)
             }),
             Property::sometimes(EX_ALL_DELIVERED, |m: &Model, s| m.all_delivered(s)),
+            Property::sometimes(EX_ALL_REDELIVERED, |m: &Model, s: &State| {
+                s.table.reset
+                    && m.shard_ids().all(|shard| {
+                        let all = (1u16 << m.shards[usize::from(shard)].records) - 1;
+                        u16::from(s.redelivered[usize::from(shard)]) == all
+                    })
+            }),
         ]
     }
 }
@@ -572,6 +612,9 @@ pub const ONE_DELIVERER: &str = "a worker moved off a shard for expiry delivers 
 pub const ORDER: &str = "no child record before all of its parents' records";
 pub const FENCES_BOUNDED: &str = "a worker's spec holds at most one fence per shard";
 pub const NO_LOSS: &str = "every record up to a checkpoint was delivered";
+pub const REWIND_NO_LOSS: &str =
+    "after a rewind, every record up to a checkpoint was delivered again";
+pub const EX_ALL_REDELIVERED: &str = "example: every record was delivered again after a rewind";
 pub const ALL_DELIVERED: &str = "every record is eventually delivered";
 pub const EX_FENCE_WITHOUT_TABLE: &str = "example: a fence landed, its table write did not";
 pub const EX_MOVED_AFTER_FENCE: &str = "example: a fenced shard has a new owner";
@@ -580,7 +623,7 @@ pub const EX_CHILD_DELIVERED: &str = "example: a child's record was delivered";
 pub const EX_ALL_DELIVERED: &str = "example: every record was delivered";
 
 /// The safety properties every configuration of the current code must keep.
-pub const SAFETY: [&str; 7] = [
+pub const SAFETY: [&str; 8] = [
     CHECKPOINTS,
     FENCED_ACKS,
     FENCED_WRITES,
@@ -588,4 +631,5 @@ pub const SAFETY: [&str; 7] = [
     ORDER,
     FENCES_BOUNDED,
     NO_LOSS,
+    REWIND_NO_LOSS,
 ];

@@ -4,10 +4,10 @@ use kinesis_ingester_api::{KinesisWorker, KinesisWorkerSpec};
 use kinesis_protocol::handoff::{
     FenceCandidate, FenceReason, Liveness, Transition, WorkerState, Workers, absorb_reports,
     apply_fence, eligible, fence_candidates, fences_with, max_handoffs, merge_topology,
-    plan_owners,
+    plan_owners, rewind, rewind_pending,
 };
 
-use crate::api::UID;
+use crate::api::{UID, rewind_spec};
 use crate::model::{LEASE, Model};
 use crate::state::{Cand, Live, Object, Pass, State, Table};
 
@@ -68,7 +68,7 @@ impl Model {
     /// The table a pass writes: topology merged and owners planned on top of `pass.spec`.
     /// `plan_owners` reads only the workers' liveness, so their objects are left empty.
     pub fn plan(&self, pass: &Pass) -> Table {
-        let mut spec = self.api_table(&pass.spec);
+        let mut spec = self.api_table(pass.rewound.as_ref().unwrap_or(&pass.spec));
         merge_topology(&mut spec, &self.listed(pass.split), None);
         let open = eligible(&spec, self.cfg.strict_order).len();
         let workers: Workers = pass
@@ -145,6 +145,21 @@ impl Model {
                 })
             })
             .collect();
+        // A new spec.reset: `plan::table` applies it over the fences and the reports, with the
+        // workers as observed (their epochs set the floor).
+        let reset = rewind_spec();
+        let rewound = (s.rewind_asked && rewind_pending(&spec, &reset)).then(|| {
+            let mut r = spec.clone();
+            let at = jiff::Timestamp::UNIX_EPOCH;
+            let _ = rewind(&mut r, &self.listed(s.split), &reset, &workers, at);
+            if self.cfg.variant.rewind_without_floor {
+                for e in &mut r.shards {
+                    let old = spec.shards.iter().find(|o| o.shard_id == e.shard_id);
+                    e.epoch = old.map_or(0, |o| o.epoch);
+                }
+            }
+            self.table_of(&r)
+        });
         let pass = Pass {
             read: s.table.clone(),
             spec: self.table_of(&spec),
@@ -152,6 +167,7 @@ impl Model {
             lives,
             split: s.split,
             gone,
+            rewound,
         };
         let idle =
             pass.candidates.is_empty() && self.plan(&pass) == pass.read && !Self::creates(&pass, s);

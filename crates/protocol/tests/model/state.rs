@@ -14,6 +14,8 @@ pub struct Row {
     pub epoch: u8,
     pub draining: bool,
     pub start_after: Pos,
+    /// Set by a rewind: the owner starts at TRIM_HORIZON without a position.
+    pub rewound: bool,
 }
 
 /// The shard table (`KinesisShardAssignmentSpec`). Parents and hash ranges never change, so they
@@ -22,6 +24,8 @@ pub struct Row {
 pub struct Table {
     pub rows: Vec<Row>,
     pub finished: Vec<u8>,
+    /// The rewind (`spec.reset`) is recorded as applied.
+    pub reset: bool,
 }
 
 impl Table {
@@ -206,6 +210,8 @@ pub struct Pass {
     pub split: bool,
     /// Shards released because their owner's object was gone: (worker, shard, epoch).
     pub gone: Vec<(u8, u8, u8)>,
+    /// The table as the rewind leaves it, when the pass applies one (`handoff::rewind`).
+    pub rewound: Option<Table>,
 }
 
 /// What an operator keeps between passes: the handoff timers, kept relative to a fixed `now`
@@ -266,6 +272,10 @@ pub struct State {
     pub deletes_left: u8,
     /// Ghost: per shard, a bit per record delivered at least once.
     pub delivered: Vec<u8>,
+    /// Records delivered since the rewind landed, per shard, as bits.
+    pub redelivered: Vec<u8>,
+    /// The user asked for a rewind to TRIM_HORIZON (`spec.reset`).
+    pub rewind_asked: bool,
     /// Ghost: epochs covered by a fence written, (worker, shard, epoch, the position the
     /// worker's status held for that epoch when the first such fence landed).
     pub landed: Vec<(u8, u8, u8, Pos)>,

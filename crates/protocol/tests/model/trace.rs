@@ -31,6 +31,7 @@ fn action(m: &Model, a: &Action) -> String {
             }
         }
         Action::Split => "s0 splits (closes; children listed)".into(),
+        Action::Rewind => "the user sets spec.reset (every shard to TRIM_HORIZON)".into(),
         Action::Delete(x) => format!("{}'s object is deleted", w(x)),
         Action::Start(x) => format!("{} starts and takes its object over", w(x)),
         Action::Crash(x) => format!("{} crashes", w(x)),

@@ -265,6 +265,9 @@ impl Model {
             s.violations |= violation::SHARED_DELIVERY;
         }
         s.delivered[usize::from(shard)] |= 1 << (chunk.record - 1);
+        if s.table.reset {
+            s.redelivered[usize::from(shard)] |= 1 << (chunk.record - 1);
+        }
         true
     }
 
