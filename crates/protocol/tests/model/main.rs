@@ -3,6 +3,7 @@
 mod api;
 mod model;
 mod operator;
+mod properties;
 mod state;
 mod trace;
 mod worker;
