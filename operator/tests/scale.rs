@@ -19,9 +19,8 @@ use anyhow::{Context, Result};
 use k8s_openapi::api::core::v1::Namespace;
 use kinesis_ingester_api::{KinesisIngester, KinesisShardAssignment, KinesisWorker, ShardState};
 use kinesis_testkit::{
-    TestNamespace,
-    fleet::{Kubelet, OperatorProcess, install_operator_rbac},
-    install_kinesis_ingester_crd, kube_client, procstat,
+    fleet::{Kubelet, OperatorProcess},
+    operator_namespace, procstat,
     replay::{self, ReplaySpec},
 };
 use kube::{
@@ -231,11 +230,7 @@ struct Row {
 async fn step(shards: usize, rest: Duration) -> Result<Row> {
     let workers = shards.div_ceil(PER_WORKER);
     eprintln!("step: {shards} shards, {workers} workers");
-    let client = kube_client().await?;
-    install_kinesis_ingester_crd(&client).await?;
-    let ns = TestNamespace::create(&client, "scale").await?;
-    install_operator_rbac(&client, ns.name()).await?;
-    let dir = tempfile::tempdir()?;
+    let (client, ns, dir) = operator_namespace("scale").await?;
     let server = replay::start(ReplaySpec {
         shards,
         pages_per_shard: 0,

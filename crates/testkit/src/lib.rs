@@ -115,13 +115,9 @@ impl std::fmt::Debug for FleetStage {
 impl FleetStage {
     /// Sets the stage: CRDs, a namespace and operator RBAC, and a stream of `shards` shards.
     pub async fn create(prefix: &str, shards: i32) -> Result<Self> {
-        let client = kube_client().await?;
-        install_kinesis_ingester_crd(&client).await?;
-        let ns = TestNamespace::create(&client, prefix).await?;
-        fleet::install_operator_rbac(&client, ns.name()).await?;
+        let (client, ns, dir) = operator_namespace(prefix).await?;
         let kinesis = kinesis_client()?;
         let stream = create_stream(&kinesis, prefix, shards).await?;
-        let dir = tempfile::tempdir()?;
         Ok(Self {
             client,
             ns,
@@ -130,6 +126,18 @@ impl FleetStage {
             dir,
         })
     }
+}
+
+/// The cluster part of a [`FleetStage`], for fleets over another Kinesis (the replay server):
+/// the CRDs, a namespace named after `prefix` with the operator's RBAC, and a scratch directory.
+pub async fn operator_namespace(
+    prefix: &str,
+) -> Result<(Client, TestNamespace, tempfile::TempDir)> {
+    let client = kube_client().await?;
+    install_kinesis_ingester_crd(&client).await?;
+    let ns = TestNamespace::create(&client, prefix).await?;
+    fleet::install_operator_rbac(&client, ns.name()).await?;
+    Ok((client, ns, tempfile::tempdir()?))
 }
 
 /// Creates a stream named after `prefix` with `shards` shards and waits until it is ACTIVE.
