@@ -292,7 +292,7 @@ pub async fn run(
     // Without a decision (a stream problem), the last one stays shown while autoscaling is on.
     let autoscaling = match autoscaled {
         Some(d) => Some(plan::autoscaling_status(ki, d, now)),
-        None if crate::autoscale::Policy::of(&ki.spec.workers).is_some() && !ki.spec.suspend => {
+        None if plan::autoscale_policy(ki).is_some() => {
             previous.as_ref().and_then(|s| s.autoscaling.clone())
         }
         None => None,

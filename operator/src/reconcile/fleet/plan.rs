@@ -91,7 +91,7 @@ pub fn autoscale(
     if stream_problem {
         return None;
     }
-    let Some(policy) = autoscale::Policy::of(&ki.spec.workers).filter(|_| !ki.spec.suspend) else {
+    let Some(policy) = autoscale_policy(ki) else {
         history.clear();
         return None;
     };
@@ -112,6 +112,11 @@ pub fn autoscale(
         ));
     }
     Some(decision)
+}
+
+/// The autoscaler's policy, while autoscaling is on and the fleet is not suspended.
+pub fn autoscale_policy(ki: &KinesisIngester) -> Option<autoscale::Policy> {
+    autoscale::Policy::of(&ki.spec.workers).filter(|_| !ki.spec.suspend)
 }
 
 /// The status of the autoscaler's `decision`: the last scale time moves when the size does.
