@@ -63,6 +63,22 @@ impl Errors {
         }
     }
 
+    /// A timestamp goes with `AtTimestamp` and only with it (`kind_field` names the kind).
+    fn timestamp_with_kind(
+        &mut self,
+        field: &str,
+        kind_field: &str,
+        kind: StartingPositionType,
+        timestamp: Option<&String>,
+    ) {
+        if (kind == StartingPositionType::AtTimestamp) != timestamp.is_some() {
+            self.fail(
+                field,
+                format!("is required when {kind_field} is AtTimestamp, and allowed only then"),
+            );
+        }
+    }
+
     fn into_result(self) -> Result<(), ValidationErrors> {
         if self.0.is_empty() {
             Ok(())
@@ -95,21 +111,19 @@ impl KinesisIngesterSpec {
         errors.duration(bounds::POLL_INTERVAL, &self.read.poll_interval);
         errors.duration(bounds::SHARD_SYNC_INTERVAL, &self.read.shard_sync_interval);
         errors.duration(bounds::BATCH_MAX_AGE, &self.sink.batch.max_age);
-        let at_timestamp = self.read.starting_position.kind == StartingPositionType::AtTimestamp;
-        if at_timestamp != self.read.starting_position.timestamp.is_some() {
-            errors.fail(
-                "spec.read.startingPosition.timestamp",
-                "is required when type is AtTimestamp, and allowed only then",
-            );
-        }
+        errors.timestamp_with_kind(
+            "spec.read.startingPosition.timestamp",
+            "type",
+            self.read.starting_position.kind,
+            self.read.starting_position.timestamp.as_ref(),
+        );
         if let Some(reset) = &self.reset {
-            let at_timestamp = reset.to == StartingPositionType::AtTimestamp;
-            if at_timestamp != reset.timestamp.is_some() {
-                errors.fail(
-                    "spec.reset.timestamp",
-                    "is required when reset.to is AtTimestamp, and allowed only then",
-                );
-            }
+            errors.timestamp_with_kind(
+                "spec.reset.timestamp",
+                "reset.to",
+                reset.to,
+                reset.timestamp.as_ref(),
+            );
             if let Some(t) = &reset.timestamp
                 && t.parse::<jiff::Timestamp>().is_err()
             {
