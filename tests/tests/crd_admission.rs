@@ -179,6 +179,31 @@ fn cases() -> Vec<Case> {
                     json!({ "to": "Latest", "requestId": "r1", "shards": ["x".repeat(129)] })
             },
         ),
+        // transform
+        case("transform-without-a-program", "spec.transform", |s| {
+            s["transform"] = json!({})
+        }),
+        case("transform-empty-vrl", "spec.transform.vrl.source", |s| {
+            s["transform"] = json!({ "vrl": { "source": "" } })
+        }),
+        case("transform-vrl-too-long", "spec.transform.vrl.source", |s| {
+            s["transform"] = json!({ "vrl": { "source": "#".repeat(16385) } })
+        }),
+        case(
+            "transform-vrl-and-http",
+            "spec.transform",
+            |s| {
+                s["transform"] = json!({ "vrl": { "source": "." }, "http": { "url": "http://t/" } })
+            },
+        ),
+        case("transform-http-bad-url", "spec.transform.http.url", |s| {
+            s["transform"] = json!({ "http": { "url": "ftp://t/" } })
+        }),
+        case(
+            "transform-http-retry-duration-too-long",
+            "spec.transform.http.retryDuration",
+            |s| s["transform"] = json!({ "http": { "url": "http://t/", "retryDuration": "25h" } }),
+        ),
         // decode
         case("unknown-compression", "spec.decode.compression", |s| {
             s["decode"] = json!({ "compression": "Zstd" })

@@ -62,6 +62,22 @@ pub const HTTP_TIMEOUT: DurationBounds = DurationBounds {
     why: "a shorter timeout fails most bulk requests, and a longer one stalls the shards behind a hung endpoint",
 };
 
+/// `transform.http.timeout`: 1s to 15m.
+pub const TRANSFORM_TIMEOUT: DurationBounds = DurationBounds {
+    field: "transform.http.timeout",
+    min: StdDuration::from_secs(1),
+    max: StdDuration::from_secs(15 * 60),
+    why: "a Lambda runs at most 15 minutes, and a shard waits for its batch",
+};
+
+/// `transform.http.retryDuration`: 0s to 24h.
+pub const TRANSFORM_RETRY_DURATION: DurationBounds = DurationBounds {
+    field: "transform.http.retryDuration",
+    min: StdDuration::ZERO,
+    max: StdDuration::from_secs(24 * 3600),
+    why: "a shard reads nothing else while its batch is retried, and Kinesis keeps records 24h by default",
+};
+
 /// `workers.autoscaling.targetLag`: 1s to 24h.
 pub const TARGET_LAG: DurationBounds = DurationBounds {
     field: "workers.autoscaling.targetLag",
@@ -89,11 +105,13 @@ const fn stabilization(field: &'static str) -> DurationBounds {
 }
 
 /// Every bounded duration of the spec.
-pub const DURATIONS: [DurationBounds; 7] = [
+pub const DURATIONS: [DurationBounds; 9] = [
     POLL_INTERVAL,
     SHARD_SYNC_INTERVAL,
     BATCH_MAX_AGE,
     HTTP_TIMEOUT,
+    TRANSFORM_TIMEOUT,
+    TRANSFORM_RETRY_DURATION,
     TARGET_LAG,
     SCALE_UP_STABILIZATION,
     SCALE_DOWN_STABILIZATION,
@@ -226,6 +244,8 @@ mod tests {
                 ("1s", "24h"),
                 ("10ms", "15m"),
                 ("1s", "5m"),
+                ("1s", "15m"),
+                ("0ms", "24h"),
                 ("1s", "24h"),
                 ("0ms", "1h"),
                 ("0ms", "1h"),

@@ -11,6 +11,7 @@ mod spec;
 mod status;
 mod stream;
 mod timings;
+mod transform;
 mod validate;
 mod workers;
 
@@ -25,5 +26,6 @@ pub use stream::{StartAt, StreamRef};
 pub use timings::{
     FleetTimings, MIN_DELIVERY_STUCK_AFTER, MIN_REPORT_INTERVAL, SELF_FENCE_MARGIN, TimingsError,
 };
+pub use transform::*;
 pub use validate::{FieldError, ValidationErrors, check_schema};
 pub use workers::*;

@@ -7,7 +7,7 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use crate::{
-    Duration, ResetSpec, S3Sink, WorkersSpec,
+    Duration, ResetSpec, S3Sink, TransformSpec, WorkersSpec,
     bounds::{self, SCRATCH_MOUNT_PATH},
     status::KinesisIngesterStatus,
 };
@@ -112,6 +112,10 @@ pub struct KinesisIngesterSpec {
     /// How record payloads are decoded before delivery.
     #[serde(default)]
     pub decode: DecodeSpec,
+
+    /// A program run on every decoded record before the sink: reshape, drop or dead-letter it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub transform: Option<TransformSpec>,
 
     /// Where decoded records are delivered, and how they are batched.
     pub sink: SinkSpec,

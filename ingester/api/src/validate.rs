@@ -117,6 +117,15 @@ impl KinesisIngesterSpec {
             self.read.starting_position.kind,
             self.read.starting_position.timestamp.as_ref(),
         );
+        if let Some(t) = &self.transform {
+            if t.vrl.is_some() == t.http.is_some() {
+                errors.fail("spec.transform", "set exactly one of vrl or http");
+            }
+            if let Some(http) = &t.http {
+                errors.duration(bounds::TRANSFORM_TIMEOUT, &http.timeout);
+                errors.duration(bounds::TRANSFORM_RETRY_DURATION, &http.retry_duration);
+            }
+        }
         if let Some(reset) = &self.reset {
             errors.timestamp_with_kind(
                 "spec.reset.timestamp",

@@ -22,6 +22,25 @@ type Case = (Box<dyn FnOnce(&mut Value)>, &'static str, bool);
 fn cases() -> Vec<Case> {
     vec![
         (
+            Box::new(|s| {
+                s["transform"] = json!({"vrl": {"source": "."}, "http": {"url": "http://t/"}})
+            }),
+            "spec.transform",
+            false,
+        ),
+        (
+            Box::new(|s| s["transform"] = json!({"http": {"url": "http://t/", "timeout": "20m"}})),
+            "spec.transform.http.timeout",
+            false,
+        ),
+        (
+            Box::new(|s| {
+                s["transform"] = json!({"http": {"url": "http://t/", "retryDuration": "25h"}})
+            }),
+            "spec.transform.http.retryDuration",
+            false,
+        ),
+        (
             Box::new(|s| s["reset"] = json!({"to": "AtTimestamp", "requestId": "r1"})),
             "spec.reset.timestamp",
             false,
