@@ -22,7 +22,7 @@ fi
 seconds=${1:?usage: fuzz/run.sh SECONDS [TARGET...]}
 shift
 targets=("$@")
-[ ${#targets[@]} -gt 0 ] || targets=(kpl cloudwatch gzip config ndjson)
+[ ${#targets[@]} -gt 0 ] || targets=(kpl cloudwatch gzip config ndjson firehose)
 export CARGO_TARGET_DIR=${FUZZ_TARGET_DIR:-$PWD/fuzz/target}
 logs=fuzz/target/logs
 mkdir -p "$logs"

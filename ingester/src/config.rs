@@ -135,6 +135,19 @@ pub fn parse(path: &Path, text: &str) -> Result<KinesisIngester, ConfigError> {
             message,
         }])
     })?;
+    // Admission cannot compile a program; `validate` and start-up can.
+    if let Some(vrl) = ingester
+        .spec
+        .transform
+        .as_ref()
+        .and_then(|t| t.vrl.as_ref())
+        && let Err(e) = kinesis_transform::VrlProgram::compile(&vrl.source)
+    {
+        return Err(invalid(vec![FieldError {
+            field: crate::transform::VRL_SOURCE_FIELD.into(),
+            message: e.to_string(),
+        }]));
+    }
     Ok(ingester)
 }
 
@@ -157,6 +170,23 @@ mod tests {
             ki.start_at().unwrap(),
             StartAt::AtTimestamp(1_795_446_000_000)
         );
+    }
+
+    #[test]
+    fn a_vrl_program_that_does_not_compile_is_named_with_its_line() {
+        let text = format!(
+            "{BASE}  stream: {{name: s}}\n  transform:\n    vrl:\n      source: |\n        .a = 1\n        .b = nosuch(.a)\n"
+        );
+        let err = parse(Path::new("cfg.yaml"), &text).unwrap_err().to_string();
+        assert!(
+            err.contains("spec.transform.vrl.source")
+                && err.contains("nosuch")
+                && err.contains("2:"),
+            "{err}"
+        );
+        let text =
+            format!("{BASE}  stream: {{name: s}}\n  transform: {{vrl: {{source: '.a = 1'}}}}\n");
+        parse(Path::new("cfg.yaml"), &text).expect("a program that compiles is valid");
     }
 
     #[test]

@@ -9,3 +9,4 @@ pub mod record;
 pub mod run;
 pub mod sink;
 pub mod source;
+pub mod transform;

@@ -23,7 +23,7 @@ use prometheus_client::{
     registry::Registry,
 };
 
-use crate::{decode::DecodeStats, sink::SinkStats};
+use crate::{decode::DecodeStats, sink::SinkStats, transform::TransformStats};
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct ShardLabel {
@@ -48,6 +48,16 @@ struct DecodeFailure {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct SourceCategory {
+    category: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct TransformResult {
+    result: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct WriteResult {
     result: &'static str,
 }
@@ -68,6 +78,8 @@ pub struct Metrics {
     source_errors: Family<OperationError, Counter>,
     throttles: Family<OperationError, Counter>,
     decode_failures: Family<DecodeFailure, Counter>,
+    transform_records: Family<TransformResult, Counter>,
+    transform_errors: Family<SourceCategory, Counter>,
     kpl_aggregated: Counter,
     kpl_invalid: Counter,
     kpl_outside_range: Counter,
@@ -102,6 +114,8 @@ impl Metrics {
             source_errors: Family::default(),
             throttles: Family::default(),
             decode_failures: Family::default(),
+            transform_records: Family::default(),
+            transform_errors: Family::default(),
             kpl_aggregated: Counter::default(),
             kpl_invalid: Counter::default(),
             kpl_outside_range: Counter::default(),
@@ -145,6 +159,16 @@ impl Metrics {
             "decode_failures",
             "Records that could not be decoded or are over a limit AWS enforces, by category and reason",
             m.decode_failures.clone(),
+        );
+        r.register(
+            "transform_records",
+            "Records through spec.transform, by result: kept, dropped (abort), or the failure that dead-lettered them (error, too_costly, too_large, unencodable)",
+            m.transform_records.clone(),
+        );
+        r.register(
+            "transform_errors",
+            "Failed requests of the HTTP transform (tried again until retryDuration), by category: timeout, request, http_429, http_5xx, http_4xx, contract",
+            m.transform_errors.clone(),
         );
         r.register(
             "kpl_aggregated_records",
@@ -336,6 +360,27 @@ impl Metrics {
                     .get_or_create(&DecodeFailure { category, reason })
                     .inc_by(n);
             }
+        }
+    }
+
+    /// What transforming one page did.
+    pub fn transformed(&self, stats: &TransformStats) {
+        let count = |result, n| {
+            if n > 0 {
+                self.transform_records
+                    .get_or_create(&TransformResult { result })
+                    .inc_by(n);
+            }
+        };
+        count("kept", stats.kept);
+        count("dropped", stats.dropped);
+        for &(category, n) in &stats.failed {
+            count(category, n);
+        }
+        for &(category, n) in &stats.invocation_errors {
+            self.transform_errors
+                .get_or_create(&SourceCategory { category })
+                .inc_by(n);
         }
     }
 

@@ -44,6 +44,7 @@ use crate::{
         efo::EfoSettings,
         shard::PollSettings,
     },
+    transform::Transform,
 };
 
 /// Options that are not part of the KinesisIngester resource.
@@ -182,6 +183,7 @@ pub async fn run(
         tracker: tracker.clone(),
         store: store.clone(),
         decoder: parts.decoder,
+        transform: parts.transform,
         dead_letters: parts.dead_letters,
         chunks: parts.chunks,
         metrics: pipeline.metrics.clone(),
@@ -349,6 +351,7 @@ impl Pipeline {
     ) -> Result<(Self, ReaderParts), RunError> {
         let spec = &ingester.spec;
         let stream = ingester.stream_ref();
+        let transform = Transform::from_spec(spec).map_err(|e| RunError::Config(e.to_string()))?;
         let sink_stats = Arc::new(SinkStats::default());
         let metrics = Arc::new(Metrics::new(sink_stats.clone()));
         let ready = Arc::new(AtomicBool::new(false));
@@ -397,6 +400,7 @@ impl Pipeline {
             kind,
             tag: spec.sink.tag.as_deref().map(Arc::from),
             decoder: Arc::new(Decoder::new(&spec.decode, DEFAULT_MAX_DECOMPRESSED_BYTES)),
+            transform,
             dead_letters,
             chunks: chunks_tx,
             metrics: metrics.clone(),

@@ -39,7 +39,7 @@ impl DeadLetterWriter {
             sequence_number = %letter.raw.sequence_number,
             category = letter.category,
             reason = %letter.reason,
-            "record cannot be decoded; dead-lettered"
+            "record dead-lettered (cannot be decoded, or the transform failed on it)"
         );
         if self.path.is_none() {
             return Ok(());

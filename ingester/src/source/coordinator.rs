@@ -26,6 +26,7 @@ use crate::{
     decode::Decoder,
     metrics::Metrics,
     record::{Chunk, ShardContext},
+    transform::Transform,
 };
 
 /// Settings of the coordinator, from the spec and the command line.
@@ -74,6 +75,8 @@ pub struct ReaderParts {
     pub tag: Option<Arc<str>>,
     /// The decoder.
     pub decoder: Arc<Decoder>,
+    /// `spec.transform`, compiled.
+    pub transform: Option<Arc<Transform>>,
     /// Dead-letter output.
     pub dead_letters: DeadLetters,
     /// The sink's input.
@@ -120,6 +123,7 @@ impl ReaderParts {
             skip_until: resume.filter(|p| p.sub_sequence.is_some()),
             settings: self.poll.clone(),
             decoder: self.decoder.clone(),
+            transform: self.transform.clone(),
             dead_letters: self.dead_letters.clone(),
             chunks: self.chunks.clone(),
             metrics: self.metrics.clone(),
@@ -154,6 +158,8 @@ pub struct Coordinator {
     pub store: Arc<dyn CheckpointStore>,
     /// The decoder.
     pub decoder: Arc<Decoder>,
+    /// `spec.transform`, compiled.
+    pub transform: Option<Arc<Transform>>,
     /// Dead-letter output.
     pub dead_letters: DeadLetters,
     /// The sink's input.
@@ -286,6 +292,7 @@ impl Coordinator {
             kind: self.settings.kind.clone(),
             tag: self.settings.tag.clone(),
             decoder: self.decoder.clone(),
+            transform: self.transform.clone(),
             dead_letters: self.dead_letters.clone(),
             chunks: self.chunks.clone(),
             metrics: self.metrics.clone(),

@@ -19,6 +19,7 @@ use crate::{
     metrics::Metrics,
     record::{Chunk, DeadLetter, ShardContext},
     sink::DeadLetterWriter,
+    transform::{Transform, TransformStats},
 };
 
 /// The dead-letter file, shared by every reader of the process.
@@ -73,6 +74,8 @@ pub struct ShardReader {
     pub settings: PollSettings,
     /// The decoder.
     pub decoder: Arc<Decoder>,
+    /// `spec.transform`, compiled: run on the decoded records before they go to the sink.
+    pub transform: Option<Arc<Transform>>,
     /// Dead-letter output.
     pub dead_letters: DeadLetters,
     /// The sink's input; bounded, so a slow sink slows reading.
@@ -221,6 +224,14 @@ impl ShardReader {
         self.metrics.decoded(&stats);
         if let Some(skip) = self.skip_until.take() {
             records.retain(|r| r.position > skip);
+        }
+        if let Some(transform) = &self.transform {
+            let mut stats = TransformStats::default();
+            let applied = transform
+                .apply(records, &mut dead, &mut stats, &self.cancel)
+                .await;
+            self.metrics.transformed(&stats);
+            records = applied.ok_or(Stopped)?;
         }
         // Dead letters are stored before the chunk that covers them can be acknowledged.
         if !dead.is_empty() && !self.write_dead_letters(&dead, backoff).await {

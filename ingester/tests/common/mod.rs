@@ -3,6 +3,7 @@
 // Each test file uses a different subset of these helpers.
 #![allow(dead_code, unused_imports, unused_macros)]
 
+pub mod firehose_lambda;
 pub mod one_shard;
 
 use std::{path::Path, process::Stdio, sync::Arc, time::Duration};

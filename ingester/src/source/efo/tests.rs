@@ -162,6 +162,7 @@ fn reader(api: Arc<Scripted>, chunks: mpsc::Sender<Chunk>, cancel: CancellationT
                 max_records: 100,
             },
             decoder: Arc::new(Decoder::new(&DecodeSpec::default(), 1 << 20)),
+            transform: None,
             dead_letters: Arc::new(tokio::sync::Mutex::new(DeadLetterWriter::new(
                 None,
                 stats.clone(),

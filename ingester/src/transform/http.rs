@@ -1,0 +1,210 @@
+//! The HTTP transform (`spec.transform.http`): a page's records are POSTed in batches to an
+//! endpoint that speaks Firehose's transform contract ([`super::firehose`]), one batch at a time
+//! per shard; errors, timeouts and answers that break the contract are retried with backoff for
+//! `retryDuration`, then the batch's records are dead-lettered with the last error.
+
+use std::time::Duration;
+
+use kinesis_client::backoff::Backoff;
+use kinesis_ingester_api::{HttpTransform, bounds};
+use reqwest::header::CONTENT_TYPE;
+use tokio_util::sync::CancellationToken;
+
+use super::{
+    TransformStats,
+    firehose::{self, Answer, ContractError},
+};
+use crate::record::Record;
+
+/// Why one invocation failed (it is tried again until `retryDuration` has passed).
+#[derive(Debug, thiserror::Error)]
+pub enum InvokeError {
+    /// No answer within `timeout`, or the connection failed.
+    #[error("request failed: {0}")]
+    Request(#[source] reqwest::Error),
+    /// A status other than 2xx.
+    #[error("HTTP {status}: {body}")]
+    Status {
+        /// The status.
+        status: reqwest::StatusCode,
+        /// The start of the body.
+        body: String,
+    },
+    /// The answer breaks the contract.
+    #[error("the answer breaks Firehose's transform contract: {0}")]
+    Contract(#[from] ContractError),
+}
+
+impl InvokeError {
+    /// Bounded label for metrics.
+    pub fn category(&self) -> &'static str {
+        match self {
+            Self::Request(e) if e.is_timeout() => "timeout",
+            Self::Request(_) => "request",
+            Self::Status { status, .. } if status.as_u16() == 429 => "http_429",
+            Self::Status { status, .. } if status.is_server_error() => "http_5xx",
+            Self::Status { .. } => "http_4xx",
+            Self::Contract(_) => "contract",
+        }
+    }
+}
+
+/// The endpoint, and how long a batch is tried.
+#[derive(Debug)]
+pub struct HttpStage {
+    client: reqwest::Client,
+    url: String,
+    retry_duration: Duration,
+    backoff: Backoff,
+}
+
+/// What the stage made of a page: answers in record order, or the records it gave up on.
+pub(super) enum Outcome {
+    /// Every batch was answered.
+    Answered(Vec<Answer>),
+    /// Cancelled (shutdown or handoff): nothing of the page is used.
+    Cancelled,
+}
+
+impl HttpStage {
+    /// The stage `spec` describes.
+    pub fn new(spec: &HttpTransform) -> Result<Self, String> {
+        // The process's one TLS stack (see `sink::HttpDestination::new`).
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let client = reqwest::Client::builder()
+            .tls_backend_rustls()
+            .timeout(bounds::TRANSFORM_TIMEOUT.clamp(&spec.timeout))
+            .build()
+            .map_err(|e| format!("cannot build the HTTP client: {e}"))?;
+        Ok(Self {
+            client,
+            url: spec.url.clone(),
+            retry_duration: bounds::TRANSFORM_RETRY_DURATION.clamp(&spec.retry_duration),
+            backoff: Backoff::default(),
+        })
+    }
+
+    /// Replaces the retry delays (tests).
+    pub fn with_backoff(mut self, backoff: Backoff) -> Self {
+        self.backoff = backoff;
+        self
+    }
+
+    /// Transforms `records` (in shard order) batch by batch; answers in the same order.
+    pub(super) async fn run(
+        &self,
+        records: &[Record],
+        stats: &mut TransformStats,
+        cancel: &CancellationToken,
+    ) -> Outcome {
+        let mut answers = Vec::with_capacity(records.len());
+        let mut start = 0;
+        while start < records.len() {
+            let first = &records[start];
+            if firehose::entry_size(first) > firehose::MAX_PAYLOAD_BYTES {
+                answers.push(Answer::Failed(format!(
+                    "transform: the record is too large for the transform's request ({} bytes of base64 over the {}-byte limit of a Lambda request)",
+                    firehose::entry_size(first),
+                    firehose::MAX_PAYLOAD_BYTES
+                )));
+                start += 1;
+                continue;
+            }
+            let mut end = start + 1;
+            let mut size = firehose::entry_size(first);
+            while end < records.len() {
+                let next = firehose::entry_size(&records[end]);
+                if size + next > firehose::BATCH_DATA_BYTES {
+                    break;
+                }
+                size += next;
+                end += 1;
+            }
+            let batch = &records[start..end];
+            match self.invoke_until_answered(batch, stats, cancel).await {
+                Some(Ok(a)) => answers.extend(a),
+                Some(Err(e)) => answers.extend(batch.iter().map(|_| {
+                    Answer::Failed(format!(
+                        "transform: gave up after {:?} of retries: {e}",
+                        self.retry_duration
+                    ))
+                })),
+                None => return Outcome::Cancelled,
+            }
+            start = end;
+        }
+        Outcome::Answered(answers)
+    }
+
+    /// Invokes the endpoint with `batch` until it answers within the contract or
+    /// `retryDuration` has passed (then the last error); `None` when cancelled first.
+    async fn invoke_until_answered(
+        &self,
+        batch: &[Record],
+        stats: &mut TransformStats,
+        cancel: &CancellationToken,
+    ) -> Option<Result<Vec<Answer>, InvokeError>> {
+        let first = &batch[0];
+        let invocation_id = format!(
+            "{}-{}-{}-{:016x}",
+            first.shard.shard_id,
+            first.position.sequence.as_str(),
+            first.position.sub_sequence.unwrap_or(0),
+            fastrand::u64(..)
+        );
+        let body = firehose::request(&invocation_id, None, batch);
+        let give_up_at = tokio::time::Instant::now() + self.retry_duration;
+        let mut attempt = 0u32;
+        loop {
+            let result = tokio::select! {
+                biased;
+                () = cancel.cancelled() => return None,
+                r = self.invoke(&body, batch.len()) => r,
+            };
+            let error = match result {
+                Ok(answers) => return Some(Ok(answers)),
+                Err(e) => e,
+            };
+            stats.invocation_error(error.category());
+            let delay = self.backoff.delay(attempt);
+            if tokio::time::Instant::now() + delay > give_up_at {
+                tracing::error!(%error, category = error.category(), records = batch.len(), "the transform failed for longer than retryDuration; dead-lettering the batch");
+                return Some(Err(error));
+            }
+            tracing::warn!(%error, category = error.category(), attempt, ?delay, records = batch.len(), "transform request failed; retrying");
+            tokio::select! {
+                biased;
+                () = cancel.cancelled() => return None,
+                () = tokio::time::sleep(delay) => {}
+            }
+            attempt = attempt.saturating_add(1);
+        }
+    }
+
+    /// One POST, its answer judged.
+    async fn invoke(&self, body: &[u8], total: usize) -> Result<Vec<Answer>, InvokeError> {
+        let mut response = self
+            .client
+            .post(&self.url)
+            .header(CONTENT_TYPE, "application/json")
+            .body(body.to_vec())
+            .send()
+            .await
+            .map_err(InvokeError::Request)?;
+        let status = response.status();
+        let mut bytes = Vec::new();
+        let limit = firehose::MAX_PAYLOAD_BYTES + 1;
+        while let Some(chunk) = response.chunk().await.map_err(InvokeError::Request)? {
+            let room = limit - bytes.len();
+            bytes.extend_from_slice(&chunk[..chunk.len().min(room)]);
+            if bytes.len() >= limit {
+                break;
+            }
+        }
+        if !status.is_success() {
+            let text = String::from_utf8_lossy(&bytes[..bytes.len().min(512)]).into_owned();
+            return Err(InvokeError::Status { status, body: text });
+        }
+        Ok(firehose::judge(total, &bytes)?)
+    }
+}
