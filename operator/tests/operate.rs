@@ -8,6 +8,9 @@
 //!   record of the new stream is delivered, none skipped for an old position.
 //! - `spec.reset` (rewind): to a timestamp before a reshard re-delivers exactly the records put
 //!   from then on, once each and in per-key order; the per-shard form replays one shard only.
+//! - `spec.transform` that does not compile stops the fleet (`TransformInvalid`, no worker
+//!   crash-loops); a fixed program applies from the checkpoints, and an edit while the fleet
+//!   runs rolls the workers to the new program.
 
 #[path = "faults/world.rs"]
 mod world;
@@ -88,6 +91,106 @@ async fn suspend_stops_every_worker_and_resume_loses_and_duplicates_nothing() ->
             f.duplicated, 0,
             "a planned handoff delivers nothing twice: {f}"
         );
+        Ok(())
+    })
+    .await
+}
+
+#[tokio::test]
+async fn a_transform_that_does_not_compile_stops_the_fleet_and_a_fixed_one_applies() -> Result<()> {
+    let (world, _) = World::start("transform", 2, "{shardsPerWorker: 1}", TRIM, &[]).await?;
+    scenario(world, |w| async move {
+        produce(&w.kinesis, &w.stream, 0, 100).await?;
+        wait_delivered(&w.sink, 100, LONG).await?;
+        w.wait_ready("Ready with two workers").await?;
+
+        w.patch_spec(serde_json::json!({"transform": {"vrl": {"source": ".a = nosuch(.b)"}}}))
+            .await?;
+        let message = poll("TransformInvalid, every worker stopped", LONG, || async {
+            let ki = w.ingester().await.ok()?;
+            let s = ki.status?;
+            (s.observed_generation == ki.metadata.generation).then_some(())?;
+            let ready = s.conditions.iter().find(|c| c.type_ == "Ready")?;
+            let degraded = s.conditions.iter().find(|c| c.type_ == "Degraded")?;
+            (ready.reason == "TransformInvalid"
+                && ready.status == "False"
+                && degraded.reason == "TransformInvalid"
+                && s.workers.as_deref() == Some("0/0")
+                && w.kubelet().running().is_empty())
+            .then(|| degraded.message.clone())
+        })
+        .await?;
+        assert!(
+            message.contains("spec.transform.vrl.source") && message.contains("nosuch"),
+            "{message}"
+        );
+        let before = w.sink.payloads().len();
+        produce(&w.kinesis, &w.stream, 100, 200).await?;
+        assert!(w.kubelet().running().is_empty(), "no worker runs, none crash-loops");
+        assert_eq!(w.sink.payloads().len(), before, "nothing delivered");
+
+        // Fixed: records ending in 0 are dropped from now on, the rest pass unchanged.
+        w.patch_spec(serde_json::json!({"transform": {"vrl": {"source": "if ends_with(string!(.), \"0\") { abort }"}}}))
+            .await?;
+        let want: BTreeSet<String> = (100..200)
+            .filter(|i| i % 10 != 0)
+            .map(|i| format!("k{}-{i}", i % kinesis_testkit::ledger::KEYS))
+            .collect();
+        let got = poll("the fixed program applied to 100..200", LONG, || async {
+            let got: BTreeSet<String> = w.sink.payloads()[before..].iter().cloned().collect();
+            want.is_subset(&got).then_some(got)
+        })
+        .await?;
+        w.wait_ready("Ready again with the fixed program").await?;
+        let dropped: Vec<_> = got.iter().filter(|p| p.ends_with('0')).collect();
+        assert!(dropped.is_empty(), "dropped by the program, never delivered: {dropped:?}");
+        assert_eq!(got, want, "exactly the kept records of 100..200, none of 0..100 again");
+        assert_eq!(w.sink.payloads().len() - before, want.len(), "each once");
+
+        // Edited while the fleet runs: the workers roll, and the new program applies from the
+        // checkpoints (records ending in 5 are dropped now, those ending in 0 kept).
+        let sts = Api::<k8s_openapi::api::apps::v1::StatefulSet>::namespaced(
+            w.client.clone(),
+            w.ns.name(),
+        );
+        let hash = |s: &k8s_openapi::api::apps::v1::StatefulSet| {
+            s.spec
+                .template
+                .metadata
+                .as_ref()
+                .and_then(|m| m.annotations.as_ref())
+                .and_then(|a| a.get("kinesis-operator.dev/config-hash").cloned())
+        };
+        let old = hash(&sts.get(&format!("{NAME}-worker")).await?);
+        w.patch_spec(serde_json::json!({"transform": {"vrl": {"source": "if ends_with(string!(.), \"5\") { abort }"}}}))
+            .await?;
+        poll("the workers rolled to the new spec", LONG, || async {
+            let o = sts.get(&format!("{NAME}-worker")).await.ok()?;
+            let rolled_to_new = hash(&o) != old
+                && o.status.as_ref()?.observed_generation == o.metadata.generation;
+            let s = o.status?;
+            (rolled_to_new
+                && s.update_revision.is_some()
+                && s.current_revision == s.update_revision
+                && s.updated_replicas == Some(s.replicas)
+                && s.ready_replicas == Some(s.replicas)
+                && s.replicas > 0)
+                .then_some(())
+        })
+        .await?;
+        w.wait_ready("Ready after the roll").await?;
+        let mark = w.sink.payloads().len();
+        produce(&w.kinesis, &w.stream, 200, 300).await?;
+        let want: BTreeSet<String> = (200..300)
+            .filter(|i| i % 10 != 5)
+            .map(|i| format!("k{}-{i}", i % kinesis_testkit::ledger::KEYS))
+            .collect();
+        let got = poll("the new program applied to 200..300", LONG, || async {
+            let got: BTreeSet<String> = w.sink.payloads()[mark..].iter().cloned().collect();
+            want.is_subset(&got).then_some(got)
+        })
+        .await?;
+        assert_eq!(got, want, "the new program, and nothing of 0..200 again");
         Ok(())
     })
     .await

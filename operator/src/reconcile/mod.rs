@@ -8,6 +8,7 @@ mod cleanup;
 mod credentials;
 mod fleet;
 mod headers;
+mod transform;
 
 use std::{sync::Arc, time::Duration};
 

@@ -16,7 +16,11 @@ use kinesis_protocol::handoff::{Liveness, Workers};
 pub const NOT_ALLOWED: &str = "NotAllowed";
 
 /// Problems that are the spec's (or the cluster's) to fix, shown as the Ready reason itself.
-const READY_REASONS: [&str; 2] = [NOT_ALLOWED, super::adopt::FOREIGN_OBJECT];
+const READY_REASONS: [&str; 3] = [
+    NOT_ALLOWED,
+    super::adopt::FOREIGN_OBJECT,
+    super::transform::TRANSFORM_INVALID,
+];
 
 /// A failure that keeps the operator from knowing the stream.
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -201,6 +201,27 @@ fn probe(path: &str) -> Probe {
     }
 }
 
+/// Hash of the spec a worker reads once, at start-up, on the pod template: editing it
+/// (`stream`, `read`, `decode`, `transform` or `sink`) rolls the workers, which hand their shards
+/// over at their checkpoints, so the new spec applies.
+pub const CONFIG_HASH_ANNOTATION: &str = "kinesis-operator.dev/config-hash";
+
+/// The pod template's annotations: `workers.podAnnotations` and [`CONFIG_HASH_ANNOTATION`].
+fn pod_annotations(ki: &KinesisIngester) -> BTreeMap<String, String> {
+    let s = &ki.spec;
+    let read_once = serde_json::json!([s.stream, s.read, s.decode, s.transform, s.sink]);
+    // FNV-1a: the same value on every operator version and platform, so an upgrade rolls nothing.
+    let hash = read_once
+        .to_string()
+        .bytes()
+        .fold(0xcbf2_9ce4_8422_2325_u64, |h, b| {
+            (h ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3)
+        });
+    let mut annotations = ki.spec.workers.pod_annotations.clone();
+    annotations.insert(CONFIG_HASH_ANNOTATION.to_owned(), format!("{hash:016x}"));
+    annotations
+}
+
 /// The worker StatefulSet: stable pod names `<name>-worker-<n>` are the worker identities.
 /// Pods run as non-root with a read-only root filesystem and no capabilities (the `restricted`
 /// Pod Security Standard).
@@ -286,7 +307,7 @@ pub fn stateful_set(
             template: PodTemplateSpec {
                 metadata: Some(ObjectMeta {
                     labels: Some(pod_labels),
-                    annotations: (!w.pod_annotations.is_empty()).then(|| w.pod_annotations.clone()),
+                    annotations: Some(pod_annotations(ki)),
                     ..Default::default()
                 }),
                 spec: Some(PodSpec {
@@ -364,205 +385,4 @@ fn scratch_claim(scratch: Option<&ScratchSpec>) -> Option<PersistentVolumeClaim>
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn ingester(yaml: &str) -> KinesisIngester {
-        serde_json::from_value(serde_json::json!({
-            "apiVersion": "kinesis-operator.dev/v1alpha1", "kind": "KinesisIngester",
-            "metadata": {"name": "orders", "namespace": "ns", "uid": "u1"},
-            "spec": serde_saphyr_like(yaml),
-        }))
-        .expect("a valid ingester")
-    }
-
-    fn serde_saphyr_like(extra: &str) -> serde_json::Value {
-        let mut spec = serde_json::json!({"stream": {"name": "s"}, "sink": {"stdout": {}}});
-        if !extra.is_empty() {
-            spec["workers"] = serde_json::from_str(extra).expect("json");
-        }
-        spec
-    }
-
-    fn owner() -> OwnerReference {
-        OwnerReference {
-            api_version: "kinesis-operator.dev/v1alpha1".into(),
-            kind: "KinesisIngester".into(),
-            name: "orders".into(),
-            uid: "u1".into(),
-            controller: Some(true),
-            block_owner_deletion: Some(true),
-        }
-    }
-
-    fn settings() -> WorkloadSettings {
-        WorkloadSettings {
-            default_image: "kinesis-ingester:test".into(),
-            worker_args: vec!["--report-interval".into(), "6s".into()],
-            grace_period_seconds: 45,
-        }
-    }
-
-    #[test]
-    fn the_stateful_set_runs_the_fleet_worker_restricted() {
-        let ki = ingester(r#"{"podLabels": {"team": "a"}, "serviceAccountName": "irsa"}"#);
-        let names = Names::of(&ki, "ns", "orders");
-        assert_eq!(names.service_account, "irsa");
-        assert!(
-            service_account(&names, &owner()).is_none(),
-            "a given account is not ours"
-        );
-        let sts = stateful_set(&ki, &names, &owner(), 3, &settings());
-        let spec = sts.spec;
-        assert_eq!(spec.replicas, Some(3));
-        assert_eq!(spec.pod_management_policy.as_deref(), Some("Parallel"));
-        let pod = spec.template.spec.expect("pod");
-        assert_eq!(pod.service_account_name.as_deref(), Some("irsa"));
-        let labels = spec
-            .template
-            .metadata
-            .and_then(|m| m.labels)
-            .expect("labels");
-        assert_eq!(labels.get("team").map(String::as_str), Some("a"));
-        assert_eq!(
-            labels.get(INGESTER_LABEL).map(String::as_str),
-            Some("orders")
-        );
-        let c = &pod.containers[0];
-        assert_eq!(c.image.as_deref(), Some("kinesis-ingester:test"));
-        let args = c.args.clone().expect("args").join(" ");
-        assert!(args.starts_with("run --fleet --ingester orders"), "{args}");
-        assert!(args.ends_with("--report-interval 6s"), "{args}");
-        let sc = c.security_context.clone().expect("security context");
-        assert_eq!(sc.read_only_root_filesystem, Some(true));
-        assert_eq!(
-            sc.capabilities.and_then(|c| c.drop),
-            Some(vec!["ALL".to_owned()])
-        );
-        assert_eq!(
-            pod.security_context
-                .and_then(|s| s.seccomp_profile)
-                .map(|s| s.type_)
-                .as_deref(),
-            Some("RuntimeDefault")
-        );
-    }
-
-    #[test]
-    fn the_scratch_volume_is_mounted_where_fleet_files_must_be() {
-        let pod_of = |workers: &str| {
-            let ki = ingester(workers);
-            let names = Names::of(&ki, "ns", "orders");
-            stateful_set(&ki, &names, &owner(), 1, &settings()).spec
-        };
-        let mount = |pod: &PodSpec| {
-            pod.containers[0]
-                .volume_mounts
-                .clone()
-                .unwrap_or_default()
-                .into_iter()
-                .map(|m| (m.name, m.mount_path, m.read_only))
-                .collect::<Vec<_>>()
-        };
-        let want_mount = vec![(
-            "scratch".to_owned(),
-            "/var/lib/kinesis-ingester".to_owned(),
-            None,
-        )];
-
-        // Without scratch nothing is writable, and the pod template is as before.
-        let sts = pod_of("");
-        let pod = sts.template.spec.expect("pod");
-        assert!(mount(&pod).is_empty());
-        assert!(pod.volumes.is_none() && sts.volume_claim_templates.is_none());
-        assert_eq!(pod.security_context.and_then(|s| s.fs_group), None);
-
-        let sts = pod_of(r#"{"scratch": {"size": "2Gi"}}"#);
-        let pod = sts.template.spec.expect("pod");
-        assert_eq!(mount(&pod), want_mount);
-        let volumes = pod.volumes.clone().expect("volumes");
-        assert_eq!(volumes.len(), 1);
-        assert_eq!(volumes[0].name, "scratch");
-        let empty_dir = volumes[0].empty_dir.clone().expect("an emptyDir");
-        assert_eq!(empty_dir.size_limit, Some(Quantity("2Gi".into())));
-        assert!(sts.volume_claim_templates.is_none());
-        assert_eq!(pod.security_context.and_then(|s| s.fs_group), Some(65532));
-
-        let sts = pod_of(
-            r#"{"scratch": {"type": "PersistentVolumeClaim", "size": "10Gi", "storageClassName": "gp3"}}"#,
-        );
-        let pod = sts.template.spec.expect("pod");
-        assert_eq!(mount(&pod), want_mount);
-        assert!(
-            pod.volumes.is_none(),
-            "the claim template provides the volume"
-        );
-        let claims = sts.volume_claim_templates.expect("a claim template");
-        assert_eq!(claims.len(), 1);
-        assert_eq!(claims[0].metadata.name.as_deref(), Some("scratch"));
-        let spec = claims[0].spec.clone().expect("claim spec");
-        assert_eq!(spec.storage_class_name.as_deref(), Some("gp3"));
-        assert_eq!(spec.access_modes, Some(vec!["ReadWriteOnce".to_owned()]));
-        assert_eq!(
-            spec.resources
-                .and_then(|r| r.requests)
-                .and_then(|r| r.get("storage").cloned()),
-            Some(Quantity("10Gi".into()))
-        );
-        let sc = pod.containers[0].security_context.clone().expect("sc");
-        assert_eq!(sc.read_only_root_filesystem, Some(true), "still read-only");
-    }
-
-    #[test]
-    fn the_worker_service_account_carries_the_irsa_annotation() {
-        let ki = ingester(
-            r#"{"serviceAccountAnnotations": {"eks.amazonaws.com/role-arn": "arn:aws:iam::123456789012:role/reader"}}"#,
-        );
-        let names = Names::of(&ki, "ns", "orders");
-        let sa = service_account(&names, &owner()).expect("ours");
-        let annotations = sa.metadata.annotations.expect("annotations");
-        assert_eq!(
-            annotations["eks.amazonaws.com/role-arn"],
-            "arn:aws:iam::123456789012:role/reader"
-        );
-        assert_eq!(sa.metadata.name.as_deref(), Some("orders-worker"));
-        let plain =
-            service_account(&Names::of(&ingester(""), "ns", "orders"), &owner()).expect("ours");
-        assert_eq!(plain.metadata.annotations, None, "none unless asked");
-    }
-
-    #[test]
-    fn the_worker_role_grants_only_what_a_worker_does() {
-        let ki = ingester("");
-        let names = Names::of(&ki, "ns", "orders");
-        assert_eq!(names.service_account, "orders-worker");
-        assert!(service_account(&names, &owner()).is_some());
-        let rules = role(&names, &owner()).rules.expect("rules");
-        let summary: Vec<String> = rules
-            .iter()
-            .map(|r| {
-                format!(
-                    "{}:{}:{}",
-                    r.resources.clone().unwrap_or_default().join(","),
-                    r.verbs.join(","),
-                    r.resource_names.clone().unwrap_or_default().join(",")
-                )
-            })
-            .collect();
-        assert_eq!(
-            summary,
-            vec![
-                "kinesisingesters:get:orders",
-                "kinesisshardassignments:get,list,watch:orders",
-                "kinesisworkers:get:",
-                "kinesisworkers/status:update:",
-            ]
-        );
-        let binding = role_binding(&names, &owner());
-        assert_eq!(binding.subjects.expect("subjects")[0].name, "orders-worker");
-        assert_eq!(
-            selector_string("orders"),
-            "app.kubernetes.io/component=worker,kinesis-operator.dev/ingester=orders"
-        );
-    }
-}
+mod tests;

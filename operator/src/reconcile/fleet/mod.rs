@@ -60,6 +60,10 @@ pub async fn run(
         table,
         mut problem,
     } = observed;
+    // A transform that does not compile stops the fleet (see `transform::stopped`).
+    if problem.is_none() {
+        problem = super::transform::problem(ki);
+    }
     let ns = names.namespace.clone();
     let name = names.ingester.clone();
     let uid = ki.uid().ok_or(Error::MissingMetadata("uid"))?;

@@ -15,7 +15,7 @@ use kinesis_protocol::{
 };
 use kube::ResourceExt;
 
-use super::super::{ordinal, status::StreamProblem};
+use super::super::{ordinal, status::StreamProblem, transform};
 use crate::{autoscale, topology::Topology};
 
 /// The clock, read once per pass: every decision of a pass sees the same moment.
@@ -40,10 +40,11 @@ impl Now {
     }
 }
 
-/// The fleet size the status last recorded (at least `minReplicas`), or 0 when suspended:
+/// The fleet size the status last recorded (at least `minReplicas`), or 0 when stopped
+/// (suspended, or a transform that does not compile):
 /// kept while the table is not planned in a pass.
 pub fn recorded_size(ki: &KinesisIngester) -> i32 {
-    if ki.spec.suspend {
+    if transform::stopped(ki) {
         return 0;
     }
     ki.status
@@ -69,7 +70,7 @@ impl Sizing {
     fn size(self, ki: &KinesisIngester, readable: usize) -> i32 {
         match self {
             Self::Recorded => recorded_size(ki),
-            Self::Autoscaled(size) if !ki.spec.suspend => size,
+            Self::Autoscaled(size) if !transform::stopped(ki) => size,
             Self::Autoscaled(_) | Self::ByShards => plan::fleet_size(&ki.spec, readable),
         }
     }
@@ -114,9 +115,9 @@ pub fn autoscale(
     Some(decision)
 }
 
-/// The autoscaler's policy, while autoscaling is on and the fleet is not suspended.
+/// The autoscaler's policy, while autoscaling is on and the fleet is not stopped.
 pub fn autoscale_policy(ki: &KinesisIngester) -> Option<autoscale::Policy> {
-    autoscale::Policy::of(&ki.spec.workers).filter(|_| !ki.spec.suspend)
+    autoscale::Policy::of(&ki.spec.workers).filter(|_| !transform::stopped(ki))
 }
 
 /// The status of the autoscaler's `decision`: the last scale time moves when the size does.
@@ -301,7 +302,7 @@ pub fn table(
         ki.spec.read.strict_order,
         max_handoffs,
     );
-    if ki.spec.suspend {
+    if transform::stopped(ki) {
         planned.extend(handoff::drain_all(&mut spec, workers, max_handoffs));
     }
     let rebalanced = planned
