@@ -12,8 +12,10 @@ use kube::{
 };
 
 /// The examples the README and the chart's NOTES point to; each must exist.
-const REQUIRED: [&str; 8] = [
+const REQUIRED: [&str; 10] = [
     "autoscaling.yaml",
+    "transform-vrl.yaml",
+    "transform-firehose.yaml",
     "rewind.yaml",
     "polling-stdout.yaml",
     "efo-elasticsearch.yaml",
