@@ -1,5 +1,5 @@
-//! `spec.transform.vrl` end to end on kinesis-local: records are reshaped, dropped (`abort`) or
-//! dead-lettered with the program's error, and the checkpoint moves past all of them.
+//! `spec.transform` end to end on kinesis-local, VRL and Firehose's contract over HTTP: records are
+//! reshaped, dropped or dead-lettered with the error, and the checkpoint moves past all of them.
 
 #[macro_use]
 mod common;
@@ -9,6 +9,7 @@ use std::time::Duration;
 use anyhow::Result;
 use common::*;
 use kinesis_ingester::decode::testing::{UserRecordSpec, encode_aggregated};
+use kinesis_ingester_api::ReadMode;
 use serde_json::{Value, json};
 
 const DEADLINE: Duration = Duration::from_secs(60);
@@ -28,13 +29,111 @@ fn program_yaml() -> String {
     format!("  transform:\n    vrl:\n      source: |\n{indented}")
 }
 
+/// A record with key `k` and `doc` as its JSON payload.
+fn json_record(doc: Value) -> (String, Vec<u8>) {
+    ("k".to_owned(), doc.to_string().into_bytes())
+}
+
+/// A record with key `k`: a KPL aggregate of `docs`, one user record each.
+fn aggregate(docs: &[Value]) -> (String, Vec<u8>) {
+    let datas: Vec<String> = docs.iter().map(Value::to_string).collect();
+    let users: Vec<UserRecordSpec<'_>> = datas
+        .iter()
+        .map(|d| UserRecordSpec {
+            partition_key: "k",
+            explicit_hash_key: None,
+            data: d.as_bytes(),
+        })
+        .collect();
+    ("k".to_owned(), encode_aggregated(&users).to_vec())
+}
+
+/// The delivered payloads, parsed as JSON.
+fn docs(lines: &[Value]) -> Result<Vec<Value>> {
+    Ok(payloads(lines)
+        .iter()
+        .map(|p| serde_json::from_str(p))
+        .collect::<Result<_, _>>()?)
+}
+
+/// A one-shard stream holding `records`, and where an ingester of it writes.
+struct Stage {
+    kinesis: aws_sdk_kinesis::Client,
+    stream: String,
+    dir: tempfile::TempDir,
+    out: std::path::PathBuf,
+    dead: std::path::PathBuf,
+}
+
+impl Stage {
+    async fn new(records: &[(String, Vec<u8>)]) -> Result<Self> {
+        let kinesis = kinesis_client()?;
+        let stream = create_stream(&kinesis, 1).await?;
+        put(&kinesis, &stream, records).await?;
+        let dir = tempfile::tempdir()?;
+        let (out, dead) = (
+            dir.path().join("out.ndjson"),
+            dir.path().join("dead.ndjson"),
+        );
+        Ok(Self {
+            kinesis,
+            stream,
+            dir,
+            out,
+            dead,
+        })
+    }
+
+    /// Starts an ingester with `transform` (YAML under `spec:`) into the file sink, with
+    /// checkpoints kept across starts.
+    fn start(&self, transform: &str, mode: ReadMode) -> Result<Running> {
+        let ki = config(
+            &self.stream,
+            &file_sink(&self.out, Some(&self.dead)),
+            transform,
+        )?;
+        Ok(Running::start(
+            with_mode(ki, mode),
+            sdk_api()?,
+            self.dir.path(),
+        ))
+    }
+
+    /// Puts one more record, restarts, and returns what is delivered after `before` lines: it
+    /// must be that record alone (nothing read again, no dead letter written twice).
+    async fn restart_delivers_only_a_new_record(
+        &self,
+        transform: &str,
+        mode: ReadMode,
+        before: usize,
+        dead_letters: usize,
+    ) -> Result<()> {
+        put(
+            &self.kinesis,
+            &self.stream,
+            &[json_record(json!({"i": 300, "level": "info"}))],
+        )
+        .await?;
+        let run = self.start(transform, mode)?;
+        let lines = wait_for_lines(&self.out, before + 1, DEADLINE).await?;
+        run.shutdown().await?;
+        let after = docs(&lines[before..])?;
+        assert_eq!(after.len(), 1, "nothing read again: {after:?}");
+        assert_eq!(after[0]["i"], 300);
+        assert_eq!(
+            common::lines(&self.dead)?.len(),
+            dead_letters,
+            "no dead letter written twice"
+        );
+        Ok(())
+    }
+}
+
 both_modes!(records_are_reshaped_dropped_or_dead_lettered_and_all_checkpointed);
 
 async fn records_are_reshaped_dropped_or_dead_lettered_and_all_checkpointed(
-    mode: kinesis_ingester_api::ReadMode,
+    mode: ReadMode,
 ) -> Result<()> {
-    let kinesis = kinesis_client()?;
-    let stream = create_stream(&kinesis, 1).await?;
     // 30 JSON records: every third is debug (10 dropped), #10 and #20 have a numeric level
     // (2 dead letters), 18 delivered. Then a text record, a KPL aggregate of an info, a debug
     // and a numeric-level user record, and a debug record last (dropped: the checkpoint must
@@ -46,60 +145,24 @@ async fn records_are_reshaped_dropped_or_dead_lettered_and_all_checkpointed(
                 i if i % 3 == 0 => json!("debug"),
                 _ => json!("info"),
             };
-            (
-                "k".to_owned(),
-                json!({"i": i, "level": level}).to_string().into_bytes(),
-            )
+            json_record(json!({"i": i, "level": level}))
         })
         .collect();
     records.push(("k".into(), b"plain text".to_vec()));
-    let user = |i: u32, level: Value| json!({"i": i, "level": level}).to_string();
-    let (a, b, c) = (
-        user(100, json!("warn")),
-        user(101, json!("debug")),
-        user(102, json!(1)),
-    );
-    records.push((
-        "k".into(),
-        encode_aggregated(&[
-            UserRecordSpec {
-                partition_key: "k",
-                explicit_hash_key: None,
-                data: a.as_bytes(),
-            },
-            UserRecordSpec {
-                partition_key: "k",
-                explicit_hash_key: None,
-                data: b.as_bytes(),
-            },
-            UserRecordSpec {
-                partition_key: "k",
-                explicit_hash_key: None,
-                data: c.as_bytes(),
-            },
-        ])
-        .to_vec(),
-    ));
-    records.push((
-        "k".into(),
-        json!({"i": 200, "level": "debug"}).to_string().into_bytes(),
-    ));
-    put(&kinesis, &stream, &records).await?;
-
-    let dir = tempfile::tempdir()?;
-    let out = dir.path().join("out.ndjson");
-    let dead = dir.path().join("dead.ndjson");
-    let config = || config(&stream, &file_sink(&out, Some(&dead)), &program_yaml());
-    let run = Running::start(with_mode(config()?, mode), sdk_api()?, dir.path());
+    records.push(aggregate(&[
+        json!({"i": 100, "level": "warn"}),
+        json!({"i": 101, "level": "debug"}),
+        json!({"i": 102, "level": 1}),
+    ]));
+    records.push(json_record(json!({"i": 200, "level": "debug"})));
+    let stage = Stage::new(&records).await?;
+    let run = stage.start(&program_yaml(), mode)?;
     let want = 18 + 1 + 1;
-    let lines = wait_for_lines(&out, want, DEADLINE).await?;
-    let dead_lines = wait_for_lines(&dead, 3, DEADLINE).await?;
+    let lines = wait_for_lines(&stage.out, want, DEADLINE).await?;
+    let dead_lines = wait_for_lines(&stage.dead, 3, DEADLINE).await?;
     run.shutdown().await?;
 
-    let docs: Vec<Value> = payloads(&lines)
-        .iter()
-        .map(|p| serde_json::from_str(p))
-        .collect::<Result<_, _>>()?;
+    let docs = docs(&lines)?;
     assert_eq!(docs.len(), want, "nothing dropped is delivered: {docs:?}");
     let delivered: Vec<i64> = docs.iter().filter_map(|d| d["i"].as_i64()).collect();
     let expected: Vec<i64> = (0..30)
@@ -146,30 +209,9 @@ async fn records_are_reshaped_dropped_or_dead_lettered_and_all_checkpointed(
     assert!(reasons[2].1.contains("user record 2"), "{reasons:?}");
 
     // Restarted, it resumes after the last record, which was dropped: only a new record comes.
-    put(
-        &kinesis,
-        &stream,
-        &[(
-            "k".into(),
-            json!({"i": 300, "level": "info"}).to_string().into_bytes(),
-        )],
-    )
-    .await?;
-    let run = Running::start(with_mode(config()?, mode), sdk_api()?, dir.path());
-    let lines = wait_for_lines(&out, want + 1, DEADLINE).await?;
-    run.shutdown().await?;
-    let after: Vec<Value> = payloads(&lines[want..])
-        .iter()
-        .map(|p| serde_json::from_str(p))
-        .collect::<Result<_, _>>()?;
-    assert_eq!(after.len(), 1, "nothing read again: {after:?}");
-    assert_eq!(after[0]["i"], 300);
-    assert_eq!(
-        common::lines(&dead)?.len(),
-        3,
-        "no dead letter written twice"
-    );
-    Ok(())
+    stage
+        .restart_delivers_only_a_new_record(&program_yaml(), mode, want, 3)
+        .await
 }
 
 fn http_yaml(url: &str, retry: &str) -> String {
@@ -180,32 +222,13 @@ fn http_yaml(url: &str, retry: &str) -> String {
 /// then a KPL aggregate of two JSON user records.
 fn lambda_records() -> Vec<(String, Vec<u8>)> {
     let mut records: Vec<(String, Vec<u8>)> = (0..40)
-        .map(|i| {
-            let data = match i {
-                7 => b"not json".to_vec(),
-                i if i % 5 == 0 => json!({"i": i, "level": "debug"}).to_string().into_bytes(),
-                _ => json!({"i": i, "level": "info"}).to_string().into_bytes(),
-            };
-            ("k".to_owned(), data)
+        .map(|i| match i {
+            7 => ("k".to_owned(), b"not json".to_vec()),
+            i if i % 5 == 0 => json_record(json!({"i": i, "level": "debug"})),
+            _ => json_record(json!({"i": i, "level": "info"})),
         })
         .collect();
-    let (a, b) = (json!({"i": 100}).to_string(), json!({"i": 101}).to_string());
-    records.push((
-        "k".into(),
-        encode_aggregated(&[
-            UserRecordSpec {
-                partition_key: "k",
-                explicit_hash_key: None,
-                data: a.as_bytes(),
-            },
-            UserRecordSpec {
-                partition_key: "k",
-                explicit_hash_key: None,
-                data: b.as_bytes(),
-            },
-        ])
-        .to_vec(),
-    ));
+    records.push(aggregate(&[json!({"i": 100}), json!({"i": 101})]));
     records
 }
 
@@ -222,29 +245,15 @@ async fn a_firehose_transform_behind_http_is_retried_through_faults_and_judged_p
         Fault::Slow(Duration::from_secs(3)),
         Fault::Status(429),
     ]);
-    let kinesis = kinesis_client()?;
-    let stream = create_stream(&kinesis, 1).await?;
-    put(&kinesis, &stream, &lambda_records()).await?;
-    let dir = tempfile::tempdir()?;
-    let out = dir.path().join("out.ndjson");
-    let dead = dir.path().join("dead.ndjson");
-    let config = || {
-        config(
-            &stream,
-            &file_sink(&out, Some(&dead)),
-            &http_yaml(&lambda.url, "60s"),
-        )
-    };
-    let run = Running::start(config()?, sdk_api()?, dir.path());
+    let stage = Stage::new(&lambda_records()).await?;
+    let transform = http_yaml(&lambda.url, "60s");
+    let run = stage.start(&transform, ReadMode::Polling)?;
     let want = 40 - 8 - 1 + 2;
-    let lines = wait_for_lines(&out, want, DEADLINE).await?;
-    let dead_lines = wait_for_lines(&dead, 1, DEADLINE).await?;
+    let lines = wait_for_lines(&stage.out, want, DEADLINE).await?;
+    let dead_lines = wait_for_lines(&stage.dead, 1, DEADLINE).await?;
     run.shutdown().await?;
 
-    let docs: Vec<Value> = payloads(&lines)
-        .iter()
-        .map(|p| serde_json::from_str(p))
-        .collect::<Result<_, _>>()?;
+    let docs = docs(&lines)?;
     let delivered: Vec<i64> = docs.iter().filter_map(|d| d["i"].as_i64()).collect();
     let expected: Vec<i64> = (0..40)
         .filter(|i| i % 5 != 0 && *i != 7)
@@ -285,7 +294,9 @@ async fn a_firehose_transform_behind_http_is_retried_through_faults_and_judged_p
     assert_eq!(requests[0]["records"][0]["recordId"], "0");
     assert!(requests[0]["records"][0]["kinesisRecordMetadata"]["sequenceNumber"].is_string());
     assert!(requests[0]["invocationId"].is_string());
-    Ok(())
+    stage
+        .restart_delivers_only_a_new_record(&transform, ReadMode::Polling, want, 1)
+        .await
 }
 
 #[tokio::test]
@@ -293,24 +304,11 @@ async fn a_transform_down_for_longer_than_retry_duration_dead_letters_and_moves_
     use common::firehose_lambda::FirehoseLambda;
     let lambda = FirehoseLambda::start().await?;
     lambda.set_down(Some(503));
-    let kinesis = kinesis_client()?;
-    let stream = create_stream(&kinesis, 1).await?;
-    let records: Vec<(String, Vec<u8>)> = (0..3)
-        .map(|i| ("k".to_owned(), json!({"i": i}).to_string().into_bytes()))
-        .collect();
-    put(&kinesis, &stream, &records).await?;
-    let dir = tempfile::tempdir()?;
-    let out = dir.path().join("out.ndjson");
-    let dead = dir.path().join("dead.ndjson");
-    let config = || {
-        config(
-            &stream,
-            &file_sink(&out, Some(&dead)),
-            &http_yaml(&lambda.url, "2s"),
-        )
-    };
-    let run = Running::start(config()?, sdk_api()?, dir.path());
-    let dead_lines = wait_for_lines(&dead, 3, DEADLINE).await?;
+    let records: Vec<_> = (0..3).map(|i| json_record(json!({"i": i}))).collect();
+    let stage = Stage::new(&records).await?;
+    let transform = http_yaml(&lambda.url, "2s");
+    let run = stage.start(&transform, ReadMode::Polling)?;
+    let dead_lines = wait_for_lines(&stage.dead, 3, DEADLINE).await?;
     for l in &dead_lines {
         let reason = l["reason"].as_str().unwrap_or_default();
         assert!(
@@ -319,7 +317,7 @@ async fn a_transform_down_for_longer_than_retry_duration_dead_letters_and_moves_
         );
     }
     assert_eq!(
-        common::lines(&out)?.len(),
+        common::lines(&stage.out)?.len(),
         0,
         "nothing delivered while the transform is down"
     );
@@ -327,25 +325,7 @@ async fn a_transform_down_for_longer_than_retry_duration_dead_letters_and_moves_
 
     // Back up: a new record is delivered, and the dead-lettered ones are not read again.
     lambda.set_down(None);
-    put(
-        &kinesis,
-        &stream,
-        &[("k".into(), json!({"i": 3}).to_string().into_bytes())],
-    )
-    .await?;
-    let run = Running::start(config()?, sdk_api()?, dir.path());
-    let lines = wait_for_lines(&out, 1, DEADLINE).await?;
-    run.shutdown().await?;
-    let docs: Vec<Value> = payloads(&lines)
-        .iter()
-        .map(|p| serde_json::from_str(p))
-        .collect::<Result<_, _>>()?;
-    assert_eq!(docs.len(), 1);
-    assert_eq!(docs[0]["i"], 3);
-    assert_eq!(
-        common::lines(&dead)?.len(),
-        3,
-        "no dead letter written twice"
-    );
-    Ok(())
+    stage
+        .restart_delivers_only_a_new_record(&transform, ReadMode::Polling, 0, 3)
+        .await
 }
