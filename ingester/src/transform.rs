@@ -122,32 +122,56 @@ impl Transform {
                 max_output,
             } => Some(apply_vrl(program, *max_output, records, dead, stats)),
             Stage::Http(stage) => {
-                let answers = match stage.run(&records, stats, cancel).await {
-                    http::Outcome::Answered(a) => a,
-                    http::Outcome::Cancelled => return None,
-                };
+                let answers = stage.run(&records, stats, cancel).await?;
                 let mut out = Vec::with_capacity(records.len());
-                for (mut record, answer) in records.into_iter().zip(answers) {
-                    match answer {
-                        firehose::Answer::Ok(data) => {
-                            stats.kept += 1;
-                            record.data = data;
-                            out.push(record);
-                        }
-                        firehose::Answer::Dropped => stats.dropped += 1,
-                        firehose::Answer::Failed(reason) => {
-                            stats.fail("processing_failed");
-                            let reason = if reason.starts_with("transform: ") {
-                                reason
-                            } else {
-                                format!("transform: {reason}")
-                            };
-                            dead.push(dead_letter(record, reason));
-                        }
-                    }
+                for (record, answer) in records.into_iter().zip(answers) {
+                    let verdict = match answer {
+                        firehose::Answer::Ok(data) => Verdict::Keep(data),
+                        firehose::Answer::Dropped => Verdict::Dropped,
+                        firehose::Answer::Failed(reason) => Verdict::Failed {
+                            category: "processing_failed",
+                            reason: format!("transform: {reason}"),
+                        },
+                    };
+                    settle(record, verdict, &mut out, dead, stats);
                 }
                 Some(out)
             }
+        }
+    }
+}
+
+/// What a transform made of one record, whichever kind it is.
+enum Verdict {
+    Keep(bytes::Bytes),
+    Dropped,
+    Failed {
+        /// Bounded label for metrics.
+        category: &'static str,
+        /// The dead letter's reason, `transform: …`.
+        reason: String,
+    },
+}
+
+/// Acts on `verdict`: a kept record goes to `out` with its new payload, a dropped one is only
+/// counted, a failed one is dead-lettered.
+fn settle(
+    mut record: Record,
+    verdict: Verdict,
+    out: &mut Vec<Record>,
+    dead: &mut Vec<DeadLetter>,
+    stats: &mut TransformStats,
+) {
+    match verdict {
+        Verdict::Keep(data) => {
+            stats.kept += 1;
+            record.data = data;
+            out.push(record);
+        }
+        Verdict::Dropped => stats.dropped += 1,
+        Verdict::Failed { category, reason } => {
+            stats.fail(category);
+            dead.push(dead_letter(record, reason));
         }
     }
 }
@@ -161,7 +185,7 @@ fn apply_vrl(
     stats: &mut TransformStats,
 ) -> Vec<Record> {
     let mut out = Vec::with_capacity(records.len());
-    for mut record in records {
+    for record in records {
         let sequence = record.position.sequence.as_str();
         let context = Context {
             stream: &record.shard.stream,
@@ -179,18 +203,16 @@ fn apply_vrl(
                 timestamp_ms: cw.timestamp_ms,
             }),
         };
-        match program.run(&record.data, &context, max_output) {
-            Outcome::Keep(data) => {
-                stats.kept += 1;
-                record.data = data;
-                out.push(record);
-            }
-            Outcome::Dropped => stats.dropped += 1,
-            Outcome::Failed(failure) => {
-                stats.fail(failure.category());
-                dead.push(dead_letter(record, failure.to_string()));
-            }
-        }
+        let verdict = match program.run(&record.data, &context, max_output) {
+            Outcome::Keep(data) => Verdict::Keep(data),
+            Outcome::Dropped => Verdict::Dropped,
+            // `Failure` renders as `transform: …`.
+            Outcome::Failed(failure) => Verdict::Failed {
+                category: failure.category(),
+                reason: failure.to_string(),
+            },
+        };
+        settle(record, verdict, &mut out, dead, stats);
     }
     out
 }

@@ -58,14 +58,6 @@ pub struct HttpStage {
     backoff: Backoff,
 }
 
-/// What the stage made of a page: answers in record order, or the records it gave up on.
-pub(super) enum Outcome {
-    /// Every batch was answered.
-    Answered(Vec<Answer>),
-    /// Cancelled (shutdown or handoff): nothing of the page is used.
-    Cancelled,
-}
-
 impl HttpStage {
     /// The stage `spec` describes.
     pub fn new(spec: &HttpTransform) -> Result<Self, String> {
@@ -84,34 +76,29 @@ impl HttpStage {
         })
     }
 
-    /// Replaces the retry delays (tests).
-    pub fn with_backoff(mut self, backoff: Backoff) -> Self {
-        self.backoff = backoff;
-        self
-    }
-
-    /// Transforms `records` (in shard order) batch by batch; answers in the same order.
+    /// Transforms `records` (in shard order) batch by batch: an answer per record, in the same
+    /// order (a batch given up on answers `Failed` for each record), or `None` when `cancel`
+    /// fired first (nothing of the page is used). Failure reasons come without the
+    /// `transform: ` prefix the caller adds.
     pub(super) async fn run(
         &self,
         records: &[Record],
         stats: &mut TransformStats,
         cancel: &CancellationToken,
-    ) -> Outcome {
+    ) -> Option<Vec<Answer>> {
         let mut answers = Vec::with_capacity(records.len());
         let mut start = 0;
         while start < records.len() {
-            let first = &records[start];
-            if firehose::entry_size(first) > firehose::MAX_PAYLOAD_BYTES {
+            let mut size = firehose::entry_size(&records[start]);
+            if size > firehose::MAX_PAYLOAD_BYTES {
                 answers.push(Answer::Failed(format!(
-                    "transform: the record is too large for the transform's request ({} bytes of base64 over the {}-byte limit of a Lambda request)",
-                    firehose::entry_size(first),
+                    "the record is too large for the transform's request ({size} bytes of base64 over the {}-byte limit of a Lambda request)",
                     firehose::MAX_PAYLOAD_BYTES
                 )));
                 start += 1;
                 continue;
             }
             let mut end = start + 1;
-            let mut size = firehose::entry_size(first);
             while end < records.len() {
                 let next = firehose::entry_size(&records[end]);
                 if size + next > firehose::BATCH_DATA_BYTES {
@@ -125,15 +112,15 @@ impl HttpStage {
                 Some(Ok(a)) => answers.extend(a),
                 Some(Err(e)) => answers.extend(batch.iter().map(|_| {
                     Answer::Failed(format!(
-                        "transform: gave up after {:?} of retries: {e}",
+                        "gave up after {:?} of retries: {e}",
                         self.retry_duration
                     ))
                 })),
-                None => return Outcome::Cancelled,
+                None => return None,
             }
             start = end;
         }
-        Outcome::Answered(answers)
+        Some(answers)
     }
 
     /// Invokes the endpoint with `batch` until it answers within the contract or
