@@ -160,7 +160,9 @@ impl HttpDestination {
         let status = response.status();
         if !status.is_success() {
             let retry_after = retry_after::from_headers(response.headers(), jiff::Timestamp::now());
-            let body = read_body(response, OTHER_BODY_READ_LIMIT).await?;
+            let body = read_body(response, OTHER_BODY_READ_LIMIT)
+                .await
+                .map_err(SinkError::Request)?;
             let end = body.bytes.len().min(ERROR_BODY_LIMIT);
             return Err(SinkError::Status {
                 status: status.as_u16(),
@@ -169,11 +171,15 @@ impl HttpDestination {
             });
         }
         if !self.bulk {
-            read_body(response, OTHER_BODY_READ_LIMIT).await?;
+            read_body(response, OTHER_BODY_READ_LIMIT)
+                .await
+                .map_err(SinkError::Request)?;
             return Ok(());
         }
         let limit = bulk_response_limit(batch.len());
-        let body = read_body(response, limit).await?;
+        let body = read_body(response, limit)
+            .await
+            .map_err(SinkError::Request)?;
         if body.truncated {
             return Err(SinkError::BulkResponse(format!(
                 "larger than {limit} bytes, the most read for {} items",
@@ -199,20 +205,23 @@ fn bulk_response_limit(items: usize) -> usize {
 }
 
 /// The start of a response body.
-struct BodyStart {
-    bytes: Vec<u8>,
+pub(crate) struct BodyStart {
+    pub(crate) bytes: Vec<u8>,
     /// Whether the body goes on past `bytes` (the rest is not read).
-    truncated: bool,
+    pub(crate) truncated: bool,
 }
 
 /// Reads at most `limit` bytes of `response`'s body, chunk by chunk: a body announced or found
-/// larger costs `limit` bytes of memory, not its size.
-async fn read_body(mut response: reqwest::Response, limit: usize) -> Result<BodyStart, SinkError> {
+/// larger costs `limit` bytes of memory, not its size. Shared with the HTTP transform.
+pub(crate) async fn read_body(
+    mut response: reqwest::Response,
+    limit: usize,
+) -> Result<BodyStart, reqwest::Error> {
     let announced = response
         .content_length()
         .and_then(|n| usize::try_from(n).ok());
     let mut bytes = Vec::with_capacity(announced.unwrap_or(0).min(limit));
-    while let Some(chunk) = response.chunk().await.map_err(SinkError::Request)? {
+    while let Some(chunk) = response.chunk().await? {
         let room = limit - bytes.len();
         if chunk.len() > room {
             bytes.extend_from_slice(&chunk[..room]);

@@ -36,6 +36,7 @@ use tokio::{
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
+pub(crate) use self::http::read_body;
 pub use self::{
     batch::{Batch, BatchLimits, Batcher, ItemPart},
     dead_letter::DeadLetterWriter,

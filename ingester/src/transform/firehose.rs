@@ -1,7 +1,7 @@
 //! Amazon Data Firehose's transform contract, as pure functions: the request a transform Lambda
 //! is invoked with, and the checks Firehose makes of its answer.
 //!
-//! Request: `{invocationId, sourceKinesisStreamArn?, records: [{recordId, approximateArrivalTimestamp,
+//! Request: `{invocationId, records: [{recordId, approximateArrivalTimestamp,
 //! data (base64), kinesisRecordMetadata: {shardId, partitionKey, sequenceNumber,
 //! subsequenceNumber, approximateArrivalTimestamp}}]}`.
 //!
@@ -68,8 +68,6 @@ pub enum ContractError {
 #[serde(rename_all = "camelCase")]
 struct Request<'a> {
     invocation_id: &'a str,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    source_kinesis_stream_arn: Option<&'a str>,
     records: Vec<RequestRecord<'a>>,
 }
 
@@ -116,10 +114,9 @@ pub fn entry_size(record: &Record) -> usize {
 }
 
 /// The request body for `records`: record ids are their indexes, `"0"`, `"1"`, ….
-pub fn request(invocation_id: &str, stream_arn: Option<&str>, records: &[Record]) -> Vec<u8> {
+pub fn request(invocation_id: &str, records: &[Record]) -> Vec<u8> {
     let request = Request {
         invocation_id,
-        source_kinesis_stream_arn: stream_arn,
         records: records
             .iter()
             .enumerate()

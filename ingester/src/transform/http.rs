@@ -5,6 +5,7 @@
 
 use std::time::Duration;
 
+use bytes::Bytes;
 use kinesis_client::backoff::Backoff;
 use kinesis_ingester_api::{HttpTransform, bounds};
 use reqwest::header::CONTENT_TYPE;
@@ -139,14 +140,15 @@ impl HttpStage {
             first.position.sub_sequence.unwrap_or(0),
             fastrand::u64(..)
         );
-        let body = firehose::request(&invocation_id, None, batch);
+        // Built once: each attempt sends the same bytes without copying them.
+        let body = Bytes::from(firehose::request(&invocation_id, batch));
         let give_up_at = tokio::time::Instant::now() + self.retry_duration;
         let mut attempt = 0u32;
         loop {
             let result = tokio::select! {
                 biased;
                 () = cancel.cancelled() => return None,
-                r = self.invoke(&body, batch.len()) => r,
+                r = self.invoke(body.clone(), batch.len()) => r,
             };
             let error = match result {
                 Ok(answers) => return Some(Ok(answers)),
@@ -169,25 +171,21 @@ impl HttpStage {
     }
 
     /// One POST, its answer judged.
-    async fn invoke(&self, body: &[u8], total: usize) -> Result<Vec<Answer>, InvokeError> {
-        let mut response = self
+    async fn invoke(&self, body: Bytes, total: usize) -> Result<Vec<Answer>, InvokeError> {
+        let response = self
             .client
             .post(&self.url)
             .header(CONTENT_TYPE, "application/json")
-            .body(body.to_vec())
+            .body(body)
             .send()
             .await
             .map_err(InvokeError::Request)?;
         let status = response.status();
-        let mut bytes = Vec::new();
-        let limit = firehose::MAX_PAYLOAD_BYTES + 1;
-        while let Some(chunk) = response.chunk().await.map_err(InvokeError::Request)? {
-            let room = limit - bytes.len();
-            bytes.extend_from_slice(&chunk[..chunk.len().min(room)]);
-            if bytes.len() >= limit {
-                break;
-            }
-        }
+        // One byte past the limit is enough for `judge` to refuse an answer as too large.
+        let bytes = crate::sink::read_body(response, firehose::MAX_PAYLOAD_BYTES + 1)
+            .await
+            .map_err(InvokeError::Request)?
+            .bytes;
         if !status.is_success() {
             let text = String::from_utf8_lossy(&bytes[..bytes.len().min(512)]).into_owned();
             return Err(InvokeError::Status { status, body: text });
