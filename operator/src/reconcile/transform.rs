@@ -21,8 +21,7 @@ const REMEMBERED: usize = 256;
 
 /// Why `spec.transform` cannot run, if it cannot: the compiler's diagnostics.
 pub fn problem(ki: &KinesisIngester) -> Option<StreamProblem> {
-    let source = &ki.spec.transform.as_ref()?.vrl.as_ref()?.source;
-    let error = verdict(source)?;
+    let error = compile_error(ki)?;
     Some(StreamProblem {
         reason: TRANSFORM_INVALID,
         message: format!(
@@ -31,9 +30,15 @@ pub fn problem(ki: &KinesisIngester) -> Option<StreamProblem> {
     })
 }
 
-/// Whether the fleet is stopped: suspended, or its transform cannot run.
+/// Whether the fleet is stopped: suspended, or its transform cannot run. Asked several times a
+/// pass: the verdict is remembered, and no message is built.
 pub fn stopped(ki: &KinesisIngester) -> bool {
-    ki.spec.suspend || problem(ki).is_some()
+    ki.spec.suspend || compile_error(ki).is_some()
+}
+
+/// The compile error of `spec.transform.vrl`, if it has one.
+fn compile_error(ki: &KinesisIngester) -> Option<String> {
+    verdict(&ki.spec.transform.as_ref()?.vrl.as_ref()?.source)
 }
 
 /// The compile error of `source`, remembered by source.
