@@ -19,7 +19,8 @@ use std::{collections::BTreeSet, time::Duration};
 
 use anyhow::{Context, Result};
 use kinesis_ingester_api::KinesisShardAssignment;
-use kinesis_testkit::ledger::{Delivery, figures, produce, wait_delivered};
+use kinesis_operator::reconcile::workload::CONFIG_HASH_ANNOTATION;
+use kinesis_testkit::ledger::{Delivery, figures, payload, produce, wait_delivered};
 use kube::Api;
 use world::{LONG, NAME, World, poll, scenario};
 
@@ -96,6 +97,30 @@ async fn suspend_stops_every_worker_and_resume_loses_and_duplicates_nothing() ->
     .await
 }
 
+/// A `spec.transform` patch: a program that drops the records whose payload ends in `digit`.
+fn drop_ending_in(digit: char) -> serde_json::Value {
+    let source = format!("if ends_with(string!(.), \"{digit}\") {{ abort }}");
+    serde_json::json!({ "transform": { "vrl": { "source": source } } })
+}
+
+/// Waits until every record of `ids` whose payload does not end in `dropped` was delivered
+/// after the sink's first `mark` deliveries; those records, and what was delivered.
+async fn kept_after(
+    w: &World,
+    mark: usize,
+    ids: std::ops::Range<usize>,
+    dropped: char,
+) -> Result<(BTreeSet<String>, BTreeSet<String>)> {
+    let want: BTreeSet<String> = ids.map(payload).filter(|p| !p.ends_with(dropped)).collect();
+    let what = format!("the program dropping '{dropped}' applied");
+    let got = poll(&what, LONG, || async {
+        let got: BTreeSet<String> = w.sink.payloads()[mark..].iter().cloned().collect();
+        want.is_subset(&got).then_some(got)
+    })
+    .await?;
+    Ok((want, got))
+}
+
 #[tokio::test]
 async fn a_transform_that_does_not_compile_stops_the_fleet_and_a_fixed_one_applies() -> Result<()> {
     let (world, _) = World::start("transform", 2, "{shardsPerWorker: 1}", TRIM, &[]).await?;
@@ -126,25 +151,25 @@ async fn a_transform_that_does_not_compile_stops_the_fleet_and_a_fixed_one_appli
         );
         let before = w.sink.payloads().len();
         produce(&w.kinesis, &w.stream, 100, 200).await?;
-        assert!(w.kubelet().running().is_empty(), "no worker runs, none crash-loops");
+        assert!(
+            w.kubelet().running().is_empty(),
+            "no worker runs, none crash-loops"
+        );
         assert_eq!(w.sink.payloads().len(), before, "nothing delivered");
 
         // Fixed: records ending in 0 are dropped from now on, the rest pass unchanged.
-        w.patch_spec(serde_json::json!({"transform": {"vrl": {"source": "if ends_with(string!(.), \"0\") { abort }"}}}))
-            .await?;
-        let want: BTreeSet<String> = (100..200)
-            .filter(|i| i % 10 != 0)
-            .map(|i| format!("k{}-{i}", i % kinesis_testkit::ledger::KEYS))
-            .collect();
-        let got = poll("the fixed program applied to 100..200", LONG, || async {
-            let got: BTreeSet<String> = w.sink.payloads()[before..].iter().cloned().collect();
-            want.is_subset(&got).then_some(got)
-        })
-        .await?;
+        w.patch_spec(drop_ending_in('0')).await?;
+        let (want, got) = kept_after(&w, before, 100..200, '0').await?;
         w.wait_ready("Ready again with the fixed program").await?;
         let dropped: Vec<_> = got.iter().filter(|p| p.ends_with('0')).collect();
-        assert!(dropped.is_empty(), "dropped by the program, never delivered: {dropped:?}");
-        assert_eq!(got, want, "exactly the kept records of 100..200, none of 0..100 again");
+        assert!(
+            dropped.is_empty(),
+            "dropped by the program, never delivered: {dropped:?}"
+        );
+        assert_eq!(
+            got, want,
+            "exactly the kept records of 100..200, none of 0..100 again"
+        );
         assert_eq!(w.sink.payloads().len() - before, want.len(), "each once");
 
         // Edited while the fleet runs: the workers roll, and the new program applies from the
@@ -159,15 +184,14 @@ async fn a_transform_that_does_not_compile_stops_the_fleet_and_a_fixed_one_appli
                 .metadata
                 .as_ref()
                 .and_then(|m| m.annotations.as_ref())
-                .and_then(|a| a.get("kinesis-operator.dev/config-hash").cloned())
+                .and_then(|a| a.get(CONFIG_HASH_ANNOTATION).cloned())
         };
         let old = hash(&sts.get(&format!("{NAME}-worker")).await?);
-        w.patch_spec(serde_json::json!({"transform": {"vrl": {"source": "if ends_with(string!(.), \"5\") { abort }"}}}))
-            .await?;
+        w.patch_spec(drop_ending_in('5')).await?;
         poll("the workers rolled to the new spec", LONG, || async {
             let o = sts.get(&format!("{NAME}-worker")).await.ok()?;
-            let rolled_to_new = hash(&o) != old
-                && o.status.as_ref()?.observed_generation == o.metadata.generation;
+            let rolled_to_new =
+                hash(&o) != old && o.status.as_ref()?.observed_generation == o.metadata.generation;
             let s = o.status?;
             (rolled_to_new
                 && s.update_revision.is_some()
@@ -181,15 +205,7 @@ async fn a_transform_that_does_not_compile_stops_the_fleet_and_a_fixed_one_appli
         w.wait_ready("Ready after the roll").await?;
         let mark = w.sink.payloads().len();
         produce(&w.kinesis, &w.stream, 200, 300).await?;
-        let want: BTreeSet<String> = (200..300)
-            .filter(|i| i % 10 != 5)
-            .map(|i| format!("k{}-{i}", i % kinesis_testkit::ledger::KEYS))
-            .collect();
-        let got = poll("the new program applied to 200..300", LONG, || async {
-            let got: BTreeSet<String> = w.sink.payloads()[mark..].iter().cloned().collect();
-            want.is_subset(&got).then_some(got)
-        })
-        .await?;
+        let (want, got) = kept_after(&w, mark, 200..300, '5').await?;
         assert_eq!(got, want, "the new program, and nothing of 0..200 again");
         Ok(())
     })

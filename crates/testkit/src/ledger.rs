@@ -17,7 +17,12 @@ use axum::{Router, body::Bytes, extract::State, http::StatusCode};
 /// Keys the producer spreads records over.
 pub const KEYS: usize = 32;
 
-/// Puts records `from..to`: payload `k{key}-{i}`, key `k{i % KEYS}`.
+/// The payload of record `i`: `k{key}-{i}`, its key `k{i % KEYS}` first.
+pub fn payload(i: usize) -> String {
+    format!("k{}-{i}", i % KEYS)
+}
+
+/// Puts records `from..to`: [`payload`]`(i)`, key `k{i % KEYS}`.
 pub async fn produce(
     kinesis: &aws_sdk_kinesis::Client,
     stream: &str,
@@ -31,7 +36,7 @@ pub async fn produce(
             req = req.records(
                 aws_sdk_kinesis::types::PutRecordsRequestEntry::builder()
                     .partition_key(&key)
-                    .data(Blob::new(format!("{key}-{i}")))
+                    .data(Blob::new(payload(*i)))
                     .build()?,
             );
         }
@@ -333,7 +338,7 @@ mod tests {
 
     #[test]
     fn figures_count_loss_duplicates_and_order_breaks() {
-        let p = |i: usize| format!("k{}-{i}", i % KEYS);
+        let p = payload;
         // 0 and KEYS share key k0: KEYS delivered before 0 is a break; 1 twice; 2 lost.
         let got = vec![p(KEYS), p(0), p(1), p(1), p(3)];
         let f = figures(&got, 4);
