@@ -148,6 +148,14 @@ pub fn parse(path: &Path, text: &str) -> Result<KinesisIngester, ConfigError> {
             message: e.to_string(),
         }]));
     }
+    if let Err(crate::route::RouteError::Vrl { field, source }) =
+        crate::route::Router::from_spec(&ingester.spec)
+    {
+        return Err(invalid(vec![FieldError {
+            field,
+            message: source.to_string(),
+        }]));
+    }
     Ok(ingester)
 }
 
@@ -251,12 +259,41 @@ mod tests {
         ] {
             assert!(err.contains(wanted), "{wanted:?} not in {err}");
         }
-        let text = format!("{BASE}  stream: {{name: s}}\n  sinks: {{stdout: {{}}}}\n");
+        let text = format!("{BASE}  stream: {{name: s}}\n  sinc: {{stdout: {{}}}}\n");
         let err = parse(Path::new("cfg.yaml"), &text).unwrap_err().to_string();
         assert!(
-            err.contains("spec.sinks: unknown field `sinks`, did you mean `sink`?"),
+            err.contains("spec.sinc: unknown field `sinc`, did you mean `sink`?"),
             "{err}"
         );
+        let sinks = |entries: &str| {
+            format!(
+                "apiVersion: kinesis-operator.dev/v1alpha1\nkind: KinesisIngester\nmetadata: {{name: t}}\nspec:\n  stream: {{name: s}}\n  sinks:\n{entries}"
+            )
+        };
+        let text = sinks("  - {name: a, stdout: {}, routes: {logGroups: [g]}}\n");
+        let err = parse(Path::new("cfg.yaml"), &text).unwrap_err().to_string();
+        assert!(
+            err.contains("spec.sinks[0].routes: unknown field `routes`, did you mean `route`?"),
+            "{err}"
+        );
+        let text = sinks("  - {name: a, stdout: {}, route: {vrl: '.x =='}}\n");
+        let err = parse(Path::new("cfg.yaml"), &text).unwrap_err().to_string();
+        assert!(
+            err.contains("spec.sinks[0].route.vrl:") && err.contains("error[E204]"),
+            "{err}"
+        );
+        let text = sinks(
+            "  - {name: a, stdout: {}}\n  - {name: a, default: true, route: {}, stdout: {}, deadLetterAfter: 1ms}\n",
+        );
+        let err = parse(Path::new("cfg.yaml"), &text).unwrap_err().to_string();
+        for wanted in [
+            "spec.sinks: names must be unique",
+            "spec.sinks[1].default: a default sink takes what no route matched",
+            "spec.sinks[1].route: set exactly one of logGroups, field or vrl",
+            "spec.sinks[1].deadLetterAfter: must be between 1s and 24h",
+        ] {
+            assert!(err.contains(wanted), "{wanted:?} not in {err}");
+        }
 
         let text = format!("{BASE}  stream: {{name: s}}\n  read: {{mode: Polling\n");
         let err = parse(Path::new("cfg.yaml"), &text).unwrap_err().to_string();

@@ -6,6 +6,7 @@ pub mod decode;
 pub mod fleet;
 pub mod metrics;
 pub mod record;
+pub mod route;
 pub mod run;
 pub mod sink;
 pub mod source;

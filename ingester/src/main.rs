@@ -150,7 +150,7 @@ async fn run(args: RunArgs) -> Result<RunOutcome, String> {
     }
     let file = args.file.unwrap_or_default();
     let ingester = config::load(&file).map_err(|e| e.to_string())?;
-    kinesis_ingester::sink::preflight(&ingester.spec.sink)
+    kinesis_ingester::sink::preflight(&ingester.spec)
         .await
         .map_err(|e| e.to_string())?;
     let api = Arc::new(client(&ingester.spec.stream).await?);

@@ -18,10 +18,7 @@ use kube::{
     Api,
     runtime::{WatchStreamExt, watcher},
 };
-use tokio::{
-    sync::{Notify, mpsc},
-    task::JoinHandle,
-};
+use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use tracing::{error, info, warn};
 
@@ -248,7 +245,7 @@ pub async fn run_fleet(
         default_start: start,
         tracker: tracker.clone(),
         metrics: pipeline.metrics.clone(),
-        sink_stats: pipeline.sink_stats.clone(),
+        sinks: pipeline.sinks.clone(),
         stuck_after: fleet_options.timings.delivery_stuck_after(),
         ready: pipeline.ready.clone(),
         sink_flush: pipeline.sink_flush.clone(),
@@ -286,6 +283,7 @@ pub async fn run_fleet(
                             &kinesis_protocol::report::SinkHealth {
                                 stuck_after: fleet_options.timings.delivery_stuck_after(),
                                 last_error: None,
+                                failing_sink: None,
                             },
                         )
                     },
@@ -330,12 +328,13 @@ struct Stopped<T> {
 /// What standalone and fleet mode share: metrics, the HTTP endpoints and the sink.
 struct Pipeline {
     metrics: Arc<Metrics>,
-    sink_stats: Arc<SinkStats>,
     ready: Arc<AtomicBool>,
     server_stop: CancellationToken,
     sink_task: JoinHandle<Result<(), SinkError>>,
     sink_cancel: CancellationToken,
-    sink_flush: Arc<Notify>,
+    sink_flush: sink::Flush,
+    /// Each sink's counters.
+    sinks: Arc<[sink::SinkHandle]>,
 }
 
 impl Pipeline {
@@ -353,7 +352,24 @@ impl Pipeline {
         let stream = ingester.stream_ref();
         let transform = Transform::from_spec(spec).map_err(|e| RunError::Config(e.to_string()))?;
         let sink_stats = Arc::new(SinkStats::default());
-        let metrics = Arc::new(Metrics::new(sink_stats.clone()));
+        let ack_tracker = tracker.clone();
+        let ack: crate::record::AckFn =
+            Arc::new(move |shard, position| ack_tracker.ack(shard, position));
+        let sink_cancel = CancellationToken::new();
+        let sinks = sink::spawn_sinks(
+            spec,
+            stream.name(),
+            ack,
+            &sink_stats,
+            sink::SinkSettings {
+                capacity: buffer_pages(options, &spec.read),
+                cancel: sink_cancel.clone(),
+                deliverable,
+            },
+        )?;
+        let metrics = Arc::new(
+            Metrics::new(sink_stats.clone()).with_sinks(sinks.sinks.clone(), sinks.routes.clone()),
+        );
         let ready = Arc::new(AtomicBool::new(false));
         let server_stop = CancellationToken::new();
         if let Some(addr) = options.metrics_addr {
@@ -367,26 +383,8 @@ impl Pipeline {
             info!(%bound, "serving /metrics, /healthz and /readyz");
         }
 
-        let (chunks_tx, chunks_rx) = mpsc::channel(buffer_pages(options, &spec.read));
-        let ack_tracker = tracker.clone();
-        let ack: crate::record::AckFn =
-            Arc::new(move |shard, position| ack_tracker.ack(shard, position));
-        let sink_cancel = CancellationToken::new();
-        let sink_flush = Arc::new(Notify::new());
-        let sink_task = sink::spawn_sink(
-            &spec.sink,
-            stream.name(),
-            chunks_rx,
-            ack,
-            sink_stats.clone(),
-            sink::SinkControl {
-                cancel: sink_cancel.clone(),
-                flush: sink_flush.clone(),
-                deliverable,
-            },
-        )?;
-        let dead_letters = Arc::new(tokio::sync::Mutex::new(sink::dead_letter_writer(
-            &spec.sink,
+        let dead_letters = Arc::new(tokio::sync::Mutex::new(sink::reader_dead_letter_writer(
+            spec,
             sink_stats.clone(),
         )));
         let parts = ReaderParts {
@@ -398,22 +396,27 @@ impl Pipeline {
                 max_records: spec.read.max_records_per_call,
             },
             kind,
-            tag: spec.sink.tag.as_deref().map(Arc::from),
+            // With several sinks, each puts its own tag into its records.
+            tag: spec
+                .sink
+                .as_ref()
+                .and_then(|s| s.tag.as_deref())
+                .map(Arc::from),
             decoder: Arc::new(Decoder::new(&spec.decode, DEFAULT_MAX_DECOMPRESSED_BYTES)),
             transform,
             dead_letters,
-            chunks: chunks_tx,
+            chunks: sinks.outlets,
             metrics: metrics.clone(),
             tracker: tracker.clone(),
         };
         let pipeline = Self {
             metrics,
-            sink_stats,
             ready,
             server_stop,
-            sink_task,
+            sink_task: sinks.task,
             sink_cancel,
-            sink_flush,
+            sink_flush: sinks.flush,
+            sinks: sinks.sinks.into(),
         };
         Ok((pipeline, parts))
     }

@@ -186,23 +186,7 @@ fn apply_vrl(
 ) -> Vec<Record> {
     let mut out = Vec::with_capacity(records.len());
     for record in records {
-        let sequence = record.position.sequence.as_str();
-        let context = Context {
-            stream: &record.shard.stream,
-            shard_id: &record.shard.shard_id,
-            partition_key: &record.partition_key,
-            sequence_number: sequence,
-            sub_sequence_number: record.position.sub_sequence,
-            approximate_arrival_ms: record.approximate_arrival_ms,
-            tag: record.shard.tag.as_deref(),
-            cloudwatch: record.cloudwatch.as_deref().map(|cw| CloudWatchContext {
-                owner: &cw.envelope.owner,
-                log_group: &cw.envelope.log_group,
-                log_stream: &cw.envelope.log_stream,
-                id: &cw.id,
-                timestamp_ms: cw.timestamp_ms,
-            }),
-        };
+        let context = context_of(&record);
         let verdict = match program.run(&record.data, &context, max_output) {
             Outcome::Keep(data) => Verdict::Keep(data),
             Outcome::Dropped => Verdict::Dropped,
@@ -215,6 +199,26 @@ fn apply_vrl(
         settle(record, verdict, &mut out, dead, stats);
     }
     out
+}
+
+/// What a VRL program sees of `record` besides its payload.
+pub(crate) fn context_of(record: &Record) -> Context<'_> {
+    Context {
+        stream: &record.shard.stream,
+        shard_id: &record.shard.shard_id,
+        partition_key: &record.partition_key,
+        sequence_number: record.position.sequence.as_str(),
+        sub_sequence_number: record.position.sub_sequence,
+        approximate_arrival_ms: record.approximate_arrival_ms,
+        tag: record.shard.tag.as_deref(),
+        cloudwatch: record.cloudwatch.as_deref().map(|cw| CloudWatchContext {
+            owner: &cw.envelope.owner,
+            log_group: &cw.envelope.log_group,
+            log_stream: &cw.envelope.log_stream,
+            id: &cw.id,
+            timestamp_ms: cw.timestamp_ms,
+        }),
+    }
 }
 
 /// The dead letter of a record the transform failed on: its decoded payload (what the

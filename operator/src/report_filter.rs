@@ -159,6 +159,7 @@ mod tests {
                         stalled_seconds: 31,
                         threshold_seconds: 30,
                         sink_error: None,
+                        sink: None,
                     });
                 }),
             ),

@@ -196,6 +196,68 @@ fn cases() -> Vec<Case> {
                 s["transform"] = json!({ "vrl": { "source": "." }, "http": { "url": "http://t/" } })
             },
         ),
+        // sinks
+        case("sink-and-sinks", "exactly one of sink or sinks", |s| {
+            s["sinks"] = json!([{ "name": "a", "stdout": {} }])
+        }),
+        case("sinks-empty", "spec.sinks", |s| {
+            s.as_object_mut().map(|o| o.remove("sink"));
+            s["sinks"] = json!([]);
+        }),
+        case("sinks-duplicate-names", "spec.sinks", |s| {
+            s.as_object_mut().map(|o| o.remove("sink"));
+            s["sinks"] = json!([{ "name": "a", "stdout": {} }, { "name": "a", "stdout": {} }]);
+        }),
+        case("sinks-two-defaults", "spec.sinks", |s| {
+            s.as_object_mut().map(|o| o.remove("sink"));
+            s["sinks"] = json!([
+                { "name": "a", "default": true, "stdout": {} },
+                { "name": "b", "default": true, "stdout": {} },
+            ]);
+        }),
+        case("sinks-default-with-route", "spec.sinks[0]", |s| {
+            s.as_object_mut().map(|o| o.remove("sink"));
+            s["sinks"] = json!([{ "name": "a", "default": true, "route": { "logGroups": ["g"] }, "stdout": {} }]);
+        }),
+        case("sinks-route-two-kinds", "spec.sinks[0].route", |s| {
+            s.as_object_mut().map(|o| o.remove("sink"));
+            s["sinks"] = json!([{ "name": "a", "route": { "logGroups": ["g"], "vrl": "true" }, "stdout": {} }]);
+        }),
+        case("sinks-bad-name", "spec.sinks[0].name", |s| {
+            s.as_object_mut().map(|o| o.remove("sink"));
+            s["sinks"] = json!([{ "name": "Archive", "stdout": {} }]);
+        }),
+        case("sinks-too-many", "spec.sinks", |s| {
+            s.as_object_mut().map(|o| o.remove("sink"));
+            s["sinks"] = (0..9)
+                .map(|i| json!({ "name": format!("s{i}"), "stdout": {} }))
+                .collect();
+        }),
+        case("sinks-without-a-kind", "spec.sinks[0]", |s| {
+            s.as_object_mut().map(|o| o.remove("sink"));
+            s["sinks"] = json!([{ "name": "a" }]);
+        }),
+        case(
+            "sinks-dead-letter-after-short",
+            "spec.sinks[0].deadLetterAfter",
+            |s| {
+                s.as_object_mut().map(|o| o.remove("sink"));
+                s["sinks"] = json!([{ "name": "a", "stdout": {}, "deadLetterAfter": "500ms" }]);
+            },
+        ),
+        case(
+            "sinks-field-route-without-values",
+            "spec.sinks[0].route.field.values",
+            |s| {
+                s.as_object_mut().map(|o| o.remove("sink"));
+                s["sinks"] = json!([{ "name": "a", "stdout": {}, "route": { "field": { "path": "level", "values": [] } } }]);
+            },
+        ),
+        fleet_case("sinks-file-outside-scratch", "spec.sinks", |s| {
+            s.as_object_mut().map(|o| o.remove("sink"));
+            s["sinks"] = json!([{ "name": "a", "file": { "path": "/tmp/out.ndjson" } }]);
+            s["workers"]["scratch"] = scratch();
+        }),
         case("transform-http-bad-url", "spec.transform.http.url", |s| {
             s["transform"] = json!({ "http": { "url": "ftp://t/" } })
         }),
@@ -464,7 +526,10 @@ async fn example_is_admitted_and_invalid_specs_are_rejected_naming_the_field() -
         created.spec.read.max_records_per_call, 10_000,
         "defaults are applied"
     );
-    assert_eq!(created.spec.sink.batch.max_records, 500);
+    assert_eq!(
+        created.spec.sink.as_ref().expect("sink").batch.max_records,
+        500
+    );
 
     // Every bound is inclusive, and files below the scratch volume are fine for a fleet.
     let edge = with_spec(&base, "edges", |s| {

@@ -12,7 +12,8 @@ use kube::{
 };
 
 /// The examples the README and the chart's NOTES point to; each must exist.
-const REQUIRED: [&str; 10] = [
+const REQUIRED: [&str; 11] = [
+    "routing.yaml",
     "autoscaling.yaml",
     "transform-vrl.yaml",
     "transform-firehose.yaml",

@@ -117,6 +117,8 @@ pub struct SinkHealth {
     pub stuck_after: Duration,
     /// Category of the last failed send since the last delivery.
     pub last_error: Option<&'static str>,
+    /// With several sinks: the name of the one that last failed.
+    pub failing_sink: Option<String>,
 }
 
 /// Whether records stalled for `stalled_for` make delivery stuck, and the report if so.
@@ -127,6 +129,7 @@ pub fn delivery_stuck(stalled_for: Option<Duration>, sink: &SinkHealth) -> Optio
         stalled_seconds: secs(stalled),
         threshold_seconds: secs(sink.stuck_after),
         sink_error: sink.last_error.map(str::to_owned),
+        sink: sink.failing_sink.clone(),
     })
 }
 
@@ -273,6 +276,7 @@ mod tests {
         let sink = SinkHealth {
             stuck_after: Duration::from_secs(30),
             last_error: Some("connect"),
+            failing_sink: None,
         };
         let delivered: jiff::Timestamp = "2026-03-02T10:13:59.6Z".parse().expect("time");
         let status = build_status(
@@ -320,6 +324,7 @@ mod tests {
                 stalled_seconds: 31,
                 threshold_seconds: 30,
                 sink_error: Some("connect".into()),
+                sink: None,
             })
         );
     }
@@ -329,6 +334,7 @@ mod tests {
         let sink = SinkHealth {
             stuck_after: Duration::from_secs(30),
             last_error: None,
+            failing_sink: None,
         };
         assert_eq!(delivery_stuck(None, &sink), None, "nothing waits");
         assert_eq!(delivery_stuck(Some(Duration::from_secs(30)), &sink), None);

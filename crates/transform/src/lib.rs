@@ -190,7 +190,35 @@ impl VrlProgram {
         .unwrap_or_else(|panic| Outcome::Failed(Failure::Panicked(panic_text(&*panic))))
     }
 
-    fn run_unguarded(&self, payload: &[u8], context: &Context<'_>, max_output: usize) -> Outcome {
+    /// Runs the program as a condition on one record: `Ok(true)` when it ends in `true`,
+    /// `Ok(false)` when it ends in `false` or aborts. An error, a result that is not a boolean or
+    /// too many steps is a [`Failure`]; a panic inside VRL too.
+    pub fn matches(&self, payload: &[u8], context: &Context<'_>) -> Result<bool, Failure> {
+        std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            let (result, _) = self.resolve(payload, context);
+            match result {
+                Ok(Value::Boolean(b)) => Ok(b),
+                Ok(other) => Err(Failure::Error(format!(
+                    "a route condition must end in true or false, not {}",
+                    other.kind_str()
+                ))),
+                Err(Terminate::Abort(ExpressionError::Abort { .. })) => Ok(false),
+                Err(Terminate::Interrupted) => Err(Failure::TooCostly),
+                Err(Terminate::Abort(e) | Terminate::Error(e)) => {
+                    Err(Failure::Error(e.to_string()))
+                }
+            }
+        }))
+        .unwrap_or_else(|panic| Err(Failure::Panicked(panic_text(&*panic))))
+    }
+
+    /// Evaluates the program on `payload` within [`MAX_STEPS`]: its result and the target as
+    /// the program left it.
+    fn resolve(
+        &self,
+        payload: &[u8],
+        context: &Context<'_>,
+    ) -> (Result<Value, Terminate>, TargetValue) {
         // Straight into VRL's value (no intermediate JSON tree).
         let value = serde_json::from_slice::<Value>(payload)
             .unwrap_or_else(|_| Value::Bytes(Bytes::copy_from_slice(payload)));
@@ -215,6 +243,11 @@ impl VrlProgram {
             &TimeZone::default(),
             &mut budget,
         );
+        (result, target)
+    }
+
+    fn run_unguarded(&self, payload: &[u8], context: &Context<'_>, max_output: usize) -> Outcome {
+        let (result, target) = self.resolve(payload, context);
         match result {
             Ok(_) => {}
             Err(Terminate::Abort(ExpressionError::Abort { .. })) => return Outcome::Dropped,

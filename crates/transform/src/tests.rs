@@ -143,3 +143,25 @@ fn costly_records_and_large_outputs_are_bounded() {
         })
     );
 }
+
+#[test]
+fn a_condition_is_its_boolean_result_and_anything_else_is_a_failure() {
+    let p = |s: &str| VrlProgram::compile(s).expect("compiles");
+    let level = p(r#".level == "error""#);
+    assert_eq!(level.matches(br#"{"level":"error"}"#, &ctx()), Ok(true));
+    assert_eq!(level.matches(br#"{"level":"info"}"#, &ctx()), Ok(false));
+    assert_eq!(level.matches(b"not json", &ctx()), Ok(false));
+    assert_eq!(p(r#"%tag == "prod""#).matches(b"{}", &ctx()), Ok(true));
+    assert_eq!(p("abort").matches(b"{}", &ctx()), Ok(false));
+    let not_bool = p(".level").matches(br#"{"level":"x"}"#, &ctx());
+    assert!(
+        matches!(&not_bool, Err(Failure::Error(m)) if m.contains("true or false")),
+        "{not_bool:?}"
+    );
+    let failing = p(r#"upcase!(.n) == "X""#).matches(br#"{"n":1}"#, &ctx());
+    assert!(matches!(failing, Err(Failure::Error(_))), "{failing:?}");
+    let payload = format!("[{}0]", "0,".repeat(2_000_000));
+    let costly =
+        p("length(map_values(array!(.)) -> |v| { v }) > 0").matches(payload.as_bytes(), &ctx());
+    assert_eq!(costly, Err(Failure::TooCostly));
+}

@@ -78,6 +78,14 @@ pub const TRANSFORM_RETRY_DURATION: DurationBounds = DurationBounds {
     why: "a shard reads nothing else while its batch is retried, and Kinesis keeps records 24h by default",
 };
 
+/// `sink.deadLetterAfter`: 1s to 24h.
+pub const DEAD_LETTER_AFTER: DurationBounds = DurationBounds {
+    field: "sink.deadLetterAfter",
+    min: StdDuration::from_secs(1),
+    max: StdDuration::from_secs(24 * 3600),
+    why: "a shorter wait dead-letters records on a blip, and Kinesis keeps records 24h by default",
+};
+
 /// `workers.autoscaling.targetLag`: 1s to 24h.
 pub const TARGET_LAG: DurationBounds = DurationBounds {
     field: "workers.autoscaling.targetLag",
@@ -105,13 +113,14 @@ const fn stabilization(field: &'static str) -> DurationBounds {
 }
 
 /// Every bounded duration of the spec.
-pub const DURATIONS: [DurationBounds; 9] = [
+pub const DURATIONS: [DurationBounds; 10] = [
     POLL_INTERVAL,
     SHARD_SYNC_INTERVAL,
     BATCH_MAX_AGE,
     HTTP_TIMEOUT,
     TRANSFORM_TIMEOUT,
     TRANSFORM_RETRY_DURATION,
+    DEAD_LETTER_AFTER,
     TARGET_LAG,
     SCALE_UP_STABILIZATION,
     SCALE_DOWN_STABILIZATION,
@@ -246,6 +255,7 @@ mod tests {
                 ("1s", "5m"),
                 ("1s", "15m"),
                 ("0ms", "24h"),
+                ("1s", "24h"),
                 ("1s", "24h"),
                 ("0ms", "1h"),
                 ("0ms", "1h"),

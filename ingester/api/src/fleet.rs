@@ -354,6 +354,11 @@ pub struct DeliveryStuck {
     /// since the last delivery.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sink_error: Option<String>,
+
+    /// The sink that failed (its name in `spec.sinks`, or `sink`), when one failed since the
+    /// last delivery and the ingester has several.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sink: Option<String>,
 }
 
 impl WorkerShard {

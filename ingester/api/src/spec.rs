@@ -101,6 +101,8 @@ use crate::{
 #[serde(rename_all = "camelCase")]
 #[x_kube(validation = fleet_path_rule("sink.file", "sink.file.path"))]
 #[x_kube(validation = fleet_path_rule("sink.deadLetterPath", "sink.deadLetterPath"))]
+#[x_kube(validation = fleet_sinks_path_rule())]
+#[x_kube(validation = Rule::new("has(self.sink) != has(self.sinks)").message("set exactly one of sink or sinks").reason(Reason::FieldValueRequired))]
 pub struct KinesisIngesterSpec {
     /// The Kinesis data stream to read.
     pub stream: StreamSpec,
@@ -117,8 +119,19 @@ pub struct KinesisIngesterSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub transform: Option<TransformSpec>,
 
-    /// Where decoded records are delivered, and how they are batched.
-    pub sink: SinkSpec,
+    /// Where decoded records are delivered, and how they are batched: the one-sink shorthand
+    /// of `sinks`. Set exactly one of `sink` or `sinks`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sink: Option<SinkSpec>,
+
+    /// Several named sinks, each with an optional route; a record goes to every sink whose
+    /// route it matches, and a shard's checkpoint moves only once each of them acknowledged it.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(min = 1, max = 8))]
+    #[x_kube(validation = Rule::new("self.all(s, self.exists_one(t, t.name == s.name))").message("sinks: names must be unique").reason(Reason::FieldValueDuplicate))]
+    #[x_kube(validation = Rule::new("self.filter(s, has(s.default) && s.default).size() <= 1").message("sinks: at most one sink is the default").reason(Reason::FieldValueInvalid))]
+    #[x_kube(validation = Rule::new("self.filter(s, has(s.http) && has(s.http.headersFrom)).size() <= 1").message("sinks: at most one sink may set http.headersFrom (its Secret is mounted once per pod)").reason(Reason::FieldValueInvalid))]
+    pub sinks: Vec<crate::route::NamedSink>,
 
     /// The worker pods that read the shards (ignored by the standalone ingester).
     #[serde(default)]
@@ -411,6 +424,14 @@ pub struct SinkSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(min = 1, max = 4096))]
     pub dead_letter_path: Option<String>,
+
+    /// Give up on a batch this sink has failed to deliver for this long: its records go to
+    /// `deadLetterPath` (or, without one, are logged and counted) and the shards move on.
+    /// Unset (the default), a batch is retried until it is delivered, and the shards wait.
+    /// 1s to 24h.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[x_kube(validation = bounds::DEAD_LETTER_AFTER.rule())]
+    pub dead_letter_after: Option<Duration>,
 }
 
 /// The stdout sink has no settings.
@@ -590,9 +611,32 @@ pub const FLEET_PATH_REQUIREMENT: &str = "must be a file below /var/lib/kinesis-
 /// The admission rule for a file the fleet writes: when `present` (a field path below `spec`)
 /// is set, `path` must be below the scratch mount and `workers.scratch` must be set. The
 /// standalone ingester does not apply it (see `validate_fleet`).
+/// `sinks[].file.path` and `sinks[].deadLetterPath` of a fleet are below the scratch volume.
+fn fleet_sinks_path_rule() -> kube::core::Rule {
+    let below = |path: &str| {
+        format!(
+            "(has(self.workers) && has(self.workers.scratch) \
+             && {path}.matches('^{SCRATCH_MOUNT_PATH}(/[^/]+)+$') \
+             && !{path}.matches('/[.][.]?(/|$)'))"
+        )
+    };
+    let rule = format!(
+        "!has(self.sinks) || self.sinks.all(s, (!has(s.file) || {}) && (!has(s.deadLetterPath) || {}))",
+        below("s.file.path"),
+        below("s.deadLetterPath")
+    );
+    kube::core::Rule::new(rule)
+        .message(
+            format!("sinks[].file.path and sinks[].deadLetterPath {FLEET_PATH_REQUIREMENT}")
+                .as_str(),
+        )
+        .field_path(".sinks")
+        .reason(kube::core::Reason::FieldValueInvalid)
+}
+
 fn fleet_path_rule(present: &str, path: &str) -> kube::core::Rule {
     let rule = format!(
-        "!has(self.{present}) || (has(self.workers) && has(self.workers.scratch) \
+        "!has(self.sink) || !has(self.{present}) || (has(self.workers) && has(self.workers.scratch) \
          && self.{path}.matches('^{SCRATCH_MOUNT_PATH}(/[^/]+)+$') \
          && !self.{path}.matches('/[.][.]?(/|$)'))"
     );

@@ -58,8 +58,13 @@ impl Errors {
     }
 
     fn duration(&mut self, bounds: DurationBounds, value: &crate::Duration) {
+        self.duration_at(&format!("spec.{}", bounds.field), bounds, value);
+    }
+
+    /// [`Self::duration`] for a field at another path than `bounds` names (a sink of a list).
+    fn duration_at(&mut self, field: &str, bounds: DurationBounds, value: &crate::Duration) {
         if !bounds.contains(value) {
-            self.fail(&format!("spec.{}", bounds.field), bounds.requirement());
+            self.fail(field, bounds.requirement());
         }
     }
 
@@ -110,7 +115,6 @@ impl KinesisIngesterSpec {
         }
         errors.duration(bounds::POLL_INTERVAL, &self.read.poll_interval);
         errors.duration(bounds::SHARD_SYNC_INTERVAL, &self.read.shard_sync_interval);
-        errors.duration(bounds::BATCH_MAX_AGE, &self.sink.batch.max_age);
         errors.timestamp_with_kind(
             "spec.read.startingPosition.timestamp",
             "type",
@@ -145,50 +149,59 @@ impl KinesisIngesterSpec {
                 errors.fail("spec.reset.shards", "a shard id has at most 128 characters");
             }
         }
-        let sink = &self.sink;
-        let sinks = [
-            sink.stdout.is_some(),
-            sink.file.is_some(),
-            sink.http.is_some(),
-            sink.s3.is_some(),
-        ];
-        if sinks.iter().filter(|s| **s).count() != 1 {
-            errors.fail("spec.sink", "set exactly one of stdout, file, http or s3");
+        self.check_sinks(errors);
+        self.check_workers(errors);
+    }
+
+    /// `sink` or `sinks`, and each sink's own rules.
+    fn check_sinks(&self, errors: &mut Errors) {
+        if self.sink.is_some() != self.sinks.is_empty() {
+            errors.fail("spec", "set exactly one of sink or sinks");
         }
-        if let Some(s3) = &sink.s3
-            && s3.partition_by.is_some() != s3.prefix.contains("{partition}")
-        {
+        let mut names = std::collections::BTreeSet::new();
+        for named in &self.sinks {
+            if !names.insert(named.name.as_str()) {
+                errors.fail("spec.sinks", "names must be unique");
+            }
+        }
+        if self.sinks.iter().filter(|s| s.default).count() > 1 {
+            errors.fail("spec.sinks", "at most one sink is the default");
+        }
+        let with_headers = self.sinks.iter().filter(|s| {
+            s.sink
+                .http
+                .as_ref()
+                .is_some_and(|h| h.headers_from.is_some())
+        });
+        if with_headers.count() > 1 {
             errors.fail(
-                "spec.sink.s3.prefix",
-                "must contain {partition} when sink.s3.partitionBy is set, and only then",
+                "spec.sinks",
+                "at most one sink may set http.headersFrom (its Secret is mounted once per pod)",
             );
         }
-        if let Some(http) = &sink.http {
-            if http.format == HttpFormat::ElasticsearchBulk && http.index.is_none() {
-                errors.fail(
-                    "spec.sink.http.index",
-                    "is required when format is ElasticsearchBulk",
-                );
+        for output in self.outputs() {
+            let at = output.field();
+            if let Some(route) = output.route {
+                if output.default {
+                    errors.fail(
+                        &format!("{at}.default"),
+                        "a default sink takes what no route matched, so it has no route of its own",
+                    );
+                }
+                let kinds = [
+                    !route.log_groups.is_empty(),
+                    route.field.is_some(),
+                    route.vrl.is_some(),
+                ];
+                if kinds.iter().filter(|k| **k).count() != 1 {
+                    errors.fail(
+                        &format!("{at}.route"),
+                        "set exactly one of logGroups, field or vrl",
+                    );
+                }
             }
-            if http.format != HttpFormat::ElasticsearchBulk && http.document_id.is_some() {
-                errors.fail(
-                    "spec.sink.http.documentId",
-                    crate::spec::DOCUMENT_ID_REQUIREMENT,
-                );
-            }
-            errors.duration(bounds::HTTP_TIMEOUT, &http.timeout);
-            if http
-                .headers
-                .keys()
-                .any(|h| crate::CREDENTIAL_HEADERS.contains(&h.to_ascii_lowercase().as_str()))
-            {
-                errors.fail(
-                    "spec.sink.http.headers",
-                    "Authorization is a credential, and inline headers are stored in plain text; put it in a Secret and name it in sink.http.headersFrom",
-                );
-            }
+            check_sink(&at, output.sink, errors);
         }
-        self.check_workers(errors);
     }
 
     fn check_workers(&self, errors: &mut Errors) {
@@ -273,6 +286,68 @@ fn label_key_ok(key: &str) -> bool {
     key.len() <= MAX_LABEL_KEY_LEN && matches(LABEL_KEY_PATTERN, key)
 }
 
+/// The rules of one sink at `at` (`spec.sink` or `spec.sinks[i]`).
+fn check_sink(at: &str, sink: &crate::SinkSpec, errors: &mut Errors) {
+    errors.duration_at(
+        &format!("{at}.batch.maxAge"),
+        bounds::BATCH_MAX_AGE,
+        &sink.batch.max_age,
+    );
+    if let Some(after) = &sink.dead_letter_after {
+        errors.duration_at(
+            &format!("{at}.deadLetterAfter"),
+            bounds::DEAD_LETTER_AFTER,
+            after,
+        );
+    }
+    let kinds = [
+        sink.stdout.is_some(),
+        sink.file.is_some(),
+        sink.http.is_some(),
+        sink.s3.is_some(),
+    ];
+    if kinds.iter().filter(|s| **s).count() != 1 {
+        errors.fail(at, "set exactly one of stdout, file, http or s3");
+    }
+    if let Some(s3) = &sink.s3
+        && s3.partition_by.is_some() != s3.prefix.contains("{partition}")
+    {
+        errors.fail(
+            &format!("{at}.s3.prefix"),
+            "must contain {partition} when sink.s3.partitionBy is set, and only then",
+        );
+    }
+    if let Some(http) = &sink.http {
+        if http.format == HttpFormat::ElasticsearchBulk && http.index.is_none() {
+            errors.fail(
+                &format!("{at}.http.index"),
+                "is required when format is ElasticsearchBulk",
+            );
+        }
+        if http.format != HttpFormat::ElasticsearchBulk && http.document_id.is_some() {
+            errors.fail(
+                &format!("{at}.http.documentId"),
+                crate::spec::DOCUMENT_ID_REQUIREMENT,
+            );
+        }
+        errors.duration_at(
+            &format!("{at}.http.timeout"),
+            bounds::HTTP_TIMEOUT,
+            &http.timeout,
+        );
+        if http
+            .headers
+            .keys()
+            .any(|h| crate::CREDENTIAL_HEADERS.contains(&h.to_ascii_lowercase().as_str()))
+        {
+            errors.fail(
+                &format!("{at}.http.headers"),
+                "Authorization is a credential, and inline headers are stored in plain text; put it in a Secret and name it in sink.http.headersFrom",
+            );
+        }
+    }
+}
+
 impl KinesisIngester {
     /// [`KinesisIngesterSpec::validate`] plus the rules of a fleet: `sink.file.path` and
     /// `sink.deadLetterPath` below the scratch volume (worker pods have a read-only root
@@ -281,15 +356,18 @@ impl KinesisIngester {
         let mut errors = Errors(self.spec.validate().err().map(|e| e.0).unwrap_or_default());
         let spec = &self.spec;
         let writable = |path: &str| spec.workers.scratch.is_some() && is_scratch_path(path);
-        if let Some(file) = &spec.sink.file
-            && !writable(&file.path)
-        {
-            errors.fail("spec.sink.file.path", FLEET_PATH_REQUIREMENT);
-        }
-        if let Some(path) = &spec.sink.dead_letter_path
-            && !writable(path)
-        {
-            errors.fail("spec.sink.deadLetterPath", FLEET_PATH_REQUIREMENT);
+        for output in spec.outputs() {
+            let at = output.field();
+            if let Some(file) = &output.sink.file
+                && !writable(&file.path)
+            {
+                errors.fail(&format!("{at}.file.path"), FLEET_PATH_REQUIREMENT);
+            }
+            if let Some(path) = &output.sink.dead_letter_path
+                && !writable(path)
+            {
+                errors.fail(&format!("{at}.deadLetterPath"), FLEET_PATH_REQUIREMENT);
+            }
         }
         let name = self.metadata.name.as_deref().unwrap_or_default();
         if name.chars().count() > MAX_NAME_LEN {

@@ -191,12 +191,13 @@ pub fn relocate(mut ingester: KinesisIngester, scratch_dir: &Path) -> KinesisIng
             *path = scratch_dir.join(rest).to_string_lossy().into_owned();
         }
     };
-    let sink = &mut ingester.spec.sink;
-    if let Some(file) = sink.file.as_mut() {
-        moved(&mut file.path);
-    }
-    if let Some(path) = sink.dead_letter_path.as_mut() {
-        moved(path);
+    for sink in ingester.spec.sink_specs_mut() {
+        if let Some(file) = sink.file.as_mut() {
+            moved(&mut file.path);
+        }
+        if let Some(path) = sink.dead_letter_path.as_mut() {
+            moved(path);
+        }
     }
     ingester
 }
@@ -223,7 +224,7 @@ mod tests {
         let in_pod = relocate(ki.clone(), Path::new(SCRATCH_MOUNT_PATH));
         assert_eq!(in_pod, ki, "unchanged in a pod");
         let local = relocate(ki, Path::new("/tmp/w0"));
-        let sink = local.spec.sink;
+        let sink = local.spec.sink.expect("the shorthand");
         assert_eq!(sink.file.unwrap().path, "/tmp/w0/out/o.ndjson");
         assert_eq!(
             sink.dead_letter_path.as_deref(),

@@ -37,7 +37,7 @@ use kinesis_protocol::{
 use crate::{
     checkpoint::Tracker,
     metrics::Metrics,
-    sink::{Deliverable, SinkStats},
+    sink::{Deliverable, Flush, SinkHandle, last_failure},
     source::{
         coordinator::{ReaderKind, ReaderParts},
         efo::EfoSettings,
@@ -65,15 +65,15 @@ pub struct Worker {
     pub tracker: Arc<Tracker>,
     /// Metrics.
     pub metrics: Arc<Metrics>,
-    /// The sink's counters: its last error.
-    pub sink_stats: Arc<SinkStats>,
+    /// Each sink's counters: their last errors.
+    pub sinks: Arc<[SinkHandle]>,
     /// Records waiting for the sink with nothing acknowledged for longer than this make
     /// delivery stuck: reported per shard, and `/readyz` false.
     pub stuck_after: Duration,
     /// `/readyz`.
     pub ready: Arc<AtomicBool>,
     /// Asks the sink to deliver what it holds without waiting for `batch.maxAge`.
-    pub sink_flush: Arc<Notify>,
+    pub sink_flush: Flush,
     /// Cancels the sink (when another process took the worker over).
     pub sink_cancel: CancellationToken,
     /// The shards the sink may deliver: kept equal to the held shards this worker may still
@@ -192,7 +192,7 @@ fn live_shard(tracker: &Tracker, metrics: &Metrics, id: &str, now: Instant) -> L
 struct Sources {
     tracker: Arc<Tracker>,
     metrics: Arc<Metrics>,
-    sink_stats: Arc<SinkStats>,
+    sinks: Arc<[SinkHandle]>,
     stuck_after: Duration,
 }
 
@@ -210,7 +210,7 @@ async fn write_loop(
     let Sources {
         tracker,
         metrics,
-        sink_stats,
+        sinks,
         stuck_after,
     } = sources;
     let mut tick = tokio::time::interval(interval);
@@ -234,9 +234,13 @@ async fn write_loop(
                         &shared.entries(),
                         spec,
                         |id| live_shard(&tracker, &metrics, id, now),
-                        &SinkHealth {
-                            stuck_after,
-                            last_error: sink_stats.last_error(),
+                        &{
+                            let (last_error, failing_sink) = last_failure(&sinks);
+                            SinkHealth {
+                                stuck_after,
+                                last_error,
+                                failing_sink,
+                            }
                         },
                     )
                 },
@@ -313,7 +317,7 @@ impl Worker {
             Sources {
                 tracker: self.tracker.clone(),
                 metrics: self.metrics.clone(),
-                sink_stats: self.sink_stats.clone(),
+                sinks: self.sinks.clone(),
                 stuck_after: self.stuck_after,
             },
             self.report_interval,
@@ -696,7 +700,7 @@ impl State {
             h.phase.cancel();
         }
         if effects.flush_sink {
-            self.w.sink_flush.notify_one();
+            self.w.sink_flush.notify();
         }
     }
 
@@ -718,7 +722,7 @@ impl State {
                     warn!(shard = %id, "the reader stopped on its own (the sink is gone)");
                 }
                 if effects.flush_sink {
-                    self.w.sink_flush.notify_one();
+                    self.w.sink_flush.notify();
                 }
             }
         }
@@ -744,7 +748,7 @@ impl State {
             let handed = match drain(&h.phase, drained, finished, now) {
                 Drain::Idle => continue,
                 Drain::Wait => {
-                    self.w.sink_flush.notify_one();
+                    self.w.sink_flush.notify();
                     continue;
                 }
                 Drain::HandBack { handed, in_time } => {

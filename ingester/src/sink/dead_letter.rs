@@ -94,6 +94,45 @@ impl DeadLetterWriter {
         self.append().await
     }
 
+    /// Logs, counts and appends an item the sink `sink` gave up delivering after
+    /// `deadLetterAfter` (see [`super::SinkPipeline::with_give_up`]): the error and the item as
+    /// it was sent, each of its lines as JSON.
+    pub async fn write_undelivered(
+        &mut self,
+        sink: &str,
+        item: &[u8],
+        error: &SinkError,
+        failing: std::time::Duration,
+    ) -> Result<(), SinkError> {
+        self.stats.dead_lettered();
+        let lines: Vec<serde_json::Value> = item
+            .split(|&b| b == b'\n')
+            .filter(|l| !l.is_empty())
+            .map(|l| {
+                serde_json::from_slice(l)
+                    .unwrap_or_else(|_| String::from_utf8_lossy(l).into_owned().into())
+            })
+            .collect();
+        let reason = format!(
+            "sink {sink:?} gave up after {}s of failed deliveries: {error}",
+            failing.as_secs()
+        );
+        tracing::warn!(sink, %error, "undelivered item dead-lettered (deadLetterAfter)");
+        if self.path.is_none() {
+            return Ok(());
+        }
+        let line = serde_json::json!({
+            "reason": reason,
+            "category": "sink_gave_up",
+            "sink": sink,
+            "errorCategory": error.category(),
+            "item": lines,
+        });
+        self.buf.clear();
+        serde_json::to_writer(&mut self.buf, &line)?;
+        self.append().await
+    }
+
     /// Appends `buf` and a newline to the file, flushed.
     async fn append(&mut self) -> Result<(), SinkError> {
         let Some(path) = &self.path else {

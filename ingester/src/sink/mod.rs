@@ -11,7 +11,9 @@ mod deliverable;
 mod error;
 mod file;
 mod http;
+mod join;
 pub mod ndjson;
+mod outlets;
 mod pipeline;
 pub mod retry_after;
 mod s3;
@@ -28,7 +30,7 @@ use std::{
 };
 
 use futures::future::BoxFuture;
-use kinesis_ingester_api::SinkSpec;
+use kinesis_ingester_api::{KinesisIngesterSpec, SinkSpec};
 use tokio::{
     sync::{Notify, mpsc::Receiver},
     task::JoinHandle,
@@ -44,7 +46,11 @@ pub use self::{
     error::SinkError,
     file::FileDestination,
     http::HttpDestination,
+    join::AckJoin,
     ndjson::Encoding,
+    outlets::{
+        Flush, Outlets, SinkClosed, SinkHandle, SinkSettings, Sinks, last_failure, spawn_sinks,
+    },
     pipeline::SinkPipeline,
     s3::{MIN_PART_SIZE, MULTIPART_THRESHOLD, PART_SIZE, PartitionKey, Partitioner, S3Destination},
     stats::SinkStats,
@@ -88,20 +94,24 @@ pub fn destination(spec: &SinkSpec) -> Result<(Box<dyn Destination>, Encoding), 
 /// can be opened for appending (created when missing). A path that cannot is a configuration
 /// error naming the field, reported before anything is read. Fleet workers skip this: their
 /// volumes may appear later, and their sink errors show in the ingester's conditions.
-pub async fn preflight(spec: &SinkSpec) -> Result<(), SinkError> {
-    let files = [
-        (
-            "spec.sink.file.path",
-            spec.file.as_ref().map(|f| f.path.as_str()),
-        ),
-        ("spec.sink.deadLetterPath", spec.dead_letter_path.as_deref()),
-    ];
-    for (field, path) in files {
-        let Some(path) = path else { continue };
-        if let Err(e) = file::open_append(Path::new(path)).await {
-            return Err(SinkError::Config(format!(
-                "{field}: cannot open {path:?} for appending: {e}; create its directory or point {field} at a writable file"
-            )));
+pub async fn preflight(spec: &KinesisIngesterSpec) -> Result<(), SinkError> {
+    for output in spec.outputs() {
+        let at = output.field();
+        let files = [
+            (
+                "file.path",
+                output.sink.file.as_ref().map(|f| f.path.as_str()),
+            ),
+            ("deadLetterPath", output.sink.dead_letter_path.as_deref()),
+        ];
+        for (field, path) in files {
+            let Some(path) = path else { continue };
+            if let Err(e) = file::open_append(Path::new(path)).await {
+                let field = format!("{at}.{field}");
+                return Err(SinkError::Config(format!(
+                    "{field}: cannot open {path:?} for appending: {e}; create its directory or point {field} at a writable file"
+                )));
+            }
         }
     }
     Ok(())
@@ -148,6 +158,19 @@ pub fn spawn_sink(
     .with_partitioner(spec.s3.as_ref().map(Partitioner::new));
     let span = tracing::info_span!("sink", stream = stream_name);
     Ok(tokio::spawn(pipeline.run(rx).instrument(span)))
+}
+
+/// The dead-letter writer of records that cannot be decoded or transformed: the
+/// `deadLetterPath` of `spec.sink`, or of the first of `spec.sinks` that has one; else log-only.
+pub fn reader_dead_letter_writer(
+    spec: &KinesisIngesterSpec,
+    stats: Arc<SinkStats>,
+) -> DeadLetterWriter {
+    let path = spec
+        .outputs()
+        .iter()
+        .find_map(|o| o.sink.dead_letter_path.as_ref().map(PathBuf::from));
+    DeadLetterWriter::new(path, stats)
 }
 
 /// The dead-letter writer `spec` asks for (`deadLetterPath`, or log-only).

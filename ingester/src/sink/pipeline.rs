@@ -36,8 +36,14 @@ pub struct SinkPipeline {
     flush: Arc<Notify>,
     /// Shards whose records may still be sent and acknowledged.
     deliverable: Deliverable,
-    /// Where `_bulk` items the destination rejects as invalid (400) go.
+    /// Where `_bulk` items the destination rejects as invalid (400) go, and batches given up.
     dead_letters: DeadLetterWriter,
+    /// `deadLetterAfter`: the sink's name and how long a batch may fail before it is
+    /// dead-lettered; `None` retries forever.
+    give_up: Option<(Arc<str>, std::time::Duration)>,
+    /// When the destination started failing without a delivery since: once that is longer
+    /// than `give_up`, each failing batch is dead-lettered after one attempt.
+    failing_since: Option<Instant>,
 }
 
 impl std::fmt::Debug for SinkPipeline {
@@ -70,8 +76,17 @@ impl SinkPipeline {
             flush: Arc::new(Notify::new()),
             deliverable: Deliverable::all(),
             dead_letters: DeadLetterWriter::new(None, stats.clone()),
+            give_up: None,
+            failing_since: None,
             stats,
         }
+    }
+
+    /// Once a batch has failed for `after`, its items go to the dead-letter writer and its
+    /// checkpoints are acknowledged (`deadLetterAfter` of the sink `sink`).
+    pub fn with_give_up(mut self, sink: Arc<str>, after: Option<std::time::Duration>) -> Self {
+        self.give_up = after.map(|a| (sink, a));
+        self
     }
 
     /// Writes `_bulk` items rejected with status 400 to `writer` (by default they are only
@@ -171,6 +186,7 @@ impl SinkPipeline {
         self.in_flight = records;
         let mut attempt = 0u32;
         let mut revoked_total = 0;
+        let mut gave_up = false;
         // Counts the batch's readings as sending until its acknowledgements are made.
         let mut sending;
         loop {
@@ -232,6 +248,22 @@ impl SinkPipeline {
             } else if let SinkError::BulkItems { failed, .. } = &error {
                 batch.retain_items(failed);
             }
+            let failing = *self.failing_since.get_or_insert_with(Instant::now);
+            if let Some((sink, after)) = self.give_up.clone()
+                && failing.elapsed() >= after
+            {
+                match self
+                    .give_up_batch(&sink, &batch, &error, failing.elapsed())
+                    .await
+                {
+                    Some(true) => {
+                        gave_up = true;
+                        break;
+                    }
+                    Some(false) => {}
+                    None => return false,
+                }
+            }
             let delay = if error.is_retryable() {
                 tracing::warn!(%error, category = error.category(), attempt, records = batch.len(), "batch delivery failed; retrying");
                 retry_after::retry_delay(&error, self.backoff.delay(attempt))
@@ -247,8 +279,11 @@ impl SinkPipeline {
             attempt = attempt.saturating_add(1);
             self.stats.retried();
         }
-        if records > revoked_total {
-            self.stats.delivered(records - revoked_total, bytes);
+        if !gave_up {
+            self.failing_since = None;
+            if records > revoked_total {
+                self.stats.delivered(records - revoked_total, bytes);
+            }
         }
         for (reading, checkpoint) in batch.checkpoints() {
             // Delivered, but a shard lost meanwhile is never acknowledged: its new owner
@@ -262,6 +297,33 @@ impl SinkPipeline {
         self.batcher.recycle(batch);
         self.in_flight = 0;
         true
+    }
+
+    /// Dead-letters every item of `batch` after its sink failed for `failing`: `Some(true)`
+    /// once all are written, `Some(false)` when the dead-letter file failed (the batch is
+    /// retried), `None` when cancelled.
+    async fn give_up_batch(
+        &mut self,
+        sink: &str,
+        batch: &Batch,
+        error: &SinkError,
+        failing: std::time::Duration,
+    ) -> Option<bool> {
+        tracing::error!(sink, %error, records = batch.len(), ?failing, "giving up on a batch (deadLetterAfter): its records go to the dead-letter file and its shards move on");
+        for i in 0..batch.len() {
+            if self.cancel.is_cancelled() {
+                return None;
+            }
+            if let Err(e) = self
+                .dead_letters
+                .write_undelivered(sink, batch.item(i), error, failing)
+                .await
+            {
+                tracing::error!(error = %e, "cannot dead-letter an undelivered batch; sending it again");
+                return Some(false);
+            }
+        }
+        Some(true)
     }
 
     fn cancelled(&self) -> Result<(), SinkError> {

@@ -1,6 +1,9 @@
 //! Counters the sink updates once per batch, for the metrics layer to read.
 
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering::Relaxed};
+use std::sync::{
+    Arc,
+    atomic::{AtomicU64, AtomicUsize, Ordering::Relaxed},
+};
 
 use super::SinkError;
 
@@ -17,9 +20,19 @@ pub struct SinkStats {
     errors: [AtomicU64; SinkError::CATEGORIES.len()],
     /// 1 + the category index of the last failed send since the last delivery; 0 for none.
     last_error: AtomicUsize,
+    /// The ingester's totals, which every sink's counts are added to as well.
+    parent: Option<Arc<SinkStats>>,
 }
 
 impl SinkStats {
+    /// The counters of one of several sinks: what it counts is added to `parent` too.
+    pub fn child_of(parent: Arc<SinkStats>) -> Self {
+        Self {
+            parent: Some(parent),
+            ..Self::default()
+        }
+    }
+
     /// Records the destination acknowledged.
     pub fn records_out(&self) -> u64 {
         self.records_out.load(Relaxed)
@@ -80,6 +93,9 @@ impl SinkStats {
     }
 
     pub(crate) fn delivered(&self, records: usize, bytes: usize) {
+        if let Some(p) = &self.parent {
+            p.delivered(records, bytes);
+        }
         self.last_error.store(0, Relaxed);
         self.records_out.fetch_add(records as u64, Relaxed);
         self.bytes_out.fetch_add(bytes as u64, Relaxed);
@@ -87,6 +103,9 @@ impl SinkStats {
     }
 
     pub(crate) fn failed(&self, error: &SinkError) {
+        if let Some(p) = &self.parent {
+            p.failed(error);
+        }
         if let Some(i) = SinkError::CATEGORIES
             .iter()
             .position(|c| *c == error.category())
@@ -97,18 +116,30 @@ impl SinkStats {
     }
 
     pub(crate) fn retried(&self) {
+        if let Some(p) = &self.parent {
+            p.retried();
+        }
         self.retries.fetch_add(1, Relaxed);
     }
 
     pub(crate) fn acked(&self) {
+        if let Some(p) = &self.parent {
+            p.acked();
+        }
         self.acks.fetch_add(1, Relaxed);
     }
 
     pub(crate) fn dropped_revoked(&self, records: usize) {
+        if let Some(p) = &self.parent {
+            p.dropped_revoked(records);
+        }
         self.revoked.fetch_add(records as u64, Relaxed);
     }
 
     pub(crate) fn dead_lettered(&self) {
+        if let Some(p) = &self.parent {
+            p.dead_lettered();
+        }
         self.dead_letters.fetch_add(1, Relaxed);
     }
 }

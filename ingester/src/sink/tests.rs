@@ -587,4 +587,5 @@ async fn a_request_in_flight_is_abandoned_when_its_shard_is_lost() {
     assert_eq!(calls.load(SeqCst), 1, "not sent again");
 }
 
+mod give_up;
 mod handoff;

@@ -7,7 +7,7 @@ use std::{
 };
 
 use futures::future::BoxFuture;
-use tokio::{sync::mpsc, task::JoinSet};
+use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
@@ -25,7 +25,8 @@ use crate::{
     checkpoint::{CheckpointStore, Tracker},
     decode::Decoder,
     metrics::Metrics,
-    record::{Chunk, ShardContext},
+    record::ShardContext,
+    sink::Outlets,
     transform::Transform,
 };
 
@@ -80,7 +81,7 @@ pub struct ReaderParts {
     /// Dead-letter output.
     pub dead_letters: DeadLetters,
     /// The sink's input.
-    pub chunks: mpsc::Sender<Chunk>,
+    pub chunks: Outlets,
     /// Metrics.
     pub metrics: Arc<Metrics>,
     /// What the sink acknowledged, and what waits for it.
@@ -163,7 +164,7 @@ pub struct Coordinator {
     /// Dead-letter output.
     pub dead_letters: DeadLetters,
     /// The sink's input.
-    pub chunks: mpsc::Sender<Chunk>,
+    pub chunks: Outlets,
     /// Metrics.
     pub metrics: Arc<Metrics>,
     /// `/readyz`: set while the shard list was read and the sink is not stuck.

@@ -2,7 +2,6 @@
 
 use std::{sync::Arc, time::Duration};
 
-use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
@@ -18,7 +17,7 @@ use crate::{
     decode::{DecodeStats, Decoder},
     metrics::Metrics,
     record::{Chunk, DeadLetter, ShardContext},
-    sink::DeadLetterWriter,
+    sink::{DeadLetterWriter, Outlets},
     transform::{Transform, TransformStats},
 };
 
@@ -79,7 +78,7 @@ pub struct ShardReader {
     /// Dead-letter output.
     pub dead_letters: DeadLetters,
     /// The sink's input; bounded, so a slow sink slows reading.
-    pub chunks: mpsc::Sender<Chunk>,
+    pub chunks: Outlets,
     /// Metrics.
     pub metrics: Arc<Metrics>,
     /// Told what is handed to the sink, to know what waits for it.

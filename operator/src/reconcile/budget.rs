@@ -118,6 +118,7 @@ mod tests {
                 stalled_seconds: 86_400,
                 threshold_seconds: 30,
                 sink_error: Some("bulk_response".into()),
+                sink: None,
             });
         }
         let stuck = size(&worker_spec) + size(&stuck_status);

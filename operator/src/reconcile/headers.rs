@@ -7,7 +7,11 @@ use kinesis_ingester_api::{HeadersFrom, KinesisIngester, bounds::HEADERS_MOUNT_P
 pub const HEADERS_VOLUME: &str = "http-headers";
 
 fn headers_from(ki: &KinesisIngester) -> Option<&HeadersFrom> {
-    ki.spec.sink.http.as_ref()?.headers_from.as_ref()
+    // Admission allows one sink with `headersFrom`.
+    ki.spec
+        .outputs()
+        .into_iter()
+        .find_map(|o| o.sink.http.as_ref()?.headers_from.as_ref())
 }
 
 /// The Secret volume, with only the listed keys when `keys` is set.

@@ -16,10 +16,11 @@ use kinesis_protocol::handoff::{Liveness, Workers};
 pub const NOT_ALLOWED: &str = "NotAllowed";
 
 /// Problems that are the spec's (or the cluster's) to fix, shown as the Ready reason itself.
-const READY_REASONS: [&str; 3] = [
+const READY_REASONS: [&str; 4] = [
     NOT_ALLOWED,
     super::adopt::FOREIGN_OBJECT,
     super::transform::TRANSFORM_INVALID,
+    super::transform::ROUTE_INVALID,
 ];
 
 /// A failure that keeps the operator from knowing the stream.

@@ -1,7 +1,8 @@
-//! `spec.transform` as the operator checks it: admission cannot compile a VRL program, so the
-//! operator does before it starts workers. A program that does not compile stops the fleet (as
-//! `spec.suspend` would: shards are handed back with final checkpoints, no worker runs) and
-//! shows as a `TransformInvalid` problem, instead of workers that crash at start-up.
+//! The VRL programs of a spec as the operator checks them (`spec.transform.vrl.source` and each
+//! `spec.sinks[].route.vrl`): admission cannot compile VRL, so the operator does before it
+//! starts workers. A program that does not compile stops the fleet (as `spec.suspend` would:
+//! shards are handed back with final checkpoints, no worker runs) and shows as a
+//! `TransformInvalid` or `RouteInvalid` problem, instead of workers that crash at start-up.
 
 use std::{
     collections::HashMap,
@@ -16,16 +17,23 @@ use super::status::StreamProblem;
 /// The condition reason (`Ready` and `Degraded`) and the Warning event's reason.
 pub const TRANSFORM_INVALID: &str = "TransformInvalid";
 
+/// The reason when a route's VRL condition does not compile.
+pub const ROUTE_INVALID: &str = "RouteInvalid";
+
 /// Most programs whose verdict is remembered (each pass would otherwise compile again).
 const REMEMBERED: usize = 256;
 
-/// Why `spec.transform` cannot run, if it cannot: the compiler's diagnostics.
+/// Why a program of the spec cannot run, if one cannot: the field and the compiler's diagnostics.
 pub fn problem(ki: &KinesisIngester) -> Option<StreamProblem> {
-    let error = compile_error(ki)?;
+    let (field, error) = compile_error(ki)?;
     Some(StreamProblem {
-        reason: TRANSFORM_INVALID,
+        reason: if field.starts_with("spec.transform") {
+            TRANSFORM_INVALID
+        } else {
+            ROUTE_INVALID
+        },
         message: format!(
-            "spec.transform.vrl.source does not compile, so no worker runs (shards were handed back at their checkpoints); fix the program (`kinesis-ingester validate -f FILE` shows the same):\n{error}"
+            "{field} does not compile, so no worker runs (shards were handed back at their checkpoints); fix the program (`kinesis-ingester validate -f FILE` shows the same):\n{error}"
         ),
     })
 }
@@ -36,9 +44,22 @@ pub fn stopped(ki: &KinesisIngester) -> bool {
     ki.spec.suspend || compile_error(ki).is_some()
 }
 
-/// The compile error of `spec.transform.vrl`, if it has one.
-fn compile_error(ki: &KinesisIngester) -> Option<String> {
-    verdict(&ki.spec.transform.as_ref()?.vrl.as_ref()?.source)
+/// The first program of the spec that does not compile: its field and the compile error.
+fn compile_error(ki: &KinesisIngester) -> Option<(String, String)> {
+    let transform = ki
+        .spec
+        .transform
+        .as_ref()
+        .and_then(|t| t.vrl.as_ref())
+        .map(|v| ("spec.transform.vrl.source".to_owned(), v.source.as_str()));
+    let routes = ki.spec.sinks.iter().enumerate().filter_map(|(i, s)| {
+        let source = s.route.as_ref()?.vrl.as_deref()?;
+        Some((format!("spec.sinks[{i}].route.vrl"), source))
+    });
+    transform
+        .into_iter()
+        .chain(routes)
+        .find_map(|(field, source)| Some((field, verdict(source)?)))
 }
 
 /// The compile error of `source`, remembered by source.
@@ -83,6 +104,24 @@ mod tests {
         assert!(stopped(&bad));
         // Asked again (every pass), the same verdict.
         assert_eq!(problem(&bad), Some(p));
+    }
+
+    #[test]
+    fn a_route_condition_that_does_not_compile_is_named_and_stops_the_fleet() {
+        let spec = serde_json::json!({"stream": {"name": "s"}, "sinks": [
+            {"name": "a", "stdout": {}, "route": {"vrl": ".level == \"error\""}},
+            {"name": "b", "stdout": {}, "route": {"vrl": ".level =="}},
+        ]});
+        let bad = KinesisIngester::new("t", serde_json::from_value(spec).expect("spec"));
+        let p = problem(&bad).expect("a problem");
+        assert_eq!(p.reason, "RouteInvalid");
+        assert!(
+            p.message
+                .starts_with("spec.sinks[1].route.vrl does not compile"),
+            "{}",
+            p.message
+        );
+        assert!(stopped(&bad));
     }
 
     #[test]

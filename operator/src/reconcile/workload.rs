@@ -202,14 +202,20 @@ fn probe(path: &str) -> Probe {
 }
 
 /// Hash of the spec a worker reads once, at start-up, on the pod template: editing it
-/// (`stream`, `read`, `decode`, `transform` or `sink`) rolls the workers, which hand their shards
+/// (`stream`, `read`, `decode`, `transform`, `sink` or `sinks`) rolls the workers, which hand their shards
 /// over at their checkpoints, so the new spec applies.
 pub const CONFIG_HASH_ANNOTATION: &str = "kinesis-operator.dev/config-hash";
 
 /// The pod template's annotations: `workers.podAnnotations` and [`CONFIG_HASH_ANNOTATION`].
 fn pod_annotations(ki: &KinesisIngester) -> BTreeMap<String, String> {
     let s = &ki.spec;
-    let read_once = serde_json::json!([s.stream, s.read, s.decode, s.transform, s.sink]);
+    let mut read_once = serde_json::json!([s.stream, s.read, s.decode, s.transform, s.sink]);
+    if !s.sinks.is_empty()
+        && let Some(fields) = read_once.as_array_mut()
+    {
+        // Only when set: an ingester with `sink` keeps the hash it had before `sinks` existed.
+        fields.push(serde_json::json!(s.sinks));
+    }
     // FNV-1a: the same value on every operator version and platform, so an upgrade rolls nothing.
     let hash = read_once
         .to_string()

@@ -345,6 +345,7 @@ impl Model {
             &SinkHealth {
                 stuck_after: std::time::Duration::from_secs(30),
                 last_error: None,
+                failing_sink: None,
             },
         );
         let status = self.status_of(&built);

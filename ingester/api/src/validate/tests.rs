@@ -19,8 +19,101 @@ fn ingester(name: &str, edit: impl FnOnce(&mut Value)) -> KinesisIngester {
 /// (edit of a valid spec, field the error must name, fleet only)
 type Case = (Box<dyn FnOnce(&mut Value)>, &'static str, bool);
 
+/// Replaces `spec.sink` with `spec.sinks` set to `sinks`.
+fn sinks(s: &mut Value, sinks: Value) {
+    s.as_object_mut().map(|o| o.remove("sink"));
+    s["sinks"] = sinks;
+}
+
 fn cases() -> Vec<Case> {
     vec![
+        (
+            Box::new(|s| s["sinks"] = json!([{"name": "a", "stdout": {}}])),
+            "spec",
+            false,
+        ),
+        (
+            Box::new(|s| {
+                sinks(
+                    s,
+                    json!([{"name": "a", "stdout": {}}, {"name": "a", "stdout": {}}]),
+                )
+            }),
+            "spec.sinks",
+            false,
+        ),
+        (
+            Box::new(|s| {
+                sinks(
+                    s,
+                    json!([
+                        {"name": "a", "default": true, "stdout": {}},
+                        {"name": "b", "default": true, "stdout": {}},
+                    ]),
+                )
+            }),
+            "spec.sinks",
+            false,
+        ),
+        (
+            Box::new(|s| {
+                let h = |n: &str| json!({"name": n, "http": {"url": "http://h/", "headersFrom": {"secretName": "x"}}});
+                sinks(s, json!([h("a"), h("b")]))
+            }),
+            "spec.sinks",
+            false,
+        ),
+        (
+            Box::new(|s| {
+                sinks(
+                    s,
+                    json!([{"name": "a", "default": true, "route": {"logGroups": ["g"]}, "stdout": {}}]),
+                )
+            }),
+            "spec.sinks[0].default",
+            false,
+        ),
+        (
+            Box::new(|s| {
+                sinks(
+                    s,
+                    json!([{"name": "a", "route": {"logGroups": ["g"], "vrl": "true"}, "stdout": {}}]),
+                )
+            }),
+            "spec.sinks[0].route",
+            false,
+        ),
+        (
+            Box::new(|s| {
+                sinks(
+                    s,
+                    json!([{"name": "a", "stdout": {}, "deadLetterAfter": "25h"}]),
+                )
+            }),
+            "spec.sinks[0].deadLetterAfter",
+            false,
+        ),
+        (
+            Box::new(|s| {
+                sinks(
+                    s,
+                    json!([{"name": "a", "stdout": {}, "file": {"path": "/x"}}]),
+                )
+            }),
+            "spec.sinks[0]",
+            false,
+        ),
+        (
+            Box::new(|s| {
+                sinks(
+                    s,
+                    json!([{"name": "a", "file": {"path": "/tmp/x"}, "deadLetterPath": "/tmp/d"}]),
+                );
+                s["workers"] = json!({"scratch": {"size": "1Gi"}});
+            }),
+            "spec.sinks[0].file.path",
+            true,
+        ),
         (
             Box::new(|s| {
                 s["transform"] = json!({"vrl": {"source": "."}, "http": {"url": "http://t/"}})

@@ -167,7 +167,7 @@ fn reader(api: Arc<Scripted>, chunks: mpsc::Sender<Chunk>, cancel: CancellationT
                 None,
                 stats.clone(),
             ))),
-            chunks,
+            chunks: chunks.into(),
             metrics: Arc::new(Metrics::new(stats)),
             tracker: Arc::default(),
             cancel,

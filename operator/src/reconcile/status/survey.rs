@@ -34,7 +34,10 @@ impl Stuck {
         self.shards += 1;
         self.stalled_seconds = self.stalled_seconds.max(d.stalled_seconds);
         if let Some(e) = &d.sink_error {
-            self.errors.insert(e.clone());
+            self.errors.insert(match &d.sink {
+                Some(sink) => format!("{sink}/{e}"),
+                None => e.clone(),
+            });
         }
     }
 
@@ -44,8 +47,8 @@ impl Stuck {
         const SHOWN: usize = 3;
         let label = |e: &String| -> String {
             e.chars()
-                .filter(|c| c.is_ascii_alphanumeric() || *c == '_')
-                .take(32)
+                .filter(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '/'))
+                .take(96)
                 .collect()
         };
         let mut out: Vec<String> = self.errors.iter().take(SHOWN).map(label).collect();

@@ -277,6 +277,7 @@ fn stuck(w: &mut Workers, shard: usize, error: Option<&str>) {
             stalled_seconds: 95,
             threshold_seconds: 30,
             sink_error: error.map(str::to_owned),
+            sink: None,
         });
     }
 }
@@ -375,6 +376,28 @@ fn a_sink_stuck_without_errors_says_so() {
         cond(&s, "Degraded")
             .message
             .contains("hangs without failing")
+    );
+}
+
+#[test]
+fn with_several_sinks_the_message_names_the_failing_one() {
+    let t = table(&[Some("w0")]);
+    let mut w = workers(Liveness::Live, &[(0, 0)]);
+    stuck(&mut w, 0, Some("http_5xx"));
+    if let Some(d) = w
+        .get_mut("w0")
+        .and_then(|w| w.object.status.as_mut())
+        .and_then(|s| s.shards[0].delivery_stuck.as_mut())
+    {
+        d.sink = Some("app-b".into());
+    }
+    let (s, _) = compute(&input(&t, &w));
+    let degraded = cond(&s, "Degraded");
+    assert_eq!(degraded.reason, "SinkFailing");
+    assert!(
+        degraded.message.contains("app-b/http_5xx"),
+        "{}",
+        degraded.message
     );
 }
 

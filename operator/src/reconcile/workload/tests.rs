@@ -57,7 +57,7 @@ fn editing_what_a_worker_reads_at_start_up_rolls_the_pods_and_nothing_else_does(
         http: None,
     });
     let mut retagged = base.clone();
-    retagged.spec.sink.tag = Some("other".into());
+    retagged.spec.sink.as_mut().expect("sink").tag = Some("other".into());
     assert_ne!(
         hash(&base),
         hash(&transformed),
