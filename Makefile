@@ -127,9 +127,10 @@ bench-scale-short: ## The scale benchmark's 10- and 100-shard steps with 15 s at
 	SCALE_STEPS=10,100 SCALE_REST_SECONDS=15 tests/env/with-env.sh $(CARGO) test --locked -p kinesis-operator --test scale -- --ignored --nocapture
 
 .PHONY: bench
-bench: ## Release-build benchmarks: decode MB/s, transform µs per record (VRL), end-to-end MB/s per core and RSS (stdout, and S3 into SeaweedFS), 1,000 idle shards, _bulk into a real OpenSearch node (prints figures)
+bench: ## Release-build benchmarks: decode MB/s, transform µs per record (VRL, HTTP), routing µs per record, end-to-end MB/s per core and RSS (stdout, and S3 into SeaweedFS), 1,000 idle shards, _bulk into a real OpenSearch node (prints figures)
 	$(CARGO) bench --locked -p kinesis-ingester --bench decode
 	$(CARGO) bench --locked -p kinesis-ingester --bench transform
+	$(CARGO) bench --locked -p kinesis-ingester --bench route
 	$(CARGO) build --release --locked -p kinesis-ingester -p kinesis-operator-tests --bin kinesis-ingester --bin ingester-bench
 	tests/env/build-seaweedfs.sh
 	st=$$(mktemp -d) && tests/env/seaweedfs.sh start $$st && . $$st/seaweedfs.env && \
