@@ -74,10 +74,11 @@ crds-check: ## Fail when crds/ or the chart's crds/ is stale
 	$(CARGO) test --quiet --locked -p kinesis-ingester-api --test crd
 
 .PHONY: tools
-tools: ## Build the Kubernetes binaries, kwok, helm, promtool, Toxiproxy, SeaweedFS and the OpenSearch node (cached by version) and install kinesis-local
+tools: ## Build the Kubernetes binaries, kwok, helm, promtool, Toxiproxy, tinyproxy, SeaweedFS and the OpenSearch node (cached by version) and install kinesis-local
 	tests/env/build-k8s.sh
 	tests/env/build-promtool.sh
 	tests/env/build-toxiproxy.sh
+	tests/env/tinyproxy.sh
 	tests/env/build-seaweedfs.sh
 	tests/env/kinesis-local.sh install
 	tests/env/opensearch.sh build >/dev/null

@@ -5,6 +5,7 @@ pub mod config;
 pub mod decode;
 pub mod fleet;
 pub mod metrics;
+pub mod net;
 pub mod record;
 pub mod route;
 pub mod run;

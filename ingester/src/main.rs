@@ -9,7 +9,7 @@ use kinesis_ingester::{
     fleet::{self, FleetOptions},
     run::{RunOptions, RunOutcome},
 };
-use kinesis_ingester_api::{Duration, FleetTimings, StreamSpec};
+use kinesis_ingester_api::{Duration, FleetTimings, KinesisIngesterSpec};
 use kinesis_observability::telemetry::{self, LogFormat};
 use tokio_util::sync::CancellationToken;
 
@@ -143,7 +143,7 @@ async fn run(args: RunArgs) -> Result<RunOutcome, String> {
         else {
             return Ok(RunOutcome::Clean);
         };
-        let api = Arc::new(client(&started.ingester.spec.stream).await?);
+        let api = Arc::new(client(&started.ingester.spec).await?);
         return kinesis_ingester::run::run_fleet(started, &fleet, api, options, shutdown)
             .await
             .map_err(|e| e.to_string());
@@ -153,7 +153,7 @@ async fn run(args: RunArgs) -> Result<RunOutcome, String> {
     kinesis_ingester::sink::preflight(&ingester.spec)
         .await
         .map_err(|e| e.to_string())?;
-    let api = Arc::new(client(&ingester.spec.stream).await?);
+    let api = Arc::new(client(&ingester.spec).await?);
     tokio::spawn(signals(shutdown.clone()));
     kinesis_ingester::run::run(&ingester, api, options, shutdown)
         .await
@@ -162,8 +162,13 @@ async fn run(args: RunArgs) -> Result<RunOutcome, String> {
 
 /// The Kinesis client for `stream`; an error naming the field when no region can be found,
 /// since every call would fail.
-async fn client(stream: &StreamSpec) -> Result<SdkKinesis, String> {
-    let api = SdkKinesis::from_spec(stream).await;
+async fn client(spec: &KinesisIngesterSpec) -> Result<SdkKinesis, String> {
+    let network = kinesis_ingester::net::load(spec).map_err(|e| e.to_string())?;
+    let options = kinesis_client::ClientOptions {
+        network,
+        ..Default::default()
+    };
+    let api = SdkKinesis::from_spec_with(&spec.stream, options).await;
     if api.region().is_none() {
         return Err("spec.stream.region: no AWS region; set spec.stream.region, name the stream by its ARN, or set AWS_REGION".into());
     }

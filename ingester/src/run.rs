@@ -350,7 +350,9 @@ impl Pipeline {
     ) -> Result<(Self, ReaderParts), RunError> {
         let spec = &ingester.spec;
         let stream = ingester.stream_ref();
-        let transform = Transform::from_spec(spec).map_err(|e| RunError::Config(e.to_string()))?;
+        let network = crate::net::load(spec).map_err(|e| RunError::Config(e.to_string()))?;
+        let transform = Transform::from_spec_with(spec, &network)
+            .map_err(|e| RunError::Config(e.to_string()))?;
         let sink_stats = Arc::new(SinkStats::default());
         let ack_tracker = tracker.clone();
         let ack: crate::record::AckFn =
@@ -365,6 +367,7 @@ impl Pipeline {
                 capacity: buffer_pages(options, &spec.read),
                 cancel: sink_cancel.clone(),
                 deliverable,
+                network,
             },
         )?;
         let metrics = Arc::new(

@@ -83,6 +83,14 @@ fn bump(counts: &mut Vec<(&'static str, u64)>, category: &'static str) {
 impl Transform {
     /// The transform `spec` asks for, ready to run (a VRL program compiled); `None` without one.
     pub fn from_spec(spec: &KinesisIngesterSpec) -> Result<Option<Arc<Self>>, TransformError> {
+        Self::from_spec_with(spec, &kinesis_client::net::Network::default())
+    }
+
+    /// [`Self::from_spec`] with the HTTP transform's requests over `network`.
+    pub fn from_spec_with(
+        spec: &KinesisIngesterSpec,
+        network: &kinesis_client::net::Network,
+    ) -> Result<Option<Arc<Self>>, TransformError> {
         let Some(t) = spec.transform.as_ref() else {
             return Ok(None);
         };
@@ -98,7 +106,7 @@ impl Transform {
                 }
             }
             (None, Some(http)) => {
-                Stage::Http(http::HttpStage::new(http).map_err(TransformError::Http)?)
+                Stage::Http(http::HttpStage::new(http, network).map_err(TransformError::Http)?)
             }
             (None, None) => return Ok(None),
         };

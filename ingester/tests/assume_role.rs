@@ -61,6 +61,7 @@ async fn a_role_arn_is_assumed_through_sts_before_kinesis_is_called() -> Result<
         ClientOptions {
             sts_endpoint: Some(sts),
             credentials: Some(base),
+            ..Default::default()
         },
     )
     .await;

@@ -416,6 +416,7 @@ fn multipart_sink(
                 "test",
                 None,
             )),
+            ..Default::default()
         });
     Ok((spec, dest))
 }

@@ -17,6 +17,9 @@ PROMTOOL=$CACHE_ROOT/promtool/$PROMETHEUS_VERSION/promtool
 # Toxiproxy, put between one worker and the API server, Kinesis and its sink by the fault tests.
 TOXIPROXY_VERSION=${TOXIPROXY_VERSION:-v2.5.0}
 TOXIPROXY_BIN=$CACHE_ROOT/toxiproxy-$TOXIPROXY_VERSION
+# tinyproxy, the forward proxy of the spec.network tests, from Debian's package.
+TINYPROXY_VERSION=${TINYPROXY_VERSION:-1.11.1-2.1+deb12u1}
+TINYPROXY=$CACHE_ROOT/tinyproxy-$TINYPROXY_VERSION/tinyproxy
 # go-containerregistry's crane: `make images` assembles the OCI images with it, no Docker engine.
 CRANE_VERSION=${CRANE_VERSION:-v0.22.1}
 CRANE=$CACHE_ROOT/crane-$CRANE_VERSION/crane

@@ -16,6 +16,8 @@ here=$(cd "$(dirname "$0")" && pwd)
 . "$here/versions.sh"
 # The fault tests start their own Toxiproxy (built by `make tools`).
 export TOXIPROXY_SERVER=$TOXIPROXY_BIN/toxiproxy-server
+# The proxy tests start their own tinyproxy (installed by `make tools`).
+export TINYPROXY
 [ $# -gt 0 ] || die "usage: with-env.sh COMMAND [ARGS...]"
 
 state=$(mktemp -d "${TMPDIR:-/tmp}/kinesis-operator-env.XXXXXX")

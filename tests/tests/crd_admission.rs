@@ -196,6 +196,18 @@ fn cases() -> Vec<Case> {
                 s["transform"] = json!({ "vrl": { "source": "." }, "http": { "url": "http://t/" } })
             },
         ),
+        // network
+        case(
+            "ca-bundle-two-sources",
+            "spec.network.caBundle",
+            |s| s["network"] = json!({ "caBundle": { "path": "/ca.pem", "configMap": { "name": "ca", "key": "ca.crt" } } }),
+        ),
+        case("ca-bundle-none", "spec.network.caBundle", |s| {
+            s["network"] = json!({ "caBundle": {} })
+        }),
+        case("proxy-url-with-a-path", "spec.network.proxy.url", |s| {
+            s["network"] = json!({ "proxy": { "url": "http://proxy:3128/x" } })
+        }),
         // sinks
         case("sink-and-sinks", "exactly one of sink or sinks", |s| {
             s["sinks"] = json!([{ "name": "a", "stdout": {} }])

@@ -2,7 +2,11 @@
 
 use aws_config::SdkConfig;
 use aws_credential_types::{Credentials, provider::SharedCredentialsProvider};
-use aws_smithy_http_client::tls::{Provider, rustls_provider::CryptoMode};
+use aws_smithy_http_client::{
+    Connector,
+    proxy::ProxyConfig,
+    tls::{Provider, rustls_provider::CryptoMode},
+};
 
 /// Which region, endpoint and identity a client uses.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -24,13 +28,42 @@ pub struct ClientOptions {
     pub sts_endpoint: Option<String>,
     /// Base credentials instead of the default chain.
     pub credentials: Option<Credentials>,
+    /// Proxy and extra CAs (`spec.network`).
+    pub network: crate::net::Network,
 }
 
-/// The project's one HTTPS client for the AWS SDK: hyper over rustls with the ring provider.
+/// The project's one HTTPS client for the AWS SDK: hyper over rustls with the ring provider,
+/// with `HTTPS_PROXY` and `NO_PROXY` from the environment.
 pub fn https_client() -> aws_sdk_kinesis::config::SharedHttpClient {
-    aws_smithy_http_client::Builder::new()
-        .tls_provider(Provider::Rustls(CryptoMode::Ring))
-        .build_https()
+    https_client_with(&crate::net::Network::default())
+}
+
+/// [`https_client`] through `network`'s proxy and trusting its CAs. A setting the client
+/// refuses (checked at start-up, so not expected) is logged and left out.
+pub fn https_client_with(
+    network: &crate::net::Network,
+) -> aws_sdk_kinesis::config::SharedHttpClient {
+    let tls = network
+        .tls_context()
+        .inspect_err(|e| tracing::error!(error = %e, "CA bundle left out"))
+        .unwrap_or_default();
+    let proxy = network
+        .proxy_config()
+        .inspect_err(|e| tracing::error!(error = %e, "proxy left out"))
+        .unwrap_or_else(|_| ProxyConfig::disabled());
+    // `Builder::build_https` takes no proxy: build each connector with it.
+    aws_smithy_http_client::Builder::new().build_with_connector_fn(move |settings, components| {
+        let mut builder = Connector::builder();
+        builder.set_connector_settings(settings.cloned());
+        if let Some(components) = components {
+            builder.set_sleep_impl(components.sleep_impl());
+        }
+        builder
+            .proxy_config(proxy.clone())
+            .tls_provider(Provider::Rustls(CryptoMode::Ring))
+            .tls_context(tls.clone())
+            .build()
+    })
 }
 
 /// The SDK configuration of `target`: the default credential chain (env, profile, IRSA, Pod
@@ -40,8 +73,8 @@ pub fn https_client() -> aws_sdk_kinesis::config::SharedHttpClient {
 /// `target.endpoint`.
 pub async fn sdk_config(target: &AwsTarget, options: &ClientOptions) -> SdkConfig {
     let loader = |endpoint: Option<&str>| {
-        let mut loader =
-            aws_config::defaults(aws_config::BehaviorVersion::latest()).http_client(https_client());
+        let mut loader = aws_config::defaults(aws_config::BehaviorVersion::latest())
+            .http_client(https_client_with(&options.network));
         if let Some(region) = target.region.clone() {
             loader = loader.region(aws_config::Region::new(region));
         }
@@ -85,6 +118,7 @@ mod tests {
         let options = ClientOptions {
             sts_endpoint: None,
             credentials: Some(Credentials::from_keys("AKID", "secret", None)),
+            ..Default::default()
         };
         let config = sdk_config(&target, &options).await;
         assert_eq!(config.region().map(|r| r.as_ref()), Some("eu-west-3"));

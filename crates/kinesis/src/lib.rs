@@ -5,6 +5,7 @@ pub mod aws;
 pub mod backoff;
 #[doc(hidden)]
 pub mod faults;
+pub mod net;
 pub mod sdk;
 
 pub use api::{KinesisApi, RawRecord, SourceError, StreamSummary};

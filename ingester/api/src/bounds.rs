@@ -14,6 +14,12 @@ pub const SCRATCH_MOUNT_PATH: &str = "/var/lib/kinesis-ingester";
 /// The standalone ingester reads the same files from `$KINESIS_INGESTER_HEADERS_DIR`.
 pub const HEADERS_MOUNT_PATH: &str = "/etc/kinesis-ingester/headers";
 
+/// Where a worker pod mounts `network.caBundle` (as the file `ca.pem`).
+pub const CA_BUNDLE_MOUNT_PATH: &str = "/etc/kinesis-ingester/ca";
+
+/// Environment variable that overrides [`CA_BUNDLE_MOUNT_PATH`] (tests).
+pub const CA_BUNDLE_DIR_ENV: &str = "KINESIS_INGESTER_CA_DIR";
+
 /// Environment variable that overrides [`HEADERS_MOUNT_PATH`] (standalone runs, tests).
 pub const HEADERS_DIR_ENV: &str = "KINESIS_INGESTER_HEADERS_DIR";
 

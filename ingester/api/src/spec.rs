@@ -133,6 +133,10 @@ pub struct KinesisIngesterSpec {
     #[x_kube(validation = Rule::new("self.filter(s, has(s.http) && has(s.http.headersFrom)).size() <= 1").message("sinks: at most one sink may set http.headersFrom (its Secret is mounted once per pod)").reason(Reason::FieldValueInvalid))]
     pub sinks: Vec<crate::route::NamedSink>,
 
+    /// A forward proxy and a private CA for every outbound connection.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub network: Option<crate::NetworkSpec>,
+
     /// The worker pods that read the shards (ignored by the standalone ingester).
     #[serde(default)]
     pub workers: WorkersSpec,

@@ -130,6 +130,19 @@ impl KinesisIngesterSpec {
                 errors.duration(bounds::TRANSFORM_RETRY_DURATION, &http.retry_duration);
             }
         }
+        if let Some(ca) = self.network.as_ref().and_then(|n| n.ca_bundle.as_ref()) {
+            let set = [
+                ca.config_map.is_some(),
+                ca.secret.is_some(),
+                ca.path.is_some(),
+            ];
+            if set.iter().filter(|s| **s).count() != 1 {
+                errors.fail(
+                    "spec.network.caBundle",
+                    "set exactly one of configMap, secret or path",
+                );
+            }
+        }
         if let Some(reset) = &self.reset {
             errors.timestamp_with_kind(
                 "spec.reset.timestamp",

@@ -18,7 +18,7 @@ pub enum SinkError {
     #[error("cannot encode a record: {0}")]
     Encode(#[from] serde_json::Error),
     /// The HTTP request did not complete (connect failure, timeout, broken connection).
-    #[error("HTTP request failed: {0}")]
+    #[error("HTTP request failed: {}", request_text(.0))]
     Request(#[source] reqwest::Error),
     /// The endpoint answered with a status other than 2xx.
     #[error("HTTP {status}: {body}")]
@@ -190,6 +190,24 @@ impl SinkError {
             source,
         }
     }
+}
+
+/// A request error with its causes ("error sending request …: client error (Connect): invalid
+/// peer certificate: UnknownIssuer"), and what to do when the cause is an untrusted certificate.
+fn request_text(error: &reqwest::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = std::error::Error::source(error);
+    while let Some(cause) = source {
+        let cause_text = cause.to_string();
+        if !text.contains(&cause_text) {
+            text.push_str(": ");
+            text.push_str(&cause_text);
+        }
+        source = cause.source();
+    }
+    let hint = kinesis_client::net::tls_hint(&text);
+    text.push_str(hint);
+    text
 }
 
 #[cfg(test)]

@@ -95,15 +95,31 @@ impl HttpDestination {
     /// A client for `spec`: its URL, headers and per-request timeout, over rustls with the
     /// `ring` provider (installed as the process default if none is) and the platform's roots.
     pub fn new(spec: &HttpSink) -> Result<Self, SinkError> {
+        Self::with_network(spec, &kinesis_client::net::Network::default())
+    }
+
+    /// [`Self::new`] with requests over `network` (`spec.network`).
+    pub fn with_network(
+        spec: &HttpSink,
+        network: &kinesis_client::net::Network,
+    ) -> Result<Self, SinkError> {
         let dir = std::env::var_os(bounds::HEADERS_DIR_ENV).map_or_else(
             || Path::new(bounds::HEADERS_MOUNT_PATH).to_owned(),
             Into::into,
         );
-        Self::with_headers_dir(spec, &dir)
+        Self::build(spec, &dir, network)
     }
 
     /// The same, reading `sink.http.headersFrom` from the files in `dir` (one per key).
     pub fn with_headers_dir(spec: &HttpSink, dir: &Path) -> Result<Self, SinkError> {
+        Self::build(spec, dir, &kinesis_client::net::Network::default())
+    }
+
+    fn build(
+        spec: &HttpSink,
+        dir: &Path,
+        network: &kinesis_client::net::Network,
+    ) -> Result<Self, SinkError> {
         let url = reqwest::Url::parse(&spec.url)
             .map_err(|e| SinkError::Config(format!("sink.http.url {:?}: {e}", spec.url)))?;
         let mut headers = HeaderMap::new();
@@ -123,10 +139,8 @@ impl HttpDestination {
             CONTENT_TYPE,
             HeaderValue::from_static("application/x-ndjson"),
         );
-        // Already installed (by main or an earlier sink) is fine: that one is used.
-        let _ = rustls::crypto::ring::default_provider().install_default();
-        let client = reqwest::Client::builder()
-            .tls_backend_rustls()
+        let client = crate::net::http_client(network)
+            .map_err(SinkError::Config)?
             .default_headers(headers)
             .timeout(bounds::HTTP_TIMEOUT.clamp(&spec.timeout))
             .build()

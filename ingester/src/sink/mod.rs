@@ -68,6 +68,14 @@ pub trait Destination: Send {
 
 /// The destination and body framing `spec` asks for. Fsyncs file batches.
 pub fn destination(spec: &SinkSpec) -> Result<(Box<dyn Destination>, Encoding), SinkError> {
+    destination_with(spec, &kinesis_client::net::Network::default())
+}
+
+/// [`destination`] with HTTP and S3 requests over `network` (`spec.network`).
+pub fn destination_with(
+    spec: &SinkSpec,
+    network: &kinesis_client::net::Network,
+) -> Result<(Box<dyn Destination>, Encoding), SinkError> {
     match (&spec.stdout, &spec.file, &spec.http, &spec.s3) {
         (Some(_), None, None, None) => {
             Ok((Box::new(WriterDestination::stdout()), Encoding::Ndjson))
@@ -77,11 +85,16 @@ pub fn destination(spec: &SinkSpec) -> Result<(Box<dyn Destination>, Encoding), 
             Encoding::Ndjson,
         )),
         (None, None, Some(http), None) => Ok((
-            Box::new(HttpDestination::new(http)?),
+            Box::new(HttpDestination::with_network(http, network)?),
             HttpDestination::encoding(http)?,
         )),
         (None, None, None, Some(s3)) => Ok((
-            Box::new(S3Destination::new(s3)),
+            Box::new(S3Destination::new(s3).with_client_options(
+                kinesis_client::aws::ClientOptions {
+                    network: network.clone(),
+                    ..Default::default()
+                },
+            )),
             S3Destination::encoding(s3),
         )),
         _ => Err(SinkError::Config(

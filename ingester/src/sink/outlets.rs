@@ -19,7 +19,7 @@ use tracing::Instrument;
 
 use super::{
     BatchLimits, Deliverable, Partitioner, SinkError, SinkPipeline, SinkStats, dead_letter_writer,
-    destination, join::AckJoin,
+    destination_with, join::AckJoin,
 };
 use crate::{
     record::{AckFn, Chunk},
@@ -164,6 +164,8 @@ pub struct SinkSettings {
     pub cancel: CancellationToken,
     /// The shards whose records may still be delivered and acknowledged.
     pub deliverable: Deliverable,
+    /// Proxy and CAs of the HTTP and S3 sinks (`spec.network`).
+    pub network: kinesis_client::net::Network,
 }
 
 /// Starts a pipeline per sink of `spec` (`spec.sink`, or each of `spec.sinks`) on the current
@@ -198,10 +200,13 @@ pub fn spawn_sinks(
         let name: Arc<str> = Arc::from(output.name);
         let stats = Arc::new(SinkStats::child_of(totals.clone()));
         let (tx, rx) = mpsc::channel(settings.capacity.max(1));
-        let (destination, encoding) = destination(output.sink).map_err(|e| match e {
-            SinkError::Config(m) if routed => SinkError::Config(format!("{}: {m}", output.field())),
-            other => other,
-        })?;
+        let (destination, encoding) =
+            destination_with(output.sink, &settings.network).map_err(|e| match e {
+                SinkError::Config(m) if routed => {
+                    SinkError::Config(format!("{}: {m}", output.field()))
+                }
+                other => other,
+            })?;
         let flush = Arc::new(Notify::new());
         let sink_ack = match &join {
             Some(join) => join.ack_fn(i),

@@ -61,11 +61,11 @@ pub struct HttpStage {
 
 impl HttpStage {
     /// The stage `spec` describes.
-    pub fn new(spec: &HttpTransform) -> Result<Self, String> {
-        // The process's one TLS stack (see `sink::HttpDestination::new`).
-        let _ = rustls::crypto::ring::default_provider().install_default();
-        let client = reqwest::Client::builder()
-            .tls_backend_rustls()
+    pub fn new(
+        spec: &HttpTransform,
+        network: &kinesis_client::net::Network,
+    ) -> Result<Self, String> {
+        let client = crate::net::http_client(network)?
             .timeout(bounds::TRANSFORM_TIMEOUT.clamp(&spec.timeout))
             .build()
             .map_err(|e| format!("cannot build the HTTP client: {e}"))?;

@@ -5,6 +5,7 @@
 
 pub mod firehose_lambda;
 pub mod one_shard;
+pub mod tls;
 
 use std::{path::Path, process::Stdio, sync::Arc, time::Duration};
 

@@ -4,6 +4,7 @@ pub mod status;
 pub mod workload;
 
 mod adopt;
+mod ca;
 mod cleanup;
 mod credentials;
 mod fleet;

@@ -23,7 +23,7 @@ use kinesis_ingester_api::{
     INGESTER_LABEL, KinesisIngester, ScratchSpec, ScratchType, bounds::SCRATCH_MOUNT_PATH,
 };
 
-use super::{credentials, headers};
+use super::{ca, credentials, headers};
 
 /// Port of the worker's `/metrics`, `/healthz` and `/readyz`.
 pub const WORKER_METRICS_PORT: i32 = 9464;
@@ -202,7 +202,7 @@ fn probe(path: &str) -> Probe {
 }
 
 /// Hash of the spec a worker reads once, at start-up, on the pod template: editing it
-/// (`stream`, `read`, `decode`, `transform`, `sink` or `sinks`) rolls the workers, which hand their shards
+/// (`stream`, `read`, `decode`, `transform`, `sink`, `sinks` or `network`) rolls the workers, which hand their shards
 /// over at their checkpoints, so the new spec applies.
 pub const CONFIG_HASH_ANNOTATION: &str = "kinesis-operator.dev/config-hash";
 
@@ -215,6 +215,11 @@ fn pod_annotations(ki: &KinesisIngester) -> BTreeMap<String, String> {
     {
         // Only when set: an ingester with `sink` keeps the hash it had before `sinks` existed.
         fields.push(serde_json::json!(s.sinks));
+    }
+    if let Some(network) = &s.network
+        && let Some(fields) = read_once.as_array_mut()
+    {
+        fields.push(serde_json::json!({ "network": network }));
     }
     // FNV-1a: the same value on every operator version and platform, so an upgrade rolls nothing.
     let hash = read_once
@@ -285,7 +290,11 @@ pub fn stateful_set(
                 ..Default::default()
             });
             let headers = headers::mount(ki);
-            let mounts: Vec<_> = scratch.into_iter().chain(headers).collect();
+            let mounts: Vec<_> = scratch
+                .into_iter()
+                .chain(headers)
+                .chain(ca::mount(ki))
+                .collect();
             (!mounts.is_empty()).then_some(mounts)
         },
         security_context: Some(SecurityContext {
@@ -335,6 +344,7 @@ pub fn stateful_set(
                         let volumes: Vec<_> = scratch_volume(w.scratch.as_ref())
                             .into_iter()
                             .chain(headers::volume(ki))
+                            .chain(ca::volume(ki))
                             .collect();
                         (!volumes.is_empty()).then_some(volumes)
                     },

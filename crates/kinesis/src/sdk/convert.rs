@@ -26,10 +26,14 @@ where
             operation,
             message: innermost(&err),
         },
-        Some(Transport::Connect) => SourceError::Connect {
-            operation,
-            message: innermost(&err),
-        },
+        Some(Transport::Connect) => {
+            let message = innermost(&err);
+            let hint = crate::net::tls_hint(&message);
+            SourceError::Connect {
+                operation,
+                message: format!("{message}{hint}"),
+            }
+        }
         None => classify_code(operation, err.code(), message),
     }
 }

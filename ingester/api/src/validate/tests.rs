@@ -28,6 +28,13 @@ fn sinks(s: &mut Value, sinks: Value) {
 fn cases() -> Vec<Case> {
     vec![
         (
+            Box::new(
+                |s| s["network"] = json!({"caBundle": {"path": "/ca.pem", "secret": {"name": "ca", "key": "ca.crt"}}}),
+            ),
+            "spec.network.caBundle",
+            false,
+        ),
+        (
             Box::new(|s| s["sinks"] = json!([{"name": "a", "stdout": {}}])),
             "spec",
             false,
