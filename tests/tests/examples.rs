@@ -12,7 +12,8 @@ use kube::{
 };
 
 /// The examples the README and the chart's NOTES point to; each must exist.
-const REQUIRED: [&str; 11] = [
+const REQUIRED: [&str; 12] = [
+    "proxy-private-ca.yaml",
     "routing.yaml",
     "autoscaling.yaml",
     "transform-vrl.yaml",
