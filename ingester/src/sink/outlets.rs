@@ -56,7 +56,9 @@ impl From<mpsc::Sender<Chunk>> for Outlets {
 
 impl Outlets {
     /// Sends `chunk` to the sinks, each its share of the records and the checkpoint; waits while
-    /// a sink's channel is full.
+    /// a sink's channel is full. All or nothing: a slot is reserved in every sink's channel
+    /// before anything is sent, so a send dropped while waiting (the reader cancelled) leaves
+    /// no sink with a part that the others lack.
     pub async fn send(&self, chunk: Chunk) -> Result<(), SinkClosed> {
         match &self.0 {
             Kind::One(tx) => tx.send(chunk).await.map_err(|_| SinkClosed),
@@ -72,15 +74,18 @@ impl Outlets {
                     checkpoint,
                 } = chunk;
                 let parts = router.split(records);
+                let mut permits = Vec::with_capacity(senders.len());
+                for tx in senders {
+                    permits.push(tx.reserve().await.map_err(|_| SinkClosed)?);
+                }
                 join.sent(&shard_id, generation, &checkpoint);
-                for (tx, records) in senders.iter().zip(parts) {
-                    let part = Chunk {
+                for (permit, records) in permits.into_iter().zip(parts) {
+                    permit.send(Chunk {
                         records,
                         shard_id: shard_id.clone(),
                         generation,
                         checkpoint: checkpoint.clone(),
-                    };
-                    tx.send(part).await.map_err(|_| SinkClosed)?;
+                    });
                 }
                 Ok(())
             }
@@ -273,4 +278,63 @@ pub fn spawn_sinks(
         sinks: handles,
         routes: router.map(|r| r.stats()),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use futures::FutureExt;
+    use kinesis_ingester_api::sequence::Position;
+
+    use super::*;
+
+    fn chunk(checkpoint: u64) -> Chunk {
+        Chunk {
+            records: Vec::new(),
+            shard_id: Arc::from("s-0"),
+            generation: 0,
+            checkpoint: Position::whole(checkpoint.to_string().parse().expect("sequence")),
+        }
+    }
+
+    #[tokio::test]
+    async fn a_send_dropped_while_a_sink_is_full_leaves_no_part_in_any_sink() {
+        let spec: KinesisIngesterSpec = serde_json::from_value(serde_json::json!({
+            "stream": {"name": "s"},
+            "sinks": [{"name": "a", "stdout": {}}, {"name": "b", "stdout": {}}],
+        }))
+        .expect("spec");
+        let router = Arc::new(Router::from_spec(&spec).expect("router"));
+        let acked = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let seen = acked.clone();
+        let join = AckJoin::new(
+            2,
+            Arc::new(move |_: &str, p: &Position| seen.lock().expect("acks").push(p.clone())),
+        );
+        let (ta, mut ra) = mpsc::channel(1);
+        let (tb, mut rb) = mpsc::channel(1);
+        tb.try_send(chunk(1)).expect("fills b");
+        let outlets = Outlets(Kind::Routed {
+            router,
+            senders: vec![ta, tb],
+            join: join.clone(),
+        });
+        // b is full: the send waits, then the reader is cancelled and drops it.
+        let mut send = Box::pin(outlets.send(chunk(2)));
+        assert!(send.as_mut().now_or_never().is_none(), "waits for b");
+        drop(send);
+        assert!(
+            ra.try_recv().is_err(),
+            "a got no part of a chunk b never got"
+        );
+        assert_eq!(rb.try_recv().map(|c| c.checkpoint), Ok(chunk(1).checkpoint));
+        // The next chunk goes to both, and its checkpoint passes once both acknowledge it.
+        outlets.send(chunk(3)).await.expect("sent");
+        let (a, b) = (
+            ra.try_recv().expect("a's part"),
+            rb.try_recv().expect("b's part"),
+        );
+        join.ack_fn(0)("s-0", &a.checkpoint);
+        join.ack_fn(1)("s-0", &b.checkpoint);
+        assert_eq!(*acked.lock().expect("acks"), vec![chunk(3).checkpoint]);
+    }
 }
