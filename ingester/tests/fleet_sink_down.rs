@@ -3,13 +3,9 @@
 #[macro_use]
 mod common;
 
-use std::{
-    sync::{Arc, Mutex},
-    time::{Duration, Instant},
-};
+use std::time::{Duration, Instant};
 
 use anyhow::Result;
-use axum::{Router, extract::State, routing::post};
 use common::*;
 
 /// The worker's threshold with 5 s reports: 30 s.
@@ -18,19 +14,6 @@ const STUCK_AFTER: Duration = Duration::from_secs(30);
 const STUCK_WITHIN: Duration = Duration::from_secs(60);
 /// The sink retries at most 30 s apart; then one report.
 const RECOVER_WITHIN: Duration = Duration::from_secs(60);
-
-#[derive(Clone, Default)]
-struct Sink {
-    lines: Arc<Mutex<Vec<String>>>,
-}
-
-async fn receive(State(s): State<Sink>, body: String) -> &'static str {
-    s.lines
-        .lock()
-        .expect("lines")
-        .extend(body.lines().map(str::to_owned));
-    "ok"
-}
 
 /// A loopback port nothing listens on (bound, then closed).
 fn closed_port() -> Result<std::net::SocketAddr> {
@@ -95,12 +78,7 @@ async fn a_refusing_sink_is_reported_stuck_and_not_ready_then_recovers() -> Resu
     .await?;
 
     // The sink comes up on the refused port.
-    let sink = Sink::default();
-    let listener = tokio::net::TcpListener::bind(sink_addr).await?;
-    let app = Router::new()
-        .route("/", post(receive))
-        .with_state(sink.clone());
-    tokio::spawn(async move { axum::serve(listener, app).await });
+    let sink = line_sink::LineSink::serve(tokio::net::TcpListener::bind(sink_addr).await?);
 
     let recovered = wait_until(
         "delivery recovered in the status",
@@ -113,11 +91,7 @@ async fn a_refusing_sink_is_reported_stuck_and_not_ready_then_recovers() -> Resu
     )
     .await?;
     assert!(recovered.position.is_some(), "checkpointed once delivered");
-    assert_eq!(
-        sink.lines.lock().expect("lines").len(),
-        5,
-        "every record delivered"
-    );
+    assert_eq!(sink.lines().len(), 5, "every record delivered");
     wait_until("/readyz true again", Duration::from_secs(10), || async {
         Ok(readyz().await?.then_some(()))
     })

@@ -6,45 +6,15 @@
 #[macro_use]
 mod common;
 
-use std::{
-    net::SocketAddr,
-    path::Path,
-    sync::{Arc, Mutex},
-    time::Duration,
-};
+use std::{net::SocketAddr, path::Path, time::Duration};
 
 use anyhow::{Context, Result};
-use axum::{Router, extract::State, routing::post};
 use common::{
     tls::{PrivateCa, Tinyproxy},
     *,
 };
 
 const DEADLINE: Duration = Duration::from_secs(60);
-
-#[derive(Clone, Default)]
-struct Sink {
-    lines: Arc<Mutex<Vec<String>>>,
-}
-
-async fn receive(State(s): State<Sink>, body: String) -> &'static str {
-    s.lines
-        .lock()
-        .expect("lines")
-        .extend(body.lines().map(str::to_owned));
-    "ok"
-}
-
-async fn http_sink() -> Result<(Sink, SocketAddr)> {
-    let sink = Sink::default();
-    let app = Router::new()
-        .route("/", post(receive))
-        .with_state(sink.clone());
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-    let addr = listener.local_addr()?;
-    tokio::spawn(async move { axum::serve(listener, app).await });
-    Ok((sink, addr))
-}
 
 /// kinesis-local's address, from `KINESIS_ENDPOINT`.
 fn kinesis_addr() -> Result<SocketAddr> {
@@ -103,7 +73,7 @@ async fn reads_and_deliveries_go_through_the_proxy_and_trust_the_private_ca() ->
     let ca = PrivateCa::generate(dir.path())?;
     let proxy = Tinyproxy::start(dir.path()).await?;
     let kinesis_tls = ca.front(kinesis_addr()?).await?;
-    let (sink, sink_addr) = http_sink().await?;
+    let (sink, sink_addr) = line_sink::LineSink::start().await?;
     let sink_tls = ca.front(sink_addr).await?;
     let kinesis = kinesis_client()?;
     let stream = create_stream(&kinesis, 1).await?;
@@ -133,7 +103,7 @@ async fn reads_and_deliveries_go_through_the_proxy_and_trust_the_private_ca() ->
     let log = dir.path().join("through.log");
     let mut child = start(&config, dir.path(), &log)?;
     let lines = wait_until("all 20 records delivered over TLS", DEADLINE, || async {
-        let lines = sink.lines.lock().expect("lines").clone();
+        let lines = sink.lines();
         Ok((lines.len() >= 20).then_some(lines))
     })
     .await
@@ -181,7 +151,7 @@ async fn reads_and_deliveries_go_through_the_proxy_and_trust_the_private_ca() ->
         &plain_network,
     )?;
     let log = dir.path().join("no-ca-sink.log");
-    let before = sink.lines.lock().expect("lines").len();
+    let before = sink.lines().len();
     let _child = start(&config, dir.path(), &log)?;
     let text = wait_for_log(
         "a delivery error naming the CA",
@@ -194,7 +164,7 @@ async fn reads_and_deliveries_go_through_the_proxy_and_trust_the_private_ca() ->
         "{text}"
     );
     assert_eq!(
-        sink.lines.lock().expect("lines").len(),
+        sink.lines().len(),
         before,
         "nothing delivered without trust"
     );

@@ -142,11 +142,4 @@ impl KinesisIngesterSpec {
             .iter_mut()
             .chain(self.sinks.iter_mut().map(|s| &mut s.sink))
     }
-
-    /// The first sink, for settings that are per ingester rather than per sink.
-    pub fn first_sink(&self) -> Option<&SinkSpec> {
-        self.sink
-            .as_ref()
-            .or_else(|| self.sinks.first().map(|s| &s.sink))
-    }
 }

@@ -4,6 +4,7 @@
 #![allow(dead_code, unused_imports, unused_macros)]
 
 pub mod firehose_lambda;
+pub mod line_sink;
 pub mod one_shard;
 pub mod tls;
 
